@@ -1,0 +1,1 @@
+"""The collector: the HTTP API that nodes ship records, labels and heartbeats to."""

@@ -1,0 +1,119 @@
+"""The collector's FastAPI application: routes, the one error envelope, request metrics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import monitor
+from monitor.collector.routes import admin, health, heartbeats, labels, records
+from monitor.collector.state import CollectorState
+from monitor.config import Settings, get_settings
+from monitor.errors import MonitorError, SchemaOutOfDate, envelope
+from monitor.storage.engine import make_engine
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    415: "unsupported_media_type",
+}
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The collector app; by default from the process settings (also the uvicorn factory)."""
+    settings = settings or get_settings()
+    if engine is None:
+        engine = make_engine(
+            settings.resolved_database_url,
+            pool_size=settings.db_pool_size,
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
+    app = FastAPI(
+        title="edge-monitor collector",
+        version=monitor.__version__,
+        description="Ingest API for edge-monitor: records, labels, heartbeats, admin.",
+    )
+    app.state.collector = CollectorState(settings=settings, engine=engine)
+    for module in (records, labels, heartbeats, health, admin):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    app.add_middleware(_RequestMetrics)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(MonitorError)
+    async def on_monitor_error(_request: Request, exc: MonitorError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
+        if isinstance(exc, SchemaOutOfDate):
+            headers = {"Retry-After": "30"}
+        return JSONResponse(exc.envelope(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {
+                "code": "invalid_field",
+                "field": ".".join(str(p) for p in err["loc"] if p != "body") or "body",
+                "message": err["msg"],
+            }
+            for err in exc.errors()
+        ]
+        return JSONResponse(envelope("validation_failed", "invalid body", details), 422)
+
+    @app.exception_handler(HTTPException)
+    async def on_http(_request: Request, exc: HTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(
+            envelope(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(OperationalError)
+    async def on_database(_request: Request, exc: OperationalError) -> JSONResponse:
+        # The database is down or locked: the caller keeps the data and tries again.
+        log.warning("database unavailable: %s", exc.orig)
+        body = envelope("database_unavailable", "the database is unavailable; retry later")
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(envelope("internal_error", "internal error"), status_code=500)
+
+
+class _RequestMetrics:
+    """Counts every request by route template and status (pure ASGI: no body buffering)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route: Any = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            state: CollectorState = scope["app"].state.collector
+            state.metrics.request(path, status)

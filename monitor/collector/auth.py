@@ -1,0 +1,41 @@
+"""Who is calling: a node by its own token, or an operator by the admin token."""
+
+from __future__ import annotations
+
+import hmac
+
+from sqlalchemy import Connection
+from starlette.requests import Request
+
+from monitor.config import Settings
+from monitor.errors import Forbidden, Unauthorized
+from monitor.storage.nodes import Node, node_for_token
+
+
+def bearer_token(request: Request) -> str:
+    """The token of the ``Authorization: Bearer`` header."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("no Authorization header; send 'Authorization: Bearer <token>'")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization must be 'Bearer <token>'")
+    return token.strip()
+
+
+def authenticate_node(conn: Connection, token: str) -> Node:
+    """The node that owns ``token``; checked on every request, so a revocation bites at once."""
+    node = node_for_token(conn, token)
+    if node is None:
+        raise Unauthorized("unknown or revoked node token", code="invalid_token")
+    return node
+
+
+def require_admin(request: Request, settings: Settings) -> None:
+    """Allow the request only with the configured admin token."""
+    token = bearer_token(request)
+    expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    if not expected:
+        raise Forbidden("the admin API is disabled: set MONITOR_ADMIN_TOKEN", code="admin_disabled")
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Unauthorized("invalid admin token", code="invalid_token")

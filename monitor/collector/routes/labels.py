@@ -1,0 +1,56 @@
+"""POST /v1/labels: ground truth for earlier predictions, from a node or an operator."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from monitor import wire
+from monitor.collector import validation
+from monitor.collector.auth import authenticate_node, bearer_token
+from monitor.collector.body import read_json
+from monitor.collector.state import CollectorState, state_of
+from monitor.storage.engine import begin_write
+from monitor.storage.labels import upsert_labels
+
+router = APIRouter()
+
+
+@router.post(wire.LABELS_PATH, summary="Attach labels (ground truth) to earlier predictions")
+async def post_labels(request: Request) -> JSONResponse:
+    """Labels join their records by (model, request id), whenever either arrives. A node sends
+    labels with its own token; a bulk upload may use the admin token. A label for a request that
+    already has one replaces it, so retries are harmless."""
+    state = state_of(request)
+    token = bearer_token(request)
+    admin = _is_admin(state, token)
+    node_id = None if admin else (await run_in_threadpool(_node_id, state, token))
+    body = await read_json(
+        request,
+        max_wire_bytes=state.settings.max_wire_bytes,
+        max_decoded_bytes=state.settings.max_decoded_bytes,
+    )
+    model, items = validation.labels_body(body)
+    accepted = await run_in_threadpool(_store, state, node_id, model, items)
+    return JSONResponse({"accepted": accepted})
+
+
+def _is_admin(state: CollectorState, token: str) -> bool:
+    expected = state.settings.admin_token
+    return bool(expected) and hmac.compare_digest(
+        token.encode(), expected.get_secret_value().encode()
+    )
+
+
+def _node_id(state: CollectorState, token: str) -> int:
+    with state.engine.connect() as conn:
+        return authenticate_node(conn, token).id
+
+
+def _store(state: CollectorState, node_id: int | None, model: str, items: list[dict]) -> int:
+    with begin_write(state.engine) as conn:
+        model_id = state.model_id(conn, model)
+        return upsert_labels(conn, model_id=model_id, node_id=node_id, rows=items)

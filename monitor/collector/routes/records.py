@@ -1,0 +1,82 @@
+"""POST /v1/records: a batch of records from a node, stored exactly once per record id."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from monitor import wire
+from monitor.collector import validation
+from monitor.collector.auth import authenticate_node, bearer_token
+from monitor.collector.body import read_json
+from monitor.collector.state import CollectorState, state_of
+from monitor.errors import ValidationFailed
+from monitor.storage.engine import begin_write
+from monitor.storage.nodes import Node, touch_node
+from monitor.storage.records import IngestResult, insert_batch, prepare_batch
+
+router = APIRouter()
+
+
+@router.post(
+    wire.RECORDS_PATH,
+    summary="Ship a batch of records",
+    response_description="Counts of accepted, duplicate and rejected records",
+)
+async def post_records(request: Request) -> JSONResponse:
+    """Store a node's batch. Each record is stored at most once per node (by its ``id``);
+    the answer comes after the transaction commits. Bad records are rejected one by one
+    with their field paths while the good ones are stored."""
+    started = time.perf_counter()
+    state = state_of(request)
+    token = bearer_token(request)
+    node = await run_in_threadpool(_authenticate, state, token)
+    body = await read_json(
+        request,
+        max_wire_bytes=state.settings.max_wire_bytes,
+        max_decoded_bytes=state.settings.max_decoded_bytes,
+    )
+    batch = validation.records_batch(body)
+    for rejection in batch.rejected:
+        state.metrics.records("rejected", 1, rejection.code)
+    rejected = [r.as_dict() for r in batch.rejected]
+    if not batch.records:
+        raise ValidationFailed(
+            "every record of the batch is invalid", code="all_records_rejected", details=rejected
+        )
+    result = await run_in_threadpool(_ingest, state, node, batch)
+    state.metrics.records("accepted", result.accepted)
+    state.metrics.records("duplicate", result.duplicate)
+    state.metrics.batch_latency(time.perf_counter() - started)
+    answer: dict[str, Any] = {
+        "accepted": result.accepted,
+        "duplicate": result.duplicate,
+        "rejected": rejected,
+    }
+    return JSONResponse(answer)
+
+
+def _authenticate(state: CollectorState, token: str) -> Node:
+    with state.engine.connect() as conn:
+        return authenticate_node(conn, token)
+
+
+def _ingest(state: CollectorState, node: Node, batch: validation.RecordsBatch) -> IngestResult:
+    prepared = prepare_batch(batch.records)
+    with begin_write(state.engine) as conn:
+        model_id = state.model_id(conn, batch.model)
+        result = insert_batch(
+            conn,
+            node_id=node.id,
+            model_id=model_id,
+            model_version_id=state.version_id(conn, model_id, batch.model_version),
+            batch_uid=batch.batch_id,
+            batch=prepared,
+            compression=state.settings.payload_compression,
+        )
+        touch_node(conn, node.id)
+    return result

@@ -1,0 +1,109 @@
+"""One typed Settings object: environment (MONITOR_*), an optional TOML file, then defaults."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from monitor import wire
+
+#: Environment variable naming an optional TOML settings file (keys are the field names).
+CONFIG_FILE_ENV = "MONITOR_CONFIG"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "edge-monitor"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Environment variables are the field names in upper case
+    with the prefix ``MONITOR_`` (``MONITOR_DATABASE_URL``); a TOML file named by
+    ``MONITOR_CONFIG`` may set the same keys; the environment wins over the file."""
+
+    model_config = SettingsConfigDict(env_prefix="MONITOR_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Directory for the embedded SQLite database and other local state.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the database. Default: a SQLite file `edge-monitor.db` in "
+            "`data_dir`. For a fleet: `postgresql+psycopg://user:pass@host:5432/dbname`."
+        ),
+    )
+    host: str = Field(default="127.0.0.1", description="Address the collector listens on.")
+    port: int = Field(default=8750, ge=0, le=65535, description="Port the collector listens on.")
+    collector_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Collector processes started by `serve` (use more with PostgreSQL only).",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Token that guards the admin API (`Authorization: Bearer ...`). "
+            "Unset: the admin API answers 403 to everyone."
+        ),
+    )
+    max_wire_bytes: int = Field(
+        default=wire.MAX_WIRE_BYTES, ge=1024, description="Largest request body on the wire."
+    )
+    max_decoded_bytes: int = Field(
+        default=wire.MAX_DECODED_BYTES,
+        ge=1024,
+        description="Largest request body after gzip decoding; enforced while decompressing.",
+    )
+    db_pool_size: int = Field(
+        default=8, ge=1, description="Connections kept open per process to PostgreSQL."
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        default=30_000,
+        ge=0,
+        description="How long a SQLite writer waits for the lock before giving up.",
+    )
+    payload_compression: str = Field(
+        default="lz4",
+        pattern="^(zstd|lz4|none)$",
+        description="Compression of the columnar record payload stored per batch.",
+    )
+    log_level: str = Field(default="INFO", description="Python logging level of the service.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the configured one, or the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'edge-monitor.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

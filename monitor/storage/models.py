@@ -1,0 +1,81 @@
+"""Models and their versions (the registry grows on these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
+
+from monitor.errors import Conflict, NotFound
+from monitor.storage.dialect import insert_or_ignore
+from monitor.storage.tables import model_versions, models
+from monitor.storage.types import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """A monitored model."""
+
+    id: int
+    name: str
+    description: str
+    created_at: datetime
+
+
+def add_model(conn: Connection, name: str, *, description: str = "") -> Model:
+    """Register a model by name."""
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                models.insert().values(name=name, description=description, created_at=utcnow())
+            )
+    except IntegrityError as exc:
+        raise Conflict(f"a model named {name!r} already exists", code="model_exists") from exc
+    return get_model(conn, name)
+
+
+def find_model(conn: Connection, name: str) -> Model | None:
+    """The model called ``name``, or None."""
+    row = conn.execute(select(models).where(models.c.name == name)).mappings().first()
+    return None if row is None else Model(**row)
+
+
+def get_model(conn: Connection, name: str) -> Model:
+    """The model called ``name``."""
+    model = find_model(conn, name)
+    if model is None:
+        raise NotFound(f"no model named {name!r}", code="unknown_model")
+    return model
+
+
+def list_models(conn: Connection) -> list[Model]:
+    """Every model, by name."""
+    return [Model(**row) for row in conn.execute(select(models).order_by(models.c.name)).mappings()]
+
+
+def version_id(conn: Connection, model_id: int, version: str) -> int:
+    """The id of a model's version, created the first time a node reports it."""
+    query = select(model_versions.c.id).where(
+        model_versions.c.model_id == model_id, model_versions.c.version == version
+    )
+    found = conn.execute(query).scalar()
+    if found is not None:
+        return int(found)
+    conn.execute(
+        insert_or_ignore(conn, model_versions, ["model_id", "version"]).values(
+            model_id=model_id, version=version, created_at=utcnow()
+        )
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def list_versions(conn: Connection, model_id: int) -> list[str]:
+    """A model's versions, oldest first."""
+    query = (
+        select(model_versions.c.version)
+        .where(model_versions.c.model_id == model_id)
+        .order_by(model_versions.c.id)
+    )
+    return list(conn.execute(query).scalars())

@@ -1,0 +1,133 @@
+"""The SQL schema: every table of the service, with one naming convention for constraints."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from monitor.storage.types import BigId, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("group_name", String(128)),
+    Column("site", String(128)),
+    Column("tags", JSON, nullable=False, default=dict),
+    # sha256 of the token: tokens carry >= 256 random bits, so a fast hash is enough.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("token_hint", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Column("last_seen_at", UTCDateTime),
+    Column("last_heartbeat_at", UTCDateTime),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("description", String(1000), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("model_id", "version"),
+)
+
+# One row per accepted batch: who sent it, when, the time span of its records, and the new
+# (non-duplicate) records themselves as one columnar Arrow IPC payload. Windows are loaded from
+# these payloads, never row by row.
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("node_id", Integer, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "model_version_id",
+        Integer,
+        ForeignKey("model_versions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("batch_uid", String(128)),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("min_ts", UTCDateTime, nullable=False),
+    Column("max_ts", UTCDateTime, nullable=False),
+    Column("n_records", Integer, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Index(None, "model_id", "max_ts"),
+    Index(None, "model_id", "node_id", "max_ts"),
+    Index(None, "received_at"),
+)
+
+# The thin per-record index: identity (deduplication per node), the batch holding the
+# record's payload, and the request id that labels join on.
+records = Table(
+    "records",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("node_id", Integer, nullable=False),
+    Column("uid", String(128), nullable=False),
+    Column("batch_id", BigInteger, ForeignKey("batches.id", ondelete="CASCADE"), nullable=False),
+    Column("model_id", Integer, nullable=False),
+    Column("request_id", String(128), nullable=False),
+    UniqueConstraint("node_id", "uid"),
+    Index(None, "model_id", "request_id"),
+    Index(None, "batch_id"),
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("value", JSON, nullable=False),
+    Column("node_id", Integer, ForeignKey("nodes.id", ondelete="SET NULL")),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("model_id", "request_id"),
+)
+
+node_heartbeats = Table(
+    "node_heartbeats",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("node_id", Integer, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id", ondelete="SET NULL")),
+    Column("sdk", JSON, nullable=False),
+    Column("runtime", JSON),
+    Index(None, "node_id", "received_at"),
+)

@@ -1,0 +1,91 @@
+"""Window loading: every record of a model in a time window, straight into a DataFrame.
+
+A window is read from the batches' columnar payloads, never row by row: the batches that
+overlap the window are selected through the (model, max_ts) and (model, node, max_ts) indexes,
+their Arrow payloads are decoded and concatenated, and records outside the window are cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Connection, select
+
+from monitor.storage import payload
+from monitor.storage.tables import batches
+
+#: Columns every window frame has, whatever the model: identity, time, who, which version.
+WINDOW_META_COLUMNS = ("record_id", "ts", "node_id", "model_version_id", "latency_ms", "prediction")
+
+
+def load_window_table(
+    conn: Connection,
+    model_id: int,
+    start: datetime,
+    end: datetime,
+    *,
+    node_ids: Sequence[int] | None = None,
+) -> pa.Table:
+    """The model's records with ``start <= ts < end`` as one Arrow table."""
+    query = select(batches.c.node_id, batches.c.model_version_id, batches.c.payload).where(
+        batches.c.model_id == model_id, batches.c.max_ts >= start, batches.c.min_ts < end
+    )
+    if node_ids is not None:
+        query = query.where(batches.c.node_id.in_(list(node_ids)))
+    rows = conn.execute(query.order_by(batches.c.id)).all()
+    if not rows:
+        return _empty()
+    tables = [payload.decode(blob) for _, _, blob in rows]
+    lengths = np.fromiter((t.num_rows for t in tables), dtype=np.int64, count=len(tables))
+    table = payload.concat(tables)
+    node_column = np.repeat(np.fromiter((r[0] for r in rows), np.int32, len(rows)), lengths)
+    version_column = np.repeat(np.fromiter((r[1] for r in rows), np.int32, len(rows)), lengths)
+    table = table.add_column(2, "node_id", pa.array(node_column))
+    table = table.add_column(3, "model_version_id", pa.array(version_column))
+    ts = table.column("ts")
+    inside = pc.and_(
+        pc.greater_equal(ts, pa.scalar(start, ts.type)), pc.less(ts, pa.scalar(end, ts.type))
+    )
+    if not pc.all(inside).as_py():
+        table = table.filter(inside)
+    return table
+
+
+def load_window(
+    conn: Connection,
+    model_id: int,
+    start: datetime,
+    end: datetime,
+    *,
+    node_ids: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """The model's records with ``start <= ts < end``, one row each, text as categoricals.
+
+    Columns: ``record_id, ts, node_id, model_version_id, latency_ms, prediction``, then
+    ``feature:<name>`` per feature and ``proba:<class>`` per class probability."""
+    table = load_window_table(conn, model_id, start, end, node_ids=node_ids)
+    return table.to_pandas(strings_to_categorical=True, self_destruct=True)
+
+
+def feature_names(frame: pd.DataFrame) -> list[str]:
+    """The feature names of a window frame, in column order."""
+    prefix = payload.FEATURE_PREFIX
+    return [c[len(prefix) :] for c in frame.columns if c.startswith(prefix)]
+
+
+def _empty() -> pa.Table:
+    return pa.table(
+        {
+            "record_id": pa.array([], pa.int64()),
+            "ts": pa.array([], pa.timestamp("us", tz="UTC")),
+            "node_id": pa.array([], pa.int32()),
+            "model_version_id": pa.array([], pa.int32()),
+            "latency_ms": pa.array([], pa.float64()),
+            "prediction": pa.array([], pa.string()),
+        }
+    )
