@@ -1,0 +1,244 @@
+"""HTTP to the collector: keep-alive POSTs with gzip, status classification and backoff."""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import enum
+import gzip
+import http.client
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from monitor.wire import RETRYABLE_STATUSES, TOO_LARGE_STATUS
+
+USER_AGENT = "edge-monitor-sdk/1"
+#: Longest Retry-After honoured; protects the spool from a server asking for days of silence.
+MAX_RETRY_AFTER = 3600.0
+
+#: Failures of the connection itself: always retried with backoff.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # includes ConnectionError, socket.timeout and ssl.SSLError
+    http.client.HTTPException,
+)
+
+
+class Outcome(enum.Enum):
+    """What the sender does after an answer."""
+
+    OK = "ok"  # acknowledged: count the answer's accepted/duplicate/rejected
+    RETRY = "retry"  # send the same batch again after a backoff
+    SPLIT = "split"  # too large: send each half on its own
+    REJECT = "reject"  # the collector refuses the batch for good: drop it
+
+
+def classify(status: int) -> Outcome:
+    """The sender's reaction to an HTTP status.
+
+    5xx statuses that ``wire`` does not list as retryable (500, 501, ...) are retried too: a
+    collector bug or a deploy in progress is transient from the node's point of view, and
+    the spool's caps bound what waits meanwhile. Unexpected 1xx/3xx statuses (for example a
+    redirect from a misconfigured URL) are retried for the same reason: an operator can fix
+    the configuration without the node having thrown its data away.
+    """
+    if 200 <= status < 300:
+        return Outcome.OK
+    if status == TOO_LARGE_STATUS:
+        return Outcome.SPLIT
+    if status in RETRYABLE_STATUSES:
+        return Outcome.RETRY
+    if 400 <= status < 500:
+        return Outcome.REJECT
+    return Outcome.RETRY
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - now()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter; a Retry-After value is a floor."""
+
+    base: float = 0.5
+    cap: float = 60.0
+    rng: random.Random | None = None
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to sleep before retry number ``attempt`` (0 for the first retry)."""
+        rng = self.rng or random
+        ceiling = min(self.cap, self.base * 2.0 ** min(attempt, 60))
+        sleep = rng.uniform(0.0, ceiling)
+        if retry_after is not None:
+            sleep = max(sleep, retry_after)
+        return sleep
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+    def json(self) -> Any:
+        """The decoded JSON body, or None if there is none or it is not JSON."""
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            return None
+
+    def error_code(self) -> str | None:
+        """``error.code`` of the API's error envelope, if the body is one."""
+        data = self.json()
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            code = data["error"].get("code")
+            return str(code) if code is not None else None
+        return None
+
+
+def parse_url(url: str) -> tuple[str, str, int | None, str]:
+    """(scheme, host, port, base path) of a collector URL; ValueError if unusable."""
+    if not isinstance(url, str):
+        raise ValueError("url must be a str")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"url must be http:// or https://, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"url has no host: {url!r}")
+    port = parts.port  # raises ValueError for a bad port
+    return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
+
+
+class Transport:
+    """One keep-alive connection to the collector, used by a single thread at a time.
+
+    ``abort()`` may be called from another thread to break off a request in flight (close()
+    uses it to honour its deadline).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        gzip_level: int = 6,
+        ssl_context: Any = None,
+    ) -> None:
+        self.scheme, self.host, self.port, self.base_path = parse_url(url)
+        self.timeout = timeout
+        self.gzip_level = gzip_level
+        self._ssl_context = ssl_context
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()  # guards _conn against abort() from another thread
+        self._aborted = False
+
+    def encode(self, payload: bytes) -> bytes:
+        """The body as sent: gzip-compressed unless gzip_level is 0."""
+        if self.gzip_level <= 0:
+            return payload
+        return gzip.compress(payload, compresslevel=self.gzip_level, mtime=0)
+
+    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        if self.scheme == "https":
+            import ssl  # only nodes that talk TLS pay for loading it
+
+            context = self._ssl_context or ssl.create_default_context()
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=timeout, context=context
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def post(self, path: str, body: bytes, *, timeout: float | None = None) -> Response:
+        """POST an already encoded body; raises one of TRANSPORT_ERRORS if no answer came."""
+        timeout = self.timeout if timeout is None else max(0.001, timeout)
+        headers = dict(self._headers)
+        if self.gzip_level > 0:
+            headers["Content-Encoding"] = "gzip"
+        for attempt in (0, 1):
+            with self._lock:
+                if self._aborted:
+                    raise ConnectionAbortedError("transport closed")
+                reused = self._conn is not None
+                if self._conn is None:
+                    self._conn = self._connect(timeout)
+                conn = self._conn
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            else:
+                conn.timeout = timeout
+            try:
+                conn.request("POST", self.base_path + path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self._drop(conn)
+                # The server may close an idle keep-alive connection just as we reuse it;
+                # one immediate retry on a fresh connection is safe (batches are idempotent).
+                if reused and attempt == 0:
+                    continue
+                raise
+            except BaseException:
+                self._drop(conn)
+                raise
+            if resp.will_close:
+                self._drop(conn)
+            headers_out = {k.lower(): v for k, v in resp.getheaders()}
+            return Response(resp.status, headers_out, data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def abort(self) -> None:
+        """Break off any request in flight and refuse new ones."""
+        with self._lock:
+            self._aborted = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
