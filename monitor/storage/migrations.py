@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,7 +73,9 @@ def head() -> str:
     return heads[0]
 
 
+@cache
 def _scripts() -> ScriptDirectory:
+    # Read once per process: the readiness check asks for the head on every probe.
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory(str(script_directory()))
