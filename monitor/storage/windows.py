@@ -32,19 +32,22 @@ def load_window_table(
     node_ids: Sequence[int] | None = None,
 ) -> pa.Table:
     """The model's records with ``start <= ts < end`` as one Arrow table."""
-    query = select(batches.c.node_id, batches.c.model_version_id, batches.c.payload).where(
-        batches.c.model_id == model_id, batches.c.max_ts >= start, batches.c.min_ts < end
-    )
+    query = select(
+        batches.c.id, batches.c.node_id, batches.c.model_version_id, batches.c.payload
+    ).where(batches.c.model_id == model_id, batches.c.max_ts >= start, batches.c.min_ts < end)
     if node_ids is not None:
         query = query.where(batches.c.node_id.in_(list(node_ids)))
-    rows = conn.execute(query.order_by(batches.c.id)).all()
+    # Sorted here, not by ORDER BY: SQLite would sort the payloads themselves in a temp b-tree.
+    rows = sorted(conn.execute(query).all())
     if not rows:
         return _empty()
-    tables = [payload.decode(blob) for _, _, blob in rows]
+    tables = [payload.decode(row.payload) for row in rows]
     lengths = np.fromiter((t.num_rows for t in tables), dtype=np.int64, count=len(tables))
     table = payload.concat(tables)
-    node_column = np.repeat(np.fromiter((r[0] for r in rows), np.int32, len(rows)), lengths)
-    version_column = np.repeat(np.fromiter((r[1] for r in rows), np.int32, len(rows)), lengths)
+    node_column = np.repeat(np.fromiter((r.node_id for r in rows), np.int32, len(rows)), lengths)
+    version_column = np.repeat(
+        np.fromiter((r.model_version_id for r in rows), np.int32, len(rows)), lengths
+    )
     table = table.add_column(2, "node_id", pa.array(node_column))
     table = table.add_column(3, "model_version_id", pa.array(version_column))
     ts = table.column("ts")
