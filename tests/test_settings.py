@@ -112,11 +112,6 @@ def test_get_settings_reads_once() -> None:
     assert get_settings() is get_settings()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py does not expand '~' in data_dir: the SQLite URL then names a relative "
-    "'~/...' path that SQLite cannot open (remove this marker once it does)",
-)
 def test_data_dir_expands_the_home_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
