@@ -25,6 +25,7 @@ from monitor.sdk.records import (
     check_id,
     finite_number,
     new_id,
+    new_id_pair,
 )
 from monitor.sdk.sampling import is_sampled
 from monitor.sdk.spool import Spool, SpoolLocked, open_disk_spool, open_memory_spool
@@ -277,8 +278,9 @@ class Monitor:
         """
         counters = self._records
         try:
+            record_id = None
             if request_id is None:
-                request_id = new_id()
+                request_id, record_id = new_id_pair()
             elif type(request_id) is not str:
                 try:
                     request_id = check_id(request_id, "request_id")
@@ -295,7 +297,7 @@ class Monitor:
                 return request_id
             try:
                 record = build_record(
-                    new_id(),
+                    record_id or new_id(),
                     request_id,
                     time.time() if ts is None else finite_number(ts, "ts"),
                     features,
@@ -303,7 +305,9 @@ class Monitor:
                     probabilities,
                     latency_ms,
                 )
-            except InvalidValue:
+            except Exception:
+                # InvalidValue, or whatever the caller's objects raise while being read
+                # (a Mapping whose items() fails, an item() that raises): the input's fault.
                 self._count_invalid(counters)
                 return request_id
             self._enqueue(self._record_q, record, counters)
@@ -330,7 +334,7 @@ class Monitor:
                 item = build_label(
                     request_id, label, time.time() if ts is None else finite_number(ts, "ts")
                 )
-            except InvalidValue:
+            except Exception:  # InvalidValue, or the caller's objects raising when read
                 self._count_invalid(counters)
                 return
             self._enqueue(self._label_q, item, counters)

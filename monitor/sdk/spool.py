@@ -331,7 +331,7 @@ class DiskStream:
         seqs = [s for s in seqs if s >= ack_seq]
         if not seqs:
             seqs = [max(ack_seq, 1)]
-            self._seg_path(seqs[0]).touch()
+            os.close(os.open(self._seg_path(seqs[0]), os.O_WRONLY | os.O_CREAT, 0o600))
         if seqs[0] != ack_seq:
             ack_seq, ack_off = seqs[0], 0
         for seq in seqs:
