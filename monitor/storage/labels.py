@@ -47,5 +47,5 @@ def labels_for(conn: Connection, model_id: int, request_ids: Sequence[str]) -> d
         query = select(labels.c.request_id, labels.c.value).where(
             labels.c.model_id == model_id, labels.c.request_id.in_(chunk)
         )
-        found.update(conn.execute(query).tuples())
+        found.update((row.request_id, row.value) for row in conn.execute(query))
     return found
