@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -170,6 +171,21 @@ def test_data_survives_downgrading_later_revisions(bare_engine: Engine, db_url: 
         assert conn.execute(sa.select(metadata.tables["nodes"].c.name)).scalars().all() == [
             "shop-1"
         ]
+
+
+def test_upgrade_runs_on_the_callers_connection_and_transaction(
+    bare_engine: Engine, db_url: str
+) -> None:
+    config = migrations.alembic_config(db_url)
+    with bare_engine.connect() as conn:
+        config.attributes["connection"] = conn
+        with conn.begin() as transaction:
+            command.upgrade(config, "head")
+            assert MigrationContext.configure(conn).get_current_revision() == migrations.head()
+            transaction.rollback()
+    # The caller rolled back, so nothing was committed (DDL is transactional on both backends).
+    assert migrations.current(db_url) is None
+    assert "nodes" not in sa.inspect(bare_engine).get_table_names()
 
 
 def test_migrated_schema_matches_the_table_definitions(bare_engine: Engine, db_url: str) -> None:
