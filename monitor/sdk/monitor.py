@@ -482,6 +482,8 @@ class Monitor:
             return False
         if self._sender is not None and self._sender.thread.is_alive():
             self._sender.request_flush(req.targets)
+        else:  # nothing will send (unusable URL, or closed): only an empty spool is flushed
+            return all(spool.stream(k).reached(t) for k, t in req.targets.items())
         for kind, target in req.targets.items():
             if not spool.stream(kind).wait_acked(target, deadline - time.monotonic()):
                 return False
@@ -498,7 +500,9 @@ class Monitor:
                 if self._closed:
                     return
                 self._closed = True
-            self._flush(deadline)
+            # Keep part of the budget for stopping the threads and closing the spool.
+            budget = max(0.0, float(timeout))
+            self._flush(deadline - min(0.25 * budget, 0.5))
             self._stop.set()
             self._writer.wake.set()
             for worker in (self._sender, self._heartbeater):

@@ -196,4 +196,3 @@ def test_abort_breaks_off_a_request_in_flight(collector: ScriptedCollector) -> N
     assert isinstance(outcome[0], TRANSPORT_ERRORS)
     with pytest.raises(TRANSPORT_ERRORS):
         tp.post(wire.LABELS_PATH, b"{}")
-

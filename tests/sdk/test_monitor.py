@@ -1,0 +1,443 @@
+"""The public Monitor: never raising, counting every record, deadlines, and durability."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor import wire
+from monitor.sdk import Monitor
+from monitor.sdk.sampling import is_sampled
+
+from .fakes import Reply, ScriptedCollector, wait_until
+
+MakeMonitor = Callable[..., Monitor]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def check_invariants(mon: Monitor) -> dict[str, Any]:
+    """Every logged record is enqueued or dropped at log() time, exactly once."""
+    stats = mon.stats()
+    dropped = stats["dropped"]
+    at_log = dropped["sampled_out"] + dropped["queue_full"] + dropped["invalid"]
+    assert stats["logged"] == stats["enqueued"] + at_log
+    return stats
+
+
+class Weird:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr explodes")
+
+    def __str__(self) -> str:
+        raise RuntimeError("str explodes")
+
+
+class ExplodingMapping(Mapping[str, Any]):
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("getitem explodes")
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("iter explodes")
+
+    def __len__(self) -> int:
+        return 1
+
+
+class ExplodingScalar:
+    def item(self) -> Any:
+        raise RuntimeError("item explodes")
+
+
+GARBAGE: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+    ((None, "ok"), {}),
+    (([1, 2], "ok"), {}),
+    (("features", "ok"), {}),
+    (({1: 2.0}, "ok"), {}),
+    (({"a": object()}, "ok"), {}),
+    (({"a": Weird()}, "ok"), {}),
+    (({"a": [1, 2]}, "ok"), {}),
+    (({"a": ExplodingScalar()}, "ok"), {}),
+    ((ExplodingMapping(), "ok"), {}),
+    (({"a": 1}, None), {}),
+    (({"a": 1}, math.nan), {}),
+    (({"a": 1}, object()), {}),
+    (({"a": 1}, "ok"), {"probabilities": "high"}),
+    (({"a": 1}, "ok"), {"probabilities": [math.nan]}),
+    (({"a": 1}, "ok"), {"latency_ms": "slow"}),
+    (({"a": 1}, "ok"), {"latency_ms": math.inf}),
+    (({"a": 1}, "ok"), {"ts": math.nan}),
+    (({"a": 1}, "ok"), {"ts": "yesterday"}),
+    (({"a": 1}, "ok"), {"request_id": 123}),
+    (({"a": 1}, "ok"), {"request_id": ""}),
+    (({"a": 1}, "ok"), {"request_id": "x" * (wire.MAX_ID_CHARS + 1)}),
+    (({f"f{i}": i for i in range(wire.MAX_FEATURES + 1)}, "ok"), {}),
+]
+
+
+def test_log_never_raises_and_counts_invalid(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    mon = make_monitor(collector.url)
+    for args, kwargs in GARBAGE:
+        result = mon.log(*args, **kwargs)
+        assert isinstance(result, str)
+    good = mon.log({"a": math.nan, "b": 1}, "ok")
+    assert mon.flush(10)
+    stats = check_invariants(mon)
+    assert stats["dropped"]["invalid"] == len(GARBAGE)
+    assert stats["delivered"] == 1
+    assert stats["internal_errors"] == 0
+    (record,) = collector.records.values()
+    assert record["request_id"] == good
+    assert record["features"] == {"a": None, "b": 1}  # NaN travels as null
+
+
+def test_log_returns_the_request_id(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    mon = make_monitor(collector.url)
+    assert mon.log({"a": 1}, "ok", request_id="req-1") == "req-1"
+    generated = mon.log({"a": 1}, "ok")
+    assert len(generated) == 32 and int(generated, 16) >= 0
+    assert mon.flush(10)
+    got = {r["request_id"]: r for r in collector.records.values()}
+    assert set(got) == {"req-1", generated}
+    assert got["req-1"]["id"] != "req-1"  # the record id is its own uuid4
+
+
+def test_ts_is_seconds_now_unless_given(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    mon = make_monitor(collector.url)
+    before = time.time()
+    mon.log({"a": 1}, "ok", request_id="now")
+    mon.log({"a": 1}, "ok", request_id="given", ts=before - 3600)
+    assert mon.flush(10)
+    got = {r["request_id"]: r["ts"] for r in collector.records.values()}
+    assert before <= got["now"] <= time.time()
+    assert got["given"] == before - 3600
+
+
+def test_log_label_never_raises(collector: ScriptedCollector, make_monitor: MakeMonitor) -> None:
+    mon = make_monitor(collector.url)
+    mon.log_label(None, "x")  # type: ignore[arg-type]
+    mon.log_label("r", None)
+    mon.log_label("r", object())
+    mon.log_label("r", "x", ts=math.nan)
+    mon.log_label("r", Weird())
+    assert mon.label_stats()["dropped"]["invalid"] == 5
+    assert mon.label_stats()["logged"] == 5
+
+
+def test_stats_shape_matches_the_heartbeat_sdk_object(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    mon = make_monitor(collector.url)
+    stats = mon.stats()
+    assert set(stats) == {
+        "logged",
+        "enqueued",
+        "delivered",
+        "dropped",
+        "queue_depth",
+        "spool_records",
+        "spool_bytes",
+        "internal_errors",
+    }
+    assert tuple(stats["dropped"]) == wire.DROP_REASONS
+    json.dumps(stats)
+
+
+def test_sampling_and_labels_follow_their_records(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    mon = make_monitor(collector.url, sample_rate=0.5, batch_size=1000)
+    ids = [f"req-{i}" for i in range(400)]
+    for request_id in ids:
+        mon.log({"a": 1}, "ok", request_id=request_id)
+        mon.log_label(request_id, "fail")
+    assert mon.flush(10)
+    kept = {i for i in ids if is_sampled(i, 0.5)}
+    assert {r["request_id"] for r in collector.records.values()} == kept
+    assert {label["request_id"] for label in collector.labels} == kept
+    stats = check_invariants(mon)
+    assert stats["dropped"]["sampled_out"] == 400 - len(kept)
+    assert mon.label_stats()["dropped"]["sampled_out"] == 400 - len(kept)
+    assert 100 < len(kept) < 300
+
+
+def test_queue_full_is_counted(collector: ScriptedCollector, make_monitor: MakeMonitor) -> None:
+    mon = make_monitor(collector.url, queue_size=10, batch_size=1000)
+    for i in range(5000):
+        mon.log({"i": i}, "ok")
+    assert mon.flush(10)
+    stats = check_invariants(mon)
+    assert stats["dropped"]["queue_full"] > 0
+    assert stats["delivered"] == stats["enqueued"] == len(collector.records)
+
+
+def test_flush_and_close_honour_their_deadline_when_the_collector_is_down(
+    dead_url: str, make_monitor: MakeMonitor
+) -> None:
+    mon = make_monitor(dead_url, backoff_base=0.2, max_backoff=5.0)
+    for i in range(20):
+        mon.log({"i": i}, "ok")
+    start = time.monotonic()
+    assert mon.flush(0.5) is False
+    assert time.monotonic() - start < 2.5
+    start = time.monotonic()
+    mon.close(0.5)
+    assert time.monotonic() - start < 2.5
+    assert mon.stats()["spool_records"] == 20  # left for the next start
+
+
+def test_close_honours_its_deadline_when_the_collector_hangs(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    collector.always(wire.RECORDS_PATH, Reply(hang=8.0))
+    mon = make_monitor(collector.url, timeout=30.0)
+    mon.log({"a": 1}, "ok")
+    assert wait_until(lambda: collector.to(wire.RECORDS_PATH))
+    start = time.monotonic()
+    mon.close(0.5)
+    assert time.monotonic() - start < 3.0
+
+
+def test_close_is_idempotent_and_log_after_close_is_counted(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    with make_monitor(collector.url) as mon:
+        mon.log({"a": 1}, "ok")
+    assert len(collector.records) == 1  # __exit__ flushed
+    mon.close()
+    mon.log({"a": 2}, "ok")
+    mon.log_label("x", 1)
+    assert mon.flush(0.1) is False
+    stats = check_invariants(mon)
+    assert stats["dropped"]["queue_full"] == 1
+
+
+def test_undelivered_records_wait_in_the_spool_for_the_next_start(
+    dead_url: str, collector: ScriptedCollector, make_monitor: MakeMonitor, tmp_path: Path
+) -> None:
+    spool = tmp_path / "shared"
+    first = make_monitor(dead_url, spool_dir=spool)
+    ids = [first.log({"i": i}, "ok") for i in range(30)]
+    first.log_label(ids[0], "fail")
+    first.close(0.3)
+
+    second = make_monitor(collector.url, spool_dir=spool)
+    assert wait_until(lambda: second.stats()["spool_records"] == 0 and len(collector.records) == 30)
+    assert second.flush(10)
+    assert [r["request_id"] for r in collector.records.values()] == ids
+    assert [label["request_id"] for label in collector.labels] == [ids[0]]
+    assert second.stats()["delivered"] == 30  # replayed records count where delivered
+
+
+def test_spool_size_cap_is_counted_exactly(dead_url: str, make_monitor: MakeMonitor) -> None:
+    mon = make_monitor(dead_url, spool_max_bytes=4000)
+    for i in range(200):
+        mon.log({"i": i, "pad": "x" * 50}, "ok")
+    assert wait_until(lambda: mon.stats()["queue_depth"] == 0)
+    assert wait_until(
+        lambda: mon.stats()["spool_records"] + mon.stats()["dropped"]["spool_overflow"] == 200
+    )
+    stats = check_invariants(mon)
+    assert 0 < stats["spool_records"] < 200
+    assert stats["spool_bytes"] <= 4000
+
+
+def test_spool_age_cap_is_counted_exactly(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    mon = make_monitor(collector.url, spool_max_age=60.0)
+    now = time.time()
+    for i in range(10):
+        mon.log({"i": i}, "ok", ts=now - 120 if i % 2 else now - 1)
+    assert mon.flush(10)
+    assert sorted(r["features"]["i"] for r in collector.records.values()) == [0, 2, 4, 6, 8]
+    stats = mon.stats()
+    assert stats["dropped"]["expired"] == 5
+    assert stats["delivered"] == 5
+
+
+def test_memory_only_mode(collector: ScriptedCollector, make_monitor: MakeMonitor) -> None:
+    for disabled in (False, ""):
+        mon = make_monitor(collector.url, spool_dir=disabled)
+        mon.log({"a": 1}, "ok")
+        assert mon.flush(10)
+    assert len(collector.records) == 2
+
+
+def test_default_spool_dir_is_per_model_under_the_cache(
+    collector: ScriptedCollector,
+    make_monitor: MakeMonitor,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    mon = make_monitor(collector.url, spool_dir=None)
+    mon.log({"a": 1}, "ok")
+    assert mon.flush(10)
+    spool = tmp_path / "cache" / "edge-monitor" / "spool" / "pump"
+    assert (spool / "lock").exists()
+    assert list(spool.glob("records-*.jsonl"))
+
+
+def test_second_monitor_on_a_spool_runs_memory_only(
+    collector: ScriptedCollector,
+    make_monitor: MakeMonitor,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first = make_monitor(collector.url, spool_dir=tmp_path / "one")
+    second = make_monitor(collector.url, spool_dir=tmp_path / "one")
+    first.log({"m": 1}, "ok")
+    second.log({"m": 2}, "ok")
+    assert first.flush(10) and second.flush(10)
+    assert sorted(r["features"]["m"] for r in collector.records.values()) == [1, 2]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("memory-only" in r.getMessage() for r in errors)
+
+
+def test_an_unusable_url_is_logged_not_raised(
+    make_monitor: MakeMonitor, caplog: pytest.LogCaptureFixture
+) -> None:
+    mon = make_monitor("not a url")
+    mon.log({"a": 1}, "ok")
+    mon.heartbeat()
+    assert mon.flush(0.3) is False
+    assert wait_until(lambda: mon.stats()["spool_records"] == 1)
+    assert any("url" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sample_rate": 1.5},
+        {"sample_rate": -0.1},
+        {"batch_size": 0},
+        {"batch_size": wire.MAX_RECORDS_PER_BATCH + 1},
+        {"queue_size": 0},
+        {"gzip_level": 10},
+        {"flush_interval": 0},
+        {"spool_flush_interval": -1},
+        {"heartbeat_interval": 0},
+        {"telemetry": "not callable"},
+    ],
+)
+def test_plainly_invalid_arguments_raise_value_error(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Monitor("http://127.0.0.1:1", "t", "pump", "3", spool_dir=False, **kwargs)
+
+
+@pytest.mark.parametrize("model", ["", "x" * (wire.MAX_ID_CHARS + 1), None])
+def test_invalid_model_raises_value_error(model: Any) -> None:
+    with pytest.raises(ValueError):
+        Monitor("http://127.0.0.1:1", "t", model, "3", spool_dir=False)
+
+
+# -- in other processes ----------------------------------------------------------------------
+
+
+def run_child(code: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+    )
+
+
+def test_records_survive_sigkill_after_the_spool_flush_interval(
+    dead_url: str, collector: ScriptedCollector, make_monitor: MakeMonitor, tmp_path: Path
+) -> None:
+    interval = 0.2
+    child = run_child(
+        """
+        import os, time
+        from monitor.sdk import Monitor
+        mon = Monitor(os.environ["URL"], "t", "pump", "3", spool_dir=os.environ["SPOOL"],
+                      spool_flush_interval=float(os.environ["INTERVAL"]),
+                      heartbeat_interval=None, backoff_base=5.0,
+                      batch_size=10_000, queue_size=100_000)  # only the timer writes
+        for i in range(500):
+            mon.log({"i": i}, "ok", request_id=f"req-{i}")
+            if i == 250:
+                mon.log_label(f"req-{i}", "fail")
+        print("logged", flush=True)
+        time.sleep(60)
+        """,
+        URL=dead_url,
+        SPOOL=str(tmp_path / "crash"),
+        INTERVAL=str(interval),
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "logged"
+        time.sleep(interval)  # the promise: older than one spool_flush_interval is on disk
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        child.kill()
+        child.wait()
+
+    mon = make_monitor(collector.url, spool_dir=tmp_path / "crash")
+    assert wait_until(lambda: len(collector.records) == 500)
+    assert mon.flush(10)
+    received = collector.received_records()
+    assert len(received) == 500  # no duplicates by record id either
+    assert len({r["id"] for r in received}) == 500
+    assert {r["request_id"] for r in received} == {f"req-{i}" for i in range(500)}
+    assert [label["request_id"] for label in collector.labels] == ["req-250"]
+
+
+def test_exit_without_close_flushes_via_atexit(
+    collector: ScriptedCollector, tmp_path: Path
+) -> None:
+    child = run_child(
+        """
+        import os
+        from monitor.sdk import Monitor
+        mon = Monitor(os.environ["URL"], "t", "pump", "3", spool_dir=os.environ["SPOOL"],
+                      flush_interval=30.0, heartbeat_interval=None)
+        for i in range(25):
+            mon.log({"i": i}, "ok")
+        """,
+        URL=collector.url,
+        SPOOL=str(tmp_path / "atexit"),
+    )
+    assert child.wait(20) == 0
+    assert len(collector.records) == 25
+
+
+def test_exit_with_the_collector_down_is_bounded_by_atexit_timeout(
+    dead_url: str, tmp_path: Path
+) -> None:
+    child = run_child(
+        """
+        import os
+        from monitor.sdk import Monitor
+        mon = Monitor(os.environ["URL"], "t", "pump", "3", spool_dir=os.environ["SPOOL"],
+                      atexit_timeout=0.5, heartbeat_interval=None)
+        mon.log({"i": 1}, "ok")
+        """,
+        URL=dead_url,
+        SPOOL=str(tmp_path / "atexit"),
+    )
+    start = time.monotonic()
+    assert child.wait(20) == 0
+    assert time.monotonic() - start < 10  # interpreter start + 0.5 s, generously
