@@ -89,9 +89,11 @@ class Monitor:
         batch_size: most records (or labels) per request, 1..``wire.MAX_RECORDS_PER_BATCH``.
         flush_interval: seconds a partial batch may wait, after reaching the spool, for more
             records before it is sent anyway.
-        spool_flush_interval: the durability window, in seconds: a record whose ``log()``
-            returned more than this long ago is written and fsynced to the spool (the writer
-            runs every ``spool_flush_interval / 2``, leaving the other half for the write).
+        spool_flush_interval: the durability window, in seconds. The writer thread wakes every
+            ``spool_flush_interval / 2`` (sooner when a batch is queued), appends the queue to
+            the spool and fsyncs, so a record whose ``log()`` returned more than this long ago
+            is on disk (surviving SIGKILL, and power loss once fsynced), provided one
+            drain-and-fsync takes under a quarter of the interval (a stalled disk stretches it).
         queue_size: bound of the in-memory queues (one for records, one for labels) between
             ``log()`` and the writer; a full queue drops the newest record as ``queue_full``.
         spool_max_bytes: cap on unacknowledged bytes in the spool (records and labels

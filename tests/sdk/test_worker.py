@@ -293,3 +293,52 @@ def test_periodic_heartbeats_and_a_failing_telemetry(
     body = collector.to(wire.HEARTBEATS_PATH)[0].body
     assert "runtime" not in body
     assert set(body["sdk"]["dropped"]) == set(wire.DROP_REASONS)
+
+
+def test_concurrent_producers_against_a_flaky_collector(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    import random
+    import threading
+
+    rng = random.Random(42)
+    lock = threading.Lock()
+
+    def flaky(req: Request) -> Reply | None:
+        with lock:
+            roll = rng.random()
+        if roll < 0.15:
+            return Reply(503)
+        if roll < 0.25:
+            return Reply(drop=True)
+        if roll < 0.35 and len(req.body.get("records", [])) > 1:
+            return Reply(413)
+        if roll < 0.45:
+            return Reply(500)
+        return None
+
+    collector.always(wire.RECORDS_PATH, flaky)
+    collector.always(wire.LABELS_PATH, flaky)
+    mon = make_monitor(collector.url, batch_size=64, queue_size=100_000)
+    per_thread = 500
+
+    def produce(t: int) -> None:
+        for i in range(per_thread):
+            rid = mon.log({"t": t, "i": i}, "ok", request_id=f"{t}-{i}")
+            if i % 10 == 0:
+                mon.log_label(rid, "fail")
+
+    threads = [threading.Thread(target=produce, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert mon.flush(30)
+    stats = mon.stats()
+    assert stats["logged"] == stats["enqueued"] == 4 * per_thread
+    assert stats["delivered"] == len(collector.records) == 4 * per_thread
+    assert dropped(mon) == {}
+    assert (stats["queue_depth"], stats["spool_records"], stats["spool_bytes"]) == (0, 0, 0)
+    assert {label["request_id"] for label in collector.labels} == {
+        f"{t}-{i}" for t in range(4) for i in range(0, per_thread, 10)
+    }
