@@ -18,13 +18,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; errors print one readable line and exit non-zero."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.database_url:
-        os.environ["MONITOR_DATABASE_URL"] = args.database_url
-    if args.data_dir:
-        os.environ["MONITOR_DATA_DIR"] = args.data_dir
-    from monitor.config import get_settings
-
-    get_settings.cache_clear()
     logging.basicConfig(
         level=os.environ.get("MONITOR_LOG_LEVEL", "WARNING"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -34,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _configure(args)
         return handler(args)
     except KeyboardInterrupt:
         return 130
@@ -41,11 +35,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc)
 
 
+class UsageError(Exception):
+    """A command was given arguments it cannot use."""
+
+
+def _configure(args: argparse.Namespace) -> None:
+    from monitor.config import configure
+
+    overrides: dict[str, Any] = {}
+    if args.database_url:
+        overrides["database_url"] = args.database_url
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    configure(**overrides)
+
+
 def _fail(exc: Exception) -> int:
     from monitor.errors import MonitorError
 
     if isinstance(exc, MonitorError):
         message = exc.message
+    elif isinstance(exc, UsageError):
+        message = str(exc)
     else:
         try:
             from sqlalchemy.exc import SQLAlchemyError
@@ -114,9 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command(
-    commands: Any, name: str, handler: Handler, help_text: str
-) -> argparse.ArgumentParser:
+def _command(commands: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
     sub = commands.add_parser(name, help=help_text, description=help_text)
     sub.set_defaults(handler=handler)
     return sub
@@ -150,6 +159,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     _checked_engine().dispose()
+    # Worker processes build their app from the environment: hand them the CLI's choices.
+    os.environ["MONITOR_DATABASE_URL"] = settings.resolved_database_url
+    os.environ["MONITOR_DATA_DIR"] = str(settings.data_dir)
     workers = args.workers or settings.collector_workers
     uvicorn.run(
         "monitor.collector.app:create_app",
@@ -200,7 +212,7 @@ def _nodes_add(args: argparse.Namespace) -> int:
     for item in args.tag:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--tag must look like KEY=VALUE, got {item!r}")
+            raise UsageError(f"--tag must look like KEY=VALUE, got {item!r}")
         tags[key] = value
     with begin_write(_checked_engine()) as conn:
         node, token = nodes.add_node(

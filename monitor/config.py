@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -108,7 +107,25 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.data_dir / 'edge-monitor.db'}"
 
 
-@lru_cache(maxsize=1)
+_current: Settings | None = None
+
+
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+    """The process-wide settings, read once (or as set by ``configure``)."""
+    global _current
+    if _current is None:
+        _current = Settings()
+    return _current
+
+
+def reset_settings() -> None:
+    """Forget the process-wide settings; the next ``get_settings`` reads them again."""
+    global _current
+    _current = None
+
+
+def configure(**overrides: object) -> Settings:
+    """Make the process-wide settings the environment's plus ``overrides`` (the CLI's flags)."""
+    global _current
+    _current = Settings(**overrides)  # type: ignore[arg-type]
+    return _current

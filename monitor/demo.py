@@ -54,7 +54,7 @@ def run_demo(settings: Settings, *, nodes: int, records_per_node: int, port: int
             _progress(engine, total)
             time.sleep(0.5)
         _progress(engine, total, final=True)
-    _report(engine, started)
+    _report(engine, tokens, started)
     engine.dispose()
     return 0
 
@@ -97,20 +97,27 @@ def _progress(engine: Engine, total: int, *, final: bool = False) -> None:
     sys.stdout.flush()
 
 
-def _report(engine: Engine, started: datetime) -> None:
+def _report(engine: Engine, tokens: dict[str, str], started: datetime) -> None:
     from monitor.storage import models as model_store
+    from monitor.storage import nodes as node_store
     from monitor.storage.windows import feature_names, load_window
 
     with engine.connect() as conn:
         model = model_store.get_model(conn, MODEL)
+        names = {n.id: n.name for n in node_store.list_nodes(conn) if n.name in tokens}
         frame = load_window(
-            conn, model.id, started - timedelta(minutes=1), datetime.now(UTC) + timedelta(minutes=1)
+            conn,
+            model.id,
+            started - timedelta(minutes=1),
+            datetime.now(UTC) + timedelta(minutes=1),
+            node_ids=list(names),
         )
     say(f"landed: {len(frame)} records of model {MODEL} in this run")
     if len(frame):
         say(f"features: {', '.join(feature_names(frame))}")
         counts = frame.groupby("node_id", observed=True).size()
-        say("records per node id: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+        say("records per node: " + ", ".join(f"{names[k]}: {v}" for k, v in counts.items()))
+        say(f"distinct record ids: {frame['record_id'].nunique()} (each stored exactly once)")
         say(f"predictions: {frame['prediction'].value_counts().to_dict()}")
         say(f"mean temperature: {frame['feature:temperature'].mean():.2f}")
 

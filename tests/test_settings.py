@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import make_url
 
-from monitor.config import CONFIG_FILE_ENV, Settings, get_settings
+from monitor.config import CONFIG_FILE_ENV, Settings, get_settings, reset_settings
 
 
 @pytest.fixture(autouse=True)
@@ -20,9 +20,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
         if name.startswith("MONITOR_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    get_settings.cache_clear()
+    reset_settings()
     yield
-    get_settings.cache_clear()
+    reset_settings()
 
 
 def write_toml(path: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> None:

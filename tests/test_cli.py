@@ -1,0 +1,120 @@
+"""The command line: one readable line and a non-zero exit on errors, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from monitor.cli import main
+from monitor.storage import migrations
+from monitor.storage.nodes import node_for_token
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "--database-url", db_url, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+def test_serve_refuses_a_database_that_is_not_at_head(db_url: str) -> None:
+    result = cli(db_url, "serve", "--port", "0")
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("edge-monitor: error: database ")
+    assert 'run "edge-monitor db upgrade"' in lines[0]
+
+
+def test_db_upgrade_then_current(db_url: str) -> None:
+    assert "none" in cli(db_url, "db", "current").stdout
+
+    upgraded = cli(db_url, "db", "upgrade")
+
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert cli(db_url, "db", "current").stdout.strip() == f"{migrations.head()} (at head)"
+
+
+def test_nodes_add_prints_a_working_token_once_and_revoke_kills_it(
+    db_url: str, engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--database-url", db_url, "nodes", "add", "cam-1", "--group", "north"]) == 0
+    token = capsys.readouterr().out.strip()
+    with engine.connect() as conn:
+        node = node_for_token(conn, token)
+    assert node is not None
+    assert (node.name, node.group_name) == ("cam-1", "north")
+
+    assert main(["--database-url", db_url, "nodes", "revoke", "cam-1"]) == 0
+    with engine.connect() as conn:
+        assert node_for_token(conn, token) is None
+    assert main(["--database-url", db_url, "nodes", "list"]) == 0
+    assert "revoked" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nodes", "add", "cam-1", "--tag", "oops"], "--tag must look like KEY=VALUE, got 'oops'"),
+        (["nodes", "revoke", "ghost"], "no node named 'ghost'"),
+        (["models", "add", "m", "--description", "x"], None),
+    ],
+)
+def test_errors_are_one_readable_line(
+    db_url: str, engine: Engine, capsys: pytest.CaptureFixture[str], args: list[str], message
+) -> None:
+    code = main(["--database-url", db_url, *args])
+    err = capsys.readouterr().err
+    if message is None:
+        assert code == 0
+        assert main(["--database-url", db_url, *args]) == 1
+        err = capsys.readouterr().err
+        message = "a model named 'm' already exists"
+    else:
+        assert code == 1
+    assert err.strip().splitlines() == [f"edge-monitor: error: {message}"]
+
+
+def test_an_unreachable_database_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1"
+
+    assert main(["--database-url", url, "nodes", "list"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("edge-monitor: error: database error:")
+
+
+def test_the_demo_ships_records_and_reports_what_landed(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "--data-dir",
+            str(tmp_path),
+            "demo",
+            "--nodes",
+            "2",
+            "--records",
+            "300",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "landed: 600 records" in result.stdout
+    assert "distinct record ids: 600" in result.stdout
+    assert (tmp_path / "edge-monitor.db").exists()
