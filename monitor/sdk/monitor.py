@@ -76,7 +76,8 @@ class Monitor:
         url: the collector's base URL, e.g. ``https://collector.example:8000`` (a path prefix
             is kept). An unusable URL is logged as an error, not raised: records are then only
             spooled, for a later start with a correct URL to send.
-        token: this node's token (``emn_...``), sent as ``Authorization: Bearer``.
+        token: this node's token (``emn_...``), sent as ``Authorization: Bearer``; a non-str
+            or one with line breaks is a ValueError.
         model: model name; also names the default spool directory.
         model_version: the version that made the predictions.
         sample_rate: share of requests kept, in [0, 1]. The decision is a hash of the request
@@ -169,6 +170,8 @@ class Monitor:
             raise ValueError("spool_max_bytes must be a positive int")
         if not isinstance(gzip_level, int) or not 0 <= gzip_level <= 9:
             raise ValueError("gzip_level must be an int in 0..9")
+        if not isinstance(token, str) or any(c in token for c in "\r\n\x00"):
+            raise ValueError("token must be a str without line breaks")
         if telemetry is not None and not callable(telemetry):
             raise ValueError("telemetry must be callable")
         flush_interval = _positive("flush_interval", flush_interval)

@@ -246,6 +246,23 @@ def test_undelivered_records_wait_in_the_spool_for_the_next_start(
     assert second.stats()["delivered"] == 30  # replayed records count where delivered
 
 
+def test_a_torn_spool_line_after_a_crash_is_tolerated(
+    dead_url: str, collector: ScriptedCollector, make_monitor: MakeMonitor, tmp_path: Path
+) -> None:
+    spool = tmp_path / "torn"
+    first = make_monitor(dead_url, spool_dir=spool)
+    ids = [first.log({"i": i}, "ok") for i in range(5)]
+    first.close(0.3)
+    (segment,) = spool.glob("records-*.jsonl")
+    with segment.open("ab") as f:
+        f.write(b'{"id": "torn", "ts": 1')  # what a crash mid-write leaves behind
+
+    second = make_monitor(collector.url, spool_dir=spool)
+    second.log({"i": 5}, "ok", request_id="after")
+    assert second.flush(10)
+    assert [r["request_id"] for r in collector.records.values()] == [*ids, "after"]
+
+
 def test_spool_size_cap_is_counted_exactly(dead_url: str, make_monitor: MakeMonitor) -> None:
     mon = make_monitor(dead_url, spool_max_bytes=4000)
     for i in range(200):
@@ -336,11 +353,15 @@ def test_an_unusable_url_is_logged_not_raised(
         {"spool_flush_interval": -1},
         {"heartbeat_interval": 0},
         {"telemetry": "not callable"},
+        {"token": "emn_x\r\nX-Injected: 1"},
+        {"token": None},
     ],
 )
 def test_plainly_invalid_arguments_raise_value_error(kwargs: dict[str, Any]) -> None:
+    args = {"url": "http://127.0.0.1:1", "token": "t", "model": "pump", "model_version": "3"}
+    args.update(kwargs)
     with pytest.raises(ValueError):
-        Monitor("http://127.0.0.1:1", "t", "pump", "3", spool_dir=False, **kwargs)
+        Monitor(spool_dir=False, **args)
 
 
 @pytest.mark.parametrize("model", ["", "x" * (wire.MAX_ID_CHARS + 1), None])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import uuid
 
 import pytest
@@ -32,10 +33,20 @@ def test_zero_and_one() -> None:
 
 @pytest.mark.parametrize("rate", [0.01, 0.3, 0.5, 0.9])
 def test_rate_within_three_sigma(rate: float) -> None:
+    # Seeded ids keep the test deterministic (random ones would fail 0.3% of runs by design).
+    rng = random.Random(2024)
     n = 20_000
-    kept = sum(is_sampled(uuid.uuid4().hex, rate) for _ in range(n))
+    ids = [uuid.UUID(int=rng.getrandbits(128), version=4).hex for _ in range(n)]
+    kept = sum(is_sampled(i, rate) for i in ids)
     sigma = math.sqrt(n * rate * (1 - rate))
     assert abs(kept - n * rate) <= 3 * sigma
+
+
+def test_sequential_ids_are_sampled_at_the_rate_too() -> None:
+    # Request ids from a counter must not defeat the hash.
+    n = 20_000
+    kept = sum(is_sampled(f"req-{i}", 0.25) for i in range(n))
+    assert abs(kept - n * 0.25) <= 3 * math.sqrt(n * 0.25 * 0.75)
 
 
 def test_non_ascii_and_surrogate_ids_do_not_fail() -> None:
