@@ -100,3 +100,37 @@ def records_body(
 def labels_body(model: str, labels: list[dict[str, Any]]) -> dict[str, Any]:
     """The JSON object of one labels request: ``[{"request_id", "label", "ts"}]``."""
     return {"model": model, "labels": labels}
+
+
+# --- Model registry and rollout (node side) -------------------------------------------------
+#
+# ``GET /v1/models/{model}/assignment`` (node token) answers which version this node should
+# run, chosen by the collector from the model's deployment (production, canary share, group
+# pin)::
+#
+#     {"model": "pump-failure", "version": "3", "sha256": "<hex of the ONNX bytes>",
+#      "size": 48213, "reason": "production" | "canary" | "pinned",
+#      "artifact_url": "/v1/models/pump-failure/versions/3/artifact",
+#      "card": {...the version's model card...}}
+#
+# with an ``ETag`` header; a request with ``If-None-Match: <that etag>`` gets 304 while the
+# assignment is unchanged. 404 ``no_assignment`` when the model has no deployed version.
+# ``GET /v1/models/{model}/versions/{version}/artifact`` (node token) returns the ONNX bytes
+# (``application/octet-stream``); the node must check them against ``sha256`` before use.
+
+#: Path template of a node's assignment.
+ASSIGNMENT_PATH: Final = "/v1/models/{model}/assignment"
+#: Path template of a version's ONNX artifact.
+ARTIFACT_PATH: Final = "/v1/models/{model}/versions/{version}/artifact"
+#: Why a node runs the version it was assigned.
+ASSIGNMENT_REASONS: Final = ("production", "canary", "pinned")
+
+
+def assignment_path(model: str) -> str:
+    """The assignment path of ``model`` (names are URL-safe: letters, digits, ``_.-:@``)."""
+    return ASSIGNMENT_PATH.format(model=model)
+
+
+def artifact_path(model: str, version: str) -> str:
+    """The artifact path of one version."""
+    return ARTIFACT_PATH.format(model=model, version=version)
