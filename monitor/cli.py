@@ -115,6 +115,36 @@ def _parser() -> argparse.ArgumentParser:
     madd.add_argument("name")
     madd.add_argument("--description", default="")
     _command(models, "list", _models_list, "list models and their versions")
+    register = _command(
+        models, "register", _models_register, "register a version: ONNX file, card, reference"
+    )
+    register.add_argument("name")
+    register.add_argument("--onnx", required=True, help="the ONNX model file")
+    register.add_argument("--card", required=True, help="the model card (JSON)")
+    register.add_argument("--reference", help="reference dataset (.parquet or .csv)")
+    register.add_argument("--version", help="default: the card's version, else the next number")
+    versions = _command(models, "versions", _models_versions, "versions, stages and rollout")
+    versions.add_argument("name")
+    promote = _command(models, "promote", _models_promote, "make a version production")
+    promote.add_argument("name")
+    promote.add_argument("version")
+    canary = _command(models, "canary", _models_canary, "send a candidate to a share of nodes")
+    canary.add_argument("name")
+    canary.add_argument("version", nargs="?", help="the candidate (omit with --stop)")
+    canary.add_argument("--share", type=float, help="share of nodes in (0, 1]")
+    canary.add_argument("--stop", action="store_true", help="end the canary")
+    pin = _command(models, "pin", _models_pin, "run a version on every node of a group")
+    pin.add_argument("name")
+    pin.add_argument("version")
+    pin.add_argument("--group", required=True)
+    unpin = _command(models, "unpin", _models_unpin, "let a group follow production again")
+    unpin.add_argument("name")
+    unpin.add_argument("--group", required=True)
+    rollback = _command(models, "rollback", _models_rollback, "put the previous production back")
+    rollback.add_argument("name")
+    archive = _command(models, "archive", _models_archive, "retire a version")
+    archive.add_argument("name")
+    archive.add_argument("version")
 
     demo = _command(
         commands, "demo", _demo, "run the collector on SQLite and ship synthetic records to it"
@@ -266,6 +296,162 @@ def _models_list(_args: argparse.Namespace) -> int:
         for model in models.list_models(conn):
             versions = ", ".join(models.list_versions(conn, model.id)) or "no versions seen yet"
             print(f"{model.name}: {versions}")
+    return 0
+
+
+def _models_register(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from monitor.storage import models, registry
+    from monitor.storage.engine import begin_write
+
+    artifact = _read_file(args.onnx)
+    try:
+        card = json.loads(_read_file(args.card))
+    except ValueError as exc:
+        raise UsageError(f"--card {args.card} is not JSON: {exc}") from exc
+    if not isinstance(card, dict):
+        raise UsageError(f"--card {args.card} must hold a JSON object")
+    reference = rows = None
+    if args.reference:
+        reference, rows = _reference_parquet(Path(args.reference))
+    with begin_write(_checked_engine()) as conn:
+        model = models.get_model(conn, args.name)
+        version = args.version or str(card.get("version") or "") or _next_version(conn, model.id)
+        registered = registry.register_version(
+            conn,
+            model.id,
+            version,
+            artifact=artifact,
+            card=card,
+            reference=reference,
+            reference_rows=rows,
+            metrics=card.get("metrics"),
+        )
+    print(
+        f"{args.name} {registered.version} registered as a candidate "
+        f"(sha256 {registered.sha256}, {registered.size} bytes"
+        + (f", {rows} reference rows)" if rows is not None else ", no reference data)")
+    )
+    return 0
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _reference_parquet(path: Any) -> tuple[bytes, int]:
+    import io
+
+    import pandas as pd
+
+    if path.suffix.lower() == ".csv":
+        frame = pd.read_csv(path)
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return buffer.getvalue(), len(frame)
+    import pyarrow.parquet as pq
+
+    data = _read_file(str(path))
+    try:
+        rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+    except Exception as exc:
+        raise UsageError(f"--reference {path} is neither Parquet nor .csv: {exc}") from exc
+    return data, int(rows)
+
+
+def _next_version(conn: Any, model_id: int) -> str:
+    from monitor.storage import registry
+
+    numbers = [int(v.version) for v in registry.versions(conn, model_id) if v.version.isdigit()]
+    return str(max(numbers, default=0) + 1)
+
+
+def _models_versions(args: argparse.Namespace) -> int:
+    from monitor.storage import models, registry
+
+    with _checked_engine().connect() as conn:
+        model = models.get_model(conn, args.name)
+        current = registry.deployment(conn, model.id)
+        rows = registry.versions(conn, model.id)
+    print(f"{'VERSION':12} {'STAGE':11} {'SHA256':14} {'REGISTERED':20} ROLLOUT")
+    for v in rows:
+        roles = []
+        if current.production and current.production.id == v.id:
+            roles.append("production")
+        if current.canary and current.canary.id == v.id:
+            roles.append(f"canary {current.canary_share:.0%}")
+        roles += [f"pinned: {g}" for g, pv in current.pins.items() if pv.id == v.id]
+        registered = v.registered_at.isoformat(timespec="seconds") if v.registered_at else "-"
+        sha = (v.sha256 or "-")[:12]
+        print(f"{v.version:12} {v.stage:11} {sha:14} {registered:20} {', '.join(roles) or '-'}")
+    return 0
+
+
+def _rollout(name: str, change: Callable[[Any, int], Any]) -> Any:
+    from monitor.storage import models
+    from monitor.storage.engine import begin_write
+
+    with begin_write(_checked_engine()) as conn:
+        return change(conn, models.get_model(conn, name).id)
+
+
+def _models_promote(args: argparse.Namespace) -> int:
+    from monitor.storage import registry
+
+    _rollout(args.name, lambda conn, m: registry.promote(conn, m, args.version))
+    print(f"{args.name} {args.version} is now production")
+    return 0
+
+
+def _models_canary(args: argparse.Namespace) -> int:
+    from monitor.storage import registry
+
+    if args.stop:
+        _rollout(args.name, registry.stop_canary)
+        print(f"{args.name}: canary stopped")
+        return 0
+    if args.version is None or args.share is None:
+        raise UsageError("give VERSION and --share, or --stop")
+    _rollout(args.name, lambda conn, m: registry.start_canary(conn, m, args.version, args.share))
+    print(f"{args.name} {args.version} is the canary on {args.share:.0%} of the nodes")
+    return 0
+
+
+def _models_pin(args: argparse.Namespace) -> int:
+    from monitor.storage import registry
+
+    _rollout(args.name, lambda conn, m: registry.pin(conn, m, args.group, args.version))
+    print(f"group {args.group} runs {args.name} {args.version}")
+    return 0
+
+
+def _models_unpin(args: argparse.Namespace) -> int:
+    from monitor.storage import registry
+
+    _rollout(args.name, lambda conn, m: registry.unpin(conn, m, args.group))
+    print(f"group {args.group} follows the rollout of {args.name} again")
+    return 0
+
+
+def _models_rollback(args: argparse.Namespace) -> int:
+    from monitor.storage import registry
+
+    restored = _rollout(args.name, registry.rollback)
+    print(f"{args.name} rolled back to {restored.version}")
+    return 0
+
+
+def _models_archive(args: argparse.Namespace) -> int:
+    from monitor.storage import registry
+
+    _rollout(args.name, lambda conn, m: registry.archive(conn, m, args.version))
+    print(f"{args.name} {args.version} archived")
     return 0
 
 

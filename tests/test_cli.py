@@ -118,3 +118,43 @@ def test_the_demo_ships_records_and_reports_what_landed(tmp_path: Path) -> None:
     assert "landed: 600 records" in result.stdout
     assert "distinct record ids: 600" in result.stdout
     assert (tmp_path / "edge-monitor.db").exists()
+
+
+def test_register_and_roll_out_a_version_from_files(
+    db_url: str, engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    (tmp_path / "card.json").write_text('{"name": "pump", "version": "4"}')
+    (tmp_path / "reference.csv").write_text("temperature,rpm\n70.1,1450\n71.3,1500\n")
+    run = lambda *args: main(["--database-url", db_url, *args])  # noqa: E731
+
+    assert run("models", "add", "pump") == 0
+    assert (
+        run(
+            "models",
+            "register",
+            "pump",
+            "--onnx",
+            str(tmp_path / "model.onnx"),
+            "--card",
+            str(tmp_path / "card.json"),
+            "--reference",
+            str(tmp_path / "reference.csv"),
+        )
+        == 0
+    )
+    assert "pump 4 registered as a candidate" in capsys.readouterr().out
+    assert run("models", "promote", "pump", "4") == 0
+    assert run("models", "pin", "pump", "4", "--group", "north") == 0
+    capsys.readouterr()
+    assert run("models", "versions", "pump") == 0
+
+    listing = capsys.readouterr().out.splitlines()[1]
+    assert listing.split()[:2] == ["4", "production"]
+    assert "production, pinned: north" in listing
+    assert run("models", "canary", "pump", "4") == 1
+    assert capsys.readouterr().err.strip() == (
+        "edge-monitor: error: give VERSION and --share, or --stop"
+    )
+    assert run("models", "register", "pump", "--onnx", "/nope", "--card", "x") == 1
+    assert "cannot read /nope" in capsys.readouterr().err

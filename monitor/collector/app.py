@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import monitor
-from monitor.collector.routes import admin, health, heartbeats, labels, records
+from monitor.collector.routes import admin, health, heartbeats, labels, models, records
 from monitor.collector.state import CollectorState
 from monitor.config import Settings, get_settings
 from monitor.errors import MonitorError, SchemaOutOfDate, envelope
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         description="Ingest API for edge-monitor: records, labels, heartbeats, admin.",
     )
     app.state.collector = CollectorState(settings=settings, engine=engine)
-    for module in (records, labels, heartbeats, health, admin):
+    for module in (records, labels, heartbeats, models, health, admin):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(_RequestMetrics)

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
-from monitor.errors import Conflict, NotFound
+from monitor import wire
+from monitor.errors import Conflict, NotFound, ValidationFailed
 from monitor.storage.dialect import insert_or_ignore
 from monitor.storage.tables import model_versions, models
 from monitor.storage.types import utcnow
+
+
+def check_name(name: str, field: str = "name") -> None:
+    """Refuse a model or node name that would not survive in a URL path."""
+    if not re.match(wire.NAME_PATTERN, name):
+        raise ValidationFailed(
+            f"invalid name {name!r}: use letters, digits and _.-:@ (at most 128)",
+            details=[{"code": "invalid_field", "field": field, "message": "invalid name"}],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +37,7 @@ class Model:
 
 def add_model(conn: Connection, name: str, *, description: str = "") -> Model:
     """Register a model by name."""
+    check_name(name)
     try:
         with conn.begin_nested():
             conn.execute(

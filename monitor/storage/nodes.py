@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from monitor import wire
 from monitor.errors import Conflict, NotFound
+from monitor.storage.models import check_name
 from monitor.storage.tables import nodes
 from monitor.storage.types import utcnow
 
@@ -52,6 +53,7 @@ def add_node(
     tags: dict[str, Any] | None = None,
 ) -> tuple[Node, str]:
     """Register a node; returns it with its token, which is never stored or shown again."""
+    check_name(name)
     token = new_token()
     try:
         with conn.begin_nested():

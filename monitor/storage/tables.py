@@ -5,12 +5,15 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     UniqueConstraint,
@@ -54,6 +57,8 @@ models = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# A version is created either by registration (with its ONNX artifact, model card and
+# reference data) or the first time a node reports records for it (without them).
 model_versions = Table(
     "model_versions",
     metadata,
@@ -61,7 +66,57 @@ model_versions = Table(
     Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
     Column("version", String(128), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("stage", String(16), nullable=False, server_default="candidate"),
+    Column("artifact", LargeBinary),
+    Column("sha256", String(64)),
+    Column("size", BigInteger),
+    Column("card", JSON),
+    # The reference dataset as Parquet bytes: what drift is measured against.
+    Column("reference", LargeBinary),
+    Column("reference_rows", Integer),
+    Column("metrics", JSON),
+    Column("registered_at", UTCDateTime),
+    Column("promoted_at", UTCDateTime),
     UniqueConstraint("model_id", "version"),
+    CheckConstraint("stage IN ('candidate', 'production', 'archived')", name="stage"),
+)
+
+# Which version each node of a model should run: production for everyone, a canary version
+# for a deterministic share of the nodes, and pins for whole node groups.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    Column("production_version_id", Integer, ForeignKey("model_versions.id")),
+    # What production was before the last promotion: the target of a rollback.
+    Column("previous_version_id", Integer, ForeignKey("model_versions.id")),
+    Column("canary_version_id", Integer, ForeignKey("model_versions.id")),
+    Column("canary_share", Float, nullable=False, server_default="0"),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("canary_share >= 0 AND canary_share <= 1", name="canary_share"),
+)
+
+deployment_pins = Table(
+    "deployment_pins",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("group_name", String(128), nullable=False),
+    Column("version_id", Integer, ForeignKey("model_versions.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model_id", "group_name"),
+)
+
+# Every change to a model's rollout, for the record and for the dashboard's rollout history.
+rollout_events = Table(
+    "rollout_events",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("version_id", Integer, ForeignKey("model_versions.id", ondelete="SET NULL")),
+    Column("details", JSON, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index(None, "model_id", "at"),
 )
 
 # One row per accepted batch: who sent it, when, the time span of its records, and the new

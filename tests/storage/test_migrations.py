@@ -36,7 +36,8 @@ def _insert(conn: Connection, table: str, **values: object) -> int:
 
 
 def _insert_sample_rows(engine: Engine) -> None:
-    """One row in every table, linked the way the service links them."""
+    """One row in every table that exists, linked the way the service links them."""
+    existing = set(sa.inspect(engine).get_table_names())
     with engine.begin() as conn:
         node = _insert(
             conn,
@@ -90,13 +91,41 @@ def _insert_sample_rows(engine: Engine) -> None:
             model_version_id=version,
             sdk={"version": "0.1.0"},
         )
+        if "deployments" in existing:  # revision 0002: the registry and rollout
+            _insert(
+                conn,
+                "deployments",
+                model_id=model,
+                production_version_id=version,
+                canary_share=0.0,
+                updated_at=T0,
+            )
+            _insert(
+                conn,
+                "deployment_pins",
+                model_id=model,
+                group_name="eu",
+                version_id=version,
+                created_at=T0,
+            )
+            _insert(
+                conn,
+                "rollout_events",
+                model_id=model,
+                action="promote",
+                version_id=version,
+                details={},
+                at=T0,
+            )
 
 
 def _row_counts(engine: Engine) -> dict[str, int]:
+    existing = set(sa.inspect(engine).get_table_names())
     with engine.connect() as conn:
         return {
             name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
             for name, table in metadata.tables.items()
+            if name in existing
         }
 
 

@@ -1,0 +1,69 @@
+"""Node-facing registry routes: which version to run, and its artifact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from monitor import wire
+from monitor.collector.auth import authenticate_node, bearer_token
+from monitor.collector.state import CollectorState, state_of
+from monitor.errors import NotFound
+from monitor.storage import models, registry
+
+router = APIRouter()
+
+
+@router.get(wire.ASSIGNMENT_PATH, summary="The model version this node should run")
+async def get_assignment(request: Request, model: str) -> Response:
+    """Production, the canary (for a deterministic share of nodes) or the group's pin.
+    Answers 304 to ``If-None-Match`` with the current ETag."""
+    state = state_of(request)
+    token = bearer_token(request)
+    body, etag = await run_in_threadpool(_assignment, state, token, model)
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return JSONResponse(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+@router.get(wire.ARTIFACT_PATH, summary="A version's ONNX artifact")
+async def get_artifact(request: Request, model: str, version: str) -> Response:
+    """The ONNX bytes; check them against the assignment's sha256 before use."""
+    state = state_of(request)
+    token = bearer_token(request)
+    blob, sha256 = await run_in_threadpool(_artifact, state, token, model, version)
+    return Response(
+        blob,
+        media_type="application/octet-stream",
+        headers={"ETag": f'"{sha256}"', "X-Content-SHA256": sha256},
+    )
+
+
+def _assignment(state: CollectorState, token: str, model: str) -> tuple[dict[str, Any], str]:
+    with state.engine.connect() as conn:
+        node = authenticate_node(conn, token)
+        found = models.get_model(conn, model)
+        assignment = registry.assignment_for(conn, found.id, model, node)
+    if assignment is None:
+        raise NotFound(f"model {model!r} has no deployed version", code="no_assignment")
+    version = assignment.version
+    body = {
+        "model": model,
+        "version": version.version,
+        "sha256": version.sha256,
+        "size": version.size,
+        "reason": assignment.reason,
+        "artifact_url": wire.artifact_path(model, version.version),
+        "card": version.card,
+    }
+    return body, assignment.etag
+
+
+def _artifact(state: CollectorState, token: str, model: str, version: str) -> tuple[bytes, str]:
+    with state.engine.connect() as conn:
+        authenticate_node(conn, token)
+        found = registry.get_version(conn, models.get_model(conn, model).id, version)
+        return registry.artifact(conn, found.id), found.sha256 or ""
