@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Float,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Unicode,
     UniqueConstraint,
 )
 
@@ -185,4 +187,102 @@ node_heartbeats = Table(
     Column("sdk", JSON, nullable=False),
     Column("runtime", JSON),
     Index(None, "node_id", "received_at"),
+)
+
+# --- Scheduled analysis -----------------------------------------------------------------------
+
+# One row per (model, kind, window, scope): what was analysed and the verdict. Kinds: "drift",
+# "quality", "performance". Scopes: the fleet (scope_key ""), a node group, or one node.
+analysis_runs = Table(
+    "analysis_runs",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("window_end", UTCDateTime, nullable=False),
+    Column("scope_kind", String(8), nullable=False),
+    Column("scope_key", String(128), nullable=False),
+    Column("node_id", Integer, ForeignKey("nodes.id", ondelete="CASCADE")),
+    # The version whose reference data the window was compared with.
+    Column("model_version_id", Integer, ForeignKey("model_versions.id", ondelete="SET NULL")),
+    Column("status", String(24), nullable=False),
+    Column("n_rows", Integer, nullable=False),
+    Column("n_reference", Integer),
+    Column("drifted", Boolean),
+    Column("drift_share", Float),
+    Column("summary", JSON, nullable=False),
+    Column("computed_at", UTCDateTime, nullable=False),
+    UniqueConstraint("model_id", "kind", "window_start", "scope_kind", "scope_key"),
+    Index(None, "model_id", "kind", "scope_kind", "window_start"),
+    Index(None, "node_id", "window_start"),
+)
+
+# Per-feature results of a run: the drift statistic (Evidently's method and value) and verdict,
+# or the feature's data-quality figures.
+feature_results = Table(
+    "feature_results",
+    metadata,
+    Column(
+        "run_id", BigInteger, ForeignKey("analysis_runs.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("feature", String(160), nullable=False),
+    Column("method", String(32)),
+    Column("statistic", Float),
+    Column("threshold", Float),
+    Column("p_value", Float),
+    Column("drifted", Boolean),
+    Column("details", JSON),
+    PrimaryKeyConstraint("run_id", "feature"),
+)
+
+# The fleet-level Evidently snapshot of a window, from which `edge-monitor report` renders HTML.
+analysis_snapshots = Table(
+    "analysis_snapshots",
+    metadata,
+    Column(
+        "run_id", BigInteger, ForeignKey("analysis_runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("snapshot", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Leases make each unit of scheduled work run once however many workers run: a worker claims a
+# key until expires_at; a crashed worker's lease expires and another worker takes it over.
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    Column("attempts", Integer, nullable=False),
+)
+
+# The current health of every node, refreshed by the worker from heartbeats.
+node_health = Table(
+    "node_health",
+    metadata,
+    Column("node_id", Integer, ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("checked_at", UTCDateTime, nullable=False),
+    Column("last_heartbeat_at", UTCDateTime),
+    Column("model_version", String(128)),
+    Column("dropped", JSON, nullable=False),
+    Column("spool_records", BigInteger),
+    Column("queue_depth", BigInteger),
+    Column("latency_p95_ms", Float),
+    Column("errors", BigInteger),
+    Column("details", JSON, nullable=False),
+)
+
+# APScheduler's job store, declared here so that migrations create it and autogenerate knows
+# it; the columns are exactly those of apscheduler.jobstores.sqlalchemy.SQLAlchemyJobStore.
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
 )

@@ -117,6 +117,43 @@ def _insert_sample_rows(engine: Engine) -> None:
                 details={},
                 at=T0,
             )
+        if "analysis_runs" in existing:  # revision 0003: scheduled analysis
+            run = _insert(
+                conn,
+                "analysis_runs",
+                model_id=model,
+                kind="drift",
+                window_start=T0,
+                window_end=T0,
+                scope_kind="node",
+                scope_key="shop-1",
+                node_id=node,
+                model_version_id=version,
+                status="ok",
+                n_rows=10,
+                summary={},
+                computed_at=T0,
+            )
+            for table, values in (
+                ("feature_results", {"run_id": run, "feature": "t", "statistic": 0.2}),
+                ("analysis_snapshots", {"run_id": run, "snapshot": b"{}", "created_at": T0}),
+                (
+                    "job_leases",
+                    {"key": "k", "owner": "w", "acquired_at": T0, "expires_at": T0, "attempts": 1},
+                ),
+                (
+                    "node_health",
+                    {
+                        "node_id": node,
+                        "status": "online",
+                        "checked_at": T0,
+                        "dropped": {},
+                        "details": {},
+                    },
+                ),
+                ("apscheduler_jobs", {"id": "job", "next_run_time": 1.0, "job_state": b"x"}),
+            ):
+                conn.execute(sa.insert(metadata.tables[table]).values(**values))
 
 
 def _row_counts(engine: Engine) -> dict[str, int]:

@@ -1,0 +1,99 @@
+"""Leases on units of work, so that any number of workers run each unit once.
+
+A worker claims a key for a while (``claim``), does the work, and in the transaction that
+stores the results marks the lease completed (``complete``), which succeeds only while the
+worker still holds it. A worker that dies leaves its lease to expire; another then takes it
+over. A completed key is never claimed again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Connection, select, update
+
+from monitor.storage.dialect import insert_or_ignore
+from monitor.storage.tables import job_leases
+from monitor.storage.types import utcnow
+
+
+def claim(conn: Connection, key: str, owner: str, ttl: timedelta) -> bool:
+    """Take the lease on ``key`` for ``ttl`` unless someone holds it or it is completed."""
+    now = utcnow()
+    # RETURNING, not rowcount: psycopg reports no rowcount for ON CONFLICT DO NOTHING here.
+    inserted = conn.execute(
+        insert_or_ignore(conn, job_leases, ["key"])
+        .values(key=key, owner=owner, acquired_at=now, expires_at=now + ttl, attempts=1)
+        .returning(job_leases.c.key)
+    ).first()
+    if inserted is not None:
+        return True
+    taken_over = conn.execute(
+        update(job_leases)
+        .where(
+            job_leases.c.key == key,
+            job_leases.c.completed_at.is_(None),
+            job_leases.c.expires_at < now,
+        )
+        .values(
+            owner=owner,
+            acquired_at=now,
+            expires_at=now + ttl,
+            attempts=job_leases.c.attempts + 1,
+        )
+    ).rowcount
+    return taken_over == 1
+
+
+def renew(conn: Connection, key: str, owner: str, ttl: timedelta) -> bool:
+    """Extend a lease this owner still holds."""
+    return (
+        conn.execute(
+            update(job_leases)
+            .where(
+                job_leases.c.key == key,
+                job_leases.c.owner == owner,
+                job_leases.c.completed_at.is_(None),
+            )
+            .values(expires_at=utcnow() + ttl)
+        ).rowcount
+        == 1
+    )
+
+
+def complete(conn: Connection, key: str, owner: str) -> bool:
+    """Mark the work done; False (and the caller must roll back) if the lease was lost."""
+    return (
+        conn.execute(
+            update(job_leases)
+            .where(
+                job_leases.c.key == key,
+                job_leases.c.owner == owner,
+                job_leases.c.completed_at.is_(None),
+            )
+            .values(completed_at=utcnow())
+        ).rowcount
+        == 1
+    )
+
+
+def completed_keys(conn: Connection, prefix: str) -> set[str]:
+    """The completed keys that start with ``prefix``."""
+    query = select(job_leases.c.key).where(
+        job_leases.c.key.startswith(prefix, autoescape=True), job_leases.c.completed_at.is_not(None)
+    )
+    return set(conn.execute(query).scalars())
+
+
+def lease_info(conn: Connection, key: str) -> dict[str, object] | None:
+    """The lease row of ``key``, or None."""
+    row = conn.execute(select(job_leases).where(job_leases.c.key == key)).mappings().first()
+    return None if row is None else dict(row)
+
+
+def forget(conn: Connection, key: str) -> None:
+    """Drop a completed lease so that its work can run again (e.g. when late labels arrive)."""
+    conn.execute(job_leases.delete().where(job_leases.c.key == key))
+
+
+__all__ = ["claim", "complete", "completed_keys", "forget", "lease_info", "renew"]
