@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from monitor.storage.nodes import touch_node
 from monitor.storage.tables import node_heartbeats
@@ -63,3 +63,17 @@ def latest_heartbeat(conn: Connection, node_id: int) -> Heartbeat | None:
     if row is None:
         return None
     return Heartbeat(**{k: v for k, v in row.items() if k != "id"})
+
+
+def latest_heartbeats(conn: Connection) -> dict[int, Heartbeat]:
+    """Each node's most recent heartbeat, by node id (one query for the whole fleet)."""
+    newest = (
+        select(node_heartbeats.c.node_id, func.max(node_heartbeats.c.id).label("id"))
+        .group_by(node_heartbeats.c.node_id)
+        .subquery()
+    )
+    query = select(node_heartbeats).join(newest, newest.c.id == node_heartbeats.c.id)
+    return {
+        row["node_id"]: Heartbeat(**{k: v for k, v in row.items() if k != "id"})
+        for row in conn.execute(query).mappings()
+    }

@@ -91,3 +91,11 @@ def list_versions(conn: Connection, model_id: int) -> list[str]:
         .order_by(model_versions.c.id)
     )
     return list(conn.execute(query).scalars())
+
+
+def version_names(conn: Connection) -> dict[int, str]:
+    """Every model version's name, by id."""
+    return {
+        row.id: row.version
+        for row in conn.execute(select(model_versions.c.id, model_versions.c.version))
+    }

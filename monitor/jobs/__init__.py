@@ -1,0 +1,1 @@
+"""Scheduled work: window analysis, node health; wires storage and analysis together."""

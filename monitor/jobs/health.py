@@ -1,0 +1,122 @@
+"""The node-health job: online, degraded, offline or silent, from each node's heartbeats.
+
+A node is ``offline`` when its last heartbeat is older than ``offline_after``, ``silent`` when
+it never sent one, ``degraded`` when its last heartbeat shows trouble (an SDK backlog over
+``backlog_records``, internal SDK errors, records lost to a full queue or spool, expired
+records, or runtime errors), and ``online`` otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from monitor.storage import health, heartbeats
+from monitor.storage.models import version_names
+from monitor.storage.nodes import list_nodes
+from monitor.storage.types import utcnow
+
+#: Drop reasons that mean data was lost (sampling and rejections are not a node's trouble).
+LOSS_REASONS = ("queue_full", "spool_overflow", "expired", "too_large")
+
+
+@dataclass(frozen=True)
+class HealthRules:
+    """Thresholds of the health verdict."""
+
+    offline_after: timedelta = timedelta(minutes=2)
+    backlog_records: int = 10_000
+
+
+def check_fleet(
+    conn: Connection, rules: HealthRules | None = None, now: datetime | None = None
+) -> list[health.NodeHealth]:
+    """Judge every live node from its latest heartbeat and store the verdicts."""
+    rules = rules or HealthRules()
+    now = now or utcnow()
+    latest = heartbeats.latest_heartbeats(conn)
+    versions = version_names(conn)
+    verdicts = [
+        _judge(node.id, node.last_heartbeat_at, latest.get(node.id), versions, rules, now)
+        for node in list_nodes(conn)
+        if node.revoked_at is None
+    ]
+    health.save_health(conn, verdicts)
+    return verdicts
+
+
+def _judge(
+    node_id: int,
+    last_heartbeat_at: datetime | None,
+    beat: heartbeats.Heartbeat | None,
+    versions: dict[int, str],
+    rules: HealthRules,
+    now: datetime,
+) -> health.NodeHealth:
+    sdk: dict[str, Any] = beat.sdk if beat else {}
+    runtime: dict[str, Any] = (beat.runtime or {}) if beat else {}
+    dropped = {str(k): int(v) for k, v in (sdk.get("dropped") or {}).items() if _is_int(v)}
+    spool = _int(sdk.get("spool_records"))
+    errors = _int(runtime.get("errors_total", runtime.get("errors")))
+    problems = []
+    if spool is not None and spool > rules.backlog_records:
+        problems.append(f"{spool} records waiting in the spool")
+    if _int(sdk.get("internal_errors")):
+        problems.append(f"{sdk['internal_errors']} SDK internal errors")
+    lost = sum(dropped.get(reason, 0) for reason in LOSS_REASONS)
+    if lost:
+        problems.append(
+            f"{lost} records lost ({', '.join(r for r in LOSS_REASONS if dropped.get(r))})"
+        )
+    if errors:
+        problems.append(f"{errors} runtime errors")
+    if last_heartbeat_at is None:
+        status = "silent"
+    elif now - last_heartbeat_at > rules.offline_after:
+        status = "offline"
+    else:
+        status = "degraded" if problems else "online"
+    return health.NodeHealth(
+        node_id=node_id,
+        status=status,
+        checked_at=now,
+        last_heartbeat_at=last_heartbeat_at,
+        model_version=_model_version(runtime, beat, versions),
+        dropped=dropped,
+        spool_records=spool,
+        queue_depth=_int(sdk.get("queue_depth")),
+        latency_p95_ms=_float(_latency(runtime).get("p95")),
+        errors=errors,
+        details={"problems": problems},
+    )
+
+
+def _latency(runtime: dict[str, Any]) -> dict[str, Any]:
+    latency = runtime.get("latency_ms")
+    return latency if isinstance(latency, dict) else {}
+
+
+def _model_version(
+    runtime: dict[str, Any], beat: heartbeats.Heartbeat | None, versions: dict[int, str]
+) -> str | None:
+    # The runtime knows what it serves right after a hot swap; the SDK's label may lag.
+    if runtime.get("model_version") is not None:
+        return str(runtime["model_version"])
+    if beat is not None and beat.model_version_id is not None:
+        return versions.get(beat.model_version_id)
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if _is_int(value) else None
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
