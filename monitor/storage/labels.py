@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from monitor.storage.dialect import upsert
-from monitor.storage.tables import labels
+from monitor.storage.tables import batches, labels, records
 from monitor.storage.types import utcnow
 
 
@@ -49,3 +49,23 @@ def labels_for(conn: Connection, model_id: int, request_ids: Sequence[str]) -> d
         )
         found.update((row.request_id, row.value) for row in conn.execute(query))
     return found
+
+
+def labels_for_window(
+    conn: Connection, model_id: int, start: datetime, end: datetime
+) -> list[tuple[int, Any, datetime]]:
+    """``(record_id, label, received_at)`` of every labelled record in batches overlapping the
+    window (the caller keeps those whose record falls inside it)."""
+    in_window = select(batches.c.id).where(
+        batches.c.model_id == model_id, batches.c.max_ts >= start, batches.c.min_ts < end
+    )
+    query = (
+        select(records.c.id, labels.c.value, labels.c.received_at)
+        .join(
+            labels,
+            (labels.c.model_id == records.c.model_id)
+            & (labels.c.request_id == records.c.request_id),
+        )
+        .where(records.c.model_id == model_id, records.c.batch_id.in_(in_window))
+    )
+    return [(row.id, row.value, row.received_at) for row in conn.execute(query)]
