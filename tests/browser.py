@@ -1,6 +1,6 @@
 """Headless Chromium for tests: find it, dump a page's DOM after its scripts ran, screenshot it.
 
-Use it from a test module with ``pytest_plugins = ("browser",)`` and the ``chromium`` fixture.
+Use it from a test module with ``pytest_plugins = ("tests.browser",)`` and the ``chromium`` fixture.
 Without a Chromium the fixture skips with the reason, except under CI=true where it fails
 (the policy of ``require_service`` in tests/conftest.py).
 """
@@ -12,11 +12,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import require_service
 
 #: Where to look, in order; MONITOR_TEST_CHROMIUM names another executable.
 CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
@@ -109,24 +110,13 @@ def _tail(text: str, lines: int = 20) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _require_service(config: pytest.Config) -> Callable[[bool, str], None]:
-    # tests/ is not a package, so conftest cannot be imported by name reliably (pytest may
-    # import several modules called "conftest"); take the one pytest loaded from this folder.
-    conftest = Path(__file__).resolve().with_name("conftest.py")
-    for plugin in config.pluginmanager.get_plugins():
-        path = getattr(plugin, "__file__", None)
-        if path and Path(path).resolve() == conftest:
-            return plugin.require_service
-    raise RuntimeError(f"pytest has not loaded {conftest}; run pytest from the repository")
-
-
 @pytest.fixture(scope="session")
 def chromium(request: pytest.FixtureRequest) -> Chromium:
     """A headless Chromium; skips without one, fails without one under CI=true."""
     executable = find_chromium()
     configured = os.environ.get("MONITOR_TEST_CHROMIUM")
     looked_for = f"MONITOR_TEST_CHROMIUM={configured}" if configured else ", ".join(CANDIDATES)
-    _require_service(request.config)(
+    require_service(
         executable is not None,
         f"no headless Chromium found (looked for {looked_for}); "
         "on Debian: apt-get install chromium",

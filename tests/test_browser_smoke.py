@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from browser import Chromium
+    from tests.browser import Chromium
 
 # tests/browser.py provides the `chromium` fixture; loaded as a plugin so pytest rewrites its
 # asserts (importing it directly first would prevent that).
-pytest_plugins = ("browser",)
+pytest_plugins = ("tests.browser",)
 pytestmark = pytest.mark.browser
 
 # The text the test looks for is computed by the script, so it is in the DOM only if the

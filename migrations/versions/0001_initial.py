@@ -145,10 +145,10 @@ def upgrade() -> None:
     )
     op.create_table(
         "records",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("batch_id", sa.BigInteger(), nullable=False),
+        sa.Column("pos", sa.Integer(), nullable=False),
         sa.Column("node_id", sa.Integer(), nullable=False),
         sa.Column("uid", sa.String(length=128), nullable=False),
-        sa.Column("batch_id", sa.BigInteger(), nullable=False),
         sa.Column("model_id", sa.Integer(), nullable=False),
         sa.Column("request_id", sa.String(length=128), nullable=False),
         sa.ForeignKeyConstraint(
@@ -157,10 +157,9 @@ def upgrade() -> None:
             name=op.f("fk_records_batch_id_batches"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_records")),
+        sa.PrimaryKeyConstraint("batch_id", "pos", name=op.f("pk_records")),
         sa.UniqueConstraint("node_id", "uid", name=op.f("uq_records_node_id_uid")),
     )
-    op.create_index(op.f("ix_records_batch_id"), "records", ["batch_id"], unique=False)
     op.create_index(
         op.f("ix_records_model_id_request_id"), "records", ["model_id", "request_id"], unique=False
     )

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from monitor.storage.dialect import upsert
+from monitor.storage.payload import record_key
 from monitor.storage.tables import batches, labels, records
 from monitor.storage.types import utcnow
 
@@ -55,12 +56,13 @@ def labels_for_window(
     conn: Connection, model_id: int, start: datetime, end: datetime
 ) -> list[tuple[int, Any, datetime]]:
     """``(record_id, label, received_at)`` of every labelled record in batches overlapping the
-    window (the caller keeps those whose record falls inside it)."""
+    window (the caller keeps those whose record falls inside it); ``record_id`` is the key
+    that window frames carry (``payload.record_key``)."""
     in_window = select(batches.c.id).where(
         batches.c.model_id == model_id, batches.c.max_ts >= start, batches.c.min_ts < end
     )
     query = (
-        select(records.c.id, labels.c.value, labels.c.received_at)
+        select(records.c.batch_id, records.c.pos, labels.c.value, labels.c.received_at)
         .join(
             labels,
             (labels.c.model_id == records.c.model_id)
@@ -68,4 +70,7 @@ def labels_for_window(
         )
         .where(records.c.model_id == model_id, records.c.batch_id.in_(in_window))
     )
-    return [(row.id, row.value, row.received_at) for row in conn.execute(query)]
+    return [
+        (record_key(row.batch_id, row.pos), row.value, row.received_at)
+        for row in conn.execute(query)
+    ]

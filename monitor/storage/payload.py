@@ -1,7 +1,8 @@
 """The columnar payload of a batch: its new records as one compressed Arrow IPC stream.
 
-Columns: ``record_id`` (the index row's id), ``ts`` (UTC, microseconds), ``latency_ms``,
-``prediction``, ``feature:<name>`` per feature and ``proba:<class>`` per class probability.
+Columns: ``ts`` (UTC, microseconds), ``latency_ms``, ``prediction``, ``feature:<name>`` per
+feature and ``proba:<class>`` per class probability. A record is row ``pos`` of its batch's
+payload; ``record_key(batch_id, pos)`` names it in windows and label joins.
 Numbers are stored as float64, so batches with integer and fractional values of one feature
 line up; a column holding both text and numbers in one batch is stored as text.
 """
@@ -16,14 +17,22 @@ import pyarrow.compute as pc
 
 FEATURE_PREFIX = "feature:"
 PROBA_PREFIX = "proba:"
-META_COLUMNS = ("record_id", "ts", "latency_ms", "prediction")
+META_COLUMNS = ("ts", "latency_ms", "prediction")
+#: Rows per batch payload are below this, so ``batch_id * RECORD_KEY_STRIDE + pos`` is unique.
+RECORD_KEY_STRIDE = 1 << 16
+
+
+def record_key(batch_id: int, pos: int) -> int:
+    """The stable key of a stored record: its batch and its row in the batch's payload."""
+    return batch_id * RECORD_KEY_STRIDE + pos
+
 
 _TS_TYPE = pa.timestamp("us", tz="UTC")
 _READ_OPTIONS = pa.ipc.IpcReadOptions(use_threads=False)
 
 
 def build_table(records: Sequence[dict[str, Any]]) -> pa.Table:
-    """The columns of validated wire records, without record ids (they come from the index)."""
+    """The columns of validated wire records."""
     try:
         columns = _columns_fast(records)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -31,9 +40,8 @@ def build_table(records: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.table(columns)
 
 
-def serialise(table: pa.Table, record_ids: Sequence[int], compression: str = "lz4") -> bytes:
-    """One payload: the table with its record ids in front, as compressed Arrow IPC."""
-    table = table.add_column(0, "record_id", pa.array(record_ids, pa.int64()))
+def serialise(table: pa.Table, compression: str = "lz4") -> bytes:
+    """One payload: the table as compressed Arrow IPC."""
     sink = pa.BufferOutputStream()
     options = pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
     with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
@@ -41,11 +49,9 @@ def serialise(table: pa.Table, record_ids: Sequence[int], compression: str = "lz
     return sink.getvalue().to_pybytes()
 
 
-def encode(
-    record_ids: Sequence[int], records: Sequence[dict[str, Any]], compression: str = "lz4"
-) -> bytes:
-    """Serialise validated wire records with their index ids (build_table + serialise)."""
-    return serialise(build_table(records), record_ids, compression)
+def encode(records: Sequence[dict[str, Any]], compression: str = "lz4") -> bytes:
+    """Serialise validated wire records (build_table + serialise)."""
+    return serialise(build_table(records), compression)
 
 
 def _columns_fast(records: Sequence[dict[str, Any]]) -> dict[str, pa.Array]:

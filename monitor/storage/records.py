@@ -11,7 +11,6 @@ import pyarrow as pa
 from sqlalchemy import Connection, delete, func, select, update
 
 from monitor.storage import payload
-from monitor.storage.dialect import insert_or_ignore
 from monitor.storage.tables import batches, records
 from monitor.storage.types import utcnow
 
@@ -66,6 +65,8 @@ def insert_batch(
     before the batch is acknowledged."""
     if not batch.uids:
         return IngestResult(0, batch.in_batch_duplicates, None)
+    # The common case, every record new, costs two statements: the batch with its payload,
+    # then the index rows. Retried batches take the slower path below.
     batch_id = conn.execute(
         batches.insert()
         .values(
@@ -76,49 +77,71 @@ def insert_batch(
             received_at=utcnow(),
             min_ts=_utc(min(batch.timestamps)),
             max_ts=_utc(max(batch.timestamps)),
-            n_records=0,
-            payload=b"",
+            n_records=len(batch.uids),
+            payload=payload.serialise(batch.table, compression),
         )
         .returning(batches.c.id)
     ).scalar_one()
-    # ON CONFLICT DO NOTHING ... RETURNING hands back only the rows that were new; the
-    # unique (node_id, uid) key decides inside the database, so concurrent retries of one
-    # batch on several collectors still store each record once.
-    inserted = conn.execute(
-        insert_or_ignore(conn, records, ["node_id", "uid"]).returning(records.c.uid, records.c.id),
-        [
-            {
-                "node_id": node_id,
-                "uid": uid,
-                "batch_id": batch_id,
-                "model_id": model_id,
-                "request_id": request_id,
-            }
-            for uid, request_id in zip(batch.uids, batch.request_ids, strict=True)
-        ],
-    ).all()
-    duplicates = batch.in_batch_duplicates + len(batch.uids) - len(inserted)
-    if not inserted:
+    new = _insert_index(conn, batch_id, node_id, model_id, batch.uids, batch.request_ids)
+    if len(new) == len(batch.uids):
+        return IngestResult(len(new), batch.in_batch_duplicates, batch_id)
+    if not new:
         conn.execute(delete(batches).where(batches.c.id == batch_id))
-        return IngestResult(0, duplicates, None)
-    ids = dict(inserted)
-    table, timestamps = batch.table, batch.timestamps
-    if len(inserted) < len(batch.uids):
-        keep = [uid in ids for uid in batch.uids]
-        table = table.filter(pa.array(keep))
-        timestamps = [ts for ts, k in zip(timestamps, keep, strict=True) if k]
-    record_ids = [ids[uid] for uid in batch.uids if uid in ids]
+        return IngestResult(0, batch.in_batch_duplicates + len(batch.uids), batch_id=None)
+    # Some records were stored before: keep only the new ones in the payload and renumber
+    # their positions to match it.
+    keep = [uid in new for uid in batch.uids]
+    kept_uids = [uid for uid, k in zip(batch.uids, keep, strict=True) if k]
+    conn.execute(delete(records).where(records.c.batch_id == batch_id))
+    timestamps = [ts for ts, k in zip(batch.timestamps, keep, strict=True) if k]
     conn.execute(
         update(batches)
         .where(batches.c.id == batch_id)
         .values(
-            payload=payload.serialise(table, record_ids, compression),
-            n_records=len(record_ids),
+            payload=payload.serialise(batch.table.filter(pa.array(keep)), compression),
+            n_records=len(kept_uids),
             min_ts=_utc(min(timestamps)),
             max_ts=_utc(max(timestamps)),
         )
     )
-    return IngestResult(len(record_ids), duplicates, batch_id)
+    request_ids = [rid for rid, k in zip(batch.request_ids, keep, strict=True) if k]
+    _insert_index(conn, batch_id, node_id, model_id, kept_uids, request_ids)
+    duplicates = batch.in_batch_duplicates + len(batch.uids) - len(kept_uids)
+    return IngestResult(len(kept_uids), duplicates, batch_id)
+
+
+# Parameters per statement stay under SQLite's limit of 32,766 and PostgreSQL's of 65,535.
+_INDEX_ROWS_PER_STATEMENT = 5_000
+
+
+def _insert_index(
+    conn: Connection,
+    batch_id: int,
+    node_id: int,
+    model_id: int,
+    uids: Sequence[str],
+    request_ids: Sequence[str],
+) -> set[str]:
+    """Insert index rows, skipping record ids the node sent before; returns the new ids.
+
+    One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` written out directly: the
+    database decides what is new (so concurrent retries on several collectors still store a
+    record once), and SQLAlchemy's per-row parameter processing is skipped on this hot path."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    new: set[str] = set()
+    for start in range(0, len(uids), _INDEX_ROWS_PER_STATEMENT):
+        chunk = range(start, min(start + _INDEX_ROWS_PER_STATEMENT, len(uids)))
+        row = f"({mark},{mark},{mark},{mark},{mark},{mark})"
+        sql = (
+            "INSERT INTO records (batch_id, pos, node_id, uid, model_id, request_id) VALUES "
+            + ",".join([row] * len(chunk))
+            + " ON CONFLICT (node_id, uid) DO NOTHING RETURNING uid"
+        )
+        params: list[Any] = []
+        for pos in chunk:
+            params += (batch_id, pos, node_id, uids[pos], model_id, request_ids[pos])
+        new.update(uid for (uid,) in conn.exec_driver_sql(sql, tuple(params)))
+    return new
 
 
 def count_records(conn: Connection, *, model_id: int | None = None) -> int:

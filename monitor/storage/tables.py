@@ -147,20 +147,20 @@ batches = Table(
     Index(None, "received_at"),
 )
 
-# The thin per-record index: identity (deduplication per node), the batch holding the
-# record's payload, and the request id that labels join on.
+# The thin per-record index: identity (deduplication per node), where the record's values are
+# (row ``pos`` of its batch's payload), and the request id that labels join on.
 records = Table(
     "records",
     metadata,
-    Column("id", BigId, primary_key=True),
+    Column("batch_id", BigInteger, ForeignKey("batches.id", ondelete="CASCADE"), nullable=False),
+    Column("pos", Integer, nullable=False),
     Column("node_id", Integer, nullable=False),
     Column("uid", String(128), nullable=False),
-    Column("batch_id", BigInteger, ForeignKey("batches.id", ondelete="CASCADE"), nullable=False),
     Column("model_id", Integer, nullable=False),
     Column("request_id", String(128), nullable=False),
+    PrimaryKeyConstraint("batch_id", "pos"),
     UniqueConstraint("node_id", "uid"),
     Index(None, "model_id", "request_id"),
-    Index(None, "batch_id"),
 )
 
 labels = Table(

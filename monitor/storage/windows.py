@@ -44,6 +44,11 @@ def load_window_table(
     tables = [payload.decode(row.payload) for row in rows]
     lengths = np.fromiter((t.num_rows for t in tables), dtype=np.int64, count=len(tables))
     table = payload.concat(tables)
+    batch_ids = np.fromiter((r.id for r in rows), np.int64, len(rows))
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    positions = np.arange(len(table), dtype=np.int64) - starts
+    keys = np.repeat(batch_ids * payload.RECORD_KEY_STRIDE, lengths) + positions
+    table = table.add_column(0, "record_id", pa.array(keys))
     node_column = np.repeat(np.fromiter((r.node_id for r in rows), np.int32, len(rows)), lengths)
     version_column = np.repeat(
         np.fromiter((r.model_version_id for r in rows), np.int32, len(rows)), lengths
@@ -70,7 +75,8 @@ def load_window(
     """The model's records with ``start <= ts < end``, one row each, text as categoricals.
 
     Columns: ``record_id, ts, node_id, model_version_id, latency_ms, prediction``, then
-    ``feature:<name>`` per feature and ``proba:<class>`` per class probability."""
+    ``feature:<name>`` per feature and ``proba:<class>`` per class probability. ``record_id``
+    is the record's stable key (``payload.record_key``), which label joins use too."""
     table = load_window_table(conn, model_id, start, end, node_ids=node_ids)
     return table.to_pandas(strings_to_categorical=True, self_destruct=True)
 

@@ -66,6 +66,7 @@ def _insert_sample_rows(engine: Engine) -> None:
         _insert(
             conn,
             "records",
+            pos=0,
             node_id=node,
             uid="r-1",
             batch_id=batch,

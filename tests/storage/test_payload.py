@@ -24,14 +24,13 @@ def rows(**features: list) -> list[dict]:
 
 
 def roundtrip(records: list[dict]) -> pa.Table:
-    return payload.decode(payload.encode(list(range(1, len(records) + 1)), records))
+    return payload.decode(payload.encode(records))
 
 
 def test_values_and_meta_columns_round_trip() -> None:
     table = roundtrip(rows(temperature=[70.5, 71.0], machine=["press", "lathe"], on=[True, False]))
 
     assert table.column_names == [
-        "record_id",
         "ts",
         "latency_ms",
         "prediction",
@@ -41,7 +40,6 @@ def test_values_and_meta_columns_round_trip() -> None:
         "proba:ok",
         "proba:fail",
     ]
-    assert table.column("record_id").to_pylist() == [1, 2]
     assert table.column("feature:temperature").to_pylist() == [70.5, 71.0]
     assert table.column("feature:machine").to_pylist() == ["press", "lathe"]
     assert table.column("feature:on").to_pylist() == [True, False]
@@ -89,6 +87,6 @@ def test_concat_fills_missing_columns_and_turns_conflicts_into_text() -> None:
 def test_every_compression_setting_round_trips(compression: str) -> None:
     records = rows(t=[float(i) for i in range(100)])
 
-    table = payload.decode(payload.encode(list(range(100)), records, compression))
+    table = payload.decode(payload.encode(records, compression))
 
     assert table.column("feature:t").to_pylist() == [float(i) for i in range(100)]
