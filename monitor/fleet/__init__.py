@@ -1,0 +1,1 @@
+"""Simulated fleets: physically plausible machine sensor data for demos, tests and benchmarks."""
