@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     collector_workers: int = Field(
         default=1,
         ge=1,
-        description="Collector processes started by `serve` (use more with PostgreSQL only).",
+        description="Collector processes started by `serve` (about one per core).",
     )
     admin_token: SecretStr | None = Field(
         default=None,

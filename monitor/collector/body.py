@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from typing import Any
 
@@ -14,6 +15,12 @@ from monitor.errors import BadRequest, PayloadTooLarge
 
 async def read_json(request: Request, *, max_wire_bytes: int, max_decoded_bytes: int) -> Any:
     """The request's JSON body, refusing oversized bodies before and while reading them."""
+    raw, encoding = await read_body(request, max_wire_bytes=max_wire_bytes)
+    return decode_json(raw, encoding, max_decoded_bytes=max_decoded_bytes)
+
+
+async def read_body(request: Request, *, max_wire_bytes: int) -> tuple[bytes, str]:
+    """The body as sent and its Content-Encoding, refused early when it is too large."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_wire_bytes:
         raise _too_large("body", max_wire_bytes)
@@ -31,7 +38,11 @@ async def read_json(request: Request, *, max_wire_bytes: int, max_decoded_bytes:
         if size > max_wire_bytes:
             raise _too_large("body", max_wire_bytes)
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks), encoding
+
+
+def decode_json(raw: bytes, encoding: str, *, max_decoded_bytes: int) -> Any:
+    """Decompress (in bounded memory) and parse a body read by ``read_body``."""
     if encoding == "gzip":
         raw = gunzip(raw, max_decoded_bytes)
     elif len(raw) > max_decoded_bytes:
@@ -54,16 +65,22 @@ def gunzip(data: bytes, limit: int) -> bytes:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Parse JSON; NaN and Infinity (which Python's json module writes) are read as null."""
+    """Parse JSON; NaN, Infinity and numbers too large for a double (which Python's json module
+    writes or reads) become null, so no non-finite number reaches the records."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         error = exc
     try:
-        return json.loads(raw, parse_constant=lambda _name: None)
+        return json.loads(raw, parse_constant=lambda _name: None, parse_float=_finite_or_none)
     except (ValueError, UnicodeDecodeError):
         pass
     raise BadRequest(f"body is not valid JSON: {error}", code="malformed_json")
+
+
+def _finite_or_none(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 def _too_large(what: str, limit: int) -> PayloadTooLarge:

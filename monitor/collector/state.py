@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine
@@ -12,6 +13,8 @@ from monitor.collector.metrics import Metrics
 from monitor.config import Settings
 from monitor.errors import ValidationFailed
 from monitor.storage import models
+
+_PRECHECK_SECONDS = 10.0
 
 
 @dataclass
@@ -23,6 +26,19 @@ class CollectorState:
     metrics: Metrics = field(default_factory=Metrics)
     _versions: dict[tuple[int, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _known_tokens: dict[str, float] = field(default_factory=dict)
+
+    def recently_authenticated(self, token: str) -> bool:
+        """Whether this token passed authentication in the last few seconds (a pre-check
+        only: routes that write check the token again inside their transaction)."""
+        seen = self._known_tokens.get(token)
+        return seen is not None and time.monotonic() - seen < _PRECHECK_SECONDS
+
+    def remember_authenticated(self, token: str) -> None:
+        with self._lock:
+            if len(self._known_tokens) > 100_000:
+                self._known_tokens.clear()
+            self._known_tokens[token] = time.monotonic()
 
     def model_id(self, conn: Connection, name: str, path: str = "model") -> int:
         """The id of a registered model; an unknown name is the caller's error."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,13 +11,54 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, create_engine, event
+
+try:
+    import fcntl
+except ImportError:  # Windows: processes fall back on SQLite's busy timeout
+    fcntl = None  # type: ignore[assignment]
 from sqlalchemy.engine import make_url
 
 _WRITE = "edge_monitor_write"
-# SQLite has one writer at a time. Threads of one process queue on this lock instead of
-# polling the database's busy handler, which sleeps in coarse steps; other processes still
-# wait through busy_timeout.
-_sqlite_write_locks: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
+
+
+class _SqliteWriteLock:
+    """SQLite has one writer at a time. Writers queue on this lock (threads of a process on a
+    mutex, processes on an flock of ``<database>.write-lock``) instead of polling SQLite's busy
+    handler, which sleeps in steps of up to 100 ms and lets a steady writer starve the rest."""
+
+    def __init__(self, database: str | None) -> None:
+        self._mutex = threading.Lock()
+        self._path = f"{database}.write-lock" if _is_file(database) and fcntl else None
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._mutex.acquire()
+        if self._path is not None:
+            try:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._mutex.release()
+                raise
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self._path is not None and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._mutex.release()
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+
+
+def _is_file(database: str | None) -> bool:
+    return bool(database) and database != ":memory:" and not str(database).startswith("file:")
+
+
+_sqlite_write_locks: WeakKeyDictionary[Engine, _SqliteWriteLock] = WeakKeyDictionary()
 
 
 def make_engine(url: str, *, pool_size: int = 8, sqlite_busy_timeout_ms: int = 30_000) -> Engine:
@@ -31,10 +73,12 @@ def make_engine(url: str, *, pool_size: int = 8, sqlite_busy_timeout_ms: int = 3
 
 
 def _sqlite_engine(url: str, database: str | None, busy_timeout_ms: int) -> Engine:
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if _is_file(database):
+        Path(str(database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False})
-    _sqlite_write_locks[engine] = threading.Lock()
+    _sqlite_write_locks[engine] = _SqliteWriteLock(
+        str(Path(str(database)).expanduser()) if _is_file(database) else None
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

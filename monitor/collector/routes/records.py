@@ -12,12 +12,12 @@ from starlette.concurrency import run_in_threadpool
 from monitor import wire
 from monitor.collector import validation
 from monitor.collector.auth import authenticate_node, bearer_token
-from monitor.collector.body import read_json
+from monitor.collector.body import decode_json, read_body
 from monitor.collector.state import CollectorState, state_of
 from monitor.errors import ValidationFailed
 from monitor.storage.engine import begin_write
-from monitor.storage.nodes import Node, touch_node
-from monitor.storage.records import IngestResult, insert_batch, prepare_batch
+from monitor.storage.nodes import touch_node
+from monitor.storage.records import insert_batch, prepare_batch
 
 router = APIRouter()
 
@@ -34,12 +34,26 @@ async def post_records(request: Request) -> JSONResponse:
     started = time.perf_counter()
     state = state_of(request)
     token = bearer_token(request)
-    node = await run_in_threadpool(_authenticate, state, token)
-    body = await read_json(
-        request,
-        max_wire_bytes=state.settings.max_wire_bytes,
-        max_decoded_bytes=state.settings.max_decoded_bytes,
-    )
+    # Refuse strangers before reading their body; the check that counts (a revoked token is
+    # refused on its next request) runs again inside the write transaction.
+    if not state.recently_authenticated(token):
+        await run_in_threadpool(_authenticate, state, token)
+    raw, encoding = await read_body(request, max_wire_bytes=state.settings.max_wire_bytes)
+    answer = await run_in_threadpool(_ingest, state, token, raw, encoding)
+    state.metrics.batch_latency(time.perf_counter() - started)
+    return JSONResponse(answer)
+
+
+def _authenticate(state: CollectorState, token: str) -> None:
+    with state.engine.connect() as conn:
+        authenticate_node(conn, token)
+    state.remember_authenticated(token)
+
+
+def _ingest(state: CollectorState, token: str, raw: bytes, encoding: str) -> dict[str, Any]:
+    # Decoding, validation and the columnar payload are built before the write transaction,
+    # so that the database lock (one writer at a time on SQLite) is held only to write.
+    body = decode_json(raw, encoding, max_decoded_bytes=state.settings.max_decoded_bytes)
     batch = validation.records_batch(body)
     for rejection in batch.rejected:
         state.metrics.records("rejected", 1, rejection.code)
@@ -48,26 +62,9 @@ async def post_records(request: Request) -> JSONResponse:
         raise ValidationFailed(
             "every record of the batch is invalid", code="all_records_rejected", details=rejected
         )
-    result = await run_in_threadpool(_ingest, state, node, batch)
-    state.metrics.records("accepted", result.accepted)
-    state.metrics.records("duplicate", result.duplicate)
-    state.metrics.batch_latency(time.perf_counter() - started)
-    answer: dict[str, Any] = {
-        "accepted": result.accepted,
-        "duplicate": result.duplicate,
-        "rejected": rejected,
-    }
-    return JSONResponse(answer)
-
-
-def _authenticate(state: CollectorState, token: str) -> Node:
-    with state.engine.connect() as conn:
-        return authenticate_node(conn, token)
-
-
-def _ingest(state: CollectorState, node: Node, batch: validation.RecordsBatch) -> IngestResult:
     prepared = prepare_batch(batch.records)
     with begin_write(state.engine) as conn:
+        node = authenticate_node(conn, token)
         model_id = state.model_id(conn, batch.model)
         result = insert_batch(
             conn,
@@ -79,4 +76,6 @@ def _ingest(state: CollectorState, node: Node, batch: validation.RecordsBatch) -
             compression=state.settings.payload_compression,
         )
         touch_node(conn, node.id)
-    return result
+    state.metrics.records("accepted", result.accepted)
+    state.metrics.records("duplicate", result.duplicate)
+    return {"accepted": result.accepted, "duplicate": result.duplicate, "rejected": rejected}
