@@ -1,0 +1,1 @@
+"""Tests of drift, quality, performance and reports (monitor.analysis)."""
