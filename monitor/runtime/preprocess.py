@@ -1,0 +1,263 @@
+"""Request features -> the model's float32 columns, as the card says; input errors and warnings.
+
+What is an error and what is only a warning (a monitoring product serves what it can and
+counts the rest, so that data quality shows up in the telemetry instead of in failed calls):
+
+* Errors (``InvalidInput``, the call fails): the features are not an object
+  (``not_an_object``), a card feature is absent (``missing_feature``), a feature is not in
+  the card (``unknown_feature``), a value has the wrong type (``invalid_type``: numeric
+  features take int/float, never bool or str; categorical ones take str), a number is
+  infinite, or null for a numeric feature without a ``fill`` (``invalid_value``).
+* Warnings (served, reported on the prediction and counted per feature): a numeric value
+  outside the card's range (``out_of_range``; the raw value is used, not clipped, because
+  that is what the model would see in the field), null or NaN (``missing_value``; numeric:
+  the card's fill value, categorical: all one-hot columns zero), a category the card does not
+  list (``unknown_category``; all zeros).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any
+
+import numpy as np
+
+from monitor.runtime.card import ModelCard
+
+#: Codes of input errors (the call fails).
+ERROR_CODES = (
+    "not_an_object",
+    "missing_feature",
+    "unknown_feature",
+    "invalid_type",
+    "invalid_value",
+)
+#: Codes of input warnings (the call is served).
+WARNING_CODES = ("out_of_range", "missing_value", "unknown_category")
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One problem with one field: ``field`` is a path such as ``features.rpm``."""
+
+    field: str
+    code: str
+    message: str
+    feature: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        return {"field": self.field, "code": self.code, "message": self.message}
+
+
+class InvalidInput(ValueError):
+    """The features cannot be served; ``issues`` names every offending field."""
+
+    code = "validation_failed"
+
+    def __init__(self, issues: Sequence[Issue]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("; ".join(f"{i.field}: {i.message}" for i in self.issues))
+
+    @property
+    def kind(self) -> str:
+        """The first issue's code: what the call is counted as."""
+        return self.issues[0].code if self.issues else "invalid_input"
+
+
+class _Reject(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+class Preprocessor:
+    """The card's preprocessing, compiled into lookup tables for the per-call loop."""
+
+    def __init__(self, card: ModelCard) -> None:
+        index = {column: i for i, column in enumerate(card.columns)}
+        self.width = len(card.columns)
+        self.names = card.feature_names
+        self._names = frozenset(self.names)
+        self._n = len(self.names)
+        numeric = []
+        categorical = []
+        for f in card.features:
+            if f.type == "numeric":
+                low, high = f.range if f.range is not None else (-math.inf, math.inf)
+                numeric.append((f.name, index[f.name], low, high, f.fill))
+            else:
+                slots = {c: index[f"{f.name}={c}"] for c in f.categories}
+                categorical.append((f.name, slots))
+        self._numeric = tuple(numeric)
+        self._categorical = tuple(categorical)
+
+    # -- one row -----------------------------------------------------------------------------
+
+    def row(
+        self, features: Any, prefix: str = "features"
+    ) -> tuple[list[float], list[Issue] | None]:
+        """The row's column values and its warnings (None when clean); InvalidInput if bad."""
+        # The common case (a plain dict with exactly the card's features, in-range numbers,
+        # known categories) takes only the first branch of each test below.
+        if type(features) is not dict:
+            if not isinstance(features, Mapping):
+                raise self._invalid(features, prefix)
+            features = dict(features)
+        if len(features) != self._n:
+            raise self._invalid(features, prefix)
+        x = [0.0] * self.width
+        warnings: list[Issue] | None = None
+        try:
+            for name, i, low, high, fill in self._numeric:
+                v = features[name]
+                t = type(v)
+                if (t is float or t is int) and low <= v <= high:
+                    x[i] = v
+                    continue
+                value, code = _numeric(v, low, high, fill)
+                x[i] = value
+                if code is not None:
+                    warnings = warnings or []
+                    warnings.append(_warning(prefix, name, code, v, low, high))
+            for name, slots in self._categorical:
+                v = features[name]
+                if type(v) is str:
+                    j = slots.get(v)
+                    if j is not None:
+                        x[j] = 1.0
+                        continue
+                    code = "unknown_category"
+                elif v is None:
+                    code = "missing_value"
+                else:
+                    raise _Reject("invalid_type", "")
+                warnings = warnings or []
+                warnings.append(_warning(prefix, name, code, v, categorical=True))
+        except (KeyError, _Reject):
+            raise self._invalid(features, prefix) from None
+        return x, warnings
+
+    def matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Rows -> the float32 ``[N, C]`` tensor (InvalidInput names ``rows[i].feature``)."""
+        out = []
+        for i, features in enumerate(rows):
+            x, _ = self.row(features, f"rows[{i}]")
+            out.append(x)
+        return np.array(out, dtype=np.float32).reshape(len(out), self.width)
+
+    # -- the slow path: every problem, with its field ------------------------------------------
+
+    def check(self, features: Any, prefix: str = "features") -> list[Issue]:
+        """Every error in ``features`` (empty if none)."""
+        if not isinstance(features, Mapping):
+            return [
+                Issue(
+                    prefix,
+                    "not_an_object",
+                    f"must be an object of feature values, got {_type_name(features)}",
+                )
+            ]
+        issues = []
+        for name in self.names:
+            if name not in features:
+                issues.append(
+                    Issue(f"{prefix}.{name}", "missing_feature", "required", feature=name)
+                )
+        for name in features:
+            if name not in self._names:
+                shown = name if isinstance(name, str) else repr(name)
+                issues.append(
+                    Issue(
+                        f"{prefix}.{shown}",
+                        "unknown_feature",
+                        "not a feature of this model",
+                        feature=shown,
+                    )
+                )
+        for name, _, low, high, fill in self._numeric:
+            if name in features:
+                try:
+                    _numeric(features[name], low, high, fill)
+                except _Reject as exc:
+                    issues.append(Issue(f"{prefix}.{name}", exc.code, exc.message, name))
+        for name, _ in self._categorical:
+            v = features.get(name)
+            if name in features and v is not None and not isinstance(v, str):
+                issues.append(
+                    Issue(
+                        f"{prefix}.{name}",
+                        "invalid_type",
+                        f"expected a string (a category), got {_type_name(v)}",
+                        name,
+                    )
+                )
+        return issues
+
+    def _invalid(self, features: Any, prefix: str) -> InvalidInput:
+        # The fast path only raises on a real problem, which check() finds; the fallback is
+        # for safety, never a silent success.
+        issues = self.check(features, prefix) or [Issue(prefix, "invalid_value", "unusable")]
+        return InvalidInput(issues)
+
+    def typical_row(self, card: ModelCard) -> dict[str, Any]:
+        """A valid request for warm-up: fill values (or range midpoints), first categories."""
+        row: dict[str, Any] = {}
+        for f in card.features:
+            if f.type == "categorical":
+                row[f.name] = f.categories[0]
+            elif f.fill is not None:
+                row[f.name] = f.fill
+            elif f.range is not None:
+                row[f.name] = (f.range[0] + f.range[1]) / 2
+            else:
+                row[f.name] = 0.0
+        return row
+
+
+def _numeric(v: Any, low: float, high: float, fill: float | None) -> tuple[float, str | None]:
+    """(value to use, warning code or None) for one numeric feature, or _Reject."""
+    if v is None or (isinstance(v, float) and v != v):
+        if fill is None:
+            raise _Reject("invalid_value", "null, and this feature has no fill value")
+        return fill, "missing_value"
+    if isinstance(v, bool) or not isinstance(v, Real):
+        # numpy numbers register as Real; bools are ints in Python but not numbers here.
+        raise _Reject("invalid_type", f"expected a number, got {_type_name(v)}")
+    value = float(v)
+    if value != value:
+        if fill is None:
+            raise _Reject("invalid_value", "NaN, and this feature has no fill value")
+        return fill, "missing_value"
+    if math.isinf(value):
+        raise _Reject("invalid_value", "must be finite")
+    if not low <= value <= high:
+        return value, "out_of_range"
+    return value, None
+
+
+def _warning(
+    prefix: str,
+    name: str,
+    code: str,
+    v: Any,
+    low: float = 0.0,
+    high: float = 0.0,
+    *,
+    categorical: bool = False,
+) -> Issue:
+    if code == "out_of_range":
+        message = f"{v!r} is outside [{low:g}, {high:g}]; served as is"
+    elif code == "missing_value" and categorical:
+        message = "null; served as no category"
+    elif code == "missing_value":
+        message = "null; served as the card's fill value"
+    else:
+        message = f"unknown category {v!r}; served as no category"
+    return Issue(f"{prefix}.{name}", code, message, name)
