@@ -38,7 +38,7 @@ class ScopeKind:
 
 @dataclass(frozen=True, eq=False, slots=True)
 class ScopeSet:
-    """All scopes of one window; the fleet first, then each kind's keys in first-seen order.
+    """All scopes of one window; the fleet first, then each kind's keys in sorted order.
 
     ``offsets[i]`` is where kind ``i``'s scopes start in the flat scope numbering."""
 
@@ -55,7 +55,10 @@ class ScopeSet:
             array = np.asarray(keys)
             if array.shape != (n_rows,):
                 raise ValueError(f"scope {name!r} has {array.shape} keys for {n_rows} rows")
-            codes, uniques = pd.factorize(array, use_na_sentinel=True)
+            try:
+                codes, uniques = pd.factorize(array, sort=True, use_na_sentinel=True)
+            except TypeError:  # keys of mixed types do not sort: first-seen order then
+                codes, uniques = pd.factorize(array, use_na_sentinel=True)
             kinds.append(
                 ScopeKind.of(name, codes.astype(np.int64), tuple(_key(u) for u in uniques))
             )
