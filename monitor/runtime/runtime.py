@@ -57,7 +57,7 @@ class ModelError(Exception):
     """A model (or card) that cannot be served; ``code`` says why.
 
     Codes: ``invalid_model`` (onnxruntime cannot load it), ``card_mismatch`` (the card does
-    not fit the graph, or names another model or version), ``warmup_failed`` (the first
+    not fit the graph, or names another model), ``warmup_failed`` (the first
     inference failed or gave unusable probabilities), ``monitor_failed`` (no Monitor for the
     version), ``fixed_monitor`` (a runtime with a single Monitor cannot change version), plus
     the updater's ``sha256_mismatch``, ``size_mismatch``, ``download_failed``.
@@ -315,6 +315,11 @@ class EdgeRuntime:
     @property
     def sha256(self) -> str:
         return self._state.sha256
+
+    @property
+    def monitor(self) -> Monitor | None:
+        """The Monitor logging the current version (e.g. to send a heartbeat now)."""
+        return self._state.monitor
 
     def predict(self, features: Mapping[str, Any], *, request_id: str | None = None) -> Prediction:
         """Serve one request; InvalidInput (``.issues``) for unusable features, never a crash.

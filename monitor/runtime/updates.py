@@ -12,7 +12,8 @@ Choices:
 
 * The card is the assignment's ``card``; without one, the current card is reused for the new
   version (a retrained model with the same inputs), and the runtime checks it fits the graph.
-  The card must name this model, and its version must be the assigned version.
+  The card must name this model; the assigned version wins over the card's ``version`` (the
+  registry may file a card under another number), and is what the records are logged as.
 * The artifact is fetched from ``artifact_url`` when it is a path (joined to ``url``, so a path
   prefix is kept), else from ``wire.artifact_path``; an absolute URL is refused, so the node
   token is never sent to another host. Redirects are not followed, for the same reason.
@@ -280,9 +281,15 @@ class ModelUpdater:
         except CardError as exc:
             raise ModelError("card_mismatch", f"invalid card: {exc}") from exc
         if card.version != version:
-            raise ModelError(
-                "card_mismatch", f"the card is for version {card.version!r}, assigned {version!r}"
+            # The registry's version is the truth the records are filed under; a card file
+            # registered under another number (e.g. `models register --version 5`) still fits.
+            logger.info(
+                "edge-monitor runtime: card of %s says version %r; serving it as %r",
+                self.model,
+                card.version,
+                version,
             )
+            card = card.with_version(version)
         return card
 
     # -- HTTP ----------------------------------------------------------------------------------
