@@ -152,6 +152,28 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--nodes", type=int, default=3, help="simulated nodes (default 3)")
     demo.add_argument("--records", type=int, default=2_000, help="records per node")
     demo.add_argument("--port", type=int, default=0, help="collector port (default: any free)")
+
+    edge = commands.add_parser("edge", help="the edge inference runtime").add_subparsers(
+        title="edge commands", metavar="COMMAND"
+    )
+    eserve = _command(edge, "serve", _edge_serve, "serve an ONNX model on local HTTP")
+    eserve.add_argument("--model", help="ONNX file (default: the shipped demo model)")
+    eserve.add_argument("--card", help="card JSON (default: <model>.card.json, else card.json)")
+    eserve.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    eserve.add_argument("--port", type=int, default=8760, help="listen port (default 8760)")
+    eserve.add_argument("--collector", help="collector URL: log records, poll for new versions")
+    eserve.add_argument("--token", help="this node's token (with --collector)")
+    eserve.add_argument("--sample-rate", type=float, default=1.0, help="share of calls logged")
+    eserve.add_argument("--poll-interval", type=float, default=30.0, help="seconds; 0: no polls")
+    eserve.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    eserve.add_argument("--spool-dir", help="root of the per-version SDK spools")
+
+    model = commands.add_parser("model", help="model artifacts").add_subparsers(
+        title="model commands", metavar="COMMAND"
+    )
+    build = _command(model, "build-demo", _model_build_demo, "rebuild the demo model's files")
+    build.add_argument("--out", default="demo-model", help="output directory (./demo-model)")
+    build.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     return parser
 
 
@@ -459,3 +481,44 @@ def _demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo
 
     return run_demo(_settings(), nodes=args.nodes, records_per_node=args.records, port=args.port)
+
+
+def _edge_serve(args: argparse.Namespace) -> int:
+    from monitor.runtime.server import PredictionServer, run
+
+    if bool(args.collector) != bool(args.token):
+        raise UsageError("--collector and --token go together")
+    if not 0.0 <= args.sample_rate <= 1.0:
+        raise UsageError(f"--sample-rate must be in [0, 1], got {args.sample_rate}")
+    model = args.model
+    if model is None:
+        from monitor.demo_model import paths
+
+        model = str(paths().model)
+
+    def ready(server: PredictionServer) -> None:
+        runtime = server.runtime
+        print(f"serving {runtime.model_name} {runtime.model_version} on {server.url}", flush=True)
+
+    run(
+        model,
+        args.card,
+        host=args.host,
+        port=args.port,
+        collector=args.collector,
+        token=args.token,
+        sample_rate=args.sample_rate,
+        poll_interval=args.poll_interval,
+        threads=args.threads,
+        spool_dir=args.spool_dir,
+        ready=ready,
+    )
+    return 0
+
+
+def _model_build_demo(args: argparse.Namespace) -> int:
+    from monitor.demo_model.build import build
+
+    for line in build(args.out, seed=args.seed).lines():
+        print(line)
+    return 0
