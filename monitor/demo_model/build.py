@@ -57,6 +57,8 @@ class BuildReport:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     agreement: float = 0.0
     max_probability_diff: float = 0.0
+    #: The fitted scikit-learn pipeline (not written anywhere; for comparisons and tests).
+    pipeline: Any = None
 
     def lines(self) -> list[str]:
         """The report as text lines (the CLI prints them)."""
@@ -364,6 +366,7 @@ def build(out: str | os.PathLike[str], seed: int = 42) -> BuildReport:
         metrics=metrics,
         agreement=float(np.mean(labels["fp32"] == labels["int8"])),
         max_probability_diff=float(np.max(np.abs(p_test["fp32"] - p_test["int8"]))),
+        pipeline=pipeline,
     )
     report.seconds = time.perf_counter() - started
     return report
