@@ -85,7 +85,22 @@ def _parser() -> argparse.ArgumentParser:
     serve = _command(commands, "serve", _serve, "run the collector (HTTP API)")
     serve.add_argument("--host", help="listen address (default from settings: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default from settings: 8750)")
-    serve.add_argument("--workers", type=int, help="collector processes (PostgreSQL only)")
+    serve.add_argument("--workers", type=int, help="collector processes")
+    serve.add_argument(
+        "--with-worker", action="store_true", help="also run the analysis worker in this process"
+    )
+
+    worker = _command(commands, "worker", _worker, "run the scheduled analysis and health jobs")
+    worker.add_argument(
+        "--once", action="store_true", help="catch up on every due job once, then exit"
+    )
+
+    report = _command(commands, "report", _report, "write Evidently's HTML report of a window")
+    report.add_argument("--model", required=True)
+    report.add_argument(
+        "--window", default="latest", help='the window start (ISO 8601, UTC) or "latest"'
+    )
+    report.add_argument("--out", help="HTML file to write (default: report-<model>-<window>.html)")
 
     db = commands.add_parser("db", help="database schema migrations").add_subparsers(
         title="db commands", metavar="COMMAND"
@@ -210,7 +225,13 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = _settings()
-    _checked_engine().dispose()
+    engine = _checked_engine()
+    if args.with_worker:
+        from monitor.jobs import scheduler
+
+        scheduler.build_scheduler(engine, settings, blocking=False).start()
+    else:
+        engine.dispose()
     # Worker processes build their app from the environment: hand them the CLI's choices.
     os.environ["MONITOR_DATABASE_URL"] = settings.resolved_database_url
     os.environ["MONITOR_DATA_DIR"] = str(settings.data_dir)
@@ -225,6 +246,49 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from monitor.jobs import scheduler
+
+    settings = _settings()
+    engine = _checked_engine()
+    schedule = scheduler.build_scheduler(engine, settings, blocking=True)
+    analysed = scheduler.catch_up(progress=_progress("analysing windows"))
+    print(f"caught up: {analysed} window(s) analysed", file=sys.stderr)
+    if args.once:
+        return 0
+    print(
+        f"worker running: windows of {settings.analysis_window_minutes} min, checked every "
+        f"{settings.analysis_interval_seconds} s (Ctrl-C stops)",
+        file=sys.stderr,
+    )
+    schedule.start()
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from monitor.jobs.reports import write_report
+
+    with _checked_engine().connect() as conn:
+        written = write_report(conn, args.model, args.window, args.out)
+    print(f"wrote {written.path} (window {written.window_start.isoformat()})")
+    drifted = ", ".join(written.drifted_features) or "none"
+    print(f"drifted features (fleet): {drifted}")
+    return 0
+
+
+def _progress(label: str) -> Callable[[int, int], None]:
+    """A one-line progress bar on stderr for long CLI work."""
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\r{label} [{'#' * filled:<{width}}] {done}/{total}{end}")
+        sys.stderr.flush()
+
+    return show
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:

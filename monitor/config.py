@@ -78,6 +78,45 @@ class Settings(BaseSettings):
         description="Compression of the columnar record payload stored per batch.",
     )
     log_level: str = Field(default="INFO", description="Python logging level of the service.")
+    analysis_window_minutes: int = Field(
+        default=15, ge=1, le=24 * 60, description="Length of the tumbling analysis windows."
+    )
+    analysis_grace_seconds: int = Field(
+        default=120,
+        ge=0,
+        description="How long after a window ends the worker waits for late records.",
+    )
+    analysis_interval_seconds: int = Field(
+        default=60, ge=1, description="How often the worker looks for windows to analyse."
+    )
+    analysis_lookback_hours: int = Field(
+        default=48,
+        ge=1,
+        description="How far back the worker catches up on windows it has not analysed.",
+    )
+    analysis_min_rows: int = Field(
+        default=200,
+        ge=1,
+        description="Fewest rows in a scope (fleet, site, group, node) for "
+        "a drift verdict; smaller scopes are reported as insufficient data.",
+    )
+    analysis_min_labels: int = Field(
+        default=50, ge=1, description="Fewest labelled records in a scope for accuracy figures."
+    )
+    analysis_fdr: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="False discovery rate of the drift verdicts across all nodes and features "
+        "of a window (Benjamini-Hochberg).",
+    )
+    analysis_snapshots: bool = Field(
+        default=True,
+        description="Keep Evidently's snapshot of every fleet window (for `edge-monitor report`).",
+    )
+    health_offline_after_seconds: int = Field(
+        default=120, ge=1, description="A node with no heartbeat for this long is offline."
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -1,0 +1,160 @@
+"""Workers: late labels update accuracy, several workers analyse each window once, a dead
+worker's window is taken over, and the report of a window names what drifted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from monitor.cli import main
+from monitor.jobs.analysis import Worker, analysis_key
+from monitor.jobs.windows import Window
+from monitor.storage import leases, results
+from monitor.storage.engine import begin_write
+from monitor.storage.tables import analysis_runs, job_leases
+from tests.jobs.fleetdata import WINDOW, send_labels
+from tests.jobs.test_analysis import CONFIG, NOW, T0, drifted, run_scenario
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fleet_performance(engine: Engine, model_id: int) -> dict:
+    with engine.connect() as conn:
+        (run,) = results.find_runs(conn, model_id, "performance", scope_kind="fleet")
+    return {"status": run.status, **run.summary}
+
+
+def test_late_labels_update_accuracy_and_coverage_of_an_analysed_window(engine: Engine) -> None:
+    model_id, _, stored = run_scenario(engine, "steady", windows=1)
+    worker = Worker(engine, CONFIG)
+    worker.run_due(now=NOW)
+    before = fleet_performance(engine, model_id)
+
+    send_labels(engine, model_id, stored[0], share=0.5)
+    refreshed = worker.refresh_performance(now=NOW)
+
+    after = fleet_performance(engine, model_id)
+    assert (before["n_labelled"], before["accuracy"]) == (0, None)
+    assert refreshed == 1
+    assert after["n_labelled"] == 8 * 150
+    assert after["label_coverage"] == pytest.approx(0.5)
+    assert 0.5 < after["accuracy"] <= 1.0
+    assert worker.refresh_performance(now=NOW) == 0  # nothing new since
+
+
+def test_two_worker_processes_analyse_every_window_exactly_once(
+    engine: Engine, db_url: str
+) -> None:
+    run_scenario(engine, "steady", windows=4, per_node=250)
+    env = {
+        **os.environ,
+        "MONITOR_DATABASE_URL": db_url,
+        "MONITOR_ANALYSIS_SNAPSHOTS": "false",
+        "MONITOR_ANALYSIS_LOOKBACK_HOURS": str(24 * 365),
+    }
+
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "monitor", "worker", "--once"],
+            env=env,
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [w.communicate(timeout=300)[1] for w in workers]
+
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    analysed = sum(int(out.split("caught up: ")[1].split()[0]) for out in outputs)
+    assert analysed == 4
+    with engine.connect() as conn:
+        attempts = conn.execute(select(job_leases.c.attempts)).scalars().all()
+        per_window = (
+            conn.execute(
+                select(func.count())
+                .select_from(analysis_runs)
+                .where(analysis_runs.c.kind == "drift")
+                .group_by(analysis_runs.c.window_start)
+            )
+            .scalars()
+            .all()
+        )
+    assert attempts == [1, 1, 1, 1]
+    assert per_window == [21, 21, 21, 21]
+
+
+def test_a_dead_workers_window_is_taken_over_when_its_lease_expires(engine: Engine) -> None:
+    model_id, _, _ = run_scenario(engine, "steady", windows=2, per_node=250)
+    held = Window(T0, T0 + WINDOW)
+    with begin_write(engine) as conn:  # a worker that claimed the first window, then died
+        assert leases.claim(conn, analysis_key(model_id, held), "dead", timedelta(seconds=1))
+    survivor = Worker(engine, CONFIG)
+
+    assert survivor.run_due(now=NOW) == 1
+    time.sleep(1.2)
+    assert survivor.run_due(now=NOW) == 1
+
+    with engine.connect() as conn:
+        lease = leases.lease_info(conn, analysis_key(model_id, held))
+    assert lease["owner"] == survivor.owner
+    assert lease["attempts"] == 2
+    assert lease["completed_at"] is not None
+    assert survivor.run_due(now=NOW) == 0
+
+
+def test_the_report_of_a_window_names_the_drifted_features(
+    engine: Engine, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_id, _, _ = run_scenario(engine, "sensor-drift")
+    Worker(engine, CONFIG.__class__(**{**CONFIG.__dict__, "snapshots": True})).run_due(now=NOW)
+    assert "temperature_c" in drifted(engine, model_id, 2, "fleet")[""]
+    out = tmp_path / "report.html"
+
+    code = main(["--database-url", db_url, "report", "--model", "pump-failure", "--out", str(out)])
+
+    assert code == 0
+    html = out.read_text()
+    assert "temperature_c" in html and "vibration_mm_s" in html
+    assert html.lstrip().lower().startswith("<!doctype html") or "<html" in html[:500].lower()
+    printed = capsys.readouterr().out
+    assert "drifted features (fleet): " in printed and "temperature_c" in printed
+
+
+def test_a_window_without_a_snapshot_is_reported_from_its_records(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    run_scenario(engine, "sensor-drift", windows=3, per_node=250)
+    Worker(engine, CONFIG).run_due(now=NOW)
+    out = tmp_path / "fresh.html"
+
+    start = (T0 + 2 * WINDOW).isoformat()
+    code = main(
+        [
+            "--database-url",
+            db_url,
+            "report",
+            "--model",
+            "pump-failure",
+            "--window",
+            start,
+            "--out",
+            str(out),
+        ]
+    )
+
+    assert code == 0
+    assert "temperature_c" in out.read_text()
+    assert (
+        main(
+            ["--database-url", db_url, "report", "--model", "pump-failure", "--window", "yesterday"]
+        )
+        == 1
+    )
