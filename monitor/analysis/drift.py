@@ -23,18 +23,20 @@ two large samples and a fleet makes tens of thousands of comparisons per window,
    Categories expected fewer than 5 times are pooled so the chi-square approximation holds.
 3. Benjamini-Hochberg across all those p-values of the window (every scope kind, every column)
    gives adjusted p-values ``p_adjusted``.
-4. A p-value method drifts when ``p_adjusted <= threshold`` (its significance level becomes
-   the false discovery rate). A distance method drifts when the distance is at least its
-   threshold (the effect is as large as Evidently requires) AND ``p_adjusted <= fdr`` (the
-   difference is not sampling noise of a sample that size).
+4. A p-value method drifts when ``p_adjusted <= threshold`` (its significance level, 0.05 by
+   default, becomes the false discovery rate). A distance method drifts when the distance is
+   at least its threshold (the effect is as large as Evidently requires) AND
+   ``p_adjusted <= fdr`` (default 0.01: the difference is not sampling noise of a sample that
+   size).
 
 So a small node's noisy 0.12 Wasserstein is not drift unless its sample shows a real shift; a
 fleet of a million rows differing by a trivial amount is not drift because the distance stays
 under the threshold; and a shift confined to a few nodes is still found on those nodes, which
-the fleet-wide number (diluted) cannot show. On clean data the expected number of false alarms
-per window is at most ``fdr`` in total, not per test. A scope's share of drifted features
-counts feature columns with a verdict; ``dataset_drift`` is ``share >= drift_share`` (0.5 as in
-Evidently).
+the fleet-wide number (diluted) cannot show. On clean data the chance of even one false alarm
+in a window is at most the FDR level (Benjamini-Hochberg with every hypothesis true); when
+some columns do drift, at most that share of the flagged pairs is expected to be false. A
+scope's share of drifted features counts feature columns with a verdict; ``dataset_drift`` is
+``share >= drift_share`` (0.5 as in Evidently).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -69,7 +72,7 @@ MISSING_COLUMN = "missing_column"
 EMPTY_REFERENCE = "empty_reference"
 
 DEFAULT_MIN_ROWS = 200
-DEFAULT_FDR = 0.05
+DEFAULT_FDR = 0.01
 DEFAULT_DRIFT_SHARE = 0.5
 DEFAULT_WORKERS = 2
 
@@ -136,16 +139,20 @@ class DriftResult:
     drift_share: float
 
     def row(self, feature: str, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> DriftRow:
-        for row in self.rows:
-            if (row.feature, row.scope_kind, row.scope_key) == (feature, scope_kind, scope_key):
-                return row
-        raise KeyError((feature, scope_kind, scope_key))
+        """One column at one scope (the fleet by default)."""
+        return self._rows_by_key[(feature, scope_kind, scope_key)]
 
     def scope(self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> ScopeDrift:
-        for scope in self.scopes:
-            if (scope.scope_kind, scope.scope_key) == (scope_kind, scope_key):
-                return scope
-        raise KeyError((scope_kind, scope_key))
+        """One scope's summary (the fleet's by default)."""
+        return self._scopes_by_key[(scope_kind, scope_key)]
+
+    @cached_property
+    def _rows_by_key(self) -> dict[tuple[str, str, str], DriftRow]:
+        return {(r.feature, r.scope_kind, r.scope_key): r for r in self.rows}
+
+    @cached_property
+    def _scopes_by_key(self) -> dict[tuple[str, str], ScopeDrift]:
+        return {(s.scope_kind, s.scope_key): s for s in self.scopes}
 
     def to_frame(self) -> pd.DataFrame:
         """The rows as a DataFrame, one column per field."""

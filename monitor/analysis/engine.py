@@ -153,38 +153,38 @@ def _segments(
         hi = min(size, lo + CHUNK)
         # One neighbour either side, to see where runs of equal values and segments end.
         a, b = max(lo - 1, 0), min(hi + 1, size)
-        where = slice(a, b) if perm is None else perm[a:b]
-        around = ordered[where]
-        seg_around = np.zeros(b - a, np.int64) if codes is None else codes[a:b].astype(np.int64)
-        inner = slice(lo - a, lo - a + hi - lo)
+        around = ordered[a:b] if perm is None else ordered[perm[a:b]]
+        inner = slice(lo - a, hi - a)
         values = around[inner]
-        segment = seg_around[inner]
-        where_in = slice(lo, hi) if perm is None else perm[lo:hi]
-        left_rank = below[where_in]
-        right_rank = upto[where_in]
+        if codes is None:
+            segment = np.zeros(hi - lo, np.intp)
+            differs = around[1:] != around[:-1]
+        else:
+            seg_around = codes[a:b]
+            segment = seg_around[inner]
+            differs = (around[1:] != around[:-1]) | (seg_around[1:] != seg_around[:-1])
+        where = slice(lo, hi) if perm is None else perm[lo:hi]
+        left_rank = below[where]
+        right_rank = upto[where]
         first = starts[segment]
         m = counts[segment]
-        j = np.arange(lo, hi, dtype=np.int64) - first
+        jn = (np.arange(lo, hi, dtype=np.int64) - first) * n
 
         # The scope's CDF is a real CDF value only at the last of equal values (from the
         # right) and the first (from the left); D is the largest gap at those points.
-        differs = (around[1:] != around[:-1]) | (seg_around[1:] != seg_around[:-1])
-        starts_run = np.ones(hi - lo, bool)
-        ends_run = np.ones(hi - lo, bool)
-        if lo > 0:
-            starts_run[:] = differs[: hi - lo]
-        else:
-            starts_run[1:] = differs[: hi - lo - 1]
-        shift = lo - a
-        if hi < size:
-            ends_run[:] = differs[shift : shift + hi - lo]
-        else:
-            ends_run[:-1] = differs[shift : shift + hi - lo - 1]
-        gap = np.maximum(
-            np.where(ends_run, np.abs(right_rank * m - (j + 1) * n), 0),
-            np.where(starts_run, np.abs(left_rank * m - j * n), 0),
-        )
-        heads = np.concatenate([[0], np.flatnonzero(segment[1:] != segment[:-1]) + 1])
+        right_gap = np.abs(right_rank * m - (jn + n))
+        left_gap = np.abs(left_rank * m - jn)
+        if not differs.all():
+            start_of_run = np.ones(hi - lo, bool)
+            end_of_run = np.ones(hi - lo, bool)
+            before = lo - a  # 1 when the chunk has a left neighbour
+            start_of_run[1 - before :] = differs[: hi - lo - 1 + before]
+            inside = hi - lo - (b == hi)  # positions with a right neighbour
+            end_of_run[:inside] = differs[before : before + inside]
+            right_gap[~end_of_run] = 0
+            left_gap[~start_of_run] = 0
+        gap = np.maximum(right_gap, left_gap)
+        heads = np.flatnonzero(np.diff(segment, prepend=-1))
         ids = segment[heads]
         ks[ids] = np.maximum(ks[ids], np.maximum.reduceat(gap, heads))
 
@@ -193,24 +193,23 @@ def _segments(
             scaled = (values - ref.mean) / ref.norm
             w += np.bincount(
                 segment,
-                weights=_wasserstein_terms(scaled, left_rank, j, m, ref),
+                weights=_wasserstein_terms(scaled, left_rank, jn, m, ref),
                 minlength=n_segments,
             )
     return w, ks
 
 
 def _wasserstein_terms(
-    c: np.ndarray, below: np.ndarray, j: np.ndarray, m: np.ndarray, ref: NumericReference
+    c: np.ndarray, below: np.ndarray, jn: np.ndarray, m: np.ndarray, ref: NumericReference
 ) -> np.ndarray:
     """``integral over (j/m, (j+1)/m] of |Q_R(u) - c| du`` for each value ``c``, the ``j``-th
-    of a scope of ``m``; their sum over a scope is its Wasserstein-1 distance.
+    of a scope of ``m`` (``jn = j * n``); their sum over a scope is its Wasserstein-1 distance.
 
     ``P(u) = integral_0^u Q_R`` is ``(S[f] + (u*n - f) * R[f]) / n`` with ``f = floor(u*n)``
     (``S`` the prefix sums of the sorted, scaled reference ``R``); ``Q_R(u) < c`` exactly for
     ``u <= k/n``, ``k = #(R < c)``. Levels are compared in integers, never in floats."""
     n = ref.n
     prefix, scaled_ref = ref.prefix, ref.scaled
-    jn = j * n
     jn_next = jn + n
     floor_a = jn // m
     floor_b = jn_next // m

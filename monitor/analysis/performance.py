@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -59,10 +60,12 @@ class PerformanceResult:
     min_labels: int
 
     def row(self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> PerformanceRow:
-        for row in self.rows:
-            if (row.scope_kind, row.scope_key) == (scope_kind, scope_key):
-                return row
-        raise KeyError((scope_kind, scope_key))
+        """One scope's metrics (the fleet's by default)."""
+        return self._by_key[(scope_kind, scope_key)]
+
+    @cached_property
+    def _by_key(self) -> dict[tuple[str, str], PerformanceRow]:
+        return {(r.scope_kind, r.scope_key): r for r in self.rows}
 
     def to_frame(self) -> pd.DataFrame:
         return dataclass_frame(self.rows, PerformanceRow)

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.columns import (
-    NUMERICAL,
-    analysed_columns,
-    numeric_values,
-)
+from monitor.analysis.columns import NUMERICAL, analysed_columns, numeric_values
+from monitor.analysis.engine import DENSE_CELLS
 from monitor.analysis.frames import dataclass_frame
 from monitor.analysis.profile import ColumnProfile, ReferenceProfile
-from monitor.analysis.scopes import ScopeKind, ScopeSet
+from monitor.analysis.scopes import FLEET, FLEET_KEY, ScopeKind, ScopeSet
 
 OK = "ok"
 MISSING_COLUMN = "missing_column"
@@ -81,11 +79,13 @@ class QualityResult:
     new_categories: tuple[NewCategory, ...]
     schema: tuple[SchemaIssue, ...]
 
-    def row(self, feature: str, scope_kind: str = "fleet", scope_key: str = "") -> QualityRow:
-        for row in self.rows:
-            if (row.feature, row.scope_kind, row.scope_key) == (feature, scope_kind, scope_key):
-                return row
-        raise KeyError((feature, scope_kind, scope_key))
+    def row(self, feature: str, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> QualityRow:
+        """One column at one scope (the fleet by default)."""
+        return self._by_key[(feature, scope_kind, scope_key)]
+
+    @cached_property
+    def _by_key(self) -> dict[tuple[str, str, str], QualityRow]:
+        return {(r.feature, r.scope_kind, r.scope_key): r for r in self.rows}
 
     def to_frame(self) -> pd.DataFrame:
         return dataclass_frame(self.rows, QualityRow)
@@ -105,9 +105,7 @@ def analyse_quality(
         scopes = {"node": window["node_id"].to_numpy()} if "node_id" in window else {}
     scope_set = ScopeSet.build(len(window), scopes)
     kinds, keys = scope_set.labels()
-    n_rows = np.concatenate(
-        [np.bincount(k.codes[k.codes >= 0], minlength=k.size) for k in scope_set.kinds]
-    )
+    n_rows = np.concatenate([kind.count() for kind in scope_set.kinds])
     rows: list[QualityRow] = []
     new_categories: list[NewCategory] = []
     schema = _schema(profile, window)
@@ -181,38 +179,32 @@ _Figures = tuple[
 ]
 
 
-def _per_scope(kind: ScopeKind, weights: np.ndarray) -> np.ndarray:
-    inside = kind.codes >= 0
-    return np.bincount(kind.codes[inside], weights=weights[inside], minlength=kind.size)
-
-
 def _numeric(column: ColumnProfile, series: pd.Series, scopes: ScopeSet) -> _Figures:
     numeric = column.numeric
     assert numeric is not None
     values, _ = numeric_values(series)
     missing_rows = series.isna().to_numpy()
     invalid_rows = np.isnan(values) & ~missing_rows
-    finite = np.isfinite(values)
     present_rows = ~missing_rows & ~invalid_rows
     if numeric.n:
         low, high = numeric.sorted[0], numeric.sorted[-1]
         with np.errstate(invalid="ignore"):
-            out_rows = present_rows & ((values < low) | (values > high) | ~finite)
+            out_rows = present_rows & ~((values >= low) & (values <= high))
     else:
-        out_rows = present_rows.copy()
+        out_rows = present_rows
+    flags = [rows.astype(np.float64) for rows in (missing_rows, invalid_rows, out_rows)]
+    present_values = values[present_rows]
     columns = []
-    flags = [
-        rows.astype(np.float64) for rows in (missing_rows, invalid_rows, out_rows, present_rows)
-    ]
     for kind in scopes.kinds:
-        counts = [_per_scope(kind, rows) for rows in flags]
-        lows = np.full(kind.size, np.inf)
-        highs = np.full(kind.size, -np.inf)
-        keep = present_rows & (kind.codes >= 0)
-        np.minimum.at(lows, kind.codes[keep], values[keep])
-        np.maximum.at(highs, kind.codes[keep], values[keep])
-        distinct = np.where(lows == highs, 1, 2)
-        columns.append((*counts, distinct))
+        counts = [kind.count(rows) for rows in flags]
+        bins = kind.bins[present_rows]
+        present = np.bincount(bins, minlength=kind.size + 1)
+        # Constant: every present value equals one of them (any one, here the last written).
+        one = np.zeros(kind.size + 1)
+        one[bins] = present_values
+        differing = np.bincount(bins, present_values != one[bins], minlength=kind.size + 1)
+        distinct = np.where(differing > 0, 2, np.minimum(present, 1))[: kind.size]
+        columns.append((*counts, present[: kind.size], distinct))
     missing, invalid, out, present, distinct = (
         np.concatenate(c) for c in zip(*columns, strict=True)
     )
@@ -227,33 +219,26 @@ def _categorical(
     codes, new = vocabulary.encode(series)
     known = len(vocabulary.values)
     k = known + len(new)
-    missing_rows = codes < 0
-    present_rows = ~missing_rows
-    new_rows = codes >= known
+    present_rows = codes >= 0
+    flags = [rows.astype(np.float64) for rows in (~present_rows, present_rows, codes >= known)]
     parts = []
     found: list[tuple[int, str, int]] = []
     for kind, offset in zip(scopes.kinds, scopes.offsets, strict=False):
-        missing = _per_scope(kind, missing_rows.astype(np.float64))
-        present = _per_scope(kind, present_rows.astype(np.float64))
-        new_count = _per_scope(kind, new_rows.astype(np.float64))
-        keep = present_rows & (kind.codes >= 0)
-        cells, counts = np.unique(kind.codes[keep] * k + codes[keep], return_counts=True)
-        scope_of, category = np.divmod(cells, k)
+        missing, present, new_count = (kind.count(rows) for rows in flags)
+        scope_of, category, counts = _cells(kind.bins[present_rows], codes[present_rows], kind, k)
         distinct = np.bincount(scope_of, minlength=kind.size)
         is_new = category >= known
         new_kinds = np.bincount(scope_of[is_new], minlength=kind.size)
         # The most frequent new categories of each scope, up to the limit.
         order = np.lexsort((-counts[is_new], scope_of[is_new]))
-        scope_new, category_new, count_new = (
-            scope_of[is_new][order],
-            category[is_new][order],
-            counts[is_new][order],
-        )
-        rank = np.arange(scope_new.size) - np.searchsorted(scope_new, scope_new)
+        scope_new = scope_of[is_new][order]
+        category_new = category[is_new][order]
+        count_new = counts[is_new][order]
+        listed = (np.arange(scope_new.size) - np.searchsorted(scope_new, scope_new)) < limit
         for s, c, n in zip(
-            scope_new[rank < limit].tolist(),
-            category_new[rank < limit].tolist(),
-            count_new[rank < limit].tolist(),
+            scope_new[listed].tolist(),
+            category_new[listed].tolist(),
+            count_new[listed].tolist(),
             strict=True,
         ):
             found.append((offset + s, str(new[c - known]), n))
@@ -262,6 +247,21 @@ def _categorical(
         np.concatenate(c) for c in zip(*parts, strict=True)
     )
     return (missing, invalid, None, new_count, new_kinds, distinct, present), found
+
+
+def _cells(
+    bins: np.ndarray, codes: np.ndarray, kind: ScopeKind, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The occupied (scope, category) cells, by scope then category, and their counts."""
+    if (kind.size + 1) * k <= DENSE_CELLS:
+        counts = np.bincount(bins * k + codes, minlength=(kind.size + 1) * k)[: kind.size * k]
+        cells = np.flatnonzero(counts)
+        counts = counts[cells]
+    else:
+        inside = bins < kind.size
+        cells, counts = np.unique(bins[inside] * k + codes[inside], return_counts=True)
+    scope_of, category = np.divmod(cells, k)
+    return scope_of, category, counts
 
 
 def _schema(profile: ReferenceProfile, window: pd.DataFrame) -> list[SchemaIssue]:

@@ -21,15 +21,21 @@ class ScopeKind:
     name: str
     codes: np.ndarray
     keys: tuple[str, ...]
-    #: The codes with -1 replaced by ``size`` (an extra, ignored scope), as uint16 when they
-    #: fit: numpy sorts 16-bit integers stably by radix sort, several times faster.
+    #: The codes with -1 replaced by ``size``, an extra scope whose figures are dropped: counts
+    #: per scope are then one ``bincount`` with no masking.
+    bins: np.ndarray
+    #: ``bins`` as uint16 when they fit: numpy sorts 16-bit integers stably by radix sort.
     sort_codes: np.ndarray
 
     @classmethod
     def of(cls, name: str, codes: np.ndarray, keys: tuple[str, ...]) -> ScopeKind:
-        dtype = np.uint16 if len(keys) < 65_535 else np.int64
-        sort_codes = np.where(codes < 0, len(keys), codes).astype(dtype)
-        return cls(name, codes, keys, sort_codes)
+        bins = np.where(codes < 0, len(keys), codes).astype(np.intp)
+        sort_codes = bins.astype(np.uint16) if len(keys) < 65_535 else bins
+        return cls(name, codes, keys, bins, sort_codes)
+
+    def count(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """Rows (or the sum of ``weights``) per scope."""
+        return np.bincount(self.bins, weights, minlength=self.size + 1)[: self.size]
 
     @property
     def size(self) -> int:
