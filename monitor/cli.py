@@ -161,6 +161,29 @@ def _parser() -> argparse.ArgumentParser:
     archive.add_argument("name")
     archive.add_argument("version")
 
+    simulate = _command(
+        commands, "simulate", _simulate, "run a simulated fleet with a scenario against a collector"
+    )
+    simulate.add_argument("--nodes", type=int, default=12, help="simulated nodes (default 12)")
+    simulate.add_argument("--rate", type=float, default=5.0, help="records/s per node")
+    simulate.add_argument(
+        "--scenario",
+        default="steady",
+        choices=["steady", "sensor-drift", "sudden-shift", "quality", "concept-drift"],
+    )
+    simulate.add_argument("--duration", type=float, default=60.0, help="seconds of real time")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--sites", type=int, default=4)
+    simulate.add_argument(
+        "--speed", type=float, default=96.0, help="simulated seconds per real second"
+    )
+    simulate.add_argument("--label-delay", type=float, default=5.0, help="seconds until labels")
+    simulate.add_argument("--label-coverage", type=float, default=0.5, help="share labelled")
+    simulate.add_argument("--sample-rate", type=float, default=1.0, help="SDK sampling rate")
+    simulate.add_argument("--prefix", help="node name prefix (default: sim-<time>)")
+    simulate.add_argument("--collector", help="a running collector's URL (default: in-process)")
+    simulate.add_argument("--admin-token", help="the collector's admin token (with --collector)")
+
     demo = _command(
         commands, "demo", _demo, "run the collector on SQLite and ship synthetic records to it"
     )
@@ -539,6 +562,39 @@ def _models_archive(args: argparse.Namespace) -> int:
     _rollout(args.name, lambda conn, m: registry.archive(conn, m, args.version))
     print(f"{args.name} {args.version} archived")
     return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from monitor.fleet.simulator import SimulationConfig
+    from monitor.simulate import SimulateArgs, run_simulation
+
+    try:
+        config = SimulationConfig(
+            rate=args.rate,
+            duration=args.duration,
+            seed=args.seed,
+            speed=args.speed,
+            label_delay=args.label_delay,
+            label_coverage=args.label_coverage,
+            sample_rate=args.sample_rate,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.nodes < 1 or args.sites < 1:
+        raise UsageError("--nodes and --sites must be at least 1")
+    return run_simulation(
+        _settings(),
+        SimulateArgs(
+            nodes=args.nodes,
+            sites=args.sites,
+            scenario=args.scenario,
+            seed=args.seed,
+            prefix=args.prefix,
+            collector=args.collector,
+            admin_token=args.admin_token,
+            config=config,
+        ),
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:
