@@ -4,6 +4,7 @@ Pure: DataFrames in, frozen result objects out. Build a ``ReferenceProfile`` onc
 version, then analyse each window against it for the fleet and every node and group at once.
 """
 
+from monitor.analysis.cache import ProfileCache
 from monitor.analysis.drift import DriftResult, DriftRow, ScopeDrift, analyse_drift
 from monitor.analysis.performance import PerformanceResult, PerformanceRow, analyse_performance
 from monitor.analysis.profile import ReferenceProfile
@@ -29,6 +30,7 @@ __all__ = [
     "NewCategory",
     "PerformanceResult",
     "PerformanceRow",
+    "ProfileCache",
     "QualityResult",
     "QualityRow",
     "ReferenceProfile",

@@ -300,6 +300,8 @@ def binned_stats(values: np.ndarray, ref: NumericReference, scopes: ScopeSet) ->
     present = values[valid]
     out = _empty_counts(scopes.total)
     for kind, offset in zip(scopes.kinds, scopes.offsets, strict=False):
+        if kind.size == 0:
+            continue
         codes = kind.codes[valid]
         inside = codes >= 0
         x, codes = present[inside], codes[inside]

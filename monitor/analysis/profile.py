@@ -122,6 +122,18 @@ class ReferenceProfile:
             raise ValueError(f"the drift spec names columns the reference lacks: {sorted(unknown)}")
         return cls(tuple(columns), len(reference), spec, tuple(skipped))
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the profile's arrays (about 24 bytes per numerical reference value)."""
+        total = 0
+        for column in self.columns:
+            if column.numeric is not None:
+                numeric = column.numeric
+                total += numeric.sorted.nbytes + numeric.scaled.nbytes + numeric.prefix.nbytes
+            if column.vocabulary is not None:
+                total += column.vocabulary.counts.nbytes
+        return total
+
     def column(self, name: str) -> ColumnProfile:
         for column in self.columns:
             if column.name == name:

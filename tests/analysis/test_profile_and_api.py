@@ -11,7 +11,7 @@ from evidently.core.datasets import infer_column_type
 from evidently.legacy.calculations.stattests.registry import _get_default_stattest
 from evidently.legacy.core import ColumnType
 
-from monitor.analysis import DriftSpec, ReferenceProfile, analyse_drift, scope_keys
+from monitor.analysis import DriftSpec, ProfileCache, ReferenceProfile, analyse_drift, scope_keys
 from monitor.analysis.columns import infer_kind
 from monitor.analysis.spec import default_method
 from tests.analysis.synthetic import frame
@@ -128,3 +128,32 @@ def test_the_fleet_is_not_a_scope_name(small) -> None:
         analyse_drift(profile, window, {"fleet": window["node_id"].to_numpy()})
     with pytest.raises(ValueError, match="keys for"):
         analyse_drift(profile, window, {"node": [1, 2]})
+
+
+def test_a_scope_kind_with_no_scopes_is_fine_for_every_method() -> None:
+    reference = frame(3_000, seed=1)
+    spec = DriftSpec(methods={"x01": "jensenshannon", "x02": "ks", "c1": "chisquare"})
+    window = frame(1_000, seed=2)
+    nobody = np.full(len(window), None, dtype=object)
+    result = analyse_drift(ReferenceProfile.build(reference, spec), window, {"site": nobody})
+    assert [s.scope_kind for s in result.scopes] == ["fleet"]
+    assert result.row("x01").statistic is not None and result.row("x02").statistic is not None
+
+
+def test_the_profile_cache_keeps_the_most_recently_used() -> None:
+    built: list[int] = []
+
+    def build(version: int) -> ReferenceProfile:
+        built.append(version)
+        return ReferenceProfile.build(frame(1_100, seed=version))
+
+    cache = ProfileCache(max_profiles=2)
+    first = cache.get(1, lambda: build(1))
+    assert cache.get(1, lambda: build(1)) is first
+    cache.get(2, lambda: build(2))
+    cache.get(1, lambda: build(1))  # 1 is now the most recent
+    cache.get(3, lambda: build(3))  # 2 goes
+    assert len(cache) == 2
+    cache.get(2, lambda: build(2))
+    assert built == [1, 2, 3, 2]
+    assert 0 < first.nbytes < 2_000_000
