@@ -18,6 +18,7 @@ counts the rest, so that data quality shows up in the telemetry instead of in fa
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
@@ -97,6 +98,14 @@ class Preprocessor:
                 categorical.append((f.name, slots))
         self._numeric = tuple(numeric)
         self._categorical = tuple(categorical)
+        # One C-level lookup of every numeric value (KeyError if one is absent); itemgetter
+        # of a single name returns the value itself, hence the wrapper.
+        names = [n for n, *_ in numeric]
+        if len(names) == 1:
+            only = names[0]
+            self._numeric_values: Any = lambda f: (f[only],)
+        else:
+            self._numeric_values = operator.itemgetter(*names) if names else lambda f: ()
 
     # -- one row -----------------------------------------------------------------------------
 
@@ -115,8 +124,8 @@ class Preprocessor:
         x = [0.0] * self.width
         warnings: list[Issue] | None = None
         try:
-            for name, i, low, high, fill in self._numeric:
-                v = features[name]
+            values = self._numeric_values(features)  # as long as _numeric, by construction
+            for (name, i, low, high, fill), v in zip(self._numeric, values, strict=False):
                 t = type(v)
                 if (t is float or t is int) and low <= v <= high:
                     x[i] = v

@@ -199,9 +199,14 @@ def test_every_served_call_is_logged_through_the_monitor(
     with pytest.raises(InvalidInput):
         runtime.predict({"rpm": 1})
     batch = runtime.predict_batch(rows[2:5])
-    assert first.request_id == "abc" and second.request_id == "1-2"  # the Monitor's id
-    assert [b.request_id for b in batch] == ["1-3", "1-4", "1-5"]
+    assert first.request_id == "abc"
     assert len(monitor.logged) == 5  # the refused call is not a prediction
+    made_ids = [second.request_id] + [b.request_id for b in batch]
+    assert [log["request_id"] for log in monitor.logged[1:]] == made_ids
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in made_ids)
+    assert len(set(made_ids)) == 4
+    other = EdgeRuntime(demo.model).predict(rows[0]).request_id
+    assert other[:16] != second.request_id[:16]  # another runtime, another prefix
     log = monitor.logged[0]
     assert log["features"] is rows[0]
     assert log["prediction"] == first.label
