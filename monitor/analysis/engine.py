@@ -30,7 +30,7 @@ from scipy import special, stats
 from scipy.stats import _stats_py
 
 from monitor.analysis.profile import NumericReference
-from monitor.analysis.scopes import ScopeSet
+from monitor.analysis.scopes import FLEET, ScopeSet
 
 #: Values worked through at a time: small enough that the temporaries stay in cache.
 CHUNK = 1 << 15
@@ -88,7 +88,7 @@ def numeric_stats(
     for kind, offset in zip(scopes.kinds, scopes.offsets, strict=False):
         if kind.size == 0:
             continue
-        if offset == 0:  # the fleet: one segment, already in order
+        if kind.name == FLEET:  # one segment, already in order
             counts = np.array([present.size], np.int64)
             perm = codes = None
         else:
@@ -117,10 +117,10 @@ def _reference_ranks(ordered: np.ndarray, reference: np.ndarray) -> tuple[np.nda
     # Many more values than reference points: place the reference among the values instead
     # (x > r exactly from position searchsorted(ordered, r, "right") on) and count up.
     size = ordered.size
-    after = np.searchsorted(ordered, reference, side="right")
-    from_ = np.searchsorted(ordered, reference, side="left")
-    below = np.cumsum(np.bincount(after, minlength=size + 1)[:size])
-    upto = np.cumsum(np.bincount(from_, minlength=size + 1)[:size])
+    above = np.searchsorted(ordered, reference, side="right")
+    at_or_above = np.searchsorted(ordered, reference, side="left")
+    below = np.cumsum(np.bincount(above, minlength=size + 1)[:size])
+    upto = np.cumsum(np.bincount(at_or_above, minlength=size + 1)[:size])
     return below, upto
 
 
