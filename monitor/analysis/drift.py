@@ -348,6 +348,7 @@ def _assemble(
         else:
             prediction_seen |= ok
             prediction_drifted |= ok & verdict
+        # Positional: tens of thousands of rows per window.
         rows.extend(
             DriftRow(
                 kind_,
@@ -382,9 +383,7 @@ def _assemble(
                 strict=True,
             )
         )
-    n_rows = np.concatenate(
-        [np.bincount(k.codes[k.codes >= 0], minlength=k.size) for k in scopes.kinds]
-    )
+    n_rows = np.concatenate([kind.count() for kind in scopes.kinds])
     summaries = []
     for i in range(total):
         features = int(n_features[i])
@@ -392,16 +391,18 @@ def _assemble(
         evidently_share = n_evidently_drifted[i] / n_evidently[i] if n_evidently[i] else None
         summaries.append(
             ScopeDrift(
-                kinds[i],
-                keys[i],
-                int(n_rows[i]),
-                features,
-                int(n_drifted[i]),
-                None if share is None else float(share),
-                None if share is None else bool(share >= drift_share),
-                None if evidently_share is None else float(evidently_share),
-                bool(prediction_drifted[i]) if prediction_seen[i] else None,
-                OK if features or prediction_seen[i] else INSUFFICIENT,
+                scope_kind=kinds[i],
+                scope_key=keys[i],
+                n_rows=int(n_rows[i]),
+                n_features=features,
+                n_drifted=int(n_drifted[i]),
+                share_drifted=None if share is None else float(share),
+                dataset_drift=None if share is None else bool(share >= drift_share),
+                evidently_share_drifted=(
+                    None if evidently_share is None else float(evidently_share)
+                ),
+                prediction_drifted=bool(prediction_drifted[i]) if prediction_seen[i] else None,
+                status=OK if features or prediction_seen[i] else INSUFFICIENT,
             )
         )
     methods = {o.column.name: o.method for o in outcomes}
