@@ -304,9 +304,10 @@ class EdgeRuntime:
             self._warm_up(session, card)
         except ModelError as exc:
             raise ModelError(exc.code, f"{card.name} {card.version}: {exc.message}") from exc
-        if self._factory is not None:
-            fixed = self._factory(card.version, self.telemetry)
         self._state = _Active(session, card, _sha256(data), fixed, owns=self._factory is not None)
+        if self._factory is not None:
+            # After _state exists: the Monitor's first heartbeat may call telemetry() at once.
+            self._state.monitor = self._factory(card.version, self.telemetry)
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -651,7 +652,11 @@ class EdgeRuntime:
             old.monitor.close(timeout=10.0)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Close the Monitor the runtime made (flushing within ``timeout``); idempotent."""
+        """Close the Monitor the runtime made (flushing within ``timeout``); idempotent.
+
+        Later calls are still served, but no longer logged (the closed Monitor counts them as
+        dropped), and swaps are refused.
+        """
         with self._swap_lock:
             self._closed = True
             state = self._state

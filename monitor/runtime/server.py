@@ -84,6 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: PredictionServer
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse one connection per thread
     server_version = "edge-monitor-runtime/1"
+    timeout = 30.0  # seconds a connection may stay silent, so idle clients free their thread
 
     def setup(self) -> None:
         super().setup()
