@@ -26,8 +26,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    global _overrides
+    _overrides = {
+        key: value
+        for key, value in (("database_url", args.database_url), ("data_dir", args.data_dir))
+        if value
+    }
     try:
-        _configure(args)
         return handler(args)
     except KeyboardInterrupt:
         return 130
@@ -35,19 +40,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc)
 
 
+#: Which extra brings a missing module.
+_EXTRAS = {
+    "onnxruntime": "runtime",
+    "numpy": "runtime",
+    "sklearn": "train",
+    "skl2onnx": "train",
+    "onnx": "train",
+    "streamlit": "dashboard",
+    "plotly": "dashboard",
+}
+
+
 class UsageError(Exception):
     """A command was given arguments it cannot use."""
-
-
-def _configure(args: argparse.Namespace) -> None:
-    from monitor.config import configure
-
-    overrides: dict[str, Any] = {}
-    if args.database_url:
-        overrides["database_url"] = args.database_url
-    if args.data_dir:
-        overrides["data_dir"] = args.data_dir
-    configure(**overrides)
 
 
 def _fail(exc: Exception) -> int:
@@ -66,7 +72,8 @@ def _fail(exc: Exception) -> int:
             orig = getattr(exc, "orig", None) or exc
             message = f"database error: {str(orig).strip().splitlines()[0]}"
         elif isinstance(exc, ModuleNotFoundError):
-            message = f"{exc}; install the server extra: pip install 'edge-monitor[server]'"
+            extra = _EXTRAS.get((exc.name or "").split(".")[0], "server")
+            message = f"{exc}; install it with: pip install 'edge-monitor[{extra}]'"
         else:
             message = f"{type(exc).__name__}: {exc}"
     print(f"edge-monitor: error: {message}", file=sys.stderr)
@@ -221,10 +228,15 @@ def _command(commands: Any, name: str, handler: Handler, help_text: str) -> argp
     return sub
 
 
-def _settings() -> Any:
-    from monitor.config import get_settings
+#: The command line's settings flags; applied when a command first needs the settings, so that
+#: commands of an edge install (`edge serve`) run without the server extra.
+_overrides: dict[str, Any] = {}
 
-    return get_settings()
+
+def _settings() -> Any:
+    from monitor.config import configure
+
+    return configure(**_overrides)
 
 
 def _engine() -> Any:
@@ -420,8 +432,12 @@ def _models_register(args: argparse.Namespace) -> int:
         card = json.loads(_read_file(args.card))
     except ValueError as exc:
         raise UsageError(f"--card {args.card} is not JSON: {exc}") from exc
-    if not isinstance(card, dict):
-        raise UsageError(f"--card {args.card} must hold a JSON object")
+    from monitor.card import CardError, check_card
+
+    try:
+        check_card(card, args.name)
+    except CardError as exc:
+        raise UsageError(f"--card {args.card} is not a usable model card: {exc}") from exc
     reference = rows = None
     if args.reference:
         reference, rows = _reference_parquet(Path(args.reference))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from monitor.cli import main
+from monitor.demo_model import paths
 from monitor.storage import migrations
 from monitor.storage.nodes import node_for_token
 
@@ -124,7 +126,8 @@ def test_register_and_roll_out_a_version_from_files(
     db_url: str, engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "model.onnx").write_bytes(b"onnx")
-    (tmp_path / "card.json").write_text('{"name": "pump", "version": "4"}')
+    card = json.loads(paths().card.read_text())
+    (tmp_path / "card.json").write_text(json.dumps({**card, "name": "pump", "version": "4"}))
     (tmp_path / "reference.csv").write_text("temperature,rpm\n70.1,1450\n71.3,1500\n")
     run = lambda *args: main(["--database-url", db_url, *args])  # noqa: E731
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from monitor.card import FeatureSpec, ModelCard, canonical_columns
 from monitor.demo_model import MODEL_NAME, DemoFiles, files_in
 from monitor.fleet import machines
-from monitor.runtime.card import FeatureSpec, ModelCard, canonical_columns
 from monitor.runtime.preprocess import Preprocessor
 
 logger = logging.getLogger(__name__)

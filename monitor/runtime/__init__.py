@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.runtime.card import CardError, FeatureSpec, ModelCard, canonical_columns
+from monitor.card import CardError, FeatureSpec, ModelCard, canonical_columns
 from monitor.runtime.monitors import VersionedMonitors
 from monitor.runtime.preprocess import InvalidInput, Issue
 from monitor.runtime.runtime import (

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.runtime.card import ModelCard
+from monitor.card import ModelCard
 
 #: Codes of input errors (the call fails).
 ERROR_CODES = (

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 import onnxruntime as ort
 
-from monitor.runtime.card import CardError, ModelCard
+from monitor.card import CardError, ModelCard
 from monitor.runtime.preprocess import InvalidInput, Issue, Preprocessor
 from monitor.sdk import Monitor
 from monitor.wire import MAX_ID_CHARS

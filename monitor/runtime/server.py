@@ -32,7 +32,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from monitor.runtime.card import ModelCard
+from monitor.card import ModelCard
 from monitor.runtime.preprocess import InvalidInput, Issue
 from monitor.runtime.runtime import EdgeRuntime, InferenceError, find_card
 

@@ -42,7 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from monitor import wire
-from monitor.runtime.card import CardError, ModelCard
+from monitor.card import CardError, ModelCard
 from monitor.runtime.runtime import EdgeRuntime, ModelError
 
 logger = logging.getLogger(__name__)

@@ -6,18 +6,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 
 import httpx
 import pandas as pd
 from sqlalchemy import Engine
 
 from monitor import wire
+from monitor.demo_model import paths
 from monitor.storage import models, registry
 from monitor.storage.engine import begin_write
 from tests.collector.conftest import ADMIN_TOKEN, MODEL, auth
 
 ADMIN = auth(ADMIN_TOKEN)
-CARD = {"name": MODEL, "version": "1", "features": [{"name": "temperature", "type": "numeric"}]}
+CARD = json.loads(paths().card.read_text())
 
 
 def register(http: httpx.Client, version: str, artifact: bytes, reference: bytes | None = None):
@@ -130,6 +132,19 @@ def test_bad_registrations_name_the_field(http: httpx.Client, token: str, engine
     with engine.connect() as conn:
         model_id = models.get_model(conn, MODEL).id
         assert [v.version for v in registry.versions(conn, model_id)] == ["2"]
+
+
+def test_a_card_that_does_not_fit_the_model_is_refused_with_its_field(
+    http: httpx.Client, token: str
+) -> None:
+    body = {"version": "1", "artifact_base64": "AAAA", "card": {**CARD, "treshold": 0.5}}
+    typo = http.post(f"/v1/admin/models/{MODEL}/versions", json=body, headers=ADMIN)
+    body = {"version": "1", "artifact_base64": "AAAA", "card": {**CARD, "name": "other"}}
+    other = http.post(f"/v1/admin/models/{MODEL}/versions", json=body, headers=ADMIN)
+
+    assert typo.status_code == 422
+    assert [d["field"] for d in typo.json()["error"]["details"]] == ["card.treshold"]
+    assert other.json()["error"]["details"][0]["field"] == "card.name"
 
 
 def test_a_share_outside_zero_to_one_is_refused(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from monitor.runtime.card import CardError, FeatureSpec, ModelCard, canonical_columns
+from monitor.card import CardError, FeatureSpec, ModelCard, canonical_columns
 
 
 def test_the_shipped_card_round_trips_byte_for_byte(card: ModelCard, demo: Any) -> None:

@@ -12,7 +12,7 @@ import monitor
 
 PACKAGE = Path(monitor.__file__).resolve().parent
 ALLOWED_THIRD_PARTY = {"numpy", "onnxruntime"}
-ALLOWED_OURS = ("monitor.sdk", "monitor.wire", "monitor.runtime")
+ALLOWED_OURS = ("monitor.sdk", "monitor.wire", "monitor.card", "monitor.runtime")
 
 
 def test_runtime_sources_import_only_stdlib_numpy_onnxruntime_and_the_sdk() -> None:

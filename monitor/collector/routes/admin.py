@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
+from monitor.card import CardError, check_card
 from monitor.collector.auth import require_admin
 from monitor.collector.state import state_of
 from monitor.errors import ValidationFailed
@@ -114,6 +115,13 @@ async def list_models(request: Request) -> JSONResponse:
 
 @router.post("/models/{name}/versions", status_code=201, summary="Register a version (a candidate)")
 async def register_version(request: Request, name: str, body: VersionIn) -> JSONResponse:
+    try:
+        check_card(body.card, name)
+    except CardError as exc:
+        raise ValidationFailed(
+            f"invalid model card: {exc}",
+            details=[{"field": path, "message": message} for path, message in exc.errors],
+        ) from exc
     artifact = _b64(body.artifact_base64, "artifact_base64")
     reference = _b64(body.reference_base64, "reference_base64") if body.reference_base64 else None
 

@@ -391,3 +391,12 @@ def _check_card(card: ModelCard) -> list[tuple[str, str]]:
     except (TypeError, ValueError):
         errors.append(("card.metrics", "must be JSON (finite numbers)"))
     return errors
+
+
+def check_card(data: Any, model: str) -> ModelCard:
+    """A card fit for registering under ``model``: valid, and naming that model. The version
+    it names may differ: the registry's version is the one nodes are assigned."""
+    card = ModelCard.from_dict(data)
+    if card.name != model:
+        raise CardError([("card.name", f"names model {card.name!r}, not {model!r}")])
+    return card
