@@ -13,6 +13,7 @@ from monitor.collector.metrics import Metrics
 from monitor.config import Settings
 from monitor.errors import ValidationFailed
 from monitor.storage import models
+from monitor.storage.engine import begin_write
 
 _PRECHECK_SECONDS = 10.0
 
@@ -24,7 +25,7 @@ class CollectorState:
     settings: Settings
     engine: Engine
     metrics: Metrics = field(default_factory=Metrics)
-    _versions: dict[tuple[int, str], int] = field(default_factory=dict)
+    _versions: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _known_tokens: dict[str, float] = field(default_factory=dict)
 
@@ -51,15 +52,21 @@ class CollectorState:
             )
         return model.id
 
-    def version_id(self, conn: Connection, model_id: int, version: str) -> int:
-        """The id of a model version, created on first sight and then cached."""
-        key = (model_id, version)
-        found = self._versions.get(key)
-        if found is None:
-            found = models.version_id(conn, model_id, version)
-            with self._lock:
-                self._versions[key] = found
-        return found
+    def resolve(self, model: str, version: str) -> tuple[int, int]:
+        """The ids of a registered model and of its version, which is created on first sight.
+
+        The version is created in its own short transaction and cached only once committed:
+        a version id from an uncommitted (or rolled back) transaction would break the other
+        requests that reuse it."""
+        found = self._versions.get((model, version))
+        if found is not None:
+            return found
+        with begin_write(self.engine) as conn:
+            model_id = self.model_id(conn, model)
+            ids = (model_id, models.version_id(conn, model_id, version))
+        with self._lock:
+            self._versions[(model, version)] = ids
+        return ids
 
 
 def state_of(request: Request) -> CollectorState:

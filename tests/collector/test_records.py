@@ -294,3 +294,28 @@ def test_a_gzip_bomb_is_refused_quickly_in_bounded_memory(http: httpx.Client, to
     # 1 GiB would expand inside this process (the collector runs on a thread here); decoding
     # stops at the 20 MiB limit, so the peak grows by far less than the bomb's size.
     assert grown_kib < 200 * 1024
+
+
+def test_concurrent_first_batches_of_a_new_version_all_land(
+    http: httpx.Client, token: str, engine: Engine
+) -> None:
+    # Several nodes switching to a new version at once must not share a version id that
+    # another request's transaction has not committed yet.
+    import threading
+
+    answers: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def send() -> None:
+        barrier.wait()
+        body = batch([record() for _ in range(50)], model_version="9.1")
+        answers.append(post(http, token, body).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert answers == [200] * 8
+    assert stored(engine)["records"] == 400

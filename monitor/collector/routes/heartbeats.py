@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
@@ -12,7 +13,7 @@ from monitor.collector import validation
 from monitor.collector.auth import authenticate_node, bearer_token
 from monitor.collector.body import read_json
 from monitor.collector.state import CollectorState, state_of
-from monitor.storage import models
+from monitor.errors import ValidationFailed
 from monitor.storage.engine import begin_write
 from monitor.storage.heartbeats import record_heartbeat
 
@@ -35,13 +36,13 @@ async def post_heartbeat(request: Request) -> Response:
 
 
 def _store(state: CollectorState, token: str, beat: validation.HeartbeatBody) -> None:
+    version_id = None
+    # A heartbeat about an unregistered model still tells that the node lives.
+    if beat.model and beat.model_version:
+        with contextlib.suppress(ValidationFailed):
+            version_id = state.resolve(beat.model, beat.model_version)[1]
     with begin_write(state.engine) as conn:
         node = authenticate_node(conn, token)
-        version_id = None
-        if beat.model and beat.model_version:
-            model = models.find_model(conn, beat.model)
-            if model is not None:
-                version_id = state.version_id(conn, model.id, beat.model_version)
         record_heartbeat(
             conn,
             node_id=node.id,

@@ -62,15 +62,15 @@ def _ingest(state: CollectorState, token: str, raw: bytes, encoding: str) -> dic
         raise ValidationFailed(
             "every record of the batch is invalid", code="all_records_rejected", details=rejected
         )
+    model_id, version_id = state.resolve(batch.model, batch.model_version)
     prepared = prepare_batch(batch.records)
     with begin_write(state.engine) as conn:
         node = authenticate_node(conn, token)
-        model_id = state.model_id(conn, batch.model)
         result = insert_batch(
             conn,
             node_id=node.id,
             model_id=model_id,
-            model_version_id=state.version_id(conn, model_id, batch.model_version),
+            model_version_id=version_id,
             batch_uid=batch.batch_id,
             batch=prepared,
             compression=state.settings.payload_compression,
