@@ -104,7 +104,7 @@ class Settings(BaseSettings):
         default=50, ge=1, description="Fewest labelled records in a scope for accuracy figures."
     )
     analysis_fdr: float = Field(
-        default=0.05,
+        default=0.01,
         gt=0,
         lt=1,
         description="False discovery rate of the drift verdicts across all nodes and features "

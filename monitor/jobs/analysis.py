@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import uuid
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ class AnalysisConfig:
     label_lookback: timedelta = timedelta(days=7)
     min_rows: int = 200
     min_labels: int = 50
-    fdr: float = 0.05
+    fdr: float = 0.01
     lease: timedelta = timedelta(minutes=10)
     #: Keep Evidently's snapshot of every fleet window (a few seconds per window).
     snapshots: bool = True
@@ -193,7 +194,8 @@ class Worker:
                 profile=reference.profile,
                 max_rows=self.config.snapshot_rows,
             )
-            snapshot = report.snapshot_json().encode()
+            # Snapshots run to megabytes of JSON, which compresses about tenfold.
+            snapshot = zlib.compress(report.snapshot_json().encode(), 6)
         return runs, snapshot
 
     def _performance_runs(self, model: Model, window: Window) -> list[Run]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +46,7 @@ def write_report(
     path = Path(out or f"report-{model_name}-{run.window_start:%Y%m%dT%H%M}.html")
     snapshot = results.snapshot(conn, run.id)
     if snapshot is not None:
-        render_snapshot(snapshot, path)
+        render_snapshot(zlib.decompress(snapshot), path)
     else:
         frame = load_window(conn, model.id, run.window_start, run.window_end)
         version = _version(conn, model.id, run.model_version_id)
