@@ -192,33 +192,19 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--admin-token", help="the collector's admin token (with --collector)")
 
     demo = _command(
-        commands, "demo", _demo, "run the collector on SQLite and ship synthetic records to it"
+        commands, "demo", _demo, "the core loop on SQLite: collector, simulated fleet, analysis"
     )
-    demo.add_argument("--nodes", type=int, default=3, help="simulated nodes (default 3)")
-    demo.add_argument("--records", type=int, default=2_000, help="records per node")
-    demo.add_argument("--port", type=int, default=0, help="collector port (default: any free)")
-
-    edge = commands.add_parser("edge", help="the edge inference runtime").add_subparsers(
-        title="edge commands", metavar="COMMAND"
+    demo.add_argument("--nodes", type=int, default=12, help="simulated nodes (default 12)")
+    demo.add_argument("--duration", type=float, default=80.0, help="seconds (default 80)")
+    demo.add_argument(
+        "--window", type=float, default=20.0, help="analysis window in seconds (default 20)"
     )
-    eserve = _command(edge, "serve", _edge_serve, "serve an ONNX model on local HTTP")
-    eserve.add_argument("--model", help="ONNX file (default: the shipped demo model)")
-    eserve.add_argument("--card", help="card JSON (default: <model>.card.json, else card.json)")
-    eserve.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    eserve.add_argument("--port", type=int, default=8760, help="listen port (default 8760)")
-    eserve.add_argument("--collector", help="collector URL: log records, poll for new versions")
-    eserve.add_argument("--token", help="this node's token (with --collector)")
-    eserve.add_argument("--sample-rate", type=float, default=1.0, help="share of calls logged")
-    eserve.add_argument("--poll-interval", type=float, default=30.0, help="seconds; 0: no polls")
-    eserve.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    eserve.add_argument("--spool-dir", help="root of the per-version SDK spools")
-
-    model = commands.add_parser("model", help="model artifacts").add_subparsers(
-        title="model commands", metavar="COMMAND"
+    demo.add_argument(
+        "--scenario",
+        default="sensor-drift",
+        choices=["steady", "sensor-drift", "sudden-shift", "quality", "concept-drift"],
     )
-    build = _command(model, "build-demo", _model_build_demo, "rebuild the demo model's files")
-    build.add_argument("--out", default="demo-model", help="output directory (./demo-model)")
-    build.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    demo.add_argument("--rate", type=float, default=20.0, help="records/s per node")
     return parser
 
 
@@ -616,7 +602,16 @@ def _simulate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo
 
-    return run_demo(_settings(), nodes=args.nodes, records_per_node=args.records, port=args.port)
+    if args.nodes < 1 or args.duration <= 0 or args.window <= 0 or args.rate <= 0:
+        raise UsageError("--nodes, --duration, --window and --rate must be positive")
+    return run_demo(
+        _settings(),
+        nodes=args.nodes,
+        duration=args.duration,
+        window_seconds=args.window,
+        scenario=args.scenario,
+        rate=args.rate,
+    )
 
 
 def _edge_serve(args: argparse.Namespace) -> int:

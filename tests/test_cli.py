@@ -96,7 +96,7 @@ def test_an_unreachable_database_is_one_line(capsys: pytest.CaptureFixture[str])
     assert err[0].startswith("edge-monitor: error: database error:")
 
 
-def test_the_demo_ships_records_and_reports_what_landed(tmp_path: Path) -> None:
+def test_the_demo_tells_the_core_loop_window_by_window(tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable,
@@ -106,20 +106,27 @@ def test_the_demo_ships_records_and_reports_what_landed(tmp_path: Path) -> None:
             str(tmp_path),
             "demo",
             "--nodes",
-            "2",
-            "--records",
-            "300",
+            "4",
+            "--duration",
+            "18",
+            "--window",
+            "6",
+            "--rate",
+            "40",
         ],
         capture_output=True,
         text=True,
         cwd=REPO,
-        timeout=120,
+        timeout=180,
     )
 
     assert result.returncode == 0, result.stderr
-    assert "landed: 600 records" in result.stdout
-    assert "distinct record ids: 600" in result.stdout
-    assert (tmp_path / "edge-monitor.db").exists()
+    windows = [line for line in result.stdout.splitlines() if line.startswith("  window ")]
+    assert len(windows) >= 2, result.stdout
+    assert all("records" in line and "accuracy" in line for line in windows)
+    assert "records delivered exactly once" in result.stdout
+    assert "dropped: none" in result.stdout
+    assert (tmp_path / "demo-report.html").exists()
 
 
 def test_register_and_roll_out_a_version_from_files(
