@@ -205,6 +205,28 @@ def _parser() -> argparse.ArgumentParser:
         choices=["steady", "sensor-drift", "sudden-shift", "quality", "concept-drift"],
     )
     demo.add_argument("--rate", type=float, default=20.0, help="records/s per node")
+
+    edge = commands.add_parser("edge", help="the edge inference runtime").add_subparsers(
+        title="edge commands", metavar="COMMAND"
+    )
+    eserve = _command(edge, "serve", _edge_serve, "serve an ONNX model on local HTTP")
+    eserve.add_argument("--model", help="ONNX file (default: the shipped demo model)")
+    eserve.add_argument("--card", help="card JSON (default: <model>.card.json, else card.json)")
+    eserve.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    eserve.add_argument("--port", type=int, default=8760, help="listen port (default 8760)")
+    eserve.add_argument("--collector", help="collector URL: log records, poll for new versions")
+    eserve.add_argument("--token", help="this node's token (with --collector)")
+    eserve.add_argument("--sample-rate", type=float, default=1.0, help="share of calls logged")
+    eserve.add_argument("--poll-interval", type=float, default=30.0, help="seconds; 0: no polls")
+    eserve.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    eserve.add_argument("--spool-dir", help="root of the per-version SDK spools")
+
+    model = commands.add_parser("model", help="model artifacts").add_subparsers(
+        title="model commands", metavar="COMMAND"
+    )
+    build = _command(model, "build-demo", _model_build_demo, "rebuild the demo model's files")
+    build.add_argument("--out", default="demo-model", help="output directory (./demo-model)")
+    build.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     return parser
 
 

@@ -168,3 +168,23 @@ def test_register_and_roll_out_a_version_from_files(
     )
     assert run("models", "register", "pump", "--onnx", "/nope", "--card", "x") == 1
     assert "cannot read /nope" in capsys.readouterr().err
+
+
+def test_every_command_is_there(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+
+    for command in (
+        "serve",
+        "worker",
+        "report",
+        "db",
+        "nodes",
+        "models",
+        "simulate",
+        "demo",
+        "edge",
+        "model",
+    ):
+        assert f"    {command} " in listed, command
