@@ -25,7 +25,8 @@ LogFn = Callable[..., Any]
 
 def minimal_logger() -> tuple[LogFn, queue.Queue[dict[str, Any]]]:
     """What any non-blocking logger must do per call: copy the inputs into a record dict with
-    fresh ids and a timestamp, and put it on a queue without waiting."""
+    a fresh id and a timestamp, and put it on a queue without waiting. One id, as the SDK now
+    makes (a record without a given request id uses its record id as one)."""
     q: queue.Queue[dict[str, Any]] = queue.Queue()
     urandom, now, put = os.urandom, time.time, q.put_nowait
 
@@ -36,13 +37,11 @@ def minimal_logger() -> tuple[LogFn, queue.Queue[dict[str, Any]]]:
         probabilities: Any = None,
         latency_ms: float | None = None,
     ) -> str:
-        ids = urandom(32).hex()
-        request_id = ids[32:]
+        request_id = urandom(16).hex()
         put(
             {
-                "id": ids[:32],
+                "id": request_id,
                 "ts": now(),
-                "request_id": request_id,
                 "features": dict(features),
                 "prediction": prediction,
                 "probabilities": dict(probabilities) if probabilities is not None else None,

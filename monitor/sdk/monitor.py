@@ -19,13 +19,14 @@ from typing import Any, Literal
 from monitor.sdk.counters import Counters
 from monitor.sdk.errors import report_internal_error
 from monitor.sdk.records import (
+    TS_DECIMALS,
     InvalidValue,
     build_label,
     build_record,
     check_id,
     finite_number,
     new_id,
-    new_id_pair,
+    now_ms,
 )
 from monitor.sdk.sampling import is_sampled
 from monitor.sdk.spool import Spool, SpoolLocked, open_disk_spool, open_memory_spool
@@ -110,7 +111,10 @@ class Monitor:
         heartbeat_interval: seconds between heartbeats (one is also sent at start); ``None``
             sends them only when ``heartbeat()`` is called.
         gzip_level: 1..9 compresses request bodies (``Content-Encoding: gzip``); 0 sends them
-            uncompressed.
+            uncompressed. The default 6 is the lowest level whose bodies stay under 0.15 of
+            their JSON size for 500-record batches (P2 in BENCHMARKS.md: 0.149 at ~13 us of
+            sender CPU per record); level 1 costs ~1/4 of that CPU for ~40% more bytes, a
+            fair trade on a CPU-starved node with a cheap link.
         telemetry: optional callable returning a JSON-able dict sent as the heartbeat's
             ``runtime`` (omitted when not given, or when it raises).
         atexit_timeout: seconds the interpreter-exit hook may spend flushing and closing.
@@ -122,6 +126,17 @@ class Monitor:
     collector bug or deploy is transient for the node; the spool's caps bound the wait).
     413 splits the batch in halves; a single record still refused is dropped ``too_large``.
     Other 4xx drop the batch as ``rejected`` with one warning per error code.
+
+    Precision: what the SDK measures or is handed as metadata is rounded before it is queued:
+    ``ts`` (of records and labels) to milliseconds (3 decimals), ``latency_ms`` to 3 decimals,
+    probabilities to 6 decimals. Monitoring needs no more (windows are minutes, drift tests
+    bin probabilities far coarser), and every further digit of a float is incompressible on
+    the wire. Features are never rounded: they are the user's data and go as given.
+
+    Ids: every record gets a UUIDv7 (32 hex digits, millisecond timestamp first, then random
+    bits), so the collector's indexes grow in time order. A record logged without a
+    ``request_id`` uses its record id as its request id and sends it once (the collector
+    takes a missing ``request_id`` to be the record id).
 
     Counters (``stats()``) are totals since this process started and count records only;
     labels have their own (``label_stats()``). Records replayed from a previous run's spool
@@ -273,19 +288,23 @@ class Monitor:
         latency_ms: float | None = None,
         ts: float | None = None,
     ) -> str:
-        """Queue one prediction; returns its request id (a new UUID4 hex if not given).
+        """Queue one prediction; returns its request id (its new record id if not given).
 
         Never blocks, never does I/O, never raises. ``features`` maps names to numbers,
         strings, booleans or None (NaN/inf become None); ``prediction`` is a number, string or
         boolean; ``probabilities`` a dict class -> probability, a list, or None; numpy scalars
         and arrays are accepted. Anything else drops the record as ``invalid`` (an invalid
         non-str ``request_id`` returns ``""``). ``ts`` is seconds since the epoch (default now).
+
+        Without a ``request_id`` the record's own id (a UUIDv7 as 32 hex digits) serves as
+        one: it is returned, ``log_label`` takes it, and it is not sent twice on the wire.
         """
         counters = self._records
         try:
+            ms = now_ms()
             record_id = None
             if request_id is None:
-                request_id, record_id = new_id_pair()
+                request_id = record_id = new_id(ms)
             elif type(request_id) is not str:
                 try:
                     request_id = check_id(request_id, "request_id")
@@ -302,9 +321,9 @@ class Monitor:
                 return request_id
             try:
                 record = build_record(
-                    record_id or new_id(),
+                    record_id or new_id(ms),
                     request_id,
-                    time.time() if ts is None else finite_number(ts, "ts"),
+                    ms / 1000 if ts is None else round(finite_number(ts, "ts"), TS_DECIMALS),
                     features,
                     prediction,
                     probabilities,
@@ -336,9 +355,8 @@ class Monitor:
                         counters.logged += 1
                         counters.dropped["sampled_out"] += 1
                     return
-                item = build_label(
-                    request_id, label, time.time() if ts is None else finite_number(ts, "ts")
-                )
+                when = now_ms() / 1000 if ts is None else finite_number(ts, "ts")
+                item = build_label(request_id, label, round(when, TS_DECIMALS))
             except Exception:  # InvalidValue, or the caller's objects raising when read
                 self._count_invalid(counters)
                 return

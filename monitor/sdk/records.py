@@ -8,31 +8,62 @@ from __future__ import annotations
 
 import math
 import os
+import random
+import time
 from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Any
 
 from monitor.wire import MAX_FEATURES, MAX_ID_CHARS
 
+#: Decimals kept of what the SDK measures or is handed as metadata: ``ts`` (seconds, so
+#: milliseconds), ``latency_ms`` (so nanoseconds) and class probabilities. Full float precision
+#: is ~7 incompressible digits per value on the wire, and monitoring needs none of them.
+TS_DECIMALS = 3
+LATENCY_DECIMALS = 3
+PROBABILITY_DECIMALS = 6
+
 
 class InvalidValue(ValueError):
     """A value the SDK cannot put on the wire; the record is counted as ``invalid``."""
 
 
-def _uuid4_hex(h: str) -> str:
-    # Set the version (4) and RFC 4122 variant bits the way uuid.UUID(version=4) does.
-    return h[:12] + "4" + h[13:16] + "89ab"[int(h[16], 16) & 3] + h[17:32]
+# Ids are UUIDv7 (RFC 9562) as 32 lowercase hex digits: a 48-bit Unix millisecond timestamp,
+# then 74 random bits. Time-ordered ids keep the collector's unique indexes appending at their
+# right edge instead of inserting at random places (random UUID4s made ingest fall ~3.5x as
+# the database grew); within one millisecond the 74 random bits keep ids unique. The random
+# bits come from a private Mersenne Twister seeded from os.urandom (half the cost of a
+# getrandom() call per id), reseeded in a forked child so that parent and child never share a
+# sequence. Ids need to be unique, not secret.
+_rng = random.Random(os.urandom(32))
+_getrandbits = _rng.getrandbits
+_time_ns = time.time_ns
+_MS_MASK = (1 << 48) - 1
+_RAND_B_MASK = (1 << 62) - 1
+# Version 7 in bits 76-79, and the RFC 9562 variant (binary 10) in the top bits of the last 64.
+_VERSION_VARIANT = (7 << 76) | (1 << 63)
 
 
-def new_id() -> str:
-    """A random UUID4 as 32 hex digits, ~4x cheaper than ``uuid.uuid4().hex``."""
-    return _uuid4_hex(os.urandom(16).hex())
+def _reseed() -> None:
+    _rng.seed(os.urandom(32))
 
 
-def new_id_pair() -> tuple[str, str]:
-    """Two random UUID4 hex ids from one ``os.urandom`` call (request id and record id)."""
-    h = os.urandom(32).hex()
-    return _uuid4_hex(h), _uuid4_hex(h[32:])
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reseed)
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch (what an id and a default ``ts`` are made of)."""
+    return _time_ns() // 1_000_000
+
+
+def new_id(ms: int | None = None) -> str:
+    """A UUIDv7 as 32 hex digits: ``ms`` (default: now) in the first 12, then random bits."""
+    if ms is None:
+        ms = _time_ns() // 1_000_000
+    r = _getrandbits(74)
+    # 48 bits of ms | version | 12 random bits | variant | 62 random bits, formatted once.
+    return f"{(ms & _MS_MASK) << 80 | (r >> 62) << 64 | (r & _RAND_B_MASK) | _VERSION_VARIANT:032x}"
 
 
 def check_id(value: object, what: str) -> str:
@@ -149,13 +180,13 @@ def probabilities_value(probabilities: object) -> dict[str, float] | list[float]
                 name = str(int(key))  # class indices: JSON object keys are strings anyway
             else:
                 raise InvalidValue("probability class names must be str or int")
-            out[name] = finite_number(value, "probability")
+            out[name] = round(finite_number(value, "probability"), PROBABILITY_DECIMALS)
         return out
     tolist = getattr(probabilities, "tolist", None)  # numpy arrays, without importing numpy
     if callable(tolist) and not isinstance(probabilities, (list, tuple)):
         probabilities = tolist()
     if isinstance(probabilities, (list, tuple)):
-        return [finite_number(v, "probability") for v in probabilities]
+        return [round(finite_number(v, "probability"), PROBABILITY_DECIMALS) for v in probabilities]
     raise InvalidValue("probabilities must be a dict, a list or None")
 
 
@@ -168,16 +199,27 @@ def build_record(
     probabilities: object,
     latency_ms: object,
 ) -> dict[str, Any]:
-    """One wire record (see ``monitor.wire``); raises InvalidValue for anything unencodable."""
-    return {
-        "id": record_id,
-        "ts": ts,
-        "request_id": request_id,
-        "features": features_value(features),
-        "prediction": prediction_value(prediction),
-        "probabilities": probabilities_value(probabilities),
-        "latency_ms": None if latency_ms is None else finite_number(latency_ms, "latency_ms"),
-    }
+    """One wire record (see ``monitor.wire``); raises InvalidValue for anything unencodable.
+
+    ``ts`` is sent as given (``log()`` rounds it); ``latency_ms`` is rounded to
+    LATENCY_DECIMALS and probabilities to PROBABILITY_DECIMALS; features are never rounded.
+    ``request_id`` is left out when it equals ``record_id``: the collector then takes the
+    record id as the request id, and the record carries one random id instead of two.
+    """
+    # "id" then "ts" first: the spool finds "ts" by scanning for its key (see spool.py), and no
+    # user-chosen key may come before it.
+    record: dict[str, Any] = {"id": record_id, "ts": ts}
+    if request_id != record_id:
+        record["request_id"] = request_id
+    record["features"] = features_value(features)
+    record["prediction"] = prediction_value(prediction)
+    record["probabilities"] = probabilities_value(probabilities)
+    record["latency_ms"] = (
+        None
+        if latency_ms is None
+        else round(finite_number(latency_ms, "latency_ms"), LATENCY_DECIMALS)
+    )
+    return record
 
 
 def build_label(request_id: str, label: object, ts: float) -> dict[str, Any]:

@@ -14,10 +14,16 @@ Guarantees and choices:
   newest keeps the acknowledged prefix valid while a batch is in flight and makes the count
   exact; stale data ages out through the age cap instead.
 * Age cap: lines whose ``ts`` is older than ``max_age`` seconds when read are dropped and
-  counted (``expired``).
+  counted (``expired``). ``ts`` is found by a byte scan, not by decoding the line (see
+  ``_line_ts``).
 * Crash tolerance: a truncated last line (a crash mid-write) is cut off when the spool opens;
-  any other undecodable line is skipped with a warning. The ack file is not fsynced: losing it
-  only means re-sending records, which the collector deduplicates by record id.
+  any other undecodable line is skipped with a warning. "Undecodable" is judged cheaply: a
+  line that is not one ASCII object without NUL bytes, or whose ``ts`` the scan cannot read,
+  is decoded with json.loads. Damage that leaves a line looking intact (printable ASCII, the
+  braces and ``ts`` in place) passes here; if the collector then refuses the batch, the sender
+  decodes its lines, skips the bad ones and sends the rest (``worker.Sender``). The ack file
+  is not fsynced: losing it only means re-sending records, which the collector deduplicates
+  by record id.
 * One process per directory: ``open_disk_spool`` takes an exclusive ``flock`` on ``lock`` and
   raises ``SpoolLocked`` if another Monitor holds it.
 """
@@ -126,16 +132,48 @@ class Stream(Protocol):
     def close(self) -> None: ...
 
 
-def _classify_line(raw: bytes, horizon: float) -> str:
-    """'ok', 'expired' or 'corrupt' for one spooled line."""
+_TS_KEY = b'"ts":'
+
+
+def _line_ts(raw: bytes) -> float | None:
+    """The ``ts`` of a line as the SDK writes it, by a byte scan; None if the scan cannot tell.
+
+    The writer encodes compact ASCII JSON (``encode_line``) with ``"ts"`` before any key the
+    user chooses (records: ``{"id":<hex>,"ts":...``; labels have no user keys), and inside a
+    JSON string every quote is escaped, so the first ``"ts":`` is the top-level key. The
+    checks first are cheap stand-ins for "this is a line the SDK wrote": one object, ASCII
+    only, no NUL (blocks a crashed file system zero-fills), so damaged lines go to json.loads.
+    """
+    if raw[:1] != b"{" or raw[-1:] != b"}" or not raw.isascii() or b"\x00" in raw:
+        return None
+    i = raw.find(_TS_KEY)
+    if i < 0:
+        return None
+    i += len(_TS_KEY)
+    j = raw.find(b",", i)
     try:
-        obj = json.loads(raw)
-        ts = obj["ts"]
-        if ts < horizon:
-            return "expired"
-    except Exception:
-        return "corrupt"
-    return "ok"
+        ts = float(raw[i:j] if j >= 0 else raw[i:-1])
+    except ValueError:
+        return None
+    return ts if ts - ts == 0.0 else None  # NaN or infinity: not something the SDK wrote
+
+
+def _classify_line(raw: bytes, horizon: float) -> str:
+    """'ok', 'expired' or 'corrupt' for one spooled line.
+
+    A byte scan for ``ts`` (< 1 us) instead of decoding the whole line (~9 us for 25
+    features); json.loads only decides lines the scan cannot read.
+    """
+    ts: Any = _line_ts(raw)
+    if ts is None:
+        try:
+            ts = json.loads(raw)["ts"]
+            if ts < horizon:
+                return "expired"
+        except Exception:
+            return "corrupt"
+        return "ok"
+    return "expired" if ts < horizon else "ok"
 
 
 class _AckWaiter:

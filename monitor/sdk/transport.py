@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import enum
-import gzip
 import http.client
 import json
 import random
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +97,18 @@ class Backoff:
         return sleep
 
 
+def gzip_encode(payload: bytes, level: int) -> bytes:
+    """A gzip member (mtime 0) of ``payload``, deflated with the ``Z_FILTERED`` strategy.
+
+    Records are mostly short numbers between repeated keys; Z_FILTERED makes deflate prefer
+    literals to short matches there, which took a 500-record batch from 0.154 to 0.149 of its
+    JSON size at level 6 for the same CPU (P2 in BENCHMARKS.md; levels 1-3 ignore the
+    strategy). Any gzip decoder reads it.
+    """
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS, 8, zlib.Z_FILTERED)
+    return compressor.compress(payload) + compressor.flush()
+
+
 @dataclass
 class Response:
     status: int
@@ -163,10 +175,10 @@ class Transport:
         self._aborted = False
 
     def encode(self, payload: bytes) -> bytes:
-        """The body as sent: gzip-compressed unless gzip_level is 0."""
+        """The body as sent: gzip-compressed unless gzip_level is 0 (see ``gzip_encode``)."""
         if self.gzip_level <= 0:
             return payload
-        return gzip.compress(payload, compresslevel=self.gzip_level, mtime=0)
+        return gzip_encode(payload, self.gzip_level)
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
         if self.scheme == "https":

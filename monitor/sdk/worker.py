@@ -201,11 +201,24 @@ class Writer:
 class _Part:
     """A batch (or half of one) on its way; its body and batch id survive retries."""
 
-    __slots__ = ("body", "lines")
+    __slots__ = ("body", "checked", "lines")
 
-    def __init__(self, lines: list[bytes]) -> None:
+    def __init__(self, lines: list[bytes], checked: bool = False) -> None:
         self.lines = lines
         self.body: bytes | None = None
+        self.checked = checked  # every line known to decode as JSON
+
+
+def _decodable(lines: list[bytes]) -> list[bytes]:
+    """The lines that decode as JSON."""
+    good = []
+    for line in lines:
+        try:
+            json.loads(line)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            continue
+        good.append(line)
+    return good
 
 
 class Sender:
@@ -365,6 +378,20 @@ class Sender:
                 self._split(part, work, counters)
             elif outcome is Outcome.REJECT:
                 work.popleft()
+                if not part.checked:
+                    # The spool judges lines by a cheap scan, so a line damaged on disk in a
+                    # way that still looks intact spoils the whole body; find such lines now
+                    # (once, and only after a refusal) and send the rest again.
+                    good = _decodable(part.lines)
+                    if len(good) < len(part.lines):
+                        logger.warning(
+                            "edge-monitor: skipped %d undecodable spooled %s line(s)",
+                            len(part.lines) - len(good),
+                            kind,
+                        )
+                        if good:
+                            work.appendleft(_Part(good, checked=True))
+                        continue
                 counters.drop("rejected", len(part.lines))
                 self._warn_once(
                     (path, resp.status, resp.error_code()),
@@ -388,8 +415,8 @@ class Sender:
             return
         half = len(part.lines) // 2
         # Halves go to the front, first half first, so delivery order is kept.
-        work.appendleft(_Part(part.lines[half:]))
-        work.appendleft(_Part(part.lines[:half]))
+        work.appendleft(_Part(part.lines[half:], part.checked))
+        work.appendleft(_Part(part.lines[:half], part.checked))
 
     def _account(self, kind: str, part: _Part, resp: Response, counters: Counters) -> None:
         data = resp.json()

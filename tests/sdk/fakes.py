@@ -43,7 +43,7 @@ class Request:
     path: str
     headers: dict[str, str]  # lower-cased names
     raw: bytes  # as on the wire
-    body: Any  # decoded JSON
+    body: Any  # decoded JSON (None if the body is not JSON)
     client_port: int
     at: float  # time.monotonic()
     status: int = 0  # what the server answered
@@ -56,7 +56,9 @@ class ScriptedCollector:
     """A tiny collector implementing ``monitor.wire`` with scriptable answers.
 
     Unscripted requests get the real collector's behaviour: records are deduplicated by id
-    (``accepted``/``duplicate``), labels are accepted, heartbeats answer 204.
+    (``accepted``/``duplicate``) and stored with ``request_id`` defaulting to the id, labels
+    are accepted, heartbeats answer 204, a body that is not JSON answers 400
+    ``malformed_json``.
     """
 
     def __init__(self) -> None:
@@ -125,7 +127,11 @@ class ScriptedCollector:
         raw = h.rfile.read(int(h.headers.get("Content-Length", "0")))
         headers = {k.lower(): v for k, v in h.headers.items()}
         data = gzip.decompress(raw) if headers.get("content-encoding") == "gzip" else raw
-        req = Request(h.path, headers, raw, json.loads(data), h.client_address[1], time.monotonic())
+        try:
+            decoded = json.loads(data)
+        except ValueError:
+            decoded = None
+        req = Request(h.path, headers, raw, decoded, h.client_address[1], time.monotonic())
         with self._lock:
             self.requests.append(req)
             queue = self._scripts.get(h.path)
@@ -140,7 +146,11 @@ class ScriptedCollector:
             h.connection.shutdown(socket.SHUT_RDWR)
             return
         body = reply.body
-        if body is None and 200 <= reply.status < 300:
+        if body is None and 200 <= reply.status < 300 and req.body is None:
+            # What the real collector answers to a body that is not JSON.
+            reply = Reply(400, reply.headers)
+            body = {"error": {"code": "malformed_json", "message": "not JSON", "details": {}}}
+        elif body is None and 200 <= reply.status < 300:
             body = self._default_body(req)
         elif body is None:
             body = {"error": {"code": f"http_{reply.status}", "message": "scripted", "details": {}}}
@@ -167,7 +177,10 @@ class ScriptedCollector:
                     if rec["id"] in self.records:
                         duplicate += 1
                     else:
-                        self.records[rec["id"]] = rec
+                        self.records[rec["id"]] = {
+                            **rec,
+                            "request_id": rec.get("request_id") or rec["id"],
+                        }
                         accepted += 1
             return {"accepted": accepted, "duplicate": duplicate, "rejected": []}
         if req.path == wire.LABELS_PATH:

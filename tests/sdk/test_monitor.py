@@ -114,7 +114,49 @@ def test_log_returns_the_request_id(
     assert mon.flush(10)
     got = {r["request_id"]: r for r in collector.records.values()}
     assert set(got) == {"req-1", generated}
-    assert got["req-1"]["id"] != "req-1"  # the record id is its own uuid4
+    assert got["req-1"]["id"] != "req-1"  # the record id is its own UUIDv7
+    assert got[generated]["id"] == generated  # no request id given: the record id serves
+    sent = {r["id"]: r for r in collector.received_records()}
+    assert sent[got["req-1"]["id"]]["request_id"] == "req-1"
+    assert "request_id" not in sent[generated]  # not sent twice
+
+
+def test_a_generated_request_id_takes_labels_and_sampling(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    mon = make_monitor(collector.url, sample_rate=0.5)
+    returned = [mon.log({"i": i}, "ok") for i in range(400)]
+    for request_id in returned:
+        mon.log_label(request_id, "fail")
+    assert mon.flush(10)
+    kept = {rid for rid in returned if is_sampled(rid, 0.5)}
+    assert 100 < len(kept) < 300
+    assert set(collector.records) == kept  # stored under the record id that log() returned
+    assert {r["request_id"] for r in collector.records.values()} == kept
+    assert {label["request_id"] for label in collector.labels} == kept
+    assert mon.label_stats()["dropped"]["sampled_out"] == 400 - len(kept)
+
+
+def test_metadata_is_rounded_and_features_are_not(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    mon = make_monitor(collector.url)
+    features = {"x": 0.1234567890123, "y": 1 / 3}
+    now = float(int(time.time()))
+    mon.log(
+        features,
+        "ok",
+        probabilities={"ok": 2 / 3, "fail": 1 / 3},
+        latency_ms=1.23456789,
+        ts=now + 0.1234567,
+        request_id="r",
+    )
+    assert mon.flush(10)
+    (record,) = collector.received_records()
+    assert record["ts"] == now + 0.123
+    assert record["latency_ms"] == 1.235
+    assert record["probabilities"] == {"ok": 0.666667, "fail": 0.333333}
+    assert record["features"] == features
 
 
 def test_ts_is_seconds_now_unless_given(
@@ -126,8 +168,10 @@ def test_ts_is_seconds_now_unless_given(
     mon.log({"a": 1}, "ok", request_id="given", ts=before - 3600)
     assert mon.flush(10)
     got = {r["request_id"]: r["ts"] for r in collector.records.values()}
-    assert before <= got["now"] <= time.time()
-    assert got["given"] == before - 3600
+    # Both to the millisecond: "now" is truncated, a given ts rounded.
+    assert int(before * 1000) / 1000 <= got["now"] <= time.time()
+    assert got["given"] == round(before - 3600, 3)
+    assert all(len(repr(ts).partition(".")[2]) <= 3 for ts in got.values())
 
 
 def test_log_label_never_raises(collector: ScriptedCollector, make_monitor: MakeMonitor) -> None:
@@ -261,6 +305,28 @@ def test_a_torn_spool_line_after_a_crash_is_tolerated(
     second.log({"i": 5}, "ok", request_id="after")
     assert second.flush(10)
     assert [r["request_id"] for r in collector.records.values()] == [*ids, "after"]
+
+
+def test_a_spool_line_damaged_but_intact_looking_costs_only_itself(
+    dead_url: str, collector: ScriptedCollector, make_monitor: MakeMonitor, tmp_path: Path
+) -> None:
+    # The spool judges lines by a cheap scan; a line that passes it but is not JSON makes the
+    # collector refuse the batch, and the sender then skips just that line.
+    spool = tmp_path / "damaged"
+    first = make_monitor(dead_url, spool_dir=spool)
+    ids = [first.log({"i": i}, "ok") for i in range(5)]
+    first.close(0.3)
+    (segment,) = spool.glob("records-*.jsonl")
+    lines = segment.read_bytes().splitlines(keepends=True)
+    lines.insert(2, b'{"id":"bad","ts":%.3f,"features":{"i":2]]}\n' % time.time())
+    segment.write_bytes(b"".join(lines))
+
+    second = make_monitor(collector.url, spool_dir=spool)
+    assert second.flush(10)
+    assert [r["request_id"] for r in collector.records.values()] == ids
+    statuses = [r.status for r in collector.to(wire.RECORDS_PATH)]
+    assert statuses == [400, 200]
+    assert second.stats()["dropped"]["rejected"] == 0
 
 
 def test_spool_size_cap_is_counted_exactly(dead_url: str, make_monitor: MakeMonitor) -> None:

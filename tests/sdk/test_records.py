@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import time
 import uuid
 from typing import Any
 
@@ -14,7 +16,7 @@ from monitor.sdk.records import (
     build_record,
     features_value,
     new_id,
-    new_id_pair,
+    now_ms,
     prediction_value,
     probabilities_value,
 )
@@ -39,14 +41,46 @@ class FakeArray:
         return list(self.values)
 
 
-def test_ids_are_uuid4_hex() -> None:
-    for value in (new_id(), *new_id_pair()):
-        parsed = uuid.UUID(value)
-        assert parsed.hex == value
-        assert parsed.version == 4
-        assert parsed.variant == uuid.RFC_4122
-    a, b = new_id_pair()
-    assert a != b
+def test_ids_are_uuid7_hex_with_the_millisecond_first() -> None:
+    before = time.time_ns() // 1_000_000
+    value = new_id()
+    after = time.time_ns() // 1_000_000
+    parsed = uuid.UUID(value)
+    assert parsed.hex == value  # 32 lowercase hex digits
+    assert parsed.version == 7
+    assert parsed.variant == uuid.RFC_4122
+    assert before <= int(value[:12], 16) <= after
+    assert new_id(0x0123_4567_89AB).startswith("0123456789ab7")
+
+
+def test_ids_are_time_ordered_and_unique_at_high_rates() -> None:
+    ids = [new_id() for _ in range(50_000)]  # many per millisecond
+    assert len(set(ids)) == len(ids)
+    prefixes = [i[:12] for i in ids]
+    assert prefixes == sorted(prefixes)
+    assert len(set(prefixes)) < len(ids)  # several ids did share a millisecond
+    same_ms = [new_id(now_ms()) for _ in range(1000)]
+    assert len(set(same_ms)) == 1000
+
+
+def test_a_forked_child_makes_other_ids() -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    ms = now_ms()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(write, ",".join(new_id(ms) for _ in range(5)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        child = f.read().split(",")
+    os.waitpid(pid, 0)
+    parent = [new_id(ms) for _ in range(5)]
+    assert len(child) == 5
+    assert not set(child) & set(parent)
 
 
 def test_plain_features_are_copied() -> None:
@@ -100,6 +134,14 @@ def test_probabilities() -> None:
             probabilities_value(bad)
 
 
+def test_probabilities_are_rounded_to_6_decimals() -> None:
+    third = 1 / 3
+    assert probabilities_value({"a": third, "b": 1 - third}) == {"a": 0.333333, "b": 0.666667}
+    assert probabilities_value(FakeArray([third, 2e-9])) == [0.333333, 0.0]
+    assert probabilities_value([1, 0]) == [1, 0]
+    assert repr(probabilities_value([0.1 + 0.2])[0]) == "0.3"  # type: ignore[index]
+
+
 def test_build_record_shape() -> None:
     rec = build_record("r1", "q1", 10.5, {"a": 1}, "ok", [0.1, 0.9], 1.5)
     assert rec == {
@@ -111,8 +153,23 @@ def test_build_record_shape() -> None:
         "probabilities": [0.1, 0.9],
         "latency_ms": 1.5,
     }
+    assert list(rec)[:2] == ["id", "ts"]  # the spool's ts scan relies on this order
     with pytest.raises(InvalidValue):
         build_record("r1", "q1", 10.5, {"a": 1}, "ok", None, "slow")
+
+
+def test_build_record_sends_the_request_id_only_when_it_differs() -> None:
+    rec = build_record("r1", "r1", 10.5, {"a": 1}, "ok", None, None)
+    assert "request_id" not in rec
+    assert list(rec) == ["id", "ts", "features", "prediction", "probabilities", "latency_ms"]
+
+
+def test_build_record_rounds_latency_but_never_features() -> None:
+    features = {"x": 0.123456789012345, "y": 1 / 3}
+    rec = build_record("r1", "q1", 10.5, features, 0.987654321, None, 1.23456789)
+    assert rec["latency_ms"] == 1.235
+    assert rec["features"] == features  # the user's data, as given
+    assert rec["prediction"] == 0.987654321  # a prediction is data too
 
 
 def test_build_label_shape() -> None:

@@ -13,9 +13,12 @@ import pytest
 from monitor.sdk.spool import (
     Spool,
     SpoolLocked,
+    _classify_line,
+    _line_ts,
     open_disk_spool,
     open_memory_spool,
 )
+from monitor.sdk.worker import encode_line
 
 MB = 1024 * 1024
 
@@ -224,6 +227,46 @@ def test_garbage_lines_are_skipped(tmp_path: Path) -> None:
     spool.records.ack(chunk)
     assert spool.records.pending_records == 0
     spool.close()
+
+
+@pytest.mark.parametrize(
+    ("obj", "ts"),
+    [
+        ({"id": "01a2", "ts": 1732530000.125, "features": {"ts": 1}}, 1732530000.125),
+        ({"id": "01a2", "ts": 5, "request_id": 'q","ts":1,'}, 5.0),
+        ({"request_id": 'x","ts":1}', "label": "a,b", "ts": 2.5}, 2.5),  # labels: ts last
+        ({"request_id": "q", "label": 7, "ts": 1e-3}, 0.001),
+    ],
+)
+def test_ts_scan_reads_what_the_sdk_writes(obj: dict[str, object], ts: float) -> None:
+    raw = encode_line(obj)[:-1]
+    assert _line_ts(raw) == ts == json.loads(raw)["ts"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "verdict"),
+    [
+        (b"", "corrupt"),
+        (b"[1, 2]", "corrupt"),
+        (b'{"id": "r0", "ts": 1', "corrupt"),  # torn
+        (b'{"id": "r0", "t\x00\x00\x00s": 1}', "corrupt"),  # zero-filled
+        (b'{"id": "r0", "ts": "soon"}', "corrupt"),
+        (b'{"id": "r0", "ts": NaN}', "ok"),  # json.loads decides, as before the scan
+        (b'{"id": "r0"}', "corrupt"),
+        ('{"id": "é", "ts": 1}'.encode(), "ok"),  # not ASCII: json.loads decides
+        (b' {"id": "r0", "ts": -1}', "expired"),
+    ],
+)
+def test_ts_scan_leaves_odd_lines_to_json(raw: bytes, verdict: str) -> None:
+    assert _line_ts(raw) is None
+    assert _classify_line(raw, 0.0) == verdict
+
+
+def test_classify_by_age() -> None:
+    raw = encode_line({"id": "r", "ts": 100.5})[:-1]
+    assert _classify_line(raw, 100.0) == "ok"
+    assert _classify_line(raw, 101.0) == "expired"
+    assert _classify_line(b'{"id": "r", "ts": 100.5, "a": "\xc3\xa9"}', 101.0) == "expired"
 
 
 def test_unreadable_ack_file_replays_everything(tmp_path: Path) -> None:
