@@ -5,13 +5,15 @@ Standard library only: the SDK imports this module on edge nodes that install no
 A records batch (``POST /v1/records``, JSON, optionally gzip-encoded)::
 
     {"batch_id": "9f1c...", "model": "pump-failure", "model_version": "3",
-     "records": [{"id": "5b0e...", "ts": 1732530000.125, "request_id": "5b0e...",
+     "records": [{"id": "0193a1f2...", "ts": 1732530000.125,
                   "features": {"temperature": 71.5, "machine_type": "press"},
                   "prediction": "ok", "probabilities": {"ok": 0.9, "fail": 0.1},
                   "latency_ms": 1.8}]}
 
-``id`` is the record's identity, chosen by the SDK: a record is stored at most once per node
-whatever is retried. ``ts`` is seconds since the Unix epoch (UTC). Feature values are numbers,
+``id`` is the record's identity, chosen by the SDK (UUIDv7 as 32 hex digits: time-ordered,
+which keeps the collector's indexes appending): a record is stored at most once per node
+whatever is retried. ``request_id`` (what labels name) is optional and defaults to ``id``; the
+SDK sends it only when the caller chose one. The SDK rounds ``ts`` to milliseconds. ``ts`` is seconds since the Unix epoch (UTC). Feature values are numbers,
 strings, booleans or null; ``prediction`` is a number, string or boolean; ``probabilities`` is
 an object of class -> probability, a list of probabilities, or null.
 

@@ -24,7 +24,6 @@ VersionedMonitors``, which gives each version its own spool directory.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import os
 import threading
@@ -41,6 +40,7 @@ import onnxruntime as ort
 from monitor.card import CardError, ModelCard
 from monitor.runtime.preprocess import InvalidInput, Issue, Preprocessor
 from monitor.sdk import Monitor
+from monitor.sdk.records import new_id
 from monitor.wire import MAX_ID_CHARS
 
 logger = logging.getLogger(__name__)
@@ -289,11 +289,9 @@ class EdgeRuntime:
                 raise ValueError("monitor must be a Monitor, a MonitorFactory or None")
             self._factory = monitor
         self.status = SwapStatus()
-        # Request ids: a random per-runtime prefix and a counter, 32 hex digits like a UUID and
-        # as unique across nodes and restarts, at a fraction of the cost per call.
-        prefix = os.urandom(8).hex()
-        counter = itertools.count()
-        self._new_id: Callable[[], str] = lambda: f"{prefix}{next(counter):016x}"
+        # Without a Monitor, request ids come from the SDK's (time-ordered) generator; with one,
+        # the Monitor's record id is the request id, so a record carries a single id.
+        self._new_id: Callable[[], str] = new_id
         self._latencies: deque[float] = deque(maxlen=window)
         self._calls = 0
         self._rows = 0
@@ -357,17 +355,20 @@ class EdgeRuntime:
             label = state.label(probs)
             probabilities = dict(zip(state.classes, probs, strict=True))
             latency_ms = (time.perf_counter() - start) * 1000.0
-            if request_id is None:
-                request_id = self._new_id()
             monitor = state.monitor
             if monitor is not None:
-                monitor.log(
-                    features,
-                    label,
-                    probabilities=probabilities,
-                    request_id=request_id,
-                    latency_ms=latency_ms,
+                request_id = (
+                    monitor.log(
+                        features,
+                        label,
+                        probabilities=probabilities,
+                        request_id=request_id,
+                        latency_ms=latency_ms,
+                    )
+                    or request_id
                 )
+            if request_id is None:
+                request_id = self._new_id()
         except BaseException as exc:
             self._failed(state, exc)
             raise
@@ -441,15 +442,20 @@ class EdgeRuntime:
                 for i, p in enumerate(probs.tolist()):
                     label = state.label(p)
                     probabilities = dict(zip(state.classes, p, strict=True))
-                    rid = request_ids[i] if request_ids is not None else self._new_id()
+                    rid = request_ids[i] if request_ids is not None else None
                     if monitor is not None:
-                        monitor.log(
-                            rows[i],
-                            label,
-                            probabilities=probabilities,
-                            request_id=rid,
-                            latency_ms=per_row_ms,
+                        rid = (
+                            monitor.log(
+                                rows[i],
+                                label,
+                                probabilities=probabilities,
+                                request_id=rid,
+                                latency_ms=per_row_ms,
+                            )
+                            or rid
                         )
+                    if rid is None:
+                        rid = self._new_id()
                     mine = tuple(w for w in warnings if w.field.startswith(f"rows[{i}]."))
                     out.append(
                         Prediction(rid, label, probabilities, state.version, per_row_ms, mine)

@@ -202,11 +202,12 @@ def test_every_served_call_is_logged_through_the_monitor(
     assert first.request_id == "abc"
     assert len(monitor.logged) == 5  # the refused call is not a prediction
     made_ids = [second.request_id] + [b.request_id for b in batch]
-    assert [log["request_id"] for log in monitor.logged[1:]] == made_ids
-    assert all(len(i) == 32 and int(i, 16) >= 0 for i in made_ids)
-    assert len(set(made_ids)) == 4
-    other = EdgeRuntime(demo.model).predict(rows[0]).request_id
-    assert other[:16] != second.request_id[:16]  # another runtime, another prefix
+    # Without an id from the caller the Monitor's record id is the request id: one id a record.
+    assert [log["request_id"] for log in monitor.logged[1:]] == [None] * 4
+    assert made_ids == ["1-2", "1-3", "1-4", "1-5"]
+    unmonitored = [EdgeRuntime(demo.model).predict(r).request_id for r in rows[:2]]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in unmonitored)
+    assert unmonitored[0][:12] <= unmonitored[1][:12]  # time-ordered, like the SDK record ids
     log = monitor.logged[0]
     assert log["features"] is rows[0]
     assert log["prediction"] == first.label
