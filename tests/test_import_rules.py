@@ -90,7 +90,7 @@ class Rule:
 def _not_stdlib_sdk_or_wire(name: str) -> bool:
     if within(name, "monitor"):
         # The bare package is loaded by any `monitor.x` import; its __init__ is stdlib-only.
-        return name != "monitor" and not within(name, "monitor.sdk", "monitor.wire")
+        return name != "monitor" and not within(name, "monitor.sdk", "monitor.wire", "monitor.card")
     return name.split(".")[0] not in STDLIB
 
 
@@ -100,9 +100,16 @@ SQL_AND_HTTP += ("http", "urllib.request")
 
 RULES = {
     "sdk-and-wire-are-stdlib-only": Rule(
-        "monitor.sdk and monitor.wire import only the standard library and each other",
-        lambda module: within(module, "monitor.sdk", "monitor.wire"),
+        "monitor.sdk, monitor.wire and monitor.card import only the standard library and ours",
+        lambda module: within(module, "monitor.sdk", "monitor.wire", "monitor.card"),
         _not_stdlib_sdk_or_wire,
+    ),
+    "fleet-is-edge-side": Rule(
+        "monitor.fleet (the simulated nodes) never imports storage, collector, jobs or analysis",
+        lambda module: within(module, "monitor.fleet"),
+        lambda name: within(
+            name, "monitor.storage", "monitor.collector", "monitor.jobs", "monitor.analysis"
+        ),
     ),
     "runtime-not-storage-or-collector": Rule(
         "monitor.runtime never imports monitor.storage or monitor.collector",
@@ -168,6 +175,8 @@ def test_each_rule_catches_a_violation(tmp_path: Path) -> None:
         "sdk/__init__.py": "",
         "sdk/spool.py": "import json\nfrom .. import config\n",
         "wire.py": "def f():\n    import numpy\n",
+        "card.py": "import pandas\n",
+        "fleet/__init__.py": "from monitor.storage import nodes\n",
         "runtime/__init__.py": "from monitor.storage import tables\n",
         "storage/__init__.py": "",
         "storage/tables.py": "from monitor.collector.app import create_app\n",
@@ -183,9 +192,11 @@ def test_each_rule_catches_a_violation(tmp_path: Path) -> None:
     found = {key: rule.violations(scan(root)) for key, rule in RULES.items()}
     assert found == {
         "sdk-and-wire-are-stdlib-only": [
+            "monitor.card imports pandas",
             "monitor.sdk.spool imports monitor.config",
             "monitor.wire imports numpy",
         ],
+        "fleet-is-edge-side": ["monitor.fleet imports monitor.storage"],
         "runtime-not-storage-or-collector": [
             "monitor.runtime imports monitor.storage",
             "monitor.runtime imports monitor.storage.tables",
