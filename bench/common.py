@@ -210,9 +210,11 @@ CATEGORICAL_FEATURES: tuple[tuple[str, tuple[str, ...], tuple[float, ...]], ...]
 FEATURE_NAMES = tuple(f[0] for f in NUMERIC_FEATURES) + tuple(f[0] for f in CATEGORICAL_FEATURES)
 
 
-def new_id() -> str:
-    """A fresh random 32-hex-digit id, like the SDK's record and request ids."""
-    return uuid.uuid4().hex
+def new_id(ms: int | None = None) -> str:
+    """A fresh id exactly as the SDK makes record ids (UUIDv7: time-ordered, 32 hex digits)."""
+    from monitor.sdk.records import new_id as sdk_new_id
+
+    return sdk_new_id(ms)
 
 
 class Synth:
@@ -254,17 +256,17 @@ class Synth:
         return out
 
     def records(self, n: int, ts_start: float, ts_step: float) -> list[dict[str, Any]]:
-        """``n`` wire records (see ``monitor.wire``) with fresh ids, ``ts_step`` seconds apart
-        plus jitter (full float precision, as ``time.time()`` gives)."""
+        """``n`` wire records as the SDK sends them (see ``monitor.wire``): a time-ordered id
+        that is also the request id (so no ``request_id`` field), ``ts`` in milliseconds,
+        ``ts_step`` seconds apart plus jitter."""
         jitter = self.rng.uniform(0.0, ts_step, n)
-        ts = (ts_start + np.arange(n) * ts_step + jitter).tolist()
+        ts = np.round(ts_start + np.arange(n) * ts_step + jitter, 3).tolist()
         records = []
         for (features, prediction, proba, ms), t in zip(self.inputs(n), ts, strict=True):
             records.append(
                 {
-                    "id": new_id(),
+                    "id": new_id(int(t * 1000)),
                     "ts": t,
-                    "request_id": new_id(),
                     "features": features,
                     "prediction": prediction,
                     "probabilities": proba,

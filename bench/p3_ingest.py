@@ -69,7 +69,7 @@ def build_workload(synth: common.Synth, fleet: list[tuple[int, str]], per_sender
                         "node_id": node_id,
                         "uid": r["id"],
                         "ts": datetime.fromtimestamp(r["ts"], UTC),
-                        "request_id": r["request_id"],
+                        "request_id": r.get("request_id", r["id"]),
                         "features": json.dumps(r["features"]),
                         "prediction": r["prediction"],
                         "probabilities": json.dumps(r["probabilities"]),

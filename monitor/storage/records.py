@@ -127,6 +127,8 @@ def _insert_index(
     One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` written out directly: the
     database decides what is new (so concurrent retries on several collectors still store a
     record once), and SQLAlchemy's per-row parameter processing is skipped on this hot path."""
+    if conn.dialect.name == "postgresql":
+        return _insert_index_unnest(conn, batch_id, node_id, model_id, uids, request_ids)
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     new: set[str] = set()
     for start in range(0, len(uids), _INDEX_ROWS_PER_STATEMENT):
@@ -142,6 +144,28 @@ def _insert_index(
             params += (batch_id, pos, node_id, uids[pos], model_id, request_ids[pos])
         new.update(uid for (uid,) in conn.exec_driver_sql(sql, tuple(params)))
     return new
+
+
+# PostgreSQL takes the rows as six arrays: one short statement whose parse psycopg caches, and
+# arrays that travel in binary, instead of a 3,000-placeholder statement parsed every batch.
+_UNNEST_INSERT = (
+    "INSERT INTO records (batch_id, pos, node_id, uid, model_id, request_id) "
+    "SELECT %s, pos, %s, uid, %s, request_id "
+    "FROM unnest(%s::integer[], %s::varchar[], %s::varchar[]) AS t(pos, uid, request_id) "
+    "ON CONFLICT (node_id, uid) DO NOTHING RETURNING uid"
+)
+
+
+def _insert_index_unnest(
+    conn: Connection,
+    batch_id: int,
+    node_id: int,
+    model_id: int,
+    uids: Sequence[str],
+    request_ids: Sequence[str],
+) -> set[str]:
+    params = (batch_id, node_id, model_id, list(range(len(uids))), list(uids), list(request_ids))
+    return {uid for (uid,) in conn.exec_driver_sql(_UNNEST_INSERT, params)}
 
 
 def count_records(conn: Connection, *, model_id: int | None = None) -> int:
