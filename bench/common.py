@@ -382,8 +382,11 @@ class CollectorProcess:
     The database must be migrated first (``migrate``); output goes to ``log_path``.
     """
 
-    def __init__(self, database_url: str, log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self, database_url: str, log_path: Path, port: int | None = None, workers: int = 1
+    ) -> None:
         self.database_url = database_url
+        self.workers = workers
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -392,6 +395,7 @@ class CollectorProcess:
     def start(self, timeout: float = 60.0) -> CollectorProcess:
         cmd = [sys.executable, "-m", "monitor", "--database-url", self.database_url]
         cmd += ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += ["--workers", str(self.workers)]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         deadline = time.monotonic() + timeout

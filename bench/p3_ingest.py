@@ -299,7 +299,13 @@ def profile_ingest(url: str, token: str, bodies: list[bytes]) -> dict[str, Any]:
 
 
 def run_database(
-    label: str, url: str, tmp: Path, per_sender: int, reps: int, profile: bool
+    label: str,
+    url: str,
+    tmp: Path,
+    per_sender: int,
+    reps: int,
+    profile: bool,
+    workers: int = 1,
 ) -> dict[str, Any]:
     common.migrate(url)
     names = [f"{label}-sender-{i}" for i in range(SENDERS)]
@@ -309,7 +315,8 @@ def run_database(
     synth = common.Synth(seed=3)
     runs: list[dict[str, Any]] = []
     sent = 0
-    with common.CollectorProcess(url, tmp / f"collector-{label}.log") as collector:
+    log = tmp / f"collector-{label}.log"
+    with common.CollectorProcess(url, log, workers=workers) as collector:
         # The first requests open connections, fill caches and create the model version.
         warm = build_workload(synth, fleet, 1)
         warm_http = run_http(collector.port, fleet, warm)
@@ -373,6 +380,9 @@ def extra_args(parser: argparse.ArgumentParser) -> None:
         "--profile", action="store_true", help="profile the ingest path even if goals are met"
     )
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument(
+        "--collector-workers", type=int, default=1, help="collector processes (serve --workers)"
+    )
 
 
 def main() -> int:
@@ -387,17 +397,20 @@ def main() -> int:
     pg_problem = "skipped (--skip-postgres)" if args.skip_postgres else common.postgres_problem()
     if pg_problem is None:
         info["postgresql"] = common.postgres_version()
+    info["collector_workers"] = args.collector_workers
+    common.say(f"collector processes: {args.collector_workers}")
     # Profiled in every full run (printed when a goal is missed); in quick mode on request.
     profile = args.profile or not args.quick
     results: dict[str, Any] = {}
     with common.scratch_dir("p3") as tmp:
+        workers = args.collector_workers
         results["SQLite"] = run_database(
-            "sqlite", f"sqlite:///{tmp / 'p3.db'}", tmp, per_sender, reps, profile
+            "sqlite", f"sqlite:///{tmp / 'p3.db'}", tmp, per_sender, reps, profile, workers
         )
         if pg_problem is None:
             with common.postgres_database("bench_p3") as url:
                 results["PostgreSQL"] = run_database(
-                    "postgres", url, tmp, per_sender, reps, profile
+                    "postgres", url, tmp, per_sender, reps, profile, workers
                 )
         else:
             common.say(f"PostgreSQL: {pg_problem}")
