@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
 
@@ -341,17 +342,21 @@ def _spanned(start: datetime, end: datetime, size: timedelta) -> Iterable[Window
 def _scopes(conn: Connection, frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, int]]:
     """Scope keys per window row (site, group, node name) and node name -> id."""
     registered = {n.id: n for n in list_nodes(conn)}
-    node_id = frame["node_id"].to_numpy()
-    names = {i: registered[i].name if i in registered else str(i) for i in set(node_id.tolist())}
-    series = pd.Series(node_id)
+    # Map each row through its node's position in the window's node list: a lookup per node,
+    # then one take per scope kind, instead of a Python call per row.
+    present, codes = np.unique(frame["node_id"].to_numpy(), return_inverse=True)
+    names, sites, groups = [], [], []
+    for node_id in present.tolist():
+        node = registered.get(node_id)
+        names.append(node.name if node else str(node_id))
+        sites.append(node.site if node else None)
+        groups.append(node.group_name if node else None)
     scopes = {
-        "site": series.map(lambda i: registered[i].site if i in registered else None).to_numpy(),
-        "group": series.map(
-            lambda i: registered[i].group_name if i in registered else None
-        ).to_numpy(),
-        "node": series.map(names).to_numpy(),
+        "site": np.array(sites, dtype=object)[codes],
+        "group": np.array(groups, dtype=object)[codes],
+        "node": np.array(names, dtype=object)[codes],
     }
-    return scopes, {name: i for i, name in names.items()}
+    return scopes, dict(zip(names, present.tolist(), strict=True))
 
 
 def _labels(conn: Connection, model_id: int, window: Window) -> dict[int, Any]:

@@ -68,7 +68,9 @@ def labels_for_window(
             (labels.c.model_id == records.c.model_id)
             & (labels.c.request_id == records.c.request_id),
         )
-        .where(records.c.model_id == model_id, records.c.batch_id.in_(in_window))
+        # Only the batch filter: with a model filter here too, SQLite walks the model's whole
+        # (model_id, request_id) index instead of the window's batches.
+        .where(records.c.batch_id.in_(in_window))
     )
     return [
         (record_key(row.batch_id, row.pos), row.value, row.received_at)

@@ -89,7 +89,11 @@ def load_window(
     ``feature:<name>`` per feature and ``proba:<class>`` per class probability. ``record_id``
     is the record's stable key (``payload.record_key``), which label joins use too."""
     table = load_window_table(conn, model_id, start, end, node_ids=node_ids)
-    return table.to_pandas(strings_to_categorical=True, self_destruct=True)
+    # split_blocks with self_destruct frees each Arrow column as it is converted, so the window
+    # is not held twice at the peak.
+    frame = table.to_pandas(strings_to_categorical=True, split_blocks=True, self_destruct=True)
+    del table
+    return frame
 
 
 def feature_names(frame: pd.DataFrame) -> list[str]:
