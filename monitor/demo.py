@@ -37,7 +37,7 @@ def run_demo(
     from monitor.fleet.scenarios import scenario as make_scenario
     from monitor.fleet.simulator import FleetSimulator, SimulationConfig
     from monitor.jobs.analysis import AnalysisConfig, Worker
-    from monitor.simulate import _register_local
+    from monitor.simulate import register_local
     from monitor.storage import migrations
     from monitor.storage.engine import make_engine
 
@@ -58,7 +58,7 @@ def run_demo(
     from monitor.demo_model import paths
 
     files = paths()
-    tokens = _register_local(settings, plans, files)
+    tokens = register_local(settings, plans, files)
     say(f"model pump-failure v1 in production; {nodes} nodes at 4 sites ({run}-*)")
     worker = Worker(
         engine,

@@ -46,12 +46,12 @@ def run_simulation(settings: Settings, args: SimulateArgs) -> int:
     if args.collector:
         if not args.admin_token:
             raise MonitorError("--collector needs --admin-token to register the nodes")
-        tokens = _register_remote(args.collector, args.admin_token, plans)
+        tokens = register_remote(args.collector, args.admin_token, plans)
         result = _run(args.collector, tokens, plans, plan, model, card, args.config)
     else:
         from monitor.collector.server import BackgroundCollector
 
-        tokens = _register_local(settings, plans, files)
+        tokens = register_local(settings, plans, files)
         with BackgroundCollector(settings) as collector:
             print(f"collector on {collector.url}, database {settings.resolved_database_url}")
             result = _run(collector.url, tokens, plans, plan, model, card, args.config)
@@ -90,7 +90,7 @@ def _bar(done: float, predictions: int) -> None:
     sys.stderr.flush()
 
 
-def _register_local(settings: Settings, plans: list[NodePlan], files: Any) -> dict[str, str]:
+def register_local(settings: Settings, plans: list[NodePlan], files: Any) -> dict[str, str]:
     """The demo model (registered and promoted if new) and the nodes, in the local database."""
     import pyarrow.parquet as pq
 
@@ -126,7 +126,7 @@ def _register_local(settings: Settings, plans: list[NodePlan], files: Any) -> di
     return tokens
 
 
-def _register_remote(url: str, admin_token: str, plans: list[NodePlan]) -> dict[str, str]:
+def register_remote(url: str, admin_token: str, plans: list[NodePlan]) -> dict[str, str]:
     tokens = {}
     for plan in plans:
         body = {"name": plan.name, "group": plan.group, "site": plan.site}

@@ -14,7 +14,7 @@ from monitor.config import Settings
 from monitor.demo_model import paths
 from monitor.fleet.scenarios import plan_fleet, scenario
 from monitor.fleet.simulator import FleetSimulator, SimulationConfig
-from monitor.simulate import _register_local
+from monitor.simulate import register_local
 from monitor.storage import models, nodes
 from monitor.storage.tables import labels
 from monitor.storage.windows import load_window
@@ -36,7 +36,7 @@ def test_a_sensor_drift_run_lands_in_sql_with_its_labels(
         poll_interval=1,
     )
     files = paths()
-    tokens = _register_local(settings, plans, files)
+    tokens = register_local(settings, plans, files)
     plan = scenario("sensor-drift", config.duration * config.speed / 3600, ["site-a"])
     started = datetime.now(UTC)
 
