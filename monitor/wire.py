@@ -14,8 +14,9 @@ A records batch (``POST /v1/records``, JSON, optionally gzip-encoded)::
 which keeps the collector's indexes appending): a record is stored at most once per node
 whatever is retried. ``request_id`` (what labels name) is optional and defaults to ``id``; the
 SDK sends it only when the caller chose one. ``ts`` is seconds since the Unix epoch (UTC),
-which the SDK rounds to milliseconds. Feature values are numbers, strings, booleans or null; ``prediction`` is a number, string or boolean; ``probabilities`` is
-an object of class -> probability, a list of probabilities, or null.
+which the SDK rounds to milliseconds. Feature values are numbers, strings, booleans or null;
+``prediction`` is a number, string or boolean; ``probabilities`` is an object of class ->
+probability, a list of probabilities, or null.
 
 The answer to a batch (200) counts what happened to every record::
 
