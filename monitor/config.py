@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         description="False discovery rate of the drift verdicts across all nodes and features "
         "of a window (Benjamini-Hochberg).",
     )
+    analysis_lease_seconds: int = Field(
+        default=600,
+        ge=1,
+        description="How long a worker holds a window before another may take it over "
+        "(longer than the slowest window's analysis).",
+    )
     analysis_snapshots: bool = Field(
         default=True,
         description="Keep Evidently's snapshot of every fleet window (for `edge-monitor report`).",

@@ -39,6 +39,7 @@ def analysis_config(settings: Settings) -> AnalysisConfig:
         min_labels=settings.analysis_min_labels,
         fdr=settings.analysis_fdr,
         snapshots=settings.analysis_snapshots,
+        lease=timedelta(seconds=settings.analysis_lease_seconds),
     )
 
 

@@ -158,3 +158,46 @@ def test_a_window_without_a_snapshot_is_reported_from_its_records(
         )
         == 1
     )
+
+
+def test_a_worker_killed_mid_job_leaves_its_window_to_another_after_the_lease(
+    engine: Engine, db_url: str
+) -> None:
+    import signal
+
+    model_id, _, _ = run_scenario(engine, "sensor-drift", windows=1, per_node=250)
+    env = {
+        **os.environ,
+        "MONITOR_DATABASE_URL": db_url,
+        "MONITOR_ANALYSIS_LOOKBACK_HOURS": str(24 * 365),
+        "MONITOR_ANALYSIS_LEASE_SECONDS": "3",
+        "MONITOR_ANALYSIS_SNAPSHOTS": "true",  # Evidently's seconds keep it busy mid-job
+    }
+    doomed = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "worker", "--once"],
+        env=env,
+        cwd=REPO,
+        stderr=subprocess.DEVNULL,
+    )
+    key = analysis_key(model_id, Window(T0, T0 + WINDOW))
+    deadline = time.monotonic() + 60
+    lease = None
+    while time.monotonic() < deadline and lease is None:
+        with engine.connect() as conn:
+            lease = leases.lease_info(conn, key)
+        time.sleep(0.05)
+    assert lease is not None and lease["completed_at"] is None, "the worker never claimed"
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    survivor = Worker(engine, CONFIG)
+
+    assert survivor.run_due(now=NOW) == 0  # the dead worker's lease still holds
+    time.sleep(3.2)
+    assert survivor.run_due(now=NOW) == 1
+
+    with engine.connect() as conn:
+        taken = leases.lease_info(conn, key)
+        runs = results.find_runs(conn, model_id, "drift", scope_kind="fleet")
+    assert (taken["owner"], taken["attempts"]) == (survivor.owner, 2)
+    assert taken["completed_at"] is not None
+    assert len(runs) == 1
