@@ -9,6 +9,7 @@ service must fail the run instead of passing it by skipping.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from functools import cache
@@ -47,6 +48,15 @@ def postgres_problem() -> str | None:
     except Exception as exc:  # any failure to connect means "not available here"
         return f"PostgreSQL is not reachable at {POSTGRES_URL} ({type(exc).__name__})"
     return None
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A loopback URL where nothing listens (connections are refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(params=BACKENDS)

@@ -3,7 +3,6 @@ rule that any SDK internal error fails the test."""
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -56,15 +55,6 @@ def registry() -> Iterator[RegistryServer]:
     server = RegistryServer()
     yield server
     server.close()
-
-
-@pytest.fixture
-def dead_url() -> str:
-    """A loopback URL where nothing listens."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 class RecordingMonitor:

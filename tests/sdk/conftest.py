@@ -3,7 +3,6 @@ SDK internal error fails the test."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,15 +34,6 @@ def collector() -> Iterator[ScriptedCollector]:
     server = ScriptedCollector()
     yield server
     server.close()
-
-
-@pytest.fixture
-def dead_url() -> str:
-    """A loopback URL where nothing listens (connections are refused at once)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 #: Fast settings for tests: short intervals and backoffs, no periodic heartbeats.
