@@ -17,7 +17,6 @@ import pyarrow.compute as pc
 
 FEATURE_PREFIX = "feature:"
 PROBA_PREFIX = "proba:"
-META_COLUMNS = ("ts", "latency_ms", "prediction")
 #: Rows per batch payload are below this, so ``batch_id * RECORD_KEY_STRIDE + pos`` is unique.
 RECORD_KEY_STRIDE = 1 << 16
 

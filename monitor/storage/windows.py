@@ -20,9 +20,6 @@ from sqlalchemy import Connection, Select, select
 from monitor.storage import payload
 from monitor.storage.tables import batches
 
-#: Columns every window frame has, whatever the model: identity, time, who, which version.
-WINDOW_META_COLUMNS = ("record_id", "ts", "node_id", "model_version_id", "latency_ms", "prediction")
-
 
 def load_window_table(
     conn: Connection,
