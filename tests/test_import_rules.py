@@ -143,6 +143,24 @@ RULES = {
         lambda module: within(module, "monitor.collector"),
         lambda name: within(name, "monitor.jobs", "monitor.analysis", "monitor.sdk"),
     ),
+    "commands-below-collector-jobs-and-cli": Rule(
+        "monitor.commands (shared by the CLI and the admin API) imports storage, card, wire, "
+        "errors and config of ours; never collector, jobs, analysis, sdk or cli",
+        lambda module: within(module, "monitor.commands"),
+        lambda name: (
+            within(name, "monitor")
+            and name != "monitor"
+            and not within(
+                name,
+                "monitor.commands",
+                "monitor.storage",
+                "monitor.card",
+                "monitor.wire",
+                "monitor.errors",
+                "monitor.config",
+            )
+        ),
+    ),
     "only-analysis-imports-evidently": Rule(
         "only monitor.analysis imports evidently",
         lambda module: not within(module, "monitor.analysis"),
@@ -158,7 +176,13 @@ def imports() -> dict[str, set[str]]:
 
 def test_the_scan_finds_the_packages_and_their_imports(imports: dict[str, set[str]]) -> None:
     # Guards against a scan that checks nothing and so passes every rule.
-    for package in ("monitor.sdk", "monitor.wire", "monitor.storage", "monitor.collector"):
+    for package in (
+        "monitor.sdk",
+        "monitor.wire",
+        "monitor.storage",
+        "monitor.collector",
+        "monitor.commands",
+    ):
         assert any(within(module, package) for module in imports), f"no modules in {package}"
     assert "sqlalchemy" in imports["monitor.storage.tables"]
     assert "monitor.storage.types" in imports["monitor.storage.tables"]
@@ -184,6 +208,9 @@ def test_each_rule_catches_a_violation(tmp_path: Path) -> None:
         "jobs/__init__.py": "from monitor import collector\n",
         "collector/__init__.py": "from ..sdk import spool\n",
         "config.py": "from evidently import Report\n",
+        "cli.py": "",
+        "commands/__init__.py": "",
+        "commands/models.py": "from monitor.storage import registry\nfrom .. import cli\n",
     }
     root = tmp_path / "monitor"
     for relative, source in files.items():
@@ -208,6 +235,7 @@ def test_each_rule_catches_a_violation(tmp_path: Path) -> None:
             "monitor.collector imports monitor.sdk",
             "monitor.collector imports monitor.sdk.spool",
         ],
+        "commands-below-collector-jobs-and-cli": ["monitor.commands.models imports monitor.cli"],
         "only-analysis-imports-evidently": ["monitor.config imports evidently"],
     }
 
