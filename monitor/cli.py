@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     register.add_argument("--onnx", required=True, help="the ONNX model file")
     register.add_argument("--card", required=True, help="the model card (JSON)")
     register.add_argument("--reference", help="reference dataset (.parquet or .csv)")
-    register.add_argument("--version", help="default: the card's version, else the next number")
+    register.add_argument("--version", help="default: the card's version")
     versions = _command(models, "versions", _models_versions, "versions, stages and rollout")
     versions.add_argument("name")
     promote = _command(models, "promote", _models_promote, "make a version production")
@@ -364,8 +364,7 @@ def _db_current(_args: argparse.Namespace) -> int:
 
 
 def _nodes_add(args: argparse.Namespace) -> int:
-    from monitor.storage import nodes
-    from monitor.storage.engine import begin_write
+    from monitor.commands import nodes
 
     tags = {}
     for item in args.tag:
@@ -373,22 +372,19 @@ def _nodes_add(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise UsageError(f"--tag must look like KEY=VALUE, got {item!r}")
         tags[key] = value
-    with begin_write(_checked_engine()) as conn:
-        node, token = nodes.add_node(
-            conn, args.name, group_name=args.group, site=args.site, tags=tags
-        )
-    print(f"node {node.name} registered; its token (shown only now):", file=sys.stderr)
-    print(token)
+    added = nodes.add_node(
+        _checked_engine(), args.name, group=args.group, site=args.site, tags=tags
+    )
+    print(f"node {added.node.name} registered; its token (shown only now):", file=sys.stderr)
+    print(added.token)
     return 0
 
 
 def _nodes_list(_args: argparse.Namespace) -> int:
-    from monitor.storage import nodes
+    from monitor.commands import nodes
 
-    with _checked_engine().connect() as conn:
-        rows = nodes.list_nodes(conn)
     print(f"{'NAME':24} {'GROUP':12} {'SITE':12} {'TOKEN':10} {'STATUS':8} LAST SEEN")
-    for n in rows:
+    for n in nodes.list_nodes(_checked_engine()):
         status = "revoked" if n.revoked_at else "active"
         seen = n.last_seen_at.isoformat(timespec="seconds") if n.last_seen_at else "never"
         print(
@@ -399,69 +395,49 @@ def _nodes_list(_args: argparse.Namespace) -> int:
 
 
 def _nodes_revoke(args: argparse.Namespace) -> int:
-    from monitor.storage import nodes
-    from monitor.storage.engine import begin_write
+    from monitor.commands import nodes
 
-    with begin_write(_checked_engine()) as conn:
-        nodes.revoke_node(conn, args.name)
+    nodes.revoke_node(_checked_engine(), args.name)
     print(f"node {args.name} revoked")
     return 0
 
 
 def _models_add(args: argparse.Namespace) -> int:
-    from monitor.storage import models
-    from monitor.storage.engine import begin_write
+    from monitor.commands import models
 
-    with begin_write(_checked_engine()) as conn:
-        model = models.add_model(conn, args.name, description=args.description)
+    model = models.add_model(_checked_engine(), args.name, description=args.description)
     print(f"model {model.name} registered")
     return 0
 
 
 def _models_list(_args: argparse.Namespace) -> int:
-    from monitor.storage import models
+    from monitor.commands import models
 
-    with _checked_engine().connect() as conn:
-        for model in models.list_models(conn):
-            versions = ", ".join(models.list_versions(conn, model.id)) or "no versions seen yet"
-            print(f"{model.name}: {versions}")
+    for listing in models.list_models(_checked_engine()):
+        print(f"{listing.model.name}: {', '.join(listing.versions) or 'no versions seen yet'}")
     return 0
 
 
 def _models_register(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
-    from monitor.storage import models, registry
-    from monitor.storage.engine import begin_write
+    from monitor.commands import models
 
     artifact = _read_file(args.onnx)
     try:
         card = json.loads(_read_file(args.card))
     except ValueError as exc:
         raise UsageError(f"--card {args.card} is not JSON: {exc}") from exc
-    from monitor.card import CardError, check_card
-
-    try:
-        check_card(card, args.name)
-    except CardError as exc:
-        raise UsageError(f"--card {args.card} is not a usable model card: {exc}") from exc
-    reference = rows = None
-    if args.reference:
-        reference, rows = _reference_parquet(Path(args.reference))
-    with begin_write(_checked_engine()) as conn:
-        model = models.get_model(conn, args.name)
-        version = args.version or str(card.get("version") or "") or _next_version(conn, model.id)
-        registered = registry.register_version(
-            conn,
-            model.id,
-            version,
-            artifact=artifact,
-            card=card,
-            reference=reference,
-            reference_rows=rows,
-            metrics=card.get("metrics"),
-        )
+    reference = _read_file(args.reference) if args.reference else None
+    registered = models.register_version(
+        _checked_engine(),
+        args.name,
+        artifact=artifact,
+        card=card,
+        reference=reference,
+        version=args.version,
+    )
+    rows = registered.reference_rows
     print(
         f"{args.name} {registered.version} registered as a candidate "
         f"(sha256 {registered.sha256}, {registered.size} bytes"
@@ -478,112 +454,73 @@ def _read_file(path: str) -> bytes:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
 
 
-def _reference_parquet(path: Any) -> tuple[bytes, int]:
-    import io
-
-    import pandas as pd
-
-    if path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path)
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        return buffer.getvalue(), len(frame)
-    import pyarrow.parquet as pq
-
-    data = _read_file(str(path))
-    try:
-        rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
-    except Exception as exc:
-        raise UsageError(f"--reference {path} is neither Parquet nor .csv: {exc}") from exc
-    return data, int(rows)
-
-
-def _next_version(conn: Any, model_id: int) -> str:
-    from monitor.storage import registry
-
-    numbers = [int(v.version) for v in registry.versions(conn, model_id) if v.version.isdigit()]
-    return str(max(numbers, default=0) + 1)
-
-
 def _models_versions(args: argparse.Namespace) -> int:
-    from monitor.storage import models, registry
+    from monitor.commands import models
 
-    with _checked_engine().connect() as conn:
-        model = models.get_model(conn, args.name)
-        current = registry.deployment(conn, model.id)
-        rows = registry.versions(conn, model.id)
+    listing = models.model_versions(_checked_engine(), args.name)
     print(f"{'VERSION':12} {'STAGE':11} {'SHA256':14} {'REGISTERED':20} ROLLOUT")
-    for v in rows:
-        roles = []
-        if current.production and current.production.id == v.id:
-            roles.append("production")
-        if current.canary and current.canary.id == v.id:
-            roles.append(f"canary {current.canary_share:.0%}")
-        roles += [f"pinned: {g}" for g, pv in current.pins.items() if pv.id == v.id]
+    for row in listing.roles():
+        v = row.version
+        roles = ["production"] if row.production else []
+        if row.canary_share is not None:
+            roles.append(f"canary {row.canary_share:.0%}")
+        roles += [f"pinned: {group}" for group in row.pinned_groups]
         registered = v.registered_at.isoformat(timespec="seconds") if v.registered_at else "-"
         sha = (v.sha256 or "-")[:12]
         print(f"{v.version:12} {v.stage:11} {sha:14} {registered:20} {', '.join(roles) or '-'}")
     return 0
 
 
-def _rollout(name: str, change: Callable[[Any, int], Any]) -> Any:
-    from monitor.storage import models
-    from monitor.storage.engine import begin_write
-
-    with begin_write(_checked_engine()) as conn:
-        return change(conn, models.get_model(conn, name).id)
-
-
 def _models_promote(args: argparse.Namespace) -> int:
-    from monitor.storage import registry
+    from monitor.commands import models
 
-    _rollout(args.name, lambda conn, m: registry.promote(conn, m, args.version))
+    models.promote(_checked_engine(), args.name, args.version)
     print(f"{args.name} {args.version} is now production")
     return 0
 
 
 def _models_canary(args: argparse.Namespace) -> int:
-    from monitor.storage import registry
+    from monitor.commands import models
 
     if args.stop:
-        _rollout(args.name, registry.stop_canary)
+        models.stop_canary(_checked_engine(), args.name)
         print(f"{args.name}: canary stopped")
         return 0
     if args.version is None or args.share is None:
         raise UsageError("give VERSION and --share, or --stop")
-    _rollout(args.name, lambda conn, m: registry.start_canary(conn, m, args.version, args.share))
+    models.start_canary(_checked_engine(), args.name, args.version, args.share)
     print(f"{args.name} {args.version} is the canary on {args.share:.0%} of the nodes")
     return 0
 
 
 def _models_pin(args: argparse.Namespace) -> int:
-    from monitor.storage import registry
+    from monitor.commands import models
 
-    _rollout(args.name, lambda conn, m: registry.pin(conn, m, args.group, args.version))
+    models.pin(_checked_engine(), args.name, args.version, args.group)
     print(f"group {args.group} runs {args.name} {args.version}")
     return 0
 
 
 def _models_unpin(args: argparse.Namespace) -> int:
-    from monitor.storage import registry
+    from monitor.commands import models
 
-    _rollout(args.name, lambda conn, m: registry.unpin(conn, m, args.group))
+    models.unpin(_checked_engine(), args.name, args.group)
     print(f"group {args.group} follows the rollout of {args.name} again")
     return 0
 
 
 def _models_rollback(args: argparse.Namespace) -> int:
-    from monitor.storage import registry
+    from monitor.commands import models
 
-    restored = _rollout(args.name, registry.rollback)
-    print(f"{args.name} rolled back to {restored.version}")
+    restored = models.rollback(_checked_engine(), args.name).version
+    print(f"{args.name} rolled back to {restored.version if restored else '?'}")
     return 0
 
 
 def _models_archive(args: argparse.Namespace) -> int:
-    from monitor.storage import registry
+    from monitor.commands import models
 
-    _rollout(args.name, lambda conn, m: registry.archive(conn, m, args.version))
+    models.archive(_checked_engine(), args.name, args.version)
     print(f"{args.name} {args.version} archived")
     return 0
 
