@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
-from monitor.card import CardError, check_card
 from monitor.collector.auth import require_admin
 from monitor.collector.state import state_of
+from monitor.commands import models, nodes
+from monitor.commands.models import Rollout
 from monitor.errors import ValidationFailed
-from monitor.storage import models, nodes, registry
-from monitor.storage.engine import begin_write
+from monitor.storage.nodes import Node
+from monitor.storage.registry import Deployment, Version
 
 
 def _admin(request: Request) -> None:
@@ -29,185 +28,175 @@ def _admin(request: Request) -> None:
 
 router = APIRouter(prefix=f"{wire.API_PREFIX}/admin", dependencies=[Depends(_admin)])
 
-_NAME = Field(min_length=1, max_length=wire.MAX_ID_CHARS, pattern=wire.NAME_PATTERN)
+# Names, versions, groups and shares are checked by monitor.commands, not here, so that the
+# API and the CLI refuse the same input with the same code and message.
+_NAME_RULE = f"letters, digits and _.-:@, at most {wire.MAX_ID_CHARS} characters"
 
 
 class NodeIn(BaseModel):
-    name: str = _NAME
-    group: str | None = Field(default=None, max_length=128)
-    site: str | None = Field(default=None, max_length=128)
+    name: str = Field(description=_NAME_RULE)
+    group: str | None = Field(default=None, description="at most 128 characters")
+    site: str | None = Field(default=None, description="at most 128 characters")
     tags: dict[str, str] = Field(default_factory=dict)
 
 
 class VersionIn(BaseModel):
-    version: str = _NAME
-    artifact_base64: str = Field(min_length=1, description="the ONNX file, base64")
+    version: str | None = Field(default=None, description=f"{_NAME_RULE}; default: the card's")
+    artifact_base64: str = Field(description="the ONNX file, base64")
     card: dict[str, Any] = Field(description="the model card (JSON)")
     reference_base64: str | None = Field(
-        default=None, description="the reference dataset as Parquet, base64"
+        default=None, description="the reference dataset as Parquet or CSV, base64"
     )
-    metrics: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = Field(default=None, description="default: the card's")
 
 
 class CanaryIn(BaseModel):
-    version: str = _NAME
-    share: float = Field(gt=0, le=1, description="share of nodes, (0, 1]")
+    version: str
+    share: float = Field(description="share of nodes, (0, 1]")
 
 
 class PinIn(BaseModel):
-    version: str = _NAME
-    group: str = Field(min_length=1, max_length=128)
+    version: str
+    group: str = Field(description="at most 128 characters")
 
 
 class ModelIn(BaseModel):
-    name: str = _NAME
-    description: str = Field(default="", max_length=1000)
+    name: str = Field(description=_NAME_RULE)
+    description: str = Field(default="", description="at most 1000 characters")
 
 
 @router.post("/nodes", status_code=201, summary="Register a node; its token is shown only here")
 async def add_node(request: Request, body: NodeIn) -> JSONResponse:
-    def run() -> dict[str, Any]:
-        with begin_write(state_of(request).engine) as conn:
-            node, token = nodes.add_node(
-                conn, body.name, group_name=body.group, site=body.site, tags=body.tags
-            )
-        return {**_node_json(node), "token": token}
-
-    return JSONResponse(await run_in_threadpool(run), status_code=201)
+    added = await run_in_threadpool(
+        nodes.add_node,
+        state_of(request).engine,
+        body.name,
+        group=body.group,
+        site=body.site,
+        tags=body.tags,
+    )
+    return JSONResponse({**_node_json(added.node), "token": added.token}, status_code=201)
 
 
 @router.get("/nodes", summary="List nodes")
 async def list_nodes(request: Request) -> JSONResponse:
-    def run() -> list[dict[str, Any]]:
-        with state_of(request).engine.connect() as conn:
-            return [_node_json(n) for n in nodes.list_nodes(conn)]
-
-    return JSONResponse({"nodes": await run_in_threadpool(run)})
+    listed = await run_in_threadpool(nodes.list_nodes, state_of(request).engine)
+    return JSONResponse({"nodes": [_node_json(n) for n in listed]})
 
 
 @router.post("/nodes/{name}/revoke", summary="Revoke a node's token, effective at once")
 async def revoke_node(request: Request, name: str) -> JSONResponse:
-    def run() -> dict[str, Any]:
-        with begin_write(state_of(request).engine) as conn:
-            return _node_json(nodes.revoke_node(conn, name))
-
-    return JSONResponse(await run_in_threadpool(run))
+    revoked = await run_in_threadpool(nodes.revoke_node, state_of(request).engine, name)
+    return JSONResponse(_node_json(revoked))
 
 
 @router.post("/models", status_code=201, summary="Register a model")
 async def add_model(request: Request, body: ModelIn) -> JSONResponse:
-    def run() -> dict[str, Any]:
-        with begin_write(state_of(request).engine) as conn:
-            model = models.add_model(conn, body.name, description=body.description)
-        return _jsonable(asdict(model))
-
-    return JSONResponse(await run_in_threadpool(run), status_code=201)
+    model = await run_in_threadpool(
+        models.add_model, state_of(request).engine, body.name, description=body.description
+    )
+    return JSONResponse(_jsonable(asdict(model)), status_code=201)
 
 
 @router.get("/models", summary="List models")
 async def list_models(request: Request) -> JSONResponse:
-    def run() -> list[dict[str, Any]]:
-        with state_of(request).engine.connect() as conn:
-            return [_jsonable(asdict(m)) for m in models.list_models(conn)]
+    listed = await run_in_threadpool(models.list_models, state_of(request).engine)
+    return JSONResponse({"models": [_jsonable(asdict(m.model)) for m in listed]})
 
-    return JSONResponse({"models": await run_in_threadpool(run)})
+
+#: The body carries the command's byte inputs base64-encoded, under these names.
+_BODY_FIELDS = {"artifact": "artifact_base64", "reference": "reference_base64"}
 
 
 @router.post("/models/{name}/versions", status_code=201, summary="Register a version (a candidate)")
 async def register_version(request: Request, name: str, body: VersionIn) -> JSONResponse:
-    try:
-        check_card(body.card, name)
-    except CardError as exc:
-        raise ValidationFailed(
-            f"invalid model card: {exc}",
-            details=[{"field": path, "message": message} for path, message in exc.errors],
-        ) from exc
     artifact = _b64(body.artifact_base64, "artifact_base64")
-    reference = _b64(body.reference_base64, "reference_base64") if body.reference_base64 else None
-
-    def run() -> dict[str, Any]:
-        with begin_write(state_of(request).engine) as conn:
-            model = models.get_model(conn, name)
-            version = registry.register_version(
-                conn,
-                model.id,
-                body.version,
-                artifact=artifact,
-                card=body.card,
-                reference=reference,
-                reference_rows=parquet_rows(reference) if reference else None,
-                metrics=body.metrics,
-            )
-        return version_json(version)
-
-    return JSONResponse(await run_in_threadpool(run), status_code=201)
+    reference = (
+        _b64(body.reference_base64, "reference_base64")
+        if body.reference_base64 is not None
+        else None
+    )
+    try:
+        version = await run_in_threadpool(
+            models.register_version,
+            state_of(request).engine,
+            name,
+            artifact=artifact,
+            card=body.card,
+            reference=reference,
+            version=body.version,
+            metrics=body.metrics,
+        )
+    except ValidationFailed as exc:
+        raise _in_body_terms(exc) from exc
+    return JSONResponse(version_json(version), status_code=201)
 
 
 @router.get("/models/{name}/versions", summary="Versions and the current rollout")
 async def list_versions(request: Request, name: str) -> JSONResponse:
-    def run() -> dict[str, Any]:
-        with state_of(request).engine.connect() as conn:
-            model = models.get_model(conn, name)
-            return {
-                "versions": [version_json(v) for v in registry.versions(conn, model.id)],
-                "deployment": deployment_json(registry.deployment(conn, model.id)),
-            }
-
-    return JSONResponse(await run_in_threadpool(run))
+    listing = await run_in_threadpool(models.model_versions, state_of(request).engine, name)
+    return JSONResponse(
+        {
+            "versions": [version_json(v) for v in listing.versions],
+            "deployment": deployment_json(listing.deployment),
+        }
+    )
 
 
 @router.post("/models/{name}/promote/{version}", summary="Make a version production")
 async def promote(request: Request, name: str, version: str) -> JSONResponse:
-    return await _rollout(request, name, lambda conn, m: registry.promote(conn, m, version))
+    return _rollout_json(
+        await run_in_threadpool(models.promote, state_of(request).engine, name, version)
+    )
 
 
 @router.post("/models/{name}/canary", summary="Send a candidate to a share of the nodes")
 async def canary(request: Request, name: str, body: CanaryIn) -> JSONResponse:
-    return await _rollout(
-        request, name, lambda conn, m: registry.start_canary(conn, m, body.version, body.share)
+    return _rollout_json(
+        await run_in_threadpool(
+            models.start_canary, state_of(request).engine, name, body.version, body.share
+        )
     )
 
 
 @router.delete("/models/{name}/canary", summary="Stop the canary")
 async def stop_canary(request: Request, name: str) -> JSONResponse:
-    return await _rollout(request, name, registry.stop_canary)
+    return _rollout_json(
+        await run_in_threadpool(models.stop_canary, state_of(request).engine, name)
+    )
 
 
 @router.post("/models/{name}/pins", summary="Pin a node group to a version")
 async def pin(request: Request, name: str, body: PinIn) -> JSONResponse:
-    return await _rollout(
-        request, name, lambda conn, m: registry.pin(conn, m, body.group, body.version)
+    return _rollout_json(
+        await run_in_threadpool(
+            models.pin, state_of(request).engine, name, body.version, body.group
+        )
     )
 
 
 @router.delete("/models/{name}/pins/{group}", summary="Unpin a node group")
 async def unpin(request: Request, name: str, group: str) -> JSONResponse:
-    return await _rollout(request, name, lambda conn, m: registry.unpin(conn, m, group))
+    return _rollout_json(
+        await run_in_threadpool(models.unpin, state_of(request).engine, name, group)
+    )
 
 
 @router.post("/models/{name}/rollback", summary="Put the previous production version back")
 async def rollback(request: Request, name: str) -> JSONResponse:
-    return await _rollout(request, name, registry.rollback)
+    return _rollout_json(await run_in_threadpool(models.rollback, state_of(request).engine, name))
 
 
-async def _rollout(
-    request: Request, name: str, change: Callable[[Connection, int], object]
-) -> JSONResponse:
-    def run() -> dict[str, Any]:
-        with begin_write(state_of(request).engine) as conn:
-            model = models.get_model(conn, name)
-            change(conn, model.id)
-            return deployment_json(registry.deployment(conn, model.id))
-
-    return JSONResponse({"deployment": await run_in_threadpool(run)})
+def _rollout_json(rollout: Rollout) -> JSONResponse:
+    return JSONResponse({"deployment": deployment_json(rollout.deployment)})
 
 
-def version_json(version: registry.Version) -> dict[str, Any]:
+def version_json(version: Version) -> dict[str, Any]:
     return _jsonable(asdict(version))
 
 
-def deployment_json(current: registry.Deployment) -> dict[str, Any]:
-    def name(v: registry.Version | None) -> str | None:
+def deployment_json(current: Deployment) -> dict[str, Any]:
+    def name(v: Version | None) -> str | None:
         return None if v is None else v.version
 
     return {
@@ -219,18 +208,17 @@ def deployment_json(current: registry.Deployment) -> dict[str, Any]:
     }
 
 
-def parquet_rows(data: bytes) -> int:
-    """Rows of a Parquet file; a file that is not Parquet is the caller's error."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        return int(pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ValidationFailed(
-            f"the reference is not a Parquet file: {exc}",
-            details=[{"field": "reference_base64", "message": "not Parquet"}],
-        ) from exc
+def _in_body_terms(exc: ValidationFailed) -> ValidationFailed:
+    """The command's error with its field paths named as this body names them."""
+    if not isinstance(exc.details, list):
+        return exc
+    details = [
+        {**d, "field": _BODY_FIELDS.get(d.get("field"), d.get("field"))}
+        if isinstance(d, dict)
+        else d
+        for d in exc.details
+    ]
+    return ValidationFailed(exc.message, details=details, code=exc.code)
 
 
 def _b64(value: str, field: str) -> bytes:
@@ -238,11 +226,12 @@ def _b64(value: str, field: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValidationFailed(
-            f"{field} is not valid base64", details=[{"field": field, "message": "not base64"}]
+            f"{field} is not valid base64",
+            details=[{"code": "invalid_field", "field": field, "message": "not base64"}],
         ) from exc
 
 
-def _node_json(node: nodes.Node) -> dict[str, Any]:
+def _node_json(node: Node) -> dict[str, Any]:
     return _jsonable(asdict(node))
 
 
