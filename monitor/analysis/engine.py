@@ -20,14 +20,15 @@ category count matrix (one ``bincount``), from which Jensen-Shannon, chi-square 
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import special, stats
-from scipy.stats import _stats_py
 
 from monitor.analysis.profile import NumericReference
 from monitor.analysis.scopes import FLEET, ScopeSet
@@ -235,6 +236,21 @@ def ks_distance(ks_num: np.ndarray, n: int, m: np.ndarray) -> np.ndarray:
         return np.where((m > 0) & (n > 0), ks_num / (float(n) * m), np.nan)
 
 
+def _private_exact_2kssamp() -> Callable[..., Any] | None:
+    """scipy's private exact two-sample KS routine, or None where this scipy has none."""
+    try:
+        module = importlib.import_module("scipy.stats._stats_py")
+    except ImportError:
+        return None
+    return getattr(module, "_attempt_exact_2kssamp", None)
+
+
+#: Resolved once: ``ks_2samp`` itself calls it with ``(n1, n2, gcd, d, alternative)`` and gets
+#: ``(success, d, p)``. It is private, so a scipy without it (or with another signature) is met
+#: by ``_ks_2samp_pvalue``, which asks the public ``ks_2samp`` for the same number.
+_EXACT_2KSSAMP = _private_exact_2kssamp()
+
+
 def ks_pvalues_exact(ks_num: np.ndarray, n: int, m: np.ndarray) -> np.ndarray:
     """``scipy.stats.ks_2samp(reference, current).pvalue`` (method "auto") for every scope, from
     the integer numerator: exact lattice-path probabilities up to 10,000 values, Smirnov's
@@ -249,17 +265,61 @@ def ks_pvalues_exact(ks_num: np.ndarray, n: int, m: np.ndarray) -> np.ndarray:
         lcm = (n // g) * mi
         d = h / lcm
         if max(n, mi) <= KS_EXACT_MAX_N:
-            # scipy's own routine (private): the statistic shown must equal Evidently's. Like
-            # ks_2samp, fall back to the asymptotic form when it fails; its warning is noise.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                ok, _, p = _stats_py._attempt_exact_2kssamp(n, mi, g, d, "two-sided")
-            if ok:
-                out[i] = p
-                continue
+            p = _ks_exact_pvalue(n, mi, g, d)
+            if p is None:
+                p = _ks_2samp_pvalue(n, mi, h * g)
+            out[i] = p
+            continue
         en = n * mi / (n + mi)
         out[i] = stats.kstwo.sf(d, np.round(en))
     return np.clip(out, 0.0, 1.0)
+
+
+def _ks_exact_pvalue(n: int, m: int, g: int, d: float) -> float | None:
+    """The exact p-value by scipy's own routine (the p-value shown must equal Evidently's), the
+    asymptotic one where that routine fails as ``ks_2samp`` does; None if it is unusable."""
+    if _EXACT_2KSSAMP is None:
+        return None
+    try:
+        # Its failure warning is noise: ks_2samp's own fallback follows.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ok, _, p = _EXACT_2KSSAMP(n, m, g, d, "two-sided")
+    except (TypeError, ValueError):  # another signature, or result shape, in a newer scipy
+        return None
+    if ok:
+        return float(p)
+    return float(stats.kstwo.sf(d, np.round(n * m / (n + m))))
+
+
+def _ks_2samp_pvalue(n: int, m: int, ks_num: int) -> float:
+    """The public ``ks_2samp`` p-value for sizes ``n`` and ``m`` and the statistic
+    ``ks_num / (n * m)``, from two samples of zeros and ones that attain it.
+
+    ``ks_2samp``'s p-value depends on the samples only through ``n``, ``m`` and the statistic.
+    The statistic of any samples is ``|a*m - b*n| / (n*m)`` at some ``a`` values of the first
+    and ``b`` of the second, so ``a`` zeros then ones against ``b`` zeros then ones have it too:
+    the two ECDFs differ only between 0 and 1, by exactly that much.
+    """
+    a, b = _lattice_point(n, m, ks_num)
+    first = np.repeat([0.0, 1.0], [a, n - a])
+    second = np.repeat([0.0, 1.0], [b, m - b])
+    with warnings.catch_warnings():
+        # "Exact calculation unsuccessful. Switching to method=asymp": the same as above.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ks_2samp(first, second).pvalue)
+
+
+def _lattice_point(n: int, m: int, ks_num: int) -> tuple[int, int]:
+    """Some ``0 <= a <= n``, ``0 <= b <= m`` with ``|a*m - b*n| == ks_num``."""
+    a = np.arange(n + 1, dtype=np.int64)
+    for target in (ks_num, -ks_num):
+        rest = a * m - target
+        b = rest // n
+        hit = np.flatnonzero((rest % n == 0) & (b >= 0) & (b <= m))
+        if hit.size:
+            return int(a[hit[0]]), int(b[hit[0]])
+    raise ValueError(f"no two samples of sizes {n} and {m} have the KS numerator {ks_num}")
 
 
 def ks_pvalues_asymptotic(ks_num: np.ndarray, n: int, m: np.ndarray) -> np.ndarray:
