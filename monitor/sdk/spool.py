@@ -25,7 +25,8 @@ Guarantees and choices:
   is not fsynced: losing it only means re-sending records, which the collector deduplicates
   by record id.
 * One process per directory: ``open_disk_spool`` takes an exclusive ``flock`` on ``lock`` and
-  raises ``SpoolLocked`` if another Monitor holds it.
+  raises ``SpoolLocked`` if another Monitor holds it. A forked child lets go of its copy
+  (``Spool.forget_after_fork``) and spools elsewhere (see ``Monitor``).
 """
 
 from __future__ import annotations
@@ -588,9 +589,6 @@ class DiskStream:
             tail = self._segments[-1]
             return (tail.seq, tail.size)
 
-    def acked(self) -> tuple[int, int]:
-        return self._ack
-
     def wait_acked(self, target: Any, timeout: float) -> bool:
         return self._waiter.wait_for(lambda: self.reached(target), timeout)
 
@@ -617,6 +615,19 @@ class DiskStream:
                     seg.fd = None
         self._waiter.notify()
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: close this process's descriptors, touching nothing on disk."""
+        self._lock = threading.Lock()  # may have been copied held by a parent thread
+        self._closed = True
+        fds = [self._wfd] + [seg.fd for seg in self._segments]
+        self._wfd = None
+        for seg in self._segments:
+            seg.fd = None
+        for fd in fds:
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
 
 class Spool:
     """The two streams of one Monitor, and the lock on their directory (if on disk)."""
@@ -638,6 +649,22 @@ class Spool:
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's spool without writing, syncing or unlocking.
+
+        The parent keeps using the directory; closing the child's copy of the lock descriptor
+        leaves the parent's ``flock`` in place (it belongs to the shared open file description,
+        released only by the last descriptor or an explicit unlock).
+        """
+        for stream in (self.records, self.labels):
+            forget = getattr(stream, "forget_after_fork", None)
+            if forget is not None:  # memory streams have nothing of the parent's to let go
+                forget()
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
             self._lock_fd = None
 
 

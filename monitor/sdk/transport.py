@@ -1,4 +1,4 @@
-"""HTTP to the collector: keep-alive POSTs with gzip, status classification and backoff."""
+"""HTTP to the collector: keep-alive requests, gzip, bounded answers, status classes, backoff."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import email.utils
 import enum
 import http.client
 import json
+import os
 import random
 import socket
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,6 +116,12 @@ class Response:
     status: int
     headers: dict[str, str]  # lower-cased names
     body: bytes
+    #: The answer had more than the request's ``max_bytes``; ``body`` is empty or cut there.
+    truncated: bool = False
+
+    def retry_after(self) -> float | None:
+        """Seconds the server asked to wait (``Retry-After``), or None."""
+        return parse_retry_after(self.headers.get("retry-after"))
 
     def json(self) -> Any:
         """The decoded JSON body, or None if there is none or it is not JSON."""
@@ -144,11 +152,48 @@ def parse_url(url: str) -> tuple[str, str, int | None, str]:
     return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
 
 
+#: Piece size for bounded reads: an answer is never allocated at its limit up front.
+_READ_CHUNK = 1024 * 1024
+
+_transports: weakref.WeakSet[Transport] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    for transport in list(_transports):
+        with contextlib.suppress(Exception):
+            transport.forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_forget_connections_after_fork)
+
+
+def _read_body(resp: http.client.HTTPResponse, limit: int | None) -> tuple[bytes, bool]:
+    """The answer's body and whether it was longer than ``limit`` bytes (then cut there)."""
+    if limit is None:
+        return resp.read(), False
+    if resp.length is not None and resp.length > limit:
+        return b"", True  # declared too long: not a byte of it is worth downloading
+    parts: list[bytes] = []
+    got = 0
+    while got <= limit:
+        piece = resp.read(min(_READ_CHUNK, limit + 1 - got))
+        if not piece:
+            return b"".join(parts), False
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts)[:limit], True
+
+
 class Transport:
     """One keep-alive connection to the collector, used by a single thread at a time.
 
-    ``abort()`` may be called from another thread to break off a request in flight (close()
-    uses it to honour its deadline).
+    Every request carries the node token, so redirects are never followed: a 3xx answer is
+    handed back as it is (http.client does not follow them) and the token never leaves for
+    another host. ``abort()`` may be called from another thread to break off a request in
+    flight (close() uses it to honour its deadline). After ``os.fork()`` the child's copy
+    drops the inherited connection (without shutting down the parent's socket) and opens
+    its own on its next request.
     """
 
     def __init__(
@@ -159,6 +204,7 @@ class Transport:
         timeout: float = 10.0,
         gzip_level: int = 6,
         ssl_context: Any = None,
+        user_agent: str = USER_AGENT,
     ) -> None:
         self.scheme, self.host, self.port, self.base_path = parse_url(url)
         self.timeout = timeout
@@ -166,13 +212,13 @@ class Transport:
         self._ssl_context = ssl_context
         self._headers = {
             "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
             "Accept": "application/json",
-            "User-Agent": USER_AGENT,
+            "User-Agent": user_agent,
         }
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()  # guards _conn against abort() from another thread
         self._aborted = False
+        _transports.add(self)
 
     def encode(self, payload: bytes) -> bytes:
         """The body as sent: gzip-compressed unless gzip_level is 0 (see ``gzip_encode``)."""
@@ -191,11 +237,42 @@ class Transport:
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
     def post(self, path: str, body: bytes, *, timeout: float | None = None) -> Response:
-        """POST an already encoded body; raises one of TRANSPORT_ERRORS if no answer came."""
-        timeout = self.timeout if timeout is None else max(0.001, timeout)
-        headers = dict(self._headers)
+        """POST an already encoded JSON body; raises one of TRANSPORT_ERRORS if no answer came."""
+        headers = {"Content-Type": "application/json"}
         if self.gzip_level > 0:
             headers["Content-Encoding"] = "gzip"
+        return self.request("POST", path, body=body, headers=headers, timeout=timeout)
+
+    def get(
+        self,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        max_bytes: int | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """GET ``path`` (e.g. with ``If-None-Match``); see ``request``."""
+        return self.request("GET", path, headers=headers, max_bytes=max_bytes, timeout=timeout)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        max_bytes: int | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """One request to ``base path + path``; raises one of TRANSPORT_ERRORS if no answer came.
+
+        ``headers`` add to (or replace) the defaults, never the token. At most ``max_bytes``
+        of the answer's body are read: a longer one comes back ``truncated`` (cut there, or
+        empty when its Content-Length already said so) and its connection is closed.
+        """
+        timeout = self.timeout if timeout is None else max(0.001, timeout)
+        sent = {**self._headers, **(headers or {})}
+        sent["Authorization"] = self._headers["Authorization"]
         for attempt in (0, 1):
             with self._lock:
                 if self._aborted:
@@ -209,23 +286,24 @@ class Transport:
             else:
                 conn.timeout = timeout
             try:
-                conn.request("POST", self.base_path + path, body=body, headers=headers)
+                conn.request(method, self.base_path + path, body=body, headers=sent)
                 resp = conn.getresponse()
-                data = resp.read()
+                data, truncated = _read_body(resp, max_bytes)
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 self._drop(conn)
                 # The server may close an idle keep-alive connection just as we reuse it;
-                # one immediate retry on a fresh connection is safe (batches are idempotent).
+                # one immediate retry on a fresh connection is safe (batches are idempotent,
+                # and so is every GET).
                 if reused and attempt == 0:
                     continue
                 raise
             except BaseException:
                 self._drop(conn)
                 raise
-            if resp.will_close:
+            if resp.will_close or truncated:  # unread bytes would poison the next answer
                 self._drop(conn)
             headers_out = {k.lower(): v for k, v in resp.getheaders()}
-            return Response(resp.status, headers_out, data)
+            return Response(resp.status, headers_out, data, truncated)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _drop(self, conn: http.client.HTTPConnection) -> None:
@@ -234,6 +312,18 @@ class Transport:
                 self._conn = None
         with contextlib.suppress(Exception):
             conn.close()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: close the child's copy of the parent's connection.
+
+        Only the descriptor is closed: no ``shutdown()``, which would cut the parent's socket
+        too, and the lock is new, since a parent thread may have held it at the fork.
+        """
+        self._lock = threading.Lock()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def abort(self) -> None:
         """Break off any request in flight and refuse new ones."""
