@@ -7,5 +7,6 @@ from __future__ import annotations
 
 from monitor.sdk.errors import set_internal_error_hook
 from monitor.sdk.monitor import Monitor
+from monitor.sdk.options import MonitorOptions
 
-__all__ = ["Monitor", "set_internal_error_hook"]
+__all__ = ["Monitor", "MonitorOptions", "set_internal_error_hook"]

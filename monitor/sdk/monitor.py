@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -12,12 +13,12 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from monitor.sdk.counters import Counters
 from monitor.sdk.errors import report_internal_error
+from monitor.sdk.options import MonitorOptions, check_identity
 from monitor.sdk.records import (
     TS_DECIMALS,
     InvalidValue,
@@ -32,12 +33,12 @@ from monitor.sdk.sampling import is_sampled
 from monitor.sdk.spool import Spool, SpoolLocked, open_disk_spool, open_memory_spool
 from monitor.sdk.transport import Backoff, Transport
 from monitor.sdk.worker import FlushRequest, Heartbeater, Sender, WarnOnce, Writer
-from monitor.wire import MAX_ID_CHARS, MAX_RECORDS_PER_BATCH
+from monitor.wire import MAX_ID_CHARS
 
 logger = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-DAY = 24 * 3600.0
+#: Sub-directories of a spool directory that forked children spool in: ``fork-<pid>``.
+FORK_DIR_PREFIX = "fork-"
 
 _live: weakref.WeakSet[Monitor] = weakref.WeakSet()
 
@@ -47,7 +48,20 @@ def _close_all_at_exit() -> None:
         mon.close(timeout=mon.atexit_timeout)
 
 
+def _after_fork_in_child() -> None:
+    # Runs in the child right after os.fork(), before any of its Python code: only the forking
+    # thread exists there, so no lock is contended, but any lock may have been copied held.
+    for mon in list(_live):
+        try:
+            mon._reset_after_fork()
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                report_internal_error(exc, "after fork")
+
+
 atexit.register(_close_all_at_exit)
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def default_spool_dir(model: str) -> Path:
@@ -57,12 +71,6 @@ def default_spool_dir(model: str) -> Path:
     if safe in (".", ".."):
         safe = "_" + safe
     return Path(base) / "edge-monitor" / "spool" / safe
-
-
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 class Monitor:
@@ -81,44 +89,24 @@ class Monitor:
             or one with line breaks is a ValueError.
         model: model name; also names the default spool directory.
         model_version: the version that made the predictions.
-        sample_rate: share of requests kept, in [0, 1]. The decision is a hash of the request
-            id, so ``log_label`` makes the same decision and a label follows its record.
-        spool_dir: where unsent data waits. ``None`` (default): ``~/.cache/edge-monitor/spool/
-            <model>`` (``$XDG_CACHE_HOME`` respected). ``False`` or ``""``: memory only, no
-            durability (tests, diskless nodes). If the directory is already used by another
-            Monitor (an exclusive ``flock`` on ``<spool_dir>/lock``) or cannot be created,
-            an error is logged and this Monitor runs memory-only.
-        batch_size: most records (or labels) per request, 1..``wire.MAX_RECORDS_PER_BATCH``.
-        flush_interval: seconds a partial batch may wait, after reaching the spool, for more
-            records before it is sent anyway.
-        spool_flush_interval: the durability window, in seconds. The writer thread wakes every
-            ``spool_flush_interval / 2`` (sooner when a batch is queued), appends the queue to
-            the spool and fsyncs, so a record whose ``log()`` returned more than this long ago
-            is on disk (surviving SIGKILL, and power loss once fsynced), provided one
-            drain-and-fsync takes under a quarter of the interval (a stalled disk stretches it).
-        queue_size: bound of the in-memory queues (one for records, one for labels) between
-            ``log()`` and the writer; a full queue drops the newest record as ``queue_full``.
-        spool_max_bytes: cap on unacknowledged bytes in the spool (records and labels
-            together). When an append would exceed it, the *newest* record is dropped as
-            ``spool_overflow``, so acknowledged positions stay valid and the count is exact.
-        spool_max_age: seconds; older records (by their ``ts``) are dropped as ``expired``
-            when the sender reaches them instead of being sent.
-        timeout: seconds for one HTTP request (connect, send, answer).
-        max_backoff: cap, in seconds, on the exponential backoff between retries.
-        backoff_base: first backoff ceiling in seconds; retry ``n`` sleeps
-            ``uniform(0, min(max_backoff, backoff_base * 2**n))`` (full jitter), and at least
-            as long as a ``Retry-After`` header asks (capped at one hour).
-        heartbeat_interval: seconds between heartbeats (one is also sent at start); ``None``
-            sends them only when ``heartbeat()`` is called.
-        gzip_level: 1..9 compresses request bodies (``Content-Encoding: gzip``); 0 sends them
-            uncompressed. The default 6 is the lowest level whose bodies stay under 0.15 of
-            their JSON size for 500-record batches (P2 in BENCHMARKS.md: 0.149 at ~13 us of
-            sender CPU per record); level 1 costs ~1/4 of that CPU for ~40% more bytes, a
-            fair trade on a CPU-starved node with a cheap link.
-        telemetry: optional callable returning a JSON-able dict sent as the heartbeat's
-            ``runtime`` (omitted when not given, or when it raises).
-        atexit_timeout: seconds the interpreter-exit hook may spend flushing and closing.
-        ssl_context: optional ``ssl.SSLContext`` for ``https`` URLs (default: system CAs).
+        options: a ``MonitorOptions`` (defaults when not given).
+        **kwargs: any ``MonitorOptions`` field (``sample_rate``, ``spool_dir``, ``batch_size``,
+            ``flush_interval``, ``spool_flush_interval``, ``queue_size``, ``spool_max_bytes``,
+            ``spool_max_age``, ``timeout``, ``max_backoff``, ``backoff_base``,
+            ``heartbeat_interval``, ``gzip_level``, ``telemetry``, ``atexit_timeout``,
+            ``ssl_context``), documented there; given beside ``options``, it overrides it.
+
+    Fork safety: after ``os.fork()`` the child's copy of a Monitor drops everything it shares
+    with the parent (threads, locks, the HTTP connections, the spool's descriptors, records
+    still queued in memory: those are the parent's to send) and starts afresh on first use:
+    the writer, sender and heartbeat threads start when the child first calls ``log()``,
+    ``log_label()``, ``flush()`` or ``heartbeat()``. Counters start from zero in the child. A
+    spool directory belongs to one process (its ``flock``), so the child spools in a
+    sub-directory ``<spool_dir>/fork-<pid>``, or takes over an existing ``fork-*`` one that no
+    live process holds: the unsent records of an earlier child that exited are then sent by
+    a later one (under the later one's model version, as after a restart). Each child's spool
+    has its own ``spool_max_bytes`` cap. A child that ends with ``os._exit()`` (as
+    ``multiprocessing`` children do) skips the interpreter-exit flush: call ``close()`` first.
 
     Delivery semantics: responses with 2xx count ``accepted + duplicate`` as delivered and
     each entry of ``rejected`` as dropped ``rejected`` (never retried). 408/429/502/503/504,
@@ -150,86 +138,59 @@ class Monitor:
         model: str,
         model_version: str,
         *,
-        sample_rate: float = 1.0,
-        spool_dir: str | os.PathLike[str] | Literal[False] | None = None,
-        batch_size: int = 500,
-        flush_interval: float = 1.0,
-        spool_flush_interval: float = 0.5,
-        queue_size: int = 10_000,
-        spool_max_bytes: int = 256 * MiB,
-        spool_max_age: float = 7 * DAY,
-        timeout: float = 10.0,
-        max_backoff: float = 60.0,
-        backoff_base: float = 0.5,
-        heartbeat_interval: float | None = 30.0,
-        gzip_level: int = 6,
-        telemetry: Callable[[], dict[str, Any]] | None = None,
-        atexit_timeout: float = 2.0,
-        ssl_context: Any = None,
+        options: MonitorOptions | None = None,
+        **kwargs: Any,
     ) -> None:
         # Plainly invalid arguments are programming errors: say so now, not in a log later.
-        for name, value in (("model", model), ("model_version", model_version)):
-            if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
-                raise ValueError(f"{name} must be a str of 1..{MAX_ID_CHARS} characters")
-        if (
-            isinstance(sample_rate, bool)
-            or not isinstance(sample_rate, (int, float))
-            or not 0.0 <= sample_rate <= 1.0
-        ):
-            raise ValueError(f"sample_rate must be in [0, 1], got {sample_rate!r}")
-        if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_RECORDS_PER_BATCH:
-            raise ValueError(f"batch_size must be an int in 1..{MAX_RECORDS_PER_BATCH}")
-        if not isinstance(queue_size, int) or queue_size < 1:
-            raise ValueError("queue_size must be a positive int")
-        if not isinstance(spool_max_bytes, int) or spool_max_bytes < 1:
-            raise ValueError("spool_max_bytes must be a positive int")
-        if not isinstance(gzip_level, int) or not 0 <= gzip_level <= 9:
-            raise ValueError("gzip_level must be an int in 0..9")
-        if not isinstance(token, str) or any(c in token for c in "\r\n\x00"):
-            raise ValueError("token must be a str without line breaks")
-        if telemetry is not None and not callable(telemetry):
-            raise ValueError("telemetry must be callable")
-        flush_interval = _positive("flush_interval", flush_interval)
-        spool_flush_interval = _positive("spool_flush_interval", spool_flush_interval)
-        spool_max_age = _positive("spool_max_age", spool_max_age)
-        timeout = _positive("timeout", timeout)
-        max_backoff = _positive("max_backoff", max_backoff)
-        backoff_base = _positive("backoff_base", backoff_base)
-        if heartbeat_interval is not None:
-            heartbeat_interval = _positive("heartbeat_interval", heartbeat_interval)
-        self.atexit_timeout = max(0.0, float(atexit_timeout))
-
+        check_identity(token, model, model_version)
+        if options is None:
+            options = MonitorOptions(**kwargs)
+        elif not isinstance(options, MonitorOptions):
+            raise ValueError(f"options must be a MonitorOptions, got {options!r}")
+        elif kwargs:
+            options = dataclasses.replace(options, **kwargs)
+        self.options = options
+        self.url = url
+        self._token = token
         self.model = model
         self.model_version = model_version
-        self.sample_rate = float(sample_rate)
-        self._telemetry = telemetry
-        self._records = Counters()
-        self._labels = Counters()
-        self._counters = {"records": self._records, "labels": self._labels}
-        self._queue_size = queue_size
-        self._record_q: collections.deque[dict[str, Any]] = collections.deque()
-        self._label_q: collections.deque[dict[str, Any]] = collections.deque()
+        self.sample_rate = options.sample_rate
+        self.atexit_timeout = options.atexit_timeout
+        self._telemetry = options.telemetry
+        self._queue_size = options.queue_size
         # Wake the writer early once a batch is waiting, not only on its timer.
-        self._wake_at = max(1, min(batch_size, queue_size // 2))
-        self._closed = False
-        self._close_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._warn_once = WarnOnce()
-
+        self._wake_at = max(1, min(options.batch_size, options.queue_size // 2))
+        spool_dir = options.spool_dir
         if spool_dir is False or spool_dir == "":
             self._spool_path: Path | None = None
         elif spool_dir is None:
             self._spool_path = default_spool_dir(model)
         else:
             self._spool_path = Path(spool_dir)
-        self._spool_max_bytes = spool_max_bytes
-        self._spool_max_age = spool_max_age
+        self._forked = False  # True in a child process: spool in a fork-* sub-directory
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._build()
+        self._start()
+        _live.add(self)
 
+    def _build(self) -> None:
+        """Make the queues, counters and (unstarted) threads; no I/O happens here."""
+        opts = self.options
+        self._records = Counters()
+        self._labels = Counters()
+        self._counters = {"records": self._records, "labels": self._labels}
+        self._record_q: collections.deque[dict[str, Any]] = collections.deque()
+        self._label_q: collections.deque[dict[str, Any]] = collections.deque()
+        self._stop = threading.Event()
+        self._warn_once = WarnOnce()
+        self._started = False
+        self._start_lock = threading.Lock()
         self._writer = Writer(
             open_spool=self._open_spool,
             queues={"records": self._record_q, "labels": self._label_q},
             counters=self._counters,
-            period=spool_flush_interval / 2,
+            period=opts.spool_flush_interval / 2,
             stop=self._stop,
             on_written=self._on_written,
         )
@@ -237,44 +198,67 @@ class Monitor:
         self._heartbeater: Heartbeater | None = None
         self._transports: list[Transport] = []
         try:
-            send_tp = Transport(
-                url, token, timeout=timeout, gzip_level=gzip_level, ssl_context=ssl_context
-            )
-            beat_tp = Transport(
-                url, token, timeout=timeout, gzip_level=gzip_level, ssl_context=ssl_context
+            send_tp, beat_tp = (
+                Transport(
+                    self.url,
+                    self._token,
+                    timeout=opts.timeout,
+                    gzip_level=opts.gzip_level,
+                    ssl_context=opts.ssl_context,
+                )
+                for _ in range(2)
             )
         except ValueError as exc:
             logger.error("edge-monitor: %s; records are spooled but not sent", exc)
-        else:
-            self._transports = [send_tp, beat_tp]
-            self._sender = Sender(
-                transport=send_tp,
-                ready=self._writer.ready,
-                get_spool=lambda: self._writer.spool,
-                counters=self._counters,
-                model=model,
-                model_version=model_version,
-                batch_size=batch_size,
-                flush_interval=flush_interval,
-                backoff=Backoff(base=backoff_base, cap=max_backoff),
-                stop=self._stop,
-                warn_once=self._warn_once,
-                new_id=new_id,
-            )
-            self._heartbeater = Heartbeater(
-                transport=beat_tp,
-                body=self._heartbeat_body,
-                interval=heartbeat_interval,
-                stop=self._stop,
-                warn_once=self._warn_once,
-                counters=self._records,
-            )
-        self._writer.start()
-        if self._sender is not None:
-            self._sender.start()
-        if self._heartbeater is not None:
-            self._heartbeater.start()
-        _live.add(self)
+            return
+        self._transports = [send_tp, beat_tp]
+        self._sender = Sender(
+            transport=send_tp,
+            ready=self._writer.ready,
+            get_spool=lambda: self._writer.spool,
+            counters=self._counters,
+            model=self.model,
+            model_version=self.model_version,
+            batch_size=opts.batch_size,
+            flush_interval=opts.flush_interval,
+            backoff=Backoff(base=opts.backoff_base, cap=opts.max_backoff),
+            stop=self._stop,
+            warn_once=self._warn_once,
+            new_id=new_id,
+        )
+        self._heartbeater = Heartbeater(
+            transport=beat_tp,
+            body=self._heartbeat_body,
+            interval=opts.heartbeat_interval,
+            stop=self._stop,
+            warn_once=self._warn_once,
+            counters=self._records,
+        )
+
+    def _start(self) -> None:
+        """Start the background threads, once (in a forked child: on first use)."""
+        with self._start_lock:
+            if self._started or self._closed:
+                return
+            self._started = True
+            self._writer.start()
+            for worker in (self._sender, self._heartbeater):
+                if worker is not None:
+                    worker.start()
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: let go of the parent's threads, locks, sockets and spool."""
+        self._close_lock = threading.Lock()
+        if self._closed:
+            return
+        # Close this process's copies of the parent's descriptors without a word on disk: no
+        # fsync, no ack file, no unlock. (Transports drop their connections by themselves,
+        # in transport.py's own fork hook, without shutting down the shared sockets.)
+        spool = self._writer.spool
+        if spool is not None:
+            spool.forget_after_fork()
+        self._forked = True
+        self._build()  # fresh queues and counters: what is queued now is the parent's
 
     # -- the hot path ------------------------------------------------------------------------
 
@@ -367,6 +351,8 @@ class Monitor:
     def _enqueue(
         self, queue: collections.deque[dict[str, Any]], item: dict[str, Any], counters: Counters
     ) -> None:
+        if not self._started:  # only in a forked child, until its first call
+            self._start()
         # A deque append is atomic under the GIL; the length check may overshoot the bound by
         # a few items under concurrent producers, which is fine for a memory bound.
         if self._closed or len(queue) >= self._queue_size:
@@ -398,18 +384,38 @@ class Monitor:
     # -- background plumbing -----------------------------------------------------------------
 
     def _open_spool(self) -> Spool:
-        if self._spool_path is not None:
-            try:
-                return open_disk_spool(self._spool_path, self._spool_max_bytes, self._spool_max_age)
-            except SpoolLocked as exc:
-                logger.error("edge-monitor: %s; this Monitor runs memory-only", exc)
-            except OSError as exc:
-                logger.error(
-                    "edge-monitor: cannot open spool %s (%s); this Monitor runs memory-only",
-                    self._spool_path,
-                    exc,
-                )
-        return open_memory_spool(self._spool_max_bytes, self._spool_max_age)
+        opts = self.options
+        path = self._spool_path
+        if path is not None:
+            for directory in self._spool_candidates(path):
+                try:
+                    return open_disk_spool(directory, opts.spool_max_bytes, opts.spool_max_age)
+                except SpoolLocked as exc:
+                    if directory == path:
+                        logger.error("edge-monitor: %s; this Monitor runs memory-only", exc)
+                        break
+                except OSError as exc:
+                    logger.error(
+                        "edge-monitor: cannot open spool %s (%s); this Monitor runs memory-only",
+                        directory,
+                        exc,
+                    )
+                    break
+        return open_memory_spool(opts.spool_max_bytes, opts.spool_max_age)
+
+    def _spool_candidates(self, path: Path) -> list[Path]:
+        """The spool directory to try, in order: the configured one, or in a forked child a
+        free ``fork-*`` sub-directory (an exited child's leftovers are sent) then its own."""
+        if not self._forked:
+            return [path]
+        try:
+            taken = sorted(
+                p for p in path.iterdir() if p.name.startswith(FORK_DIR_PREFIX) and p.is_dir()
+            )
+        except OSError:  # not created yet, or unreadable: the own directory is made below
+            taken = []
+        own = path / f"{FORK_DIR_PREFIX}{os.getpid()}"
+        return [p for p in taken if p != own] + [own]
 
     def _on_written(self) -> None:
         if self._sender is not None:
@@ -476,8 +482,13 @@ class Monitor:
 
     def heartbeat(self) -> None:
         """Send a heartbeat now, in the background."""
-        if self._heartbeater is not None:
-            self._heartbeater.wake.set()
+        try:
+            if not self._started:
+                self._start()
+            if self._heartbeater is not None:
+                self._heartbeater.wake.set()
+        except Exception as exc:
+            self._internal_error(exc, "heartbeat")
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything logged before this call is delivered or finally dropped.
@@ -486,6 +497,8 @@ class Monitor:
         spooled and is still sent later).
         """
         try:
+            if not self._started:
+                self._start()
             return self._flush(time.monotonic() + max(0.0, float(timeout)))
         except Exception as exc:
             self._internal_error(exc, "flush")
