@@ -22,15 +22,22 @@ Choices:
   rollout costs one download per node, not one per poll. Network errors and 5xx are retried
   at the next poll. Every failure is in ``runtime.telemetry()["swap"]``, so the heartbeat
   carries it to the collector.
+* A ``Retry-After`` on a 429, 503 or other retryable answer is honoured: the background loop
+  does not poll again before it (capped at an hour, like the SDK's sender); an explicit
+  ``poll_once()`` is the caller's call and goes out regardless.
+* Bodies are bounded: the assignment (it carries the card) at ``MAX_ASSIGNMENT_BYTES``, the
+  artifact at the size the assignment declares, so a wrong or hostile answer cannot fill the
+  node's memory.
 
-Only the standard library speaks HTTP here (``http.client``): the runtime stays installable
-with ``edge-monitor[runtime]`` alone.
+HTTP goes through the SDK's ``Transport`` (standard library only, so the runtime stays
+installable with ``edge-monitor[runtime]`` alone): one keep-alive connection, the request
+timeout, the same TLS ``ssl_context`` handling, and redirects never followed (the
+connection is kept for the requests of one poll and closed after it).
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import logging
 import random
@@ -39,11 +46,11 @@ import ssl
 import threading
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from monitor import wire
 from monitor.card import CardError, ModelCard
 from monitor.runtime.runtime import EdgeRuntime, ModelError
+from monitor.sdk.transport import TRANSPORT_ERRORS, Response, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -84,26 +91,33 @@ class ModelUpdater:
         retry_refused_after: float = 600.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"collector URL must be http(s)://host[:port][/prefix], got {url!r}")
         if not isinstance(token, str) or any(c in token for c in "\r\n\x00"):
             raise ValueError("token must be a str without line breaks")
         if not interval > 0 or not timeout > 0:
             raise ValueError("interval and timeout must be positive")
+        try:
+            # gzip_level=0: the updater only GETs, and sends no body to compress.
+            self._transport = Transport(
+                url,
+                token,
+                timeout=float(timeout),
+                gzip_level=0,
+                ssl_context=ssl_context,
+                user_agent=USER_AGENT,
+            )
+        except ValueError as exc:
+            raise ValueError(
+                f"collector URL must be http(s)://host[:port][/prefix], got {url!r}"
+            ) from exc
         self.runtime = runtime
         self.model = runtime.model_name
         self.interval = float(interval)
         self.timeout = float(timeout)
         self.max_artifact_bytes = max_artifact_bytes
         self.retry_refused_after = retry_refused_after
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port
-        self._prefix = parts.path.rstrip("/")
-        self._token = token
-        self._ssl = ssl_context
         self._etag: str | None = None
+        self._not_before = 0.0  # monotonic time before which the loop must not poll
+        self._poll_lock = threading.Lock()  # one poll at a time: the Transport is not shared
         self._refused: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -125,6 +139,11 @@ class ModelUpdater:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._transport.abort()
+
+    def deferred_for(self) -> float:
+        """Seconds the collector's last ``Retry-After`` still forbids polling (0 if none)."""
+        return max(0.0, self._not_before - time.monotonic())
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -132,7 +151,7 @@ class ModelUpdater:
                 self.poll_once()
             except Exception:  # the loop must survive anything; poll_once reports its own
                 logger.exception("edge-monitor runtime: model update poll failed")
-            self._stop.wait(self.interval * random.uniform(0.9, 1.1))
+            self._stop.wait(max(self.interval * random.uniform(0.9, 1.1), self.deferred_for()))
 
     # -- one poll ------------------------------------------------------------------------------
 
@@ -144,16 +163,25 @@ class ModelUpdater:
         recently refused artifact), ``no_assignment`` (404), ``error`` (network, auth, 5xx,
         malformed answer).
         """
+        with self._poll_lock:
+            try:
+                return self._poll()
+            finally:
+                # Keep-alive serves the assignment and artifact requests of one poll; between
+                # polls a collector (uvicorn: after 5 s) closes an idle connection anyway, and
+                # an updater dropped without close() must not leave a socket open.
+                self._transport.close()
+
+    def _poll(self) -> str:
         status = self.runtime.status
         headers = {"Accept": "application/json"}
         if self._etag is not None:
             headers["If-None-Match"] = self._etag
         try:
-            code, answer_headers, body = self._get(
-                wire.assignment_path(self.model), headers, MAX_ASSIGNMENT_BYTES
-            )
+            answer = self._get(wire.assignment_path(self.model), headers, MAX_ASSIGNMENT_BYTES)
         except _Transient as exc:
             return self._poll_error(f"assignment request failed: {exc}")
+        code, body = answer.status, answer.body
         if code == 304:
             status.polled("unchanged", self.runtime.model_version)
             return "unchanged"
@@ -162,12 +190,14 @@ class ModelUpdater:
             return "no_assignment"
         if code != 200:
             return self._poll_error(f"assignment answered HTTP {code}: {_error_text(body)}")
+        if answer.truncated:
+            return self._poll_error(f"malformed assignment: over {MAX_ASSIGNMENT_BYTES} bytes")
         try:
             assignment = self._parse_assignment(body)
         except ValueError as exc:
             return self._poll_error(f"malformed assignment: {exc}")
         version, sha256 = assignment["version"], assignment["sha256"]
-        etag = answer_headers.get("etag")
+        etag = answer.headers.get("etag")
         if version == self.runtime.model_version and sha256 == self.runtime.sha256:
             self._etag = etag
             status.polled("current", version)
@@ -254,10 +284,15 @@ class ModelUpdater:
             raise ModelError(
                 "download_failed", f"artifact_url {path!r} is not a path on the collector"
             )
-        code, _, data = self._get(path, {"Accept": "application/octet-stream"}, size + 1)
+        answer = self._get(path, {"Accept": "application/octet-stream"}, size)
+        code, data = answer.status, answer.body
         if code != 200:  # 5xx and the retryable statuses were raised as _Transient
             raise ModelError(
                 "download_failed", f"artifact answered HTTP {code}: {_error_text(data)}"
+            )
+        if answer.truncated:
+            raise ModelError(
+                "size_mismatch", f"artifact has more than the {size} bytes the assignment says"
             )
         if len(data) != size:
             raise ModelError(
@@ -294,37 +329,19 @@ class ModelUpdater:
 
     # -- HTTP ----------------------------------------------------------------------------------
 
-    def _get(
-        self, path: str, headers: dict[str, str], limit: int
-    ) -> tuple[int, dict[str, str], bytes]:
-        """(status, lower-cased headers, body of at most ``limit`` bytes); _Transient on I/O."""
-        conn: http.client.HTTPConnection
-        if self._https:
-            conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.timeout, context=self._ssl
-            )
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+    def _get(self, path: str, headers: dict[str, str], limit: int) -> Response:
+        """The answer, its body read up to ``limit`` bytes; _Transient on I/O, 5xx and the
+        retryable statuses (whose ``Retry-After`` defers the next poll of the loop)."""
         try:
-            conn.request(
-                "GET",
-                self._prefix + path,
-                headers={
-                    **headers,
-                    "Authorization": f"Bearer {self._token}",
-                    "User-Agent": USER_AGENT,
-                },
-            )
-            resp = conn.getresponse()
-            body = resp.read(limit)
-            answer = {k.lower(): v for k, v in resp.getheaders()}
-            if resp.status >= 500 or resp.status in wire.RETRYABLE_STATUSES:
-                raise _Transient(f"HTTP {resp.status}: {_error_text(body)}")
-            return resp.status, answer, body
-        except (OSError, http.client.HTTPException) as exc:
+            answer = self._transport.get(path, headers=headers, max_bytes=limit)
+        except TRANSPORT_ERRORS as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            conn.close()
+        if answer.status >= 500 or answer.status in wire.RETRYABLE_STATUSES:
+            wait = answer.retry_after()
+            if wait is not None:
+                self._not_before = max(self._not_before, time.monotonic() + wait)
+            raise _Transient(f"HTTP {answer.status}: {_error_text(answer.body)}")
+        return answer
 
 
 def _error_text(body: bytes) -> str:
