@@ -55,6 +55,8 @@ Script = Reply | Callable[[Request], Reply | None]
 class ScriptedCollector:
     """A tiny collector implementing ``monitor.wire`` with scriptable answers.
 
+    GETs get their scripted answer only (an empty 200 when unscripted).
+
     Unscripted requests get the real collector's behaviour: records are deduplicated by id
     (``accepted``/``duplicate``) and stored with ``request_id`` defaulting to the id, labels
     are accepted, heartbeats answer 204, a body that is not JSON answers 400
@@ -77,6 +79,9 @@ class ScriptedCollector:
             disable_nagle_algorithm = True  # headers and body are two writes
 
             def do_POST(self) -> None:
+                collector._handle(self)
+
+            def do_GET(self) -> None:
                 collector._handle(self)
 
             def log_message(self, *args: object) -> None:
@@ -146,6 +151,8 @@ class ScriptedCollector:
             h.connection.shutdown(socket.SHUT_RDWR)
             return
         body = reply.body
+        if body is None and h.command == "GET":
+            body = b"" if reply.status < 400 else None
         if body is None and 200 <= reply.status < 300 and req.body is None:
             # What the real collector answers to a body that is not JSON.
             reply = Reply(400, reply.headers)
@@ -160,7 +167,7 @@ class ScriptedCollector:
         h.send_response(status)
         for name, value in reply.headers.items():
             h.send_header(name, value)
-        if status == 204:
+        if status in (204, 304):
             h.send_header("Content-Length", "0")
             h.end_headers()
             return

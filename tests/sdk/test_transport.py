@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import gzip
 import json
+import os
 import random
+import socket
 import threading
 import time
 
@@ -196,3 +199,120 @@ def test_abort_breaks_off_a_request_in_flight(collector: ScriptedCollector) -> N
     assert isinstance(outcome[0], TRANSPORT_ERRORS)
     with pytest.raises(TRANSPORT_ERRORS):
         tp.post(wire.LABELS_PATH, b"{}")
+
+
+# -- GETs: conditional, bounded, never redirected ----------------------------------------------
+
+ASSIGNMENT = "/v1/models/pump/assignment"
+
+
+def test_get_sends_its_headers_and_takes_a_304_on_the_same_connection(
+    collector: ScriptedCollector,
+) -> None:
+    path = "/prefix" + ASSIGNMENT  # the URL's path prefix is kept
+    collector.push(path, Reply(200, headers={"ETag": '"e1"'}, body={"version": "2"}))
+    collector.push(path, Reply(304, headers={"ETag": '"e1"'}))
+    tp = Transport(collector.url + "/prefix/", "emn_secret", user_agent="probe/1")
+    first = tp.get(ASSIGNMENT, max_bytes=1024)
+    assert (first.status, first.json(), first.headers["etag"]) == (200, {"version": "2"}, '"e1"')
+    assert not first.truncated
+    second = tp.get(ASSIGNMENT, headers={"If-None-Match": '"e1"'}, max_bytes=1024)
+    assert (second.status, second.body) == (304, b"")
+    one, two = collector.requests
+    assert one.path == path
+    assert "if-none-match" not in one.headers and two.headers["if-none-match"] == '"e1"'
+    assert "content-type" not in two.headers and "content-encoding" not in two.headers
+    assert two.headers["authorization"] == "Bearer emn_secret"
+    assert two.headers["user-agent"] == "probe/1"
+    assert one.client_port == two.client_port
+    tp.close()
+
+
+def test_headers_never_replace_the_token(collector: ScriptedCollector) -> None:
+    tp = Transport(collector.url, "emn_secret")
+    tp.get(ASSIGNMENT, headers={"Authorization": "Bearer someone-else"})
+    assert collector.requests[0].headers["authorization"] == "Bearer emn_secret"
+    tp.close()
+
+
+def test_a_body_declared_longer_than_max_bytes_is_not_read(
+    collector: ScriptedCollector,
+) -> None:
+    collector.push(ASSIGNMENT, Reply(200, body=b"x" * 5000), Reply(200, body=b"y" * 5000))
+    tp = Transport(collector.url, "t")
+    big = tp.get(ASSIGNMENT, max_bytes=4999)
+    assert big.truncated and big.body == b""
+    exact = tp.get(ASSIGNMENT, max_bytes=5000)  # on a fresh connection: the old one is spoilt
+    assert not exact.truncated and exact.body == b"y" * 5000
+    assert len({r.client_port for r in collector.requests}) == 2
+    tp.close()
+
+
+def test_an_undeclared_body_is_cut_at_max_bytes() -> None:
+    # A chunked answer has no Content-Length: the limit is enforced while reading.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                with contextlib.suppress(OSError):  # the client hangs up after its limit
+                    for _ in range(50):
+                        conn.sendall(b"3e8\r\n" + b"z" * 1000 + b"\r\n")
+                    conn.sendall(b"0\r\n\r\n")
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        tp = Transport(f"http://127.0.0.1:{port}", "t")
+        resp = tp.get(ASSIGNMENT, max_bytes=2500)
+        thread.join(10)
+    assert resp.status == 200 and resp.truncated and resp.body == b"z" * 2500
+    tp.close()
+
+
+def test_redirects_are_handed_back_not_followed(collector: ScriptedCollector) -> None:
+    elsewhere = ScriptedCollector()
+    try:
+        moved = Reply(302, headers={"Location": elsewhere.url + ASSIGNMENT})
+        collector.push(ASSIGNMENT, moved)
+        tp = Transport(collector.url, "emn_secret")
+        resp = tp.get(ASSIGNMENT)
+        assert resp.status == 302 and resp.headers["location"].startswith(elsewhere.url)
+        assert elsewhere.requests == []  # the token stayed with the collector
+        tp.close()
+    finally:
+        elsewhere.close()
+
+
+def test_retry_after_of_a_response() -> None:
+    from monitor.sdk.transport import Response
+
+    assert Response(429, {"retry-after": "12"}, b"").retry_after() == 12.0
+    assert Response(503, {}, b"").retry_after() is None
+
+
+def test_a_forked_child_opens_its_own_connection(collector: ScriptedCollector) -> None:
+    tp = Transport(collector.url, "t")
+    assert tp.get(ASSIGNMENT).status == 200
+    parent_port = collector.requests[0].client_port
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status only
+        code = 1
+        try:
+            code = 0 if tp.get(ASSIGNMENT).status == 200 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    child = collector.requests[1]
+    assert child.client_port != parent_port
+    # The child closed only its copy: the parent's connection still carries requests.
+    assert tp.get(ASSIGNMENT).status == 200
+    assert collector.requests[2].client_port == parent_port
+    tp.close()
