@@ -64,11 +64,14 @@ def _fail(exc: Exception) -> int:
     elif isinstance(exc, UsageError):
         message = str(exc)
     else:
+        database_errors: tuple[type[Exception], ...] = ()
         try:
             from sqlalchemy.exc import SQLAlchemyError
+
+            database_errors = (SQLAlchemyError,)
         except ImportError:  # an edge install without the server extra
-            SQLAlchemyError = ()  # type: ignore[assignment]
-        if isinstance(exc, SQLAlchemyError):
+            pass
+        if isinstance(exc, database_errors):
             orig = getattr(exc, "orig", None) or exc
             message = f"database error: {str(orig).strip().splitlines()[0]}"
         elif isinstance(exc, ModuleNotFoundError):

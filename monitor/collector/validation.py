@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +94,7 @@ def _record(item: Any, index: int, now: float) -> dict[str, Any]:
     if type(uid) is not str or not 0 < len(uid) <= wire.MAX_ID_CHARS:
         raise _field_error(item, "id", path, f"a non-empty string of <= {wire.MAX_ID_CHARS}")
     ts = item.get("ts")
-    if type(ts) not in _NUMBER or isinstance(ts, bool):
+    if type(ts) is not int and type(ts) is not float:  # exact types: a bool is no time
         raise _field_error(item, "ts", path, "a number of seconds since the Unix epoch")
     if not MIN_TS <= ts <= now + MAX_FUTURE_SKEW:
         raise _Reject("invalid_value", f"{path}.ts", "is before 2000 or more than a day ahead")
@@ -137,6 +138,7 @@ def _record(item: Any, index: int, now: float) -> dict[str, Any]:
 
 
 def _probabilities(value: Any, path: str) -> None:
+    pairs: Iterable[tuple[Any, Any]]
     if type(value) is dict:
         pairs = value.items()
     elif type(value) is list:

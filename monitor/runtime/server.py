@@ -76,7 +76,8 @@ class PredictionServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        # What server_bind stored in server_address, which is typed for every socket family.
+        host, port = self.socket.getsockname()[:2]
         return f"http://{host}:{port}"
 
 

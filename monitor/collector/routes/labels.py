@@ -40,9 +40,9 @@ async def post_labels(request: Request) -> JSONResponse:
 
 def _is_admin(state: CollectorState, token: str) -> bool:
     expected = state.settings.admin_token
-    return bool(expected) and hmac.compare_digest(
-        token.encode(), expected.get_secret_value().encode()
-    )
+    if expected is None or not expected.get_secret_value():
+        return False
+    return hmac.compare_digest(token.encode(), expected.get_secret_value().encode())
 
 
 def _node_id(state: CollectorState, token: str) -> int:
