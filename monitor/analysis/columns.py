@@ -9,11 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-# The window frame's naming (monitor.storage.payload); repeated here because analysis must not
-# import storage.
-FEATURE_PREFIX = "feature:"
-PROBA_PREFIX = "proba:"
-PREDICTION = "prediction"
+from monitor.schema import PREDICTION, PROBA_PREFIX, feature_name
 
 Kind = Literal["numerical", "categorical"]
 Role = Literal["feature", "prediction", "probability"]
@@ -40,11 +36,7 @@ def analysed_columns(
 
     Result names are the feature name without its prefix, ``prediction`` and ``proba:<class>``.
     """
-    refs = [
-        ColumnRef(c, c[len(FEATURE_PREFIX) :], "feature")
-        for c in frame.columns
-        if c.startswith(FEATURE_PREFIX)
-    ]
+    refs = [ColumnRef(c, name, "feature") for c in frame.columns if (name := feature_name(c))]
     if prediction and PREDICTION in frame.columns:
         refs.append(ColumnRef(PREDICTION, PREDICTION, "prediction"))
     if probabilities:

@@ -34,9 +34,11 @@ fleet of a million rows differing by a trivial amount is not drift because the d
 under the threshold; and a shift confined to a few nodes is still found on those nodes, which
 the fleet-wide number (diluted) cannot show. On clean data the chance of even one false alarm
 in a window is at most the FDR level (Benjamini-Hochberg with every hypothesis true); when
-some columns do drift, at most that share of the flagged pairs is expected to be false. A
-scope's share of drifted features counts feature columns with a verdict; ``dataset_drift`` is
-``share >= drift_share`` (0.5 as in Evidently).
+some columns do drift, at most that share of the flagged pairs is expected to be false.
+
+A scope drifted when at least one of its features drifted (``monitor.analysis.policy``); its
+share of drifted features (over feature columns with a verdict) is reported beside it. Results
+are the columnar tables ``DriftScope`` and ``DriftFeature`` of ``monitor.schema``.
 """
 
 from __future__ import annotations
@@ -44,18 +46,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from monitor import schema
 from monitor.analysis import engine
 from monitor.analysis.columns import NUMERICAL, numeric_values
-from monitor.analysis.frames import dataclass_frame
 from monitor.analysis.multiplicity import bh_adjust
+from monitor.analysis.policy import (
+    DEFAULT_FDR,
+    DEFAULT_MIN_ROWS,
+    DriftPolicy,
+    scope_drifted,
+)
 from monitor.analysis.profile import DISCRETE_LIMIT, ColumnProfile, ReferenceProfile
-from monitor.analysis.scopes import FLEET, FLEET_KEY, ScopeSet
+from monitor.analysis.scopes import ScopeSet
 from monitor.analysis.spec import (
     CHI_SQUARE,
     JENSEN_SHANNON,
@@ -65,101 +72,36 @@ from monitor.analysis.spec import (
     Z,
     default_method,
 )
+from monitor.analysis.tables import ScopedResult
+from monitor.schema import (
+    EMPTY_REFERENCE,
+    FEATURE,
+    FLEET,
+    FLEET_KEY,
+    INSUFFICIENT_DATA,
+    MISSING_COLUMN,
+    OK,
+    DriftFeature,
+    DriftScope,
+    ResultTable,
+)
 
-OK = "ok"
-INSUFFICIENT = "insufficient_data"
-MISSING_COLUMN = "missing_column"
-EMPTY_REFERENCE = "empty_reference"
-
-DEFAULT_MIN_ROWS = 200
-DEFAULT_FDR = 0.01
-DEFAULT_DRIFT_SHARE = 0.5
 DEFAULT_WORKERS = 2
 
 
-@dataclass(frozen=True, slots=True)
-class DriftRow:
-    """One column at one scope: Evidently's statistic and the verdict."""
-
-    scope_kind: str
-    scope_key: str
-    feature: str
-    #: "feature", "prediction" or "probability".
-    role: str
-    kind: str
-    #: None only when the column is missing from the window (the method depends on the data).
-    method: str | None
-    #: Evidently's value for this scope's rows (None when the scope has no values).
-    statistic: float | None
-    threshold: float | None
-    #: The two-sample test's p-value behind the verdict (see the module docstring) and its
-    #: Benjamini-Hochberg adjustment (None without a verdict).
-    p_value: float | None
-    p_adjusted: float | None
-    #: The verdict; None without enough data.
-    drifted: bool | None
-    #: Evidently's own verdict on ``statistic`` (None when there is no statistic).
-    evidently_drifted: bool | None
-    n_current: int
-    n_reference: int
-    status: str
-    #: Which test produced ``p_value``: "ks", "ks-asymptotic", "z", "chi2-homogeneity".
-    test: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ScopeDrift:
-    """One scope's summary: how many features drifted, dataset drift, prediction drift."""
-
-    scope_kind: str
-    scope_key: str
-    n_rows: int
-    #: Feature columns with a verdict, and how many of them drifted.
-    n_features: int
-    n_drifted: int
-    share_drifted: float | None
-    dataset_drift: bool | None
-    #: The same share with Evidently's own per-column verdicts.
-    evidently_share_drifted: float | None
-    #: Whether the prediction or any class probability drifted (None: no verdict on any).
-    prediction_drifted: bool | None
-    status: str
-
-
 @dataclass(frozen=True, eq=False)
-class DriftResult:
-    """Every (scope, column) row and every scope's summary of one window."""
+class DriftResult(ScopedResult[DriftScope, DriftFeature]):
+    """One window's drift: a row per scope and a row per (scope, column), as columns."""
 
-    rows: tuple[DriftRow, ...]
-    scopes: tuple[ScopeDrift, ...]
     #: The method used per column (result name); None for columns missing from the window.
     methods: Mapping[str, str | None]
-    min_rows: int
-    fdr: float
-    drift_share: float
+    policy: DriftPolicy
 
-    def row(self, feature: str, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> DriftRow:
+    def row(
+        self, feature: str, scope_kind: str = FLEET, scope_key: str = FLEET_KEY
+    ) -> DriftFeature:
         """One column at one scope (the fleet by default)."""
-        return self._rows_by_key[(feature, scope_kind, scope_key)]
-
-    def scope(self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> ScopeDrift:
-        """One scope's summary (the fleet's by default)."""
-        return self._scopes_by_key[(scope_kind, scope_key)]
-
-    @cached_property
-    def _rows_by_key(self) -> dict[tuple[str, str, str], DriftRow]:
-        return {(r.feature, r.scope_kind, r.scope_key): r for r in self.rows}
-
-    @cached_property
-    def _scopes_by_key(self) -> dict[tuple[str, str], ScopeDrift]:
-        return {(s.scope_kind, s.scope_key): s for s in self.scopes}
-
-    def to_frame(self) -> pd.DataFrame:
-        """The rows as a DataFrame, one column per field."""
-        return dataclass_frame(self.rows, DriftRow)
-
-    def scopes_frame(self) -> pd.DataFrame:
-        return dataclass_frame(self.scopes, ScopeDrift)
+        return self.feature_row(feature, scope_kind, scope_key)
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -183,7 +125,7 @@ def analyse_drift(
     *,
     min_rows: int = DEFAULT_MIN_ROWS,
     fdr: float = DEFAULT_FDR,
-    drift_share: float = DEFAULT_DRIFT_SHARE,
+    policy: DriftPolicy | None = None,
     workers: int = DEFAULT_WORKERS,
 ) -> DriftResult:
     """Drift of every analysed column at the fleet and every scope.
@@ -192,7 +134,10 @@ def analyse_drift(
     the row belongs to no scope of that kind); by default, nodes from ``node_id``. The fleet is
     always analysed, with kind "fleet" and key "". ``workers`` threads analyse columns side by
     side (numpy's sorts and searches release the GIL); each needs about 60 bytes per row.
+    ``policy`` (default: one of ``min_rows`` and ``fdr``) decides the verdicts.
     """
+    policy = policy or DriftPolicy(min_rows=min_rows, fdr=fdr)
+    min_rows = policy.min_rows
     if scopes is None:
         scopes = {"node": window["node_id"].to_numpy()} if "node_id" in window else {}
     scope_set = ScopeSet.build(len(window), scopes)
@@ -205,7 +150,7 @@ def analyse_drift(
             outcomes = list(pool.map(outcome, profile.columns))
     else:
         outcomes = [outcome(column) for column in profile.columns]
-    return _assemble(outcomes, scope_set, min_rows, fdr, drift_share)
+    return _assemble(outcomes, scope_set, policy)
 
 
 def _outcome(
@@ -233,7 +178,7 @@ def _outcome(
         reference = np.concatenate([column.vocabulary.counts, np.zeros(len(new), np.int64)])
         stats = _count_outcome(engine.count_stats(codes, reference, scopes), method)
     m, statistic, p_value, test = stats
-    status = np.where(m >= min_rows, OK, INSUFFICIENT).astype(object)
+    status = np.where(m >= min_rows, OK, INSUFFICIENT_DATA).astype(object)
     if column.n == 0:
         status[:] = EMPTY_REFERENCE
         statistic = empty
@@ -307,22 +252,22 @@ def _threshold(column: ColumnProfile, method: str) -> float:
     return METHODS[method].default_threshold
 
 
-def _assemble(
-    outcomes: list[_Outcome], scopes: ScopeSet, min_rows: int, fdr: float, drift_share: float
-) -> DriftResult:
+def _assemble(outcomes: list[_Outcome], scopes: ScopeSet, policy: DriftPolicy) -> DriftResult:
     total = scopes.total
     # One Benjamini-Hochberg family: every (scope, column) pair with a verdict in this window.
     tested = [o.status == OK for o in outcomes]
     family = np.concatenate([o.p_value[t] for o, t in zip(outcomes, tested, strict=True)])
     adjusted = bh_adjust(family)
     kinds, keys = scopes.labels()
-    rows: list[DriftRow] = []
+    kind_array = np.array(kinds, dtype=object)
+    key_array = np.array(keys, dtype=object)
     n_features = np.zeros(total, np.int64)
     n_drifted = np.zeros(total, np.int64)
     n_evidently = np.zeros(total, np.int64)
     n_evidently_drifted = np.zeros(total, np.int64)
     prediction_seen = np.zeros(total, bool)
     prediction_drifted = np.zeros(total, bool)
+    parts: dict[str, list[np.ndarray]] = {f.name: [] for f in schema.fields_of(DriftFeature)}
     start = 0
     for outcome, ok in zip(outcomes, tested, strict=True):
         column = outcome.column
@@ -332,15 +277,13 @@ def _assemble(
         stat = outcome.statistic
         has_stat = ~np.isnan(stat)
         threshold = np.nan if outcome.threshold is None else outcome.threshold
-        distance = outcome.method is not None and METHODS[outcome.method].is_distance
-        with np.errstate(invalid="ignore"):
-            if distance:
-                raw = stat >= threshold
-                verdict = raw & (q <= fdr)
-            else:
-                raw = stat <= threshold if outcome.method == KS else stat < threshold
-                verdict = q <= threshold
-        if column.role == "feature":
+        if outcome.method is None:
+            raw = verdict = np.zeros(total, bool)
+        else:
+            method = METHODS[outcome.method]
+            raw = np.asarray(method.evidently_verdicts(stat, threshold))
+            verdict = policy.verdicts(method, stat, q, threshold)
+        if column.role == FEATURE:
             n_features += ok
             n_drifted += ok & verdict
             n_evidently += has_stat
@@ -348,65 +291,58 @@ def _assemble(
         else:
             prediction_seen |= ok
             prediction_drifted |= ok & verdict
-        # Positional: tens of thousands of rows per window.
-        rows.extend(
-            DriftRow(
-                kind_,
-                key,
-                column.name,
-                column.role,
-                column.kind,
-                outcome.method,
-                _float(s),
-                outcome.threshold,
-                _float(p) if o else None,
-                _float(a) if o else None,
-                bool(v) if o else None,
-                bool(r) if h else None,
-                int(m),
-                column.n,
-                status,
-                outcome.test,
-            )
-            for kind_, key, s, p, a, o, v, r, h, m, status in zip(
-                kinds,
-                keys,
-                stat.tolist(),
-                outcome.p_value.tolist(),
-                q.tolist(),
-                ok.tolist(),
-                verdict.tolist(),
-                raw.tolist(),
-                has_stat.tolist(),
-                outcome.m.tolist(),
-                outcome.status.tolist(),
-                strict=True,
-            )
-        )
+        values = {
+            "scope_kind": kind_array,
+            "scope_key": key_array,
+            "feature": np.full(total, column.name, dtype=object),
+            "role": np.full(total, column.role, dtype=object),
+            "column_kind": np.full(total, column.kind, dtype=object),
+            "method": np.full(total, outcome.method, dtype=object),
+            "test": np.full(total, outcome.test, dtype=object),
+            "statistic": stat,
+            "threshold": np.full(total, threshold, dtype=np.float64),
+            "p_value": np.where(ok, outcome.p_value, np.nan),
+            "adjusted_p_value": q,
+            "drifted": np.where(ok, verdict, None),
+            "evidently_drifted": np.where(has_stat, raw, None),
+            "n_current": outcome.m,
+            "n_reference": np.full(total, column.n, dtype=np.int64),
+            "status": outcome.status,
+        }
+        for name, array in values.items():
+            parts[name].append(array)
+    features = ResultTable(
+        DriftFeature,
+        {
+            name: np.concatenate(arrays) if arrays else np.empty(0, dtype=object)
+            for name, arrays in parts.items()
+        },
+    )
     n_rows = np.concatenate([kind.count() for kind in scopes.kinds])
-    summaries = []
-    for i in range(total):
-        features = int(n_features[i])
-        share = n_drifted[i] / features if features else None
-        evidently_share = n_evidently_drifted[i] / n_evidently[i] if n_evidently[i] else None
-        summaries.append(
-            ScopeDrift(
-                scope_kind=kinds[i],
-                scope_key=keys[i],
-                n_rows=int(n_rows[i]),
-                n_features=features,
-                n_drifted=int(n_drifted[i]),
-                share_drifted=None if share is None else float(share),
-                dataset_drift=None if share is None else bool(share >= drift_share),
-                evidently_share_drifted=(
-                    None if evidently_share is None else float(evidently_share)
-                ),
-                prediction_drifted=bool(prediction_drifted[i]) if prediction_seen[i] else None,
-                status=OK if features or prediction_seen[i] else INSUFFICIENT,
-            )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(n_features > 0, n_drifted / np.maximum(n_features, 1), np.nan)
+        evidently_share = np.where(
+            n_evidently > 0, n_evidently_drifted / np.maximum(n_evidently, 1), np.nan
         )
+    scope_rows = ResultTable(
+        DriftScope,
+        {
+            "scope_kind": kind_array,
+            "scope_key": key_array,
+            "status": np.where((n_features > 0) | prediction_seen, OK, INSUFFICIENT_DATA).astype(
+                object
+            ),
+            "n_rows": n_rows.astype(np.int64),
+            "n_features": n_features,
+            "n_drifted": n_drifted,
+            "share_drifted": share,
+            "drifted": scope_drifted(n_features, n_drifted),
+            "prediction_drifted": np.where(prediction_seen, prediction_drifted, None),
+            "evidently_share_drifted": evidently_share,
+        },
+    )
     methods = {o.column.name: o.method for o in outcomes}
-    return DriftResult(tuple(rows), tuple(summaries), methods, min_rows, fdr, drift_share)
+    return DriftResult(scope_rows, features, methods, policy)
 
 
 def _float(value: float) -> float | None:

@@ -19,56 +19,54 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from monitor.analysis.columns import PREDICTION, PROBA_PREFIX
-from monitor.analysis.frames import dataclass_frame
-from monitor.analysis.scopes import FLEET, FLEET_KEY, ScopeSet
+from monitor.analysis.policy import DEFAULT_MIN_LABELS
+from monitor.analysis.scopes import ScopeSet
+from monitor.analysis.tables import table_frame
+from monitor.schema import (
+    FLEET,
+    FLEET_KEY,
+    INSUFFICIENT_LABELS,
+    OK,
+    PREDICTION,
+    PROBA_PREFIX,
+    ROW_KEY,
+    PerformanceScope,
+    ResultTable,
+)
 
 Task = Literal["classification", "regression"]
-OK = "ok"
-INSUFFICIENT_LABELS = "insufficient_labels"
-DEFAULT_MIN_LABELS = 50
-
-
-@dataclass(frozen=True, slots=True)
-class PerformanceRow:
-    """One scope's metrics (None where undefined or below the minimum of labels)."""
-
-    scope_kind: str
-    scope_key: str
-    task: str
-    n_rows: int
-    n_labelled: int
-    label_coverage: float | None
-    accuracy: float | None
-    precision: float | None
-    recall: float | None
-    f1: float | None
-    roc_auc: float | None
-    mae: float | None
-    rmse: float | None
-    status: str
+METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse")
 
 
 @dataclass(frozen=True, eq=False)
 class PerformanceResult:
-    """Every scope's performance; ``average`` says how precision, recall and F1 were taken."""
+    """Every scope's performance (``PerformanceScope`` rows, as columns); ``average`` says how
+    precision, recall and F1 were taken."""
 
-    rows: tuple[PerformanceRow, ...]
+    scope_table: ResultTable[PerformanceScope]
     task: str
     average: str | None
     positive_class: str | None
     min_labels: int
 
-    def row(self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> PerformanceRow:
+    @cached_property
+    def scopes(self) -> list[PerformanceScope]:
+        return self.scope_table.rows()
+
+    @property
+    def rows(self) -> list[PerformanceScope]:
+        return self.scopes
+
+    def row(self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> PerformanceScope:
         """One scope's metrics (the fleet's by default)."""
         return self._by_key[(scope_kind, scope_key)]
 
     @cached_property
-    def _by_key(self) -> dict[tuple[str, str], PerformanceRow]:
-        return {(r.scope_kind, r.scope_key): r for r in self.rows}
+    def _by_key(self) -> dict[tuple[str, str], PerformanceScope]:
+        return {(r.scope_kind, r.scope_key): r for r in self.scopes}
 
     def to_frame(self) -> pd.DataFrame:
-        return dataclass_frame(self.rows, PerformanceRow)
+        return table_frame(self.scope_table)
 
 
 def analyse_performance(
@@ -81,7 +79,7 @@ def analyse_performance(
     scopes: Mapping[str, Any] | None = None,
     min_labels: int = DEFAULT_MIN_LABELS,
 ) -> PerformanceResult:
-    """Metrics of the window's predictions against ``labels`` (record id -> true label; the
+    """Metrics of the window's predictions against ``labels`` (row key -> true label; the
     window's other records are unlabelled). ``classes`` fixes the label set (default: labels,
     predictions and probability columns seen); ``positive_class`` selects binary metrics."""
     if task not in ("classification", "regression"):
@@ -89,7 +87,7 @@ def analyse_performance(
     if scopes is None:
         scopes = {"node": window["node_id"].to_numpy()} if "node_id" in window else {}
     scope_set = ScopeSet.build(len(window), scopes)
-    truth = window["record_id"].map(labels) if len(window) else pd.Series([], dtype=object)
+    truth = window[ROW_KEY].map(labels) if len(window) else pd.Series([], dtype=object)
     labelled = truth.notna().to_numpy() & window[PREDICTION].notna().to_numpy()
     kinds, keys = scope_set.labels()
     n_rows = _per_scope(scope_set, np.ones(len(window)))
@@ -102,29 +100,27 @@ def analyse_performance(
         positive = None if positive_class is None else _text(positive_class)
         metrics = _classification(window, truth, labelled, scope_set, classes, positive)
         average = "macro" if positive is None else "binary"
-    rows = []
-    for i in range(scope_set.total):
-        enough = n_labelled[i] >= max(min_labels, 1)
-        values = {name: (_float(series[i]) if enough else None) for name, series in metrics.items()}
-        rows.append(
-            PerformanceRow(
-                scope_kind=kinds[i],
-                scope_key=keys[i],
-                task=task,
-                n_rows=int(n_rows[i]),
-                n_labelled=int(n_labelled[i]),
-                label_coverage=float(n_labelled[i] / n_rows[i]) if n_rows[i] else None,
-                accuracy=values.get("accuracy"),
-                precision=values.get("precision"),
-                recall=values.get("recall"),
-                f1=values.get("f1"),
-                roc_auc=values.get("roc_auc"),
-                mae=values.get("mae"),
-                rmse=values.get("rmse"),
-                status=OK if enough else INSUFFICIENT_LABELS,
-            )
-        )
-    return PerformanceResult(tuple(rows), task, average, positive, min_labels)
+    enough = n_labelled >= max(min_labels, 1)
+    nothing = np.full(scope_set.total, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coverage = np.where(n_rows > 0, n_labelled / np.maximum(n_rows, 1), np.nan)
+    table = ResultTable(
+        PerformanceScope,
+        {
+            "scope_kind": np.array(kinds, dtype=object),
+            "scope_key": np.array(keys, dtype=object),
+            "status": np.where(enough, OK, INSUFFICIENT_LABELS).astype(object),
+            "task": np.full(scope_set.total, task, dtype=object),
+            "n_rows": n_rows.astype(np.int64),
+            "n_labelled": n_labelled.astype(np.int64),
+            "label_coverage": coverage,
+            **{
+                name: np.where(enough, np.asarray(metrics.get(name, nothing), np.float64), np.nan)
+                for name in METRICS
+            },
+        },
+    )
+    return PerformanceResult(table, task, average, positive, min_labels)
 
 
 def _per_scope(scopes: ScopeSet, weights: np.ndarray) -> np.ndarray:
@@ -279,7 +275,3 @@ def _text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def _float(value: float) -> float | None:
-    return None if value != value else float(value)  # NaN -> None

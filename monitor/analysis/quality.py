@@ -5,49 +5,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from monitor import schema
 from monitor.analysis.columns import NUMERICAL, analysed_columns, numeric_values
 from monitor.analysis.engine import DENSE_CELLS
-from monitor.analysis.frames import dataclass_frame
+from monitor.analysis.policy import QualityThresholds
 from monitor.analysis.profile import ColumnProfile, ReferenceProfile
-from monitor.analysis.scopes import FLEET, FLEET_KEY, ScopeKind, ScopeSet
+from monitor.analysis.scopes import ScopeKind, ScopeSet
+from monitor.analysis.tables import ScopedResult
+from monitor.schema import (
+    FLEET,
+    FLEET_KEY,
+    MISSING_COLUMN,
+    OK,
+    TYPE_MISMATCH,
+    UNEXPECTED_COLUMN,
+    QualityFeature,
+    QualityScope,
+    ResultTable,
+)
 
-OK = "ok"
-MISSING_COLUMN = "missing_column"
-UNEXPECTED_COLUMN = "unexpected_column"
-TYPE_MISMATCH = "type_mismatch"
 DEFAULT_MAX_NEW_CATEGORIES = 20
-
-
-@dataclass(frozen=True, slots=True)
-class QualityRow:
-    """One column at one scope."""
-
-    scope_kind: str
-    scope_key: str
-    feature: str
-    role: str
-    kind: str
-    n_rows: int
-    n_missing: int
-    missing_share: float | None
-    #: Present values of the wrong type (text in a numerical column: a node sending text turns
-    #: the whole window column into text, and this count shows which scope did it).
-    n_invalid: int
-    #: Numerical: present values outside the reference's [min, max] (infinities included).
-    n_out_of_range: int | None
-    out_of_range_share: float | None
-    #: Categorical: rows whose category the reference never had, and how many such categories.
-    n_new_category_rows: int | None
-    n_new_categories: int | None
-    #: At most one distinct present value (None when no value is present).
-    constant: bool | None
-    status: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,23 +54,21 @@ class SchemaIssue:
 
 
 @dataclass(frozen=True, eq=False)
-class QualityResult:
-    """Quality rows per (scope, column), new categories per scope, schema issues."""
+class QualityResult(ScopedResult[QualityScope, QualityFeature]):
+    """Quality per scope and per (scope, column), the new categories seen, schema issues.
 
-    rows: tuple[QualityRow, ...]
+    A schema issue also shows in the fleet's row of its column: ``missing_column`` and
+    ``type_mismatch`` as its status, an unexpected column as a fleet row of its own."""
+
     new_categories: tuple[NewCategory, ...]
     schema: tuple[SchemaIssue, ...]
+    thresholds: QualityThresholds
 
-    def row(self, feature: str, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> QualityRow:
+    def row(
+        self, feature: str, scope_kind: str = FLEET, scope_key: str = FLEET_KEY
+    ) -> QualityFeature:
         """One column at one scope (the fleet by default)."""
-        return self._by_key[(feature, scope_kind, scope_key)]
-
-    @cached_property
-    def _by_key(self) -> dict[tuple[str, str, str], QualityRow]:
-        return {(r.feature, r.scope_kind, r.scope_key): r for r in self.rows}
-
-    def to_frame(self) -> pd.DataFrame:
-        return dataclass_frame(self.rows, QualityRow)
+        return self.feature_row(feature, scope_kind, scope_key)
 
 
 def analyse_quality(
@@ -97,75 +77,171 @@ def analyse_quality(
     scopes: Mapping[str, Any] | None = None,
     *,
     max_new_categories: int = DEFAULT_MAX_NEW_CATEGORIES,
+    thresholds: QualityThresholds | None = None,
 ) -> QualityResult:
     """Quality of every profiled column at the fleet and every scope (``scopes`` as for
-    ``analyse_drift``). ``max_new_categories`` caps the new categories listed per scope and
-    column, most frequent first (the counts in the rows cover all of them)."""
+    ``analyse_drift``), judged by ``thresholds``. ``max_new_categories`` caps the new
+    categories listed per scope and column, most frequent first (the counts in the rows cover
+    all of them)."""
+    thresholds = thresholds or QualityThresholds()
     if scopes is None:
         scopes = {"node": window["node_id"].to_numpy()} if "node_id" in window else {}
     scope_set = ScopeSet.build(len(window), scopes)
     kinds, keys = scope_set.labels()
-    n_rows = np.concatenate([kind.count() for kind in scope_set.kinds])
-    rows: list[QualityRow] = []
+    kind_array = np.array(kinds, dtype=object)
+    key_array = np.array(keys, dtype=object)
+    total = scope_set.total
+    n_rows = np.concatenate([kind.count() for kind in scope_set.kinds]).astype(np.int64)
+    parts: dict[str, list[np.ndarray]] = {f.name: [] for f in schema.fields_of(QualityFeature)}
     new_categories: list[NewCategory] = []
-    schema = _schema(profile, window)
+    issues = _schema(profile, window)
+    retyped = {i.feature for i in issues if i.issue == TYPE_MISMATCH}
+    nothing = np.full(total, np.nan)
+    none = np.full(total, None, dtype=object)
     for column in profile.columns:
+        listed = np.full(total, None, dtype=object)
         if column.column not in window:
-            rows.extend(
-                QualityRow(
-                    scope_kind=kind_,
-                    scope_key=key,
-                    feature=column.name,
-                    role=column.role,
-                    kind=column.kind,
-                    n_rows=int(rows_),
-                    n_missing=0,
-                    missing_share=None,
-                    n_invalid=0,
-                    n_out_of_range=None,
-                    out_of_range_share=None,
-                    n_new_category_rows=None,
-                    n_new_categories=None,
-                    constant=None,
-                    status=MISSING_COLUMN,
-                )
-                for kind_, key, rows_ in zip(kinds, keys, n_rows.tolist(), strict=True)
-            )
-            continue
-        series = window[column.column]
-        if column.kind == NUMERICAL:
-            figures = _numeric(column, series, scope_set)
+            status = np.full(total, MISSING_COLUMN, dtype=object)
+            zeros = np.zeros(total, np.int64)
+            missing = invalid = zeros
+            out = new_rows = new_kinds = None
+            distinct = present = zeros
         else:
-            figures, found = _categorical(column, series, scope_set, max_new_categories)
-            new_categories.extend(
-                NewCategory(kinds[s], keys[s], column.name, category, count)
-                for s, category, count in found
+            series = window[column.column]
+            status = np.full(total, OK, dtype=object)
+            if column.name in retyped:
+                status[0] = TYPE_MISMATCH  # the fleet's row
+            if column.kind == NUMERICAL:
+                figures = _numeric(column, series, scope_set)
+            else:
+                figures, found = _categorical(column, series, scope_set, max_new_categories)
+                for s, category, count in found:
+                    new_categories.append(
+                        NewCategory(kinds[s], keys[s], column.name, category, count)
+                    )
+                    if listed[s] is None:
+                        listed[s] = {}
+                    listed[s][category] = count
+            missing, invalid, out, new_rows, new_kinds, distinct, present = figures
+        with np.errstate(invalid="ignore", divide="ignore"):
+            missing_share = np.where(n_rows > 0, missing / np.maximum(n_rows, 1), np.nan)
+            out_share = (
+                nothing
+                if out is None
+                else np.where(present > 0, out / np.maximum(present, 1), np.nan)
             )
-        missing, invalid, out, new_rows, new_kinds, distinct, present = figures
-        for i in range(scope_set.total):
-            total = int(n_rows[i])
-            rows.append(
-                QualityRow(
-                    scope_kind=kinds[i],
-                    scope_key=keys[i],
-                    feature=column.name,
-                    role=column.role,
-                    kind=column.kind,
-                    n_rows=total,
-                    n_missing=int(missing[i]),
-                    missing_share=float(missing[i] / total) if total else None,
-                    n_invalid=int(invalid[i]),
-                    n_out_of_range=None if out is None else int(out[i]),
-                    out_of_range_share=(
-                        None if out is None or not present[i] else float(out[i] / present[i])
-                    ),
-                    n_new_category_rows=None if new_rows is None else int(new_rows[i]),
-                    n_new_categories=None if new_kinds is None else int(new_kinds[i]),
-                    constant=bool(distinct[i] <= 1) if present[i] else None,
-                    status=OK,
-                )
-            )
-    return QualityResult(tuple(rows), tuple(new_categories), tuple(schema))
+        missing_column = status == MISSING_COLUMN
+        issue = thresholds.issues(
+            n_rows,
+            missing_share,
+            out_share,
+            np.zeros(total) if new_rows is None else new_rows.astype(np.float64),
+            np.asarray(invalid),
+        )
+        values = {
+            "scope_kind": kind_array,
+            "scope_key": key_array,
+            "feature": np.full(total, column.name, dtype=object),
+            "role": np.full(total, column.role, dtype=object),
+            "column_kind": np.full(total, column.kind, dtype=object),
+            "n_rows": n_rows,
+            "n_missing": np.asarray(missing, np.int64),
+            "missing_share": np.where(missing_column, np.nan, missing_share),
+            "n_invalid": np.asarray(invalid, np.int64),
+            "n_out_of_range": none if out is None else np.asarray(out, np.int64),
+            "out_of_range_share": out_share,
+            "n_new_category_rows": none if new_rows is None else np.asarray(new_rows, np.int64),
+            "n_new_categories": none if new_kinds is None else np.asarray(new_kinds, np.int64),
+            "new_categories": listed,
+            "constant": np.where(present > 0, distinct <= 1, None),
+            "issue": np.where(missing_column, None, issue),
+            "status": status,
+        }
+        for name, array in values.items():
+            parts[name].append(array)
+    for item in issues:
+        if item.issue != UNEXPECTED_COLUMN:
+            continue
+        # An unexpected column: one fleet row saying so, no figures.
+        row = {
+            "scope_kind": FLEET,
+            "scope_key": FLEET_KEY,
+            "feature": item.feature,
+            "role": "feature",
+            "column_kind": item.actual,
+            "n_rows": int(n_rows[0]) if total else 0,
+            "n_missing": 0,
+            "missing_share": np.nan,
+            "n_invalid": 0,
+            "n_out_of_range": None,
+            "out_of_range_share": np.nan,
+            "n_new_category_rows": None,
+            "n_new_categories": None,
+            "new_categories": None,
+            "constant": None,
+            "issue": None,
+            "status": UNEXPECTED_COLUMN,
+        }
+        for name, value in row.items():
+            parts[name].append(np.array([value], dtype=object))
+    columns = {
+        name: np.concatenate(arrays) if arrays else np.empty(0, dtype=object)
+        for name, arrays in parts.items()
+    }
+    features = ResultTable(QualityFeature, columns)
+    return QualityResult(
+        _scope_table(features, len(profile.columns), kind_array, key_array, n_rows),
+        features,
+        tuple(new_categories),
+        tuple(issues),
+        thresholds,
+    )
+
+
+def _scope_table(
+    features: ResultTable[QualityFeature],
+    width: int,
+    kinds: np.ndarray,
+    keys: np.ndarray,
+    n_rows: np.ndarray,
+) -> ResultTable[QualityScope]:
+    """Per scope: features judged, features with an issue, the worst shares. Feature rows come
+    column by column, each with every scope in order, so a scope's rows are ``i + k * total``."""
+    total = len(kinds)
+    columns = features.columns
+    judged_rows = width * total
+
+    def grid(name: str, dtype: Any = np.float64) -> np.ndarray:
+        values = np.asarray(columns[name][:judged_rows])
+        if dtype is bool:
+            values = np.array([bool(v) for v in values], dtype=bool)
+        return values.astype(dtype).reshape(width, total)
+
+    if width and total:
+        issue = grid("issue", bool)
+        judged = np.asarray(columns["status"][:judged_rows]).reshape(width, total) != MISSING_COLUMN
+        with np.errstate(invalid="ignore"):
+            max_missing = np.nanmax(np.where(judged, grid("missing_share"), -np.inf), axis=0)
+            max_out = np.nanmax(np.where(judged, grid("out_of_range_share"), -np.inf), axis=0)
+        n_features = judged.sum(axis=0)
+        n_issues = issue.sum(axis=0)
+    else:
+        n_features = n_issues = np.zeros(total, np.int64)
+        max_missing = max_out = np.full(total, -np.inf)
+    return ResultTable(
+        QualityScope,
+        {
+            "scope_kind": kinds,
+            "scope_key": keys,
+            "status": np.full(total, OK, dtype=object),
+            "n_rows": n_rows,
+            "n_features": n_features.astype(np.int64),
+            "n_issues": n_issues.astype(np.int64),
+            "has_issues": n_issues > 0,
+            "max_missing_share": np.where(np.isfinite(max_missing), max_missing, np.nan),
+            "max_out_of_range_share": np.where(np.isfinite(max_out), max_out, np.nan),
+        },
+    )
 
 
 _Figures = tuple[

@@ -1,4 +1,12 @@
-"""Evidently's own report of a window against its reference: HTML, and a snapshot to store.
+"""The HTML report of a window: the product's verdicts, with Evidently's visuals beside them.
+
+``render_html`` writes the page a person reads: a header naming model, version, window and
+scope; the scope's verdict and its share of drifted features; every feature's statistic,
+p-values and verdict; the scopes that drifted and on what; data quality and performance. The
+verdicts are the stored ones (``monitor.schema`` rows), never Evidently's.
+
+Below them the page embeds Evidently's own report of the window (``evidently_report``), for its
+distribution plots.
 
 Evidently costs about 1.5 s plus a few seconds per 10k rows per report, so a report is for the
 fleet-wide window only and runs on a sample: at most ``max_rows`` rows of each side, drawn
@@ -13,7 +21,10 @@ methods and thresholds, so Evidently picks what ``analyse_drift`` picks; feature
 
 from __future__ import annotations
 
+import html as html_text
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +32,15 @@ import pandas as pd
 
 from monitor.analysis.columns import CATEGORICAL, NUMERICAL, numeric_values
 from monitor.analysis.profile import ReferenceProfile
-from monitor.analysis.spec import METHODS, DriftSpec, evidently_drifted
+from monitor.analysis.spec import METHODS, DriftSpec
+from monitor.schema import (
+    FEATURE,
+    DriftFeature,
+    DriftScope,
+    PerformanceScope,
+    QualityFeature,
+    feature_name,
+)
 
 DEFAULT_MAX_ROWS = 20_000
 DEFAULT_SEED = 0
@@ -29,13 +48,15 @@ DEFAULT_SEED = 0
 
 @dataclass(frozen=True, eq=False)
 class EvidentlyReport:
-    """A finished Evidently report: the columns it found drifted and the snapshot."""
+    """A finished Evidently report: the columns it found drifted and the snapshot.
+
+    Evidently's verdicts are its own, on a sample, with its rules; the product's verdicts are
+    ``analyse_drift``'s. The report page shows both, labelled."""
 
     #: Columns (names without ``feature:``) Evidently's DataDriftPreset marks as drifted.
     drifted_columns: tuple[str, ...]
-    #: Evidently's share of drifted columns and its dataset-drift verdict.
+    #: Evidently's share of drifted columns.
     share_drifted: float
-    dataset_drift: bool
     #: Rows each side of the comparison after sampling.
     n_reference: int
     n_current: int
@@ -52,6 +73,10 @@ class EvidentlyReport:
 
     def save_html(self, path: str | Path) -> None:
         self._snapshot.save_html(str(path))
+
+    def html(self) -> str:
+        """Evidently's report as one standalone HTML document."""
+        return str(self._snapshot.get_html_str(as_iframe=False))
 
 
 def evidently_report(
@@ -88,33 +113,8 @@ def evidently_report(
         Dataset.from_pandas(cur, data_definition=definition),
         Dataset.from_pandas(ref, data_definition=definition),
     )
-    drifted, share, dataset_drift = _drift_verdicts(snapshot.dict())
-    return EvidentlyReport(drifted, share, dataset_drift, len(ref), len(cur), snapshot)
-
-
-def html_report(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    path: str | Path,
-    *,
-    spec: DriftSpec | None = None,
-    profile: ReferenceProfile | None = None,
-    max_rows: int = DEFAULT_MAX_ROWS,
-    seed: int = DEFAULT_SEED,
-    summary: bool = False,
-) -> EvidentlyReport:
-    """Write Evidently's HTML report of ``current`` against ``reference`` to ``path``."""
-    report = evidently_report(
-        reference,
-        current,
-        spec=spec,
-        profile=profile,
-        max_rows=max_rows,
-        seed=seed,
-        summary=summary,
-    )
-    report.save_html(path)
-    return report
+    drifted, share = _drift_verdicts(snapshot.dict())
+    return EvidentlyReport(drifted, share, len(ref), len(cur), snapshot)
 
 
 def render_snapshot(snapshot_json: str | bytes, path: str | Path) -> None:
@@ -126,7 +126,7 @@ def render_snapshot(snapshot_json: str | bytes, path: str | Path) -> None:
 
 
 def _report_name(column: str) -> str:
-    return column.removeprefix("feature:")
+    return feature_name(column) or column
 
 
 def _prepared(
@@ -150,21 +150,19 @@ def _prepared(
     return pd.DataFrame(columns).reset_index(drop=True)
 
 
-def _drift_verdicts(metrics: dict[str, Any]) -> tuple[tuple[str, ...], float, bool]:
+def _drift_verdicts(metrics: dict[str, Any]) -> tuple[tuple[str, ...], float]:
     drifted = []
     share = 0.0
-    drift_share = 0.5
     for metric in metrics["metrics"]:
         config = metric.get("config", {})
         kind = config.get("type", "")
         if kind.endswith("DriftedColumnsCount"):
             share = float(metric["value"]["share"])
-            drift_share = float(config.get("drift_share", 0.5))
         elif kind.endswith("ValueDrift") and _value_drifted(
             config["method"], float(metric["value"]), config["threshold"]
         ):
             drifted.append(config["column"])
-    return tuple(drifted), share, share >= drift_share
+    return tuple(drifted), share
 
 
 def _value_drifted(method_name: str, value: float, threshold: float) -> bool:
@@ -172,5 +170,157 @@ def _value_drifted(method_name: str, value: float, threshold: float) -> bool:
     # override as given; other methods' display names say "p_value" when they are tests.
     for method in METHODS.values():
         if method_name in (method.name, method.display_name):
-            return evidently_drifted(method.name, value, threshold)
+            return bool(method.evidently_verdicts(value, threshold))
     return value < threshold if "p_value" in method_name else value >= threshold
+
+
+# --- The product's report page --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    """What the report page shows: the window, one scope's verdicts, the drifting scopes."""
+
+    model: str
+    version: str | None
+    window_start: datetime
+    window_end: datetime
+    scope_kind: str
+    scope_key: str
+    scope: DriftScope
+    features: Sequence[DriftFeature]
+    #: Every scope of the window that drifted, with its drifted features.
+    drifting: Sequence[tuple[DriftScope, Sequence[str]]]
+    quality_issues: Sequence[QualityFeature] = ()
+    performance: PerformanceScope | None = None
+    #: Evidently's report of the same window, embedded as it is (None: left out).
+    evidently: EvidentlyReport | None = None
+
+
+def render_html(page: ReportPage) -> str:
+    """The report page as one standalone HTML document."""
+    e = html_text.escape
+    scope = page.scope
+    scope_name = "fleet" if page.scope_kind == "fleet" else f"{page.scope_kind} {page.scope_key}"
+    drifted = [f.feature for f in page.features if f.drifted and f.role == FEATURE]
+    if scope.drifted is None:
+        headline = "Not enough data for a drift verdict"
+        tone = "unknown"
+    elif scope.drifted:
+        headline = f"Drift detected: {', '.join(drifted)}"
+        tone = "bad"
+    else:
+        headline = "No drift detected"
+        tone = "good"
+    share = "-" if scope.share_drifted is None else f"{scope.share_drifted:.0%}"
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{e(page.model)} drift report, {page.window_start:%Y-%m-%d %H:%M}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<header>",
+        f"<h1>{e(page.model)} <small>version {e(page.version or 'unknown')}</small></h1>",
+        f"<p class='window'>Window {page.window_start.isoformat()} to "
+        f"{page.window_end.isoformat()} &middot; scope: <b>{e(scope_name)}</b> &middot; "
+        f"{scope.n_rows:,} records</p>",
+        "</header>",
+        f"<p id='verdict' class='verdict {tone}'>{e(headline)}</p>",
+        f"<p>{scope.n_drifted} of {scope.n_features} features drifted ({share}) after "
+        "false-discovery control; prediction drift: "
+        f"{_yes_no(scope.prediction_drifted)}.</p>",
+        "<h2>Features</h2>",
+        "<table id='features'><tr><th>feature</th><th>method</th><th>statistic</th>"
+        "<th>threshold</th><th>p-value</th><th>adjusted p-value</th><th>rows</th>"
+        "<th>verdict</th><th>Evidently's verdict</th></tr>",
+    ]
+    for f in sorted(page.features, key=lambda f: (not f.drifted, f.role != FEATURE, f.feature)):
+        verdict = {True: "drifted", False: "not drifted", None: "insufficient data"}[f.drifted]
+        parts.append(
+            f"<tr class='{'bad' if f.drifted else ''}'><td>{e(f.feature)}</td>"
+            f"<td>{e(f.method or '-')}</td><td>{_num(f.statistic)}</td>"
+            f"<td>{_num(f.threshold)}</td><td>{_num(f.p_value)}</td>"
+            f"<td>{_num(f.adjusted_p_value)}</td><td>{f.n_current:,}</td>"
+            f"<td class='verdict-cell'>{verdict}</td>"
+            f"<td>{_yes_no(f.evidently_drifted, 'drifted', 'not drifted')}</td></tr>"
+        )
+    parts.append("</table>")
+    parts.append("<h2>Scopes that drifted</h2>")
+    if page.drifting:
+        parts.append(
+            "<table id='scopes'><tr><th>scope</th><th>records</th><th>share drifted</th>"
+            "<th>drifted features</th></tr>"
+        )
+        for s, names in page.drifting:
+            parts.append(
+                f"<tr><td>{e(s.scope_kind)} {e(s.scope_key)}</td><td>{s.n_rows:,}</td>"
+                f"<td>{_pct(s.share_drifted)}</td><td>{e(', '.join(names))}</td></tr>"
+            )
+        parts.append("</table>")
+    else:
+        parts.append("<p>None.</p>")
+    parts.append("<h2>Data quality</h2>")
+    if page.quality_issues:
+        parts.append(
+            "<table id='quality'><tr><th>feature</th><th>missing</th><th>out of range</th>"
+            "<th>new-category rows</th><th>invalid</th></tr>"
+        )
+        for q in page.quality_issues:
+            parts.append(
+                f"<tr><td>{e(q.feature)}</td><td>{_pct(q.missing_share)}</td>"
+                f"<td>{_pct(q.out_of_range_share)}</td><td>{q.n_new_category_rows or 0}</td>"
+                f"<td>{q.n_invalid}</td></tr>"
+            )
+        parts.append("</table>")
+    else:
+        parts.append("<p>No issues.</p>")
+    parts.append("<h2>Performance</h2>")
+    p = page.performance
+    if p is None or p.status != "ok":
+        labelled = 0 if p is None else p.n_labelled
+        parts.append(f"<p>Not enough labels yet ({labelled} labelled records).</p>")
+    else:
+        figures = ", ".join(
+            f"{name} {value:.3f}"
+            for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse")
+            if (value := getattr(p, name)) is not None
+        )
+        parts.append(
+            f"<p>{e(figures)} on {p.n_labelled:,} labelled records "
+            f"({_pct(p.label_coverage)} of the window).</p>"
+        )
+    if page.evidently is not None:
+        report = page.evidently
+        parts.append(
+            "<h2>Evidently's view</h2><p class='note'>Evidently's distribution plots of the fleet "
+            f"window, on a sample of {report.n_current:,} records against "
+            f"{report.n_reference:,} reference rows. Its own verdicts (by its rules, on the "
+            "sample) are shown for comparison; the verdicts above are the product's.</p>"
+            f"<iframe id='evidently' srcdoc=\"{e(report.html())}\"></iframe>"
+        )
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _yes_no(value: bool | None, yes: str = "yes", no: str = "no") -> str:
+    return "-" if value is None else (yes if value else no)
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+    "h1 small{font-weight:normal;color:#666}.window{color:#444}"
+    ".verdict{font-size:1.4em;padding:.4em .8em;border-radius:6px;display:inline-block}"
+    ".verdict.bad{background:#fde2e1;color:#a40000}.verdict.good{background:#e3f6e5;"
+    "color:#1d6b2a}.verdict.unknown{background:#eee}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em"
+    " .6em;text-align:left}tr.bad td{background:#fff3f2}"
+    "iframe{width:100%;height:1400px;border:1px solid #ddd}.note{color:#555}"
+)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-FLEET = "fleet"
-#: The fleet's scope key (as monitor.storage stores it).
-FLEET_KEY = ""
+from monitor.schema import FLEET, FLEET_KEY
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -83,12 +81,6 @@ class ScopeSet:
             kinds.extend([kind.name] * kind.size)
             keys.extend(kind.keys)
         return kinds, keys
-
-
-def scope_keys(node_ids: Any, groups: Mapping[Hashable, Hashable]) -> np.ndarray:
-    """Per-row group keys from per-row node ids and a node -> group mapping (None: no group)."""
-    series = pd.Series(np.asarray(node_ids))
-    return series.map(dict(groups)).to_numpy(dtype=object)
 
 
 def _key(value: Any) -> str:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
+
+import numpy as np
 
 from monitor.analysis.columns import CATEGORICAL, NUMERICAL, Kind
 
@@ -27,6 +30,15 @@ class Method:
     #: A distance drifts at ``statistic >= threshold``; a test's p-value at ``p < threshold``
     #: (``p <= threshold`` for KS, as Evidently has it).
     is_distance: bool
+
+    def evidently_verdicts(self, statistic: Any, threshold: float) -> Any:
+        """Evidently's own verdict on its statistic (scalars or arrays; NaN is never drift)."""
+        with np.errstate(invalid="ignore"):
+            if self.is_distance:
+                return np.asarray(statistic) >= threshold
+            if self.name == KS:
+                return np.asarray(statistic) <= threshold
+            return np.asarray(statistic) < threshold
 
 
 METHODS: Mapping[str, Method] = MappingProxyType(
@@ -63,13 +75,6 @@ def default_method(kind: Kind, n_reference: int, n_values: int) -> str:
     if kind == NUMERICAL and n_values > 5:
         return WASSERSTEIN
     return JENSEN_SHANNON
-
-
-def evidently_drifted(method: str, statistic: float, threshold: float) -> bool:
-    """Evidently's own verdict for one column: its statistic against its threshold."""
-    if METHODS[method].is_distance:
-        return statistic >= threshold
-    return statistic <= threshold if method == KS else statistic < threshold
 
 
 @dataclass(frozen=True)

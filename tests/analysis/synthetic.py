@@ -42,7 +42,7 @@ def frame(
     n = node.size
     moved = np.isin(node, np.asarray(list(shifted_nodes), dtype=np.int32))
     data: dict[str, object] = {
-        "record_id": np.arange(n, dtype=np.int64),
+        "row_key": np.arange(n, dtype=np.int64),
         "ts": pd.Timestamp("2026-11-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="ms"),
         "node_id": node,
         "model_version_id": np.ones(n, np.int32),
@@ -62,7 +62,7 @@ def frame(
     data["prediction"] = pd.Categorical(np.where(p_yes >= 0.5, "yes", "no"))
     data["proba:yes"] = p_yes
     data["proba:no"] = 1.0 - p_yes
-    columns = ["record_id", "ts", "node_id", "model_version_id", "latency_ms", "prediction"]
+    columns = ["row_key", "ts", "node_id", "model_version_id", "latency_ms", "prediction"]
     features = [f"feature:{f}" for f in FEATURES]
     return pd.DataFrame(data)[[*columns, *features, "proba:yes", "proba:no"]]
 

@@ -24,23 +24,23 @@ def window_with_labels(classes: list[str], seed: int) -> tuple[pd.DataFrame, pd.
     node = rng.choice(12, ROWS, p=np.r_[np.full(11, 0.09), 0.01])
     frame = pd.DataFrame(
         {
-            "record_id": np.arange(ROWS, dtype=np.int64) + 1_000,
+            "row_key": np.arange(ROWS, dtype=np.int64) + 1_000,
             "node_id": node,
             "prediction": pd.Categorical(np.array(classes)[proba.argmax(axis=1)]),
             **{f"proba:{c}": proba[:, i] for i, c in enumerate(classes)},
         }
     )
     labelled = rng.random(ROWS) < 0.4
-    labels = pd.Series(truth[labelled], index=frame["record_id"][labelled].to_numpy())
+    labels = pd.Series(truth[labelled], index=frame["row_key"][labelled].to_numpy())
     return frame, labels
 
 
 def labelled_rows(frame: pd.DataFrame, labels: pd.Series, node: int | None = None):
-    keep = frame["record_id"].isin(labels.index)
+    keep = frame["row_key"].isin(labels.index)
     if node is not None:
         keep &= frame["node_id"] == node
     rows = frame[keep]
-    return labels.loc[rows["record_id"]].to_numpy(), rows["prediction"].astype(str).to_numpy(), rows
+    return labels.loc[rows["row_key"]].to_numpy(), rows["prediction"].astype(str).to_numpy(), rows
 
 
 @pytest.mark.parametrize("node", [None, 3])
@@ -91,16 +91,16 @@ def test_regression_metrics_equal_sklearn() -> None:
     truth = rng.normal(50, 10, ROWS)
     frame = pd.DataFrame(
         {
-            "record_id": np.arange(ROWS),
+            "row_key": np.arange(ROWS),
             "node_id": rng.integers(0, 5, ROWS),
             "prediction": truth + rng.normal(0, 3, ROWS),
         }
     )
-    labels = pd.Series(truth, index=frame["record_id"])[rng.random(ROWS) < 0.5]
+    labels = pd.Series(truth, index=frame["row_key"])[rng.random(ROWS) < 0.5]
     result = analyse_performance(frame, labels.to_dict(), "regression")
     row = result.row("node", "2")
-    keep = frame["record_id"].isin(labels.index) & (frame["node_id"] == 2)
-    y_true, y_pred = labels.loc[frame["record_id"][keep]].to_numpy(), frame["prediction"][keep]
+    keep = frame["row_key"].isin(labels.index) & (frame["node_id"] == 2)
+    y_true, y_pred = labels.loc[frame["row_key"][keep]].to_numpy(), frame["prediction"][keep]
     assert row.mae == pytest.approx(metrics.mean_absolute_error(y_true, y_pred), rel=1e-12)
     assert row.rmse == pytest.approx(metrics.root_mean_squared_error(y_true, y_pred), rel=1e-12)
     assert row.accuracy is None and row.roc_auc is None
@@ -123,7 +123,7 @@ def test_scopes_below_the_minimum_of_labels_get_no_metrics() -> None:
 def test_numeric_labels_and_predictions_meet_as_text() -> None:
     frame = pd.DataFrame(
         {
-            "record_id": [1, 2, 3, 4],
+            "row_key": [1, 2, 3, 4],
             "node_id": [1, 1, 1, 1],
             "prediction": [1.0, 0.0, 1.0, 1.0],
             "proba:1": [0.9, 0.2, 0.6, 0.7],

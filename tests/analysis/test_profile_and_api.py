@@ -11,7 +11,7 @@ from evidently.core.datasets import infer_column_type
 from evidently.legacy.calculations.stattests.registry import _get_default_stattest
 from evidently.legacy.core import ColumnType
 
-from monitor.analysis import DriftSpec, ProfileCache, ReferenceProfile, analyse_drift, scope_keys
+from monitor.analysis import DriftSpec, ReferenceProfile, analyse_drift
 from monitor.analysis.columns import infer_kind
 from monitor.analysis.spec import default_method
 from tests.analysis.synthetic import frame
@@ -105,7 +105,7 @@ def test_missing_columns_and_empty_references_get_rows_without_verdicts(small) -
 def test_scopes_can_leave_rows_out_and_threads_do_not_change_results(small) -> None:
     profile, window = small
     node = window["node_id"].to_numpy()
-    sites = scope_keys(node, {1: "plant-a", 2: "plant-a"})  # node 3 has no site
+    sites = pd.Series(node).map({1: "plant-a", 2: "plant-a"}).to_numpy(dtype=object)  # 3: none
     one = analyse_drift(profile, window, {"node": node, "site": sites}, workers=1)
     two = analyse_drift(profile, window, {"node": node, "site": sites}, workers=2)
     assert one.to_frame().equals(two.to_frame())
@@ -138,22 +138,3 @@ def test_a_scope_kind_with_no_scopes_is_fine_for_every_method() -> None:
     result = analyse_drift(ReferenceProfile.build(reference, spec), window, {"site": nobody})
     assert [s.scope_kind for s in result.scopes] == ["fleet"]
     assert result.row("x01").statistic is not None and result.row("x02").statistic is not None
-
-
-def test_the_profile_cache_keeps_the_most_recently_used() -> None:
-    built: list[int] = []
-
-    def build(version: int) -> ReferenceProfile:
-        built.append(version)
-        return ReferenceProfile.build(frame(1_100, seed=version))
-
-    cache = ProfileCache(max_profiles=2)
-    first = cache.get(1, lambda: build(1))
-    assert cache.get(1, lambda: build(1)) is first
-    cache.get(2, lambda: build(2))
-    cache.get(1, lambda: build(1))  # 1 is now the most recent
-    cache.get(3, lambda: build(3))  # 2 goes
-    assert len(cache) == 2
-    cache.get(2, lambda: build(2))
-    assert built == [1, 2, 3, 2]
-    assert 0 < first.nbytes < 2_000_000

@@ -104,7 +104,7 @@ def test_small_scopes_get_no_verdict(profile: ReferenceProfile) -> None:
     assert small.statistic is not None and small.statistic > 1  # still reported
     assert small.evidently_drifted is True
     assert result.scope("node", "2").share_drifted is None
-    assert result.scope("node", "2").dataset_drift is None
+    assert result.scope("node", "2").drifted is None
     assert result.row("x00", "node", "1").drifted is False
 
 
@@ -147,7 +147,20 @@ def test_scope_summaries_count_drifted_features(shifted) -> None:
     result: DriftResult = analyse_drift(ReferenceProfile.build(reference), window)
     node1, node2 = result.scope("node", "1"), result.scope("node", "2")
     assert node1.n_features == node2.n_features == len(FEATURES)
-    assert node1.n_drifted >= 13 and node1.dataset_drift is True
-    assert node2.n_drifted == 0 and node2.dataset_drift is False
+    assert node1.n_drifted >= 13 and node1.drifted is True
+    assert node2.n_drifted == 0 and node2.drifted is False
     assert node1.share_drifted == node1.n_drifted / len(FEATURES)
     assert node2.prediction_drifted is False
+
+
+def test_one_drifted_feature_makes_its_scope_drifted_whatever_the_share() -> None:
+    reference = frame(20_000, seed=5)
+    window = frame(4_000, seed=6, sizes=np.array([2_000, 2_000]), node_shift={"x00": 1.0},
+                   shifted_nodes=[1])  # fmt: skip
+    result = analyse_drift(ReferenceProfile.build(reference), window)
+    node1, node2 = result.scope("node", "1"), result.scope("node", "2")
+    assert node1.n_drifted == 1 and node1.share_drifted == 1 / len(FEATURES)
+    assert node1.drifted is True  # a share of 5% is still drift: the share is a figure
+    assert node2.drifted is False
+    drifted = [r.feature for r in result.rows if r.drifted and r.scope_key == "1"]
+    assert [f for f in drifted if not f.startswith("proba:")] == ["x00"]
