@@ -439,10 +439,11 @@ def test_invalid_model_raises_value_error(model: Any) -> None:
 # -- in other processes ----------------------------------------------------------------------
 
 
-def run_child(code: str, **env: str) -> subprocess.Popen[str]:
+def run_child(code: str, *, pipe: bool = True, **env: str) -> subprocess.Popen[str]:
+    """``python -c code`` in the repository; its stdout is a pipe only if asked for."""
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code)],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.PIPE if pipe else None,
         text=True,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **env},
@@ -481,6 +482,7 @@ def test_records_survive_sigkill_after_the_spool_flush_interval(
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()  # under -W error an unclosed pipe fails the test
 
     mon = make_monitor(collector.url, spool_dir=tmp_path / "crash")
     assert wait_until(lambda: len(collector.records) == 500)
@@ -504,6 +506,7 @@ def test_exit_without_close_flushes_via_atexit(
         for i in range(25):
             mon.log({"i": i}, "ok")
         """,
+        pipe=False,
         URL=collector.url,
         SPOOL=str(tmp_path / "atexit"),
     )
@@ -522,6 +525,7 @@ def test_exit_with_the_collector_down_is_bounded_by_atexit_timeout(
                       atexit_timeout=0.5, heartbeat_interval=None)
         mon.log({"i": 1}, "ok")
         """,
+        pipe=False,
         URL=dead_url,
         SPOOL=str(tmp_path / "atexit"),
     )
