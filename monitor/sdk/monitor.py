@@ -13,6 +13,7 @@ import re
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -264,7 +265,7 @@ class Monitor:
 
     def log(
         self,
-        features: dict[str, Any],
+        features: Mapping[str, Any],
         prediction: Any,
         *,
         probabilities: Any = None,

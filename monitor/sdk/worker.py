@@ -429,7 +429,9 @@ class Sender:
             counters.add_delivered(len(part.lines))
             return
         rejected = data.get("rejected")
-        n_rejected = len(rejected) if isinstance(rejected, list) else 0
+        if not isinstance(rejected, list):
+            rejected = []
+        n_rejected = len(rejected)
         if "accepted" in data:
             delivered = _int(data.get("accepted")) + _int(data.get("duplicate"))
         else:
