@@ -7,11 +7,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from monitor import __version__
 
 Handler = Callable[[argparse.Namespace], int]
+_T = TypeVar("_T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -366,6 +367,19 @@ def _db_current(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_command(command: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """Run a shared command (monitor.commands) on the checked database. The engine is disposed
+    at once: a pooled connection left to the garbage collector is closed at a random moment."""
+    from monitor.storage import migrations
+
+    engine = _engine()
+    try:
+        migrations.ensure_at_head(engine)
+        return command(engine, *args, **kwargs)
+    finally:
+        engine.dispose()
+
+
 def _nodes_add(args: argparse.Namespace) -> int:
     from monitor.commands import nodes
 
@@ -375,9 +389,7 @@ def _nodes_add(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise UsageError(f"--tag must look like KEY=VALUE, got {item!r}")
         tags[key] = value
-    added = nodes.add_node(
-        _checked_engine(), args.name, group=args.group, site=args.site, tags=tags
-    )
+    added = _run_command(nodes.add_node, args.name, group=args.group, site=args.site, tags=tags)
     print(f"node {added.node.name} registered; its token (shown only now):", file=sys.stderr)
     print(added.token)
     return 0
@@ -386,8 +398,9 @@ def _nodes_add(args: argparse.Namespace) -> int:
 def _nodes_list(_args: argparse.Namespace) -> int:
     from monitor.commands import nodes
 
+    rows = _run_command(nodes.list_nodes)
     print(f"{'NAME':24} {'GROUP':12} {'SITE':12} {'TOKEN':10} {'STATUS':8} LAST SEEN")
-    for n in nodes.list_nodes(_checked_engine()):
+    for n in rows:
         status = "revoked" if n.revoked_at else "active"
         seen = n.last_seen_at.isoformat(timespec="seconds") if n.last_seen_at else "never"
         print(
@@ -400,7 +413,7 @@ def _nodes_list(_args: argparse.Namespace) -> int:
 def _nodes_revoke(args: argparse.Namespace) -> int:
     from monitor.commands import nodes
 
-    nodes.revoke_node(_checked_engine(), args.name)
+    _run_command(nodes.revoke_node, args.name)
     print(f"node {args.name} revoked")
     return 0
 
@@ -408,7 +421,7 @@ def _nodes_revoke(args: argparse.Namespace) -> int:
 def _models_add(args: argparse.Namespace) -> int:
     from monitor.commands import models
 
-    model = models.add_model(_checked_engine(), args.name, description=args.description)
+    model = _run_command(models.add_model, args.name, description=args.description)
     print(f"model {model.name} registered")
     return 0
 
@@ -416,7 +429,7 @@ def _models_add(args: argparse.Namespace) -> int:
 def _models_list(_args: argparse.Namespace) -> int:
     from monitor.commands import models
 
-    for listing in models.list_models(_checked_engine()):
+    for listing in _run_command(models.list_models):
         print(f"{listing.model.name}: {', '.join(listing.versions) or 'no versions seen yet'}")
     return 0
 
@@ -432,8 +445,8 @@ def _models_register(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--card {args.card} is not JSON: {exc}") from exc
     reference = _read_file(args.reference) if args.reference else None
-    registered = models.register_version(
-        _checked_engine(),
+    registered = _run_command(
+        models.register_version,
         args.name,
         artifact=artifact,
         card=card,
@@ -460,7 +473,7 @@ def _read_file(path: str) -> bytes:
 def _models_versions(args: argparse.Namespace) -> int:
     from monitor.commands import models
 
-    listing = models.model_versions(_checked_engine(), args.name)
+    listing = _run_command(models.model_versions, args.name)
     print(f"{'VERSION':12} {'STAGE':11} {'SHA256':14} {'REGISTERED':20} ROLLOUT")
     for row in listing.roles():
         v = row.version
@@ -477,7 +490,7 @@ def _models_versions(args: argparse.Namespace) -> int:
 def _models_promote(args: argparse.Namespace) -> int:
     from monitor.commands import models
 
-    models.promote(_checked_engine(), args.name, args.version)
+    _run_command(models.promote, args.name, args.version)
     print(f"{args.name} {args.version} is now production")
     return 0
 
@@ -486,12 +499,12 @@ def _models_canary(args: argparse.Namespace) -> int:
     from monitor.commands import models
 
     if args.stop:
-        models.stop_canary(_checked_engine(), args.name)
+        _run_command(models.stop_canary, args.name)
         print(f"{args.name}: canary stopped")
         return 0
     if args.version is None or args.share is None:
         raise UsageError("give VERSION and --share, or --stop")
-    models.start_canary(_checked_engine(), args.name, args.version, args.share)
+    _run_command(models.start_canary, args.name, args.version, args.share)
     print(f"{args.name} {args.version} is the canary on {args.share:.0%} of the nodes")
     return 0
 
@@ -499,7 +512,7 @@ def _models_canary(args: argparse.Namespace) -> int:
 def _models_pin(args: argparse.Namespace) -> int:
     from monitor.commands import models
 
-    models.pin(_checked_engine(), args.name, args.version, args.group)
+    _run_command(models.pin, args.name, args.version, args.group)
     print(f"group {args.group} runs {args.name} {args.version}")
     return 0
 
@@ -507,7 +520,7 @@ def _models_pin(args: argparse.Namespace) -> int:
 def _models_unpin(args: argparse.Namespace) -> int:
     from monitor.commands import models
 
-    models.unpin(_checked_engine(), args.name, args.group)
+    _run_command(models.unpin, args.name, args.group)
     print(f"group {args.group} follows the rollout of {args.name} again")
     return 0
 
@@ -515,7 +528,7 @@ def _models_unpin(args: argparse.Namespace) -> int:
 def _models_rollback(args: argparse.Namespace) -> int:
     from monitor.commands import models
 
-    restored = models.rollback(_checked_engine(), args.name).version
+    restored = _run_command(models.rollback, args.name).version
     print(f"{args.name} rolled back to {restored.version if restored else '?'}")
     return 0
 
@@ -523,7 +536,7 @@ def _models_rollback(args: argparse.Namespace) -> int:
 def _models_archive(args: argparse.Namespace) -> int:
     from monitor.commands import models
 
-    models.archive(_checked_engine(), args.name, args.version)
+    _run_command(models.archive, args.name, args.version)
     print(f"{args.name} {args.version} archived")
     return 0
 
