@@ -43,7 +43,8 @@ class NodeIn(BaseModel):
 class VersionIn(BaseModel):
     version: str | None = Field(default=None, description=f"{_NAME_RULE}; default: the card's")
     artifact_base64: str = Field(description="the ONNX file, base64")
-    card: dict[str, Any] = Field(description="the model card (JSON)")
+    # Any JSON: the command's card check names what is wrong, as it does for the CLI.
+    card: Any = Field(description="the model card", json_schema_extra={"type": "object"})
     reference_base64: str | None = Field(
         default=None, description="the reference dataset as Parquet or CSV, base64"
     )
@@ -213,7 +214,7 @@ def _in_body_terms(exc: ValidationFailed) -> ValidationFailed:
     if not isinstance(exc.details, list):
         return exc
     details = [
-        {**d, "field": _BODY_FIELDS.get(d.get("field"), d.get("field"))}
+        {**d, "field": _BODY_FIELDS.get(str(d.get("field")), d.get("field"))}
         if isinstance(d, dict)
         else d
         for d in exc.details
