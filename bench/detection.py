@@ -5,8 +5,8 @@ the demo model (version 1 in production with its reference), a fleet of nodes at
 groups per site), and several 15-minute windows of readings stored as the job tests store them
 (``tests/jobs/fleetdata.py``: the fleet generator makes readings under the scenario, the real
 ONNX model predicts them through the runtime, records go through prepare_batch + insert_batch;
-one window is one simulated day). ``Worker.run_due`` (snapshots off) analyses every window, and
-the verdicts are read back from SQL (``results.find_runs`` / ``results.features_of``).
+one window is one simulated day). ``Worker.run_due`` analyses every window, and
+the verdicts are read back from SQL (``results.drift`` / ``results.features``).
 
 Truth, per (feature, node, window), from the scenario (onset a third of the way in):
 
@@ -84,7 +84,7 @@ def run_scenario(
         )
     store_seconds = time.perf_counter() - started
     config = AnalysisConfig(
-        window=WINDOW, grace=timedelta(minutes=1), snapshots=False, lookback=timedelta(days=30)
+        window=WINDOW, grace=timedelta(minutes=1), lookback=timedelta(days=30)
     )
     started = time.perf_counter()
     analysed = Worker(engine, config).run_due(now=T0 + n_windows * WINDOW + timedelta(minutes=5))
@@ -94,12 +94,12 @@ def run_scenario(
     per_feature: dict[str, Counter[str]] = defaultdict(Counter)
     scopes: dict[str, Counter[str]] = defaultdict(Counter)
     with engine.connect() as conn:
-        runs = results.find_runs(conn, model_id, "drift")
-        features = results.features_of(conn, [r.id for r in runs])
+        runs = results.drift(conn, model_id)
+        features = results.features(conn, "drift", [r.id for r in runs])
     for run in runs:
         window = int((run.window_start - T0) / WINDOW)
         for f in features[run.id]:
-            if (f.details or {}).get("role") != "feature":
+            if f.role != "feature":
                 continue
             if run.scope_kind != "node":
                 # Other scopes: a site/group/fleet pair is clean when none of its nodes moved.
@@ -122,7 +122,7 @@ def run_scenario(
                 continue
             c["judged"] += 1
             c["flagged"] += bool(f.drifted)
-            c["evidently_flagged"] += bool((f.details or {}).get("evidently_drifted"))
+            c["evidently_flagged"] += bool(f.evidently_drifted)
             if kind == "shifted":
                 per_feature[f.feature]["judged"] += 1
                 per_feature[f.feature]["flagged"] += bool(f.drifted)
@@ -179,7 +179,7 @@ def main() -> int:
     common.say(
         f"{n_nodes} nodes at 4 sites (8 groups), {n_windows} windows per scenario (one simulated "
         f"day each), {per_node} readings per node per window, {len(seeds)} fleet(s) (seeds "
-        f"{seeds}) per scenario; SQLite; Worker.run_due, snapshots off"
+        f"{seeds}) per scenario; SQLite; Worker.run_due"
     )
     out = []
     with common.scratch_dir("detection") as tmp:

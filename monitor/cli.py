@@ -106,10 +106,20 @@ def _parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="catch up on every due job once, then exit"
     )
 
-    report = _command(commands, "report", _report, "write Evidently's HTML report of a window")
-    report.add_argument("--model", required=True)
+    report = _command(
+        commands,
+        "report",
+        _report,
+        "write the HTML report of an analysed window: its verdicts, with Evidently's plots",
+    )
+    report.add_argument("--model", required=True, help="the model's name")
     report.add_argument(
         "--window", default="latest", help='the window start (ISO 8601, UTC) or "latest"'
+    )
+    report.add_argument(
+        "--scope",
+        default="fleet",
+        help='"fleet" (default), "site:NAME", "group:NAME" or "node:NAME"',
     )
     report.add_argument("--out", help="HTML file to write (default: report-<model>-<window>.html)")
 
@@ -318,10 +328,15 @@ def _report(args: argparse.Namespace) -> int:
     from monitor.jobs.reports import write_report
 
     with _checked_engine().connect() as conn:
-        written = write_report(conn, args.model, args.window, args.out)
-    print(f"wrote {written.path} (window {written.window_start.isoformat()})")
-    drifted = ", ".join(written.drifted_features) or "none"
-    print(f"drifted features (fleet): {drifted}")
+        written = write_report(conn, args.model, args.window, args.out, scope=args.scope)
+    scope = written.scope_kind + (f" {written.scope_key}" if written.scope_key else "")
+    print(f"wrote {written.path} (window {written.window_start.isoformat()}, {scope})")
+    if written.drifted is None:
+        print(f"{scope}: not enough data for a drift verdict")
+    elif written.drifted:
+        print(f"{scope}: drift detected on {', '.join(written.drifted_features)}")
+    else:
+        print(f"{scope}: no drift")
     return 0
 
 

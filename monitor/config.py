@@ -114,11 +114,27 @@ class Settings(BaseSettings):
         default=600,
         ge=1,
         description="How long a worker holds a window before another may take it over "
-        "(longer than the slowest window's analysis).",
+        "(a long analysis renews it every third of this).",
     )
-    analysis_snapshots: bool = Field(
-        default=True,
-        description="Keep Evidently's snapshot of every fleet window (for `edge-monitor report`).",
+    quality_max_missing_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="A feature's share of missing values above which it is a data-quality issue.",
+    )
+    quality_max_out_of_range_share: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="A numerical feature's share of values outside the reference's range above "
+        "which it is a data-quality issue.",
+    )
+    quality_max_new_category_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="A categorical feature's share of rows with categories the reference never "
+        "had above which it is a data-quality issue.",
     )
     health_offline_after_seconds: int = Field(
         default=120, ge=1, description="A node with no heartbeat for this long is offline."

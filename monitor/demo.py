@@ -20,6 +20,7 @@ from monitor.config import Settings
 
 if TYPE_CHECKING:
     from monitor.jobs.analysis import Worker
+    from monitor.storage.results import WindowResults
 
 
 def run_demo(
@@ -32,6 +33,7 @@ def run_demo(
     rate: float = 20.0,
 ) -> int:
     """Run the demo; returns the process exit code."""
+    from monitor.analysis import AnalysisPolicy, DriftPolicy
     from monitor.collector.server import BackgroundCollector
     from monitor.fleet.scenarios import plan_fleet
     from monitor.fleet.scenarios import scenario as make_scenario
@@ -66,9 +68,7 @@ def run_demo(
             window=timedelta(seconds=window_seconds),
             grace=timedelta(seconds=2),
             lookback=timedelta(minutes=10),
-            min_rows=100,
-            min_labels=30,
-            snapshots=False,
+            policy=AnalysisPolicy(drift=DriftPolicy(min_rows=100), min_labels=30),
         ),
     )
     narrator = _Narrator(engine, worker, {p.name for p in plans})
@@ -146,48 +146,47 @@ class _Narrator:
         self.worker.refresh_performance()
         with self.engine.connect() as conn:
             model = models.get_model(conn, "pump-failure")
-            drift = results.find_runs(conn, model.id, "drift")
-            performance = {
-                (r.window_start, r.scope_key): r
-                for r in results.find_runs(conn, model.id, "performance", scope_kind="fleet")
-            }
-            quality = {
-                r.window_start: r
-                for r in results.find_runs(conn, model.id, "quality", scope_kind="fleet")
-            }
-        windows: dict[datetime, list] = {}
-        for run in drift:
-            windows.setdefault(run.window_start, []).append(run)
-        for start, runs in sorted(windows.items()):
-            mine = [r for r in runs if r.scope_kind != "node" or r.scope_key in self.node_names]
-            if start.isoformat() in self._told or not any(r.scope_kind == "node" for r in mine):
-                continue
-            self._told.add(start.isoformat())
-            say(_window_line(start, mine, performance.get((start, "")), quality.get(start)))
+            for start, _ in results.analysed_windows(conn, model.id):
+                if start.isoformat() in self._told:
+                    continue
+                stored = results.window(conn, model.id, start)
+                if stored is None or not any(
+                    s.scope_kind == "node" and s.scope_key in self.node_names for s in stored.drift
+                ):
+                    continue
+                self._told.add(start.isoformat())
+                say(window_line(stored, self.node_names))
 
 
-def _window_line(start: datetime, runs: list, performance: object, quality: object) -> str:
-    fleet = next((r for r in runs if r.scope_kind == "fleet"), None)
-    sites = [r for r in runs if r.scope_kind == "site" and r.summary.get("drifted_features")]
-    nodes = [r for r in runs if r.scope_kind == "node" and r.summary.get("drifted_features")]
-    total_nodes = sum(1 for r in runs if r.scope_kind == "node")
-    parts = [f"window {start:%H:%M:%S}: {fleet.n_rows if fleet else 0} records"]
-    fleet_features = fleet.summary.get("drifted_features", []) if fleet else []
-    if fleet_features:
-        parts.append(f"fleet drifts on {', '.join(fleet_features)}")
+def window_line(stored: WindowResults, node_names: set[str] | None = None) -> str:
+    """One window's story, from its stored results: where it drifted and on what, how many
+    nodes drift, accuracy, quality issues."""
+    fleet = stored.drift_of()
+    nodes = [
+        s for s in stored.drift if s.scope_kind == "node" and (
+            node_names is None or s.scope_key in node_names)
+    ]  # fmt: skip
+    parts = [f"window {stored.window_start:%H:%M:%S}: {fleet.result.n_rows} records"]
+    if fleet.result.drifted:
+        parts.append(f"fleet drifts on {', '.join(stored.drifted_features())}")
+    sites = stored.drifting_scopes("site")
     for site in sites:
-        parts.append(f"{site.scope_key} drifts on {', '.join(site.summary['drifted_features'])}")
-    parts.append(f"{len(nodes)}/{total_nodes} nodes drifting")
-    if not fleet_features and not sites and not nodes:
+        features = ", ".join(stored.drifted_features("site", site.scope_key))
+        parts.append(f"{site.scope_key} drifts on {features}")
+    drifting_nodes = [n for n in nodes if n.result.drifted]
+    parts.append(f"{len(drifting_nodes)}/{len(nodes)} nodes drifting")
+    if not fleet.result.drifted and not sites and not drifting_nodes:
         parts.append("no drift")
-    summary = getattr(performance, "summary", {}) or {}
-    if summary.get("accuracy") is not None:
-        parts.append(
-            f"accuracy {summary['accuracy']:.3f} on {summary['label_coverage']:.0%} labelled"
-        )
-    problems = (getattr(quality, "summary", {}) or {}).get("features_with_problems") or []
-    if problems:
-        parts.append(f"quality issues: {', '.join(problems)}")
+    try:
+        performance = stored.performance_of().result
+    except KeyError:
+        performance = None
+    if performance is not None and performance.accuracy is not None:
+        coverage = performance.label_coverage or 0.0
+        parts.append(f"accuracy {performance.accuracy:.3f} on {coverage:.0%} labelled")
+    issues = stored.quality_issues()
+    if issues:
+        parts.append(f"quality issues: {', '.join(issues)}")
     return "  " + "; ".join(parts)
 
 

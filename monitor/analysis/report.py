@@ -57,10 +57,20 @@ class EvidentlyReport:
     drifted_columns: tuple[str, ...]
     #: Evidently's share of drifted columns.
     share_drifted: float
-    #: Rows each side of the comparison after sampling.
-    n_reference: int
-    n_current: int
+    #: Rows each side of the comparison after sampling (None: read back from a snapshot).
+    n_reference: int | None
+    n_current: int | None
     _snapshot: Any = field(repr=False)
+
+    @classmethod
+    def from_snapshot(cls, snapshot_json: str | bytes) -> EvidentlyReport:
+        """A report read back from ``snapshot_json``."""
+        from evidently.core.report import Snapshot
+
+        text = snapshot_json.decode() if isinstance(snapshot_json, bytes) else snapshot_json
+        snapshot = Snapshot.loads(text)
+        drifted, share = _drift_verdicts(snapshot.dict())
+        return cls(drifted, share, None, None, snapshot)
 
     def snapshot_json(self) -> str:
         """The whole snapshot (metrics and rendered widgets), as ``Snapshot.dumps()`` writes
@@ -290,14 +300,19 @@ def render_html(page: ReportPage) -> str:
     if page.evidently is not None:
         report = page.evidently
         parts.append(
-            "<h2>Evidently's view</h2><p class='note'>Evidently's distribution plots of the fleet "
-            f"window, on a sample of {report.n_current:,} records against "
-            f"{report.n_reference:,} reference rows. Its own verdicts (by its rules, on the "
+            "<h2>Evidently's view</h2><p class='note'>Evidently's distribution plots of the "
+            f"scope's window, on a sample{_sample(report)}. Its own verdicts (by its rules, on the "
             "sample) are shown for comparison; the verdicts above are the product's.</p>"
             f"<iframe id='evidently' srcdoc=\"{e(report.html())}\"></iframe>"
         )
     parts.append("</body></html>")
     return "".join(parts)
+
+
+def _sample(report: EvidentlyReport) -> str:
+    if report.n_current is None or report.n_reference is None:
+        return ""
+    return f" of {report.n_current:,} records against {report.n_reference:,} reference rows"
 
 
 def _num(value: float | None) -> str:

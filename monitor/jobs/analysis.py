@@ -1,11 +1,13 @@
 """The window-analysis job: drift, data quality and performance of every closed window, for
-the fleet, each site, each group and each node, stored as rows; once, whatever runs it.
+the fleet, each site, each group and each node; once, whatever runs it.
 
 A window ``[start, end)`` of a model is analysed when it has closed and its grace period has
 passed. The unit of work is (model, window), claimed through a lease, so that several workers
 split the windows between them and a crashed worker's window is taken over when its lease
-expires. Results and the lease's completion commit in one transaction: a worker that lost its
-lease stores nothing. Late labels re-open only the performance part of their windows.
+expires. Each window goes claim -> load -> analyse -> save -> complete; results and the lease's
+completion commit in one transaction, so a worker that lost its lease stores nothing. A long
+analysis renews its lease as it goes. Late labels re-open only the performance part of their
+windows.
 """
 
 from __future__ import annotations
@@ -14,37 +16,40 @@ import logging
 import os
 import socket
 import uuid
-import zlib
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine
 
-from monitor.analysis import DriftResult, analyse_drift
-from monitor.analysis.performance import analyse_performance
-from monitor.analysis.quality import QualityResult, analyse_quality
-from monitor.analysis.report import evidently_report
+from monitor.analysis import AnalysisPolicy, analyse_drift, analyse_performance, analyse_quality
 from monitor.jobs.reference import Reference, ReferenceCache
 from monitor.jobs.windows import Window, closed_windows, window_of
+from monitor.schema import (
+    DRIFT,
+    FLEET,
+    FLEET_KEY,
+    NO_REFERENCE,
+    PERFORMANCE,
+    QUALITY,
+    DriftScope,
+    ResultTable,
+)
 from monitor.storage import leases, registry, results
 from monitor.storage.engine import begin_write
-from monitor.storage.labels import labels_for_window
+from monitor.storage.labels import labelled_since, window_labels
 from monitor.storage.models import Model, list_models
 from monitor.storage.nodes import list_nodes
-from monitor.storage.results import FeatureResult, Run
-from monitor.storage.tables import batches, labels, records
+from monitor.storage.results import KindResults
 from monitor.storage.types import utcnow
-from monitor.storage.windows import load_window
+from monitor.storage.windows import first_record_time, has_records, load_window
 
 log = logging.getLogger(__name__)
 
-#: Scope kinds analysed besides the fleet, from the node registry.
-SCOPE_KINDS = ("site", "group", "node")
+Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -58,18 +63,35 @@ class AnalysisConfig:
     lookback: timedelta = timedelta(days=2)
     #: How far back late labels re-open a window's performance.
     label_lookback: timedelta = timedelta(days=7)
-    min_rows: int = 200
-    min_labels: int = 50
-    fdr: float = 0.01
+    #: Every verdict's policy: drift (minimum rows, FDR), quality thresholds, minimum labels.
+    policy: AnalysisPolicy = field(default_factory=AnalysisPolicy)
     lease: timedelta = timedelta(minutes=10)
-    #: Keep Evidently's snapshot of every fleet window (a few seconds per window).
-    snapshots: bool = True
-    snapshot_rows: int = 20_000
+
+
+@dataclass(frozen=True, eq=False)
+class WindowData:
+    """What one window's analysis needs, loaded in one read transaction."""
+
+    frame: pd.DataFrame
+    reference: Reference | None
+    #: Scope keys per frame row: site, group and node name.
+    scopes: dict[str, Any]
+    #: Labels by row key.
+    labels: dict[int, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class WindowAnalysis:
+    """One window's results by kind, and the reference they were measured against."""
+
+    results: Mapping[str, KindResults]
+    model_version_id: int | None
+    n_reference: int | None
 
 
 @dataclass
 class Worker:
-    """One analysing process: its identity for leases and its cache of references."""
+    """One analysing process: its identity for leases, its clock and its cache of references."""
 
     engine: Engine
     config: AnalysisConfig = field(default_factory=AnalysisConfig)
@@ -77,12 +99,13 @@ class Worker:
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     )
     references: ReferenceCache = field(default_factory=ReferenceCache)
+    clock: Clock = utcnow
     #: Labels received before this moment have been looked at.
     label_watermark: datetime | None = None
 
     def due_windows(self, now: datetime | None = None) -> list[tuple[Model, Window]]:
         """Closed windows with data that nobody has completed, oldest first."""
-        now = now or utcnow()
+        now = now or self.clock()
         due = []
         with self.engine.connect() as conn:
             for model in list_models(conn):
@@ -93,7 +116,7 @@ class Worker:
                 done = leases.completed_keys(conn, f"analysis:{model.id}:")
                 for window in closed_windows(earliest, now, self.config.window, self.config.grace):
                     key = analysis_key(model.id, window)
-                    if key not in done and has_records(conn, model.id, window):
+                    if key not in done and has_records(conn, model.id, window.start, window.end):
                         due.append((model, window))
         return sorted(due, key=lambda item: (item[1].start, item[0].id))
 
@@ -113,148 +136,76 @@ class Worker:
     def analyse(self, model: Model, window: Window) -> bool:
         """Analyse one window if this worker gets its lease; True when its results landed."""
         key = analysis_key(model.id, window)
+        lease = _Lease(self.engine, key, self.owner, self.config.lease, self.clock)
+        if not lease.claim():
+            return False
+        data = self._load(model, window)
+        lease.keep()
+        analysis = analyse_window(data, self.config.policy, lease.keep)
         with begin_write(self.engine) as conn:
-            if not leases.claim(conn, key, self.owner, self.config.lease):
-                return False
-        runs, snapshot = self._compute(model, window)
-        with begin_write(self.engine) as conn:
-            if not leases.complete(conn, key, self.owner):
+            if not leases.complete(conn, key, self.owner, self.clock()):
                 log.warning("lost the lease on %s; another worker stores it", key)
                 conn.rollback()
                 return False
-            ids = results.replace_runs(
-                conn, model.id, ("drift", "quality", "performance"), window.start, window.end, runs
+            results.save_window(
+                conn,
+                model.id,
+                window.start,
+                window.end,
+                analysis.results,
+                model_version_id=analysis.model_version_id,
+                n_reference=analysis.n_reference,
             )
-            fleet_run = ids.get(("drift", "fleet", ""))
-            if snapshot is not None and fleet_run is not None:
-                results.save_snapshot(conn, fleet_run, snapshot)
-        log.info("analysed %s window %s: %d runs", model.name, window.key, len(runs))
+        _log_window(model.name, window, analysis)
         return True
 
     def refresh_performance(self, now: datetime | None = None) -> int:
         """Recompute the performance of analysed windows whose records got labels since."""
-        now = now or utcnow()
+        now = now or self.clock()
         since = self.label_watermark or now - self.config.label_lookback
         refreshed = 0
         with self.engine.connect() as conn:
-            touched = windows_with_new_labels(conn, since, self.config.window)
+            touched = _windows_with_new_labels(conn, since, self.config.window)
             models = {m.id: m for m in list_models(conn)}
         for (model_id, window), newest in sorted(touched.items(), key=lambda kv: kv[0][1]):
             if window.end + self.config.grace > now or model_id not in models:
                 continue  # not analysed yet: the window's own analysis will see these labels
             key = f"performance:{model_id}:{window.key}:{newest.isoformat()}"
-            with begin_write(self.engine) as conn:
+            with self.engine.connect() as conn:
                 done = analysis_key(model_id, window) in leases.completed_keys(
                     conn, analysis_key(model_id, window)
                 )
-                if not done or not leases.claim(conn, key, self.owner, self.config.lease):
-                    continue
-            runs = self._performance_runs(models[model_id], window)
+            lease = _Lease(self.engine, key, self.owner, self.config.lease, self.clock)
+            if not done or not lease.claim():
+                continue
+            data = self._load(models[model_id], window)
+            performance = _performance(data, self.config.policy)
             with begin_write(self.engine) as conn:
-                if not leases.complete(conn, key, self.owner):
+                if not leases.complete(conn, key, self.owner, self.clock()):
                     conn.rollback()
                     continue
-                results.replace_runs(
-                    conn, model_id, ("performance",), window.start, window.end, runs
+                results.save_window(
+                    conn,
+                    model_id,
+                    window.start,
+                    window.end,
+                    {PERFORMANCE: performance},
+                    model_version_id=data.reference.version_id if data.reference else None,
+                    n_reference=data.reference.profile.n_rows if data.reference else None,
                 )
             refreshed += 1
         self.label_watermark = now
         return refreshed
 
-    # --- computing -------------------------------------------------------------------------
-
-    def _compute(self, model: Model, window: Window) -> tuple[list[Run], bytes | None]:
+    def _load(self, model: Model, window: Window) -> WindowData:
         with self.engine.connect() as conn:
             frame = load_window(conn, model.id, window.start, window.end)
-            reference = self._reference(conn, model.id, frame)
-            scopes, node_ids = _scopes(conn, frame)
-            truth = _labels(conn, model.id, window)
-        runs: list[Run] = []
-        version_id = reference.version_id if reference else None
-        n_reference = reference.profile.n_rows if reference else None
-        if reference is not None and len(frame):
-            drift = analyse_drift(
-                reference.profile,
-                frame,
-                scopes,
-                min_rows=self.config.min_rows,
-                fdr=self.config.fdr,
+            return WindowData(
+                frame=frame,
+                reference=self._reference(conn, model.id, frame),
+                scopes=_scopes(conn, frame),
+                labels=window_labels(conn, model.id, window.start, window.end),
             )
-            runs += _drift_runs(drift, node_ids, version_id, n_reference)
-            quality = analyse_quality(reference.profile, frame, scopes)
-            runs += _quality_runs(quality, node_ids, version_id, n_reference)
-        else:
-            status = "no_reference" if len(frame) else "no_data"
-            runs.append(Run("drift", "fleet", "", status, len(frame), model_version_id=version_id))
-        runs += self._performance(frame, truth, reference, scopes, node_ids)
-        snapshot = None
-        if self.config.snapshots and reference is not None and len(frame) >= self.config.min_rows:
-            report = evidently_report(
-                reference.frame,
-                frame,
-                profile=reference.profile,
-                max_rows=self.config.snapshot_rows,
-            )
-            # Snapshots run to megabytes of JSON, which compresses about tenfold.
-            snapshot = zlib.compress(report.snapshot_json().encode(), 6)
-        return runs, snapshot
-
-    def _performance_runs(self, model: Model, window: Window) -> list[Run]:
-        with self.engine.connect() as conn:
-            frame = load_window(conn, model.id, window.start, window.end)
-            reference = self._reference(conn, model.id, frame)
-            scopes, node_ids = _scopes(conn, frame)
-            truth = _labels(conn, model.id, window)
-        return self._performance(frame, truth, reference, scopes, node_ids)
-
-    def _performance(
-        self,
-        frame: pd.DataFrame,
-        truth: dict[int, Any],
-        reference: Reference | None,
-        scopes: dict[str, Any],
-        node_ids: dict[str, int],
-    ) -> list[Run]:
-        card = reference.card if reference else {}
-        task = card.get("task", "classification")
-        if not len(frame):
-            return []
-        performance = analyse_performance(
-            frame,
-            truth,
-            task,
-            classes=card.get("classes"),
-            positive_class=card.get("positive_class"),
-            scopes=scopes,
-            min_labels=self.config.min_labels,
-        )
-        version_id = reference.version_id if reference else None
-        return [
-            Run(
-                "performance",
-                row.scope_kind,
-                row.scope_key,
-                row.status,
-                row.n_rows,
-                node_id=node_ids.get(row.scope_key) if row.scope_kind == "node" else None,
-                model_version_id=version_id,
-                summary={
-                    name: getattr(row, name)
-                    for name in (
-                        "n_labelled",
-                        "label_coverage",
-                        "accuracy",
-                        "precision",
-                        "recall",
-                        "f1",
-                        "roc_auc",
-                        "mae",
-                        "rmse",
-                    )
-                },
-            )
-            for row in performance.rows
-        ]
 
     def _reference(self, conn: Connection, model_id: int, frame: pd.DataFrame) -> Reference | None:
         """The reference of the version most of the window ran, else of production."""
@@ -274,61 +225,132 @@ class Worker:
         return None
 
 
+def analyse_window(
+    data: WindowData, policy: AnalysisPolicy, between: Callable[[], None] = lambda: None
+) -> WindowAnalysis:
+    """Drift, quality and performance of one loaded window; ``between`` runs between the
+    kinds (the worker renews its lease there)."""
+    reference = data.reference
+    found: dict[str, KindResults] = {}
+    if reference is not None and len(data.frame):
+        drift = analyse_drift(reference.profile, data.frame, data.scopes, policy=policy.drift)
+        found[DRIFT] = KindResults(drift.scope_table, drift.feature_table)
+        between()
+        quality = analyse_quality(
+            reference.profile, data.frame, data.scopes, thresholds=policy.quality
+        )
+        found[QUALITY] = KindResults(quality.scope_table, quality.feature_table)
+        between()
+    else:
+        found[DRIFT] = KindResults(_no_reference(len(data.frame)))
+    performance = _performance(data, policy)
+    if performance is not None:
+        found[PERFORMANCE] = performance
+    return WindowAnalysis(
+        found,
+        reference.version_id if reference else None,
+        reference.profile.n_rows if reference else None,
+    )
+
+
+def _performance(data: WindowData, policy: AnalysisPolicy) -> KindResults | None:
+    if not len(data.frame):
+        return None
+    card = data.reference.card if data.reference else {}
+    performance = analyse_performance(
+        data.frame,
+        data.labels,
+        card.get("task", "classification"),
+        classes=card.get("classes"),
+        positive_class=card.get("positive_class"),
+        scopes=data.scopes,
+        min_labels=policy.min_labels,
+    )
+    return KindResults(performance.scope_table)
+
+
+def _no_reference(n_rows: int) -> ResultTable[DriftScope]:
+    """The one drift row of a window without reference data: the fleet, no verdict."""
+    row = DriftScope(FLEET, FLEET_KEY, NO_REFERENCE, n_rows, 0, 0, None, None, None, None)
+    return ResultTable.from_rows(DriftScope, [row])
+
+
+def _log_window(model: str, window: Window, analysis: WindowAnalysis) -> None:
+    """One line per window; a window that drifted says where and on what."""
+    drift = analysis.results[DRIFT]
+    scopes = drift.scopes.rows()
+    fleet = scopes[0]
+    drifting = [s for s in scopes if s.drifted]
+    if not drifting:
+        log.info("%s window %s: %d records, no drift", model, window.key, fleet.n_rows)
+        return
+    features = drift.features
+    named: dict[tuple[str, str], list[str]] = {}
+    if features is not None:
+        columns = features.columns
+        flagged = np.flatnonzero(np.asarray(columns["drifted"], dtype=object) == True)  # noqa: E712
+        for i in flagged.tolist():
+            if columns["role"][i] == "feature":
+                named.setdefault((columns["scope_kind"][i], columns["scope_key"][i]), []).append(
+                    columns["feature"][i]
+                )
+    shown = [
+        f"{s.scope_kind}{' ' + s.scope_key if s.scope_key else ''} on "
+        f"{', '.join(named.get((s.scope_kind, s.scope_key), []))}"
+        for s in drifting
+        if s.scope_kind != "node"
+    ]
+    nodes = sum(1 for s in drifting if s.scope_kind == "node")
+    log.warning(
+        "%s window %s: drift at %s; %d node(s) drifting",
+        model,
+        window.key,
+        "; ".join(shown) or "no fleet, site or group",
+        nodes,
+    )
+
+
+class _Lease:
+    """A worker's lease on one unit of work, renewed when a third of it has passed."""
+
+    def __init__(self, engine: Engine, key: str, owner: str, ttl: timedelta, clock: Clock) -> None:
+        self.engine, self.key, self.owner, self.ttl, self.clock = engine, key, owner, ttl, clock
+        self.renewed_at: datetime | None = None
+
+    def claim(self) -> bool:
+        now = self.clock()
+        with begin_write(self.engine) as conn:
+            claimed = leases.claim(conn, self.key, self.owner, self.ttl, now)
+        self.renewed_at = now
+        return claimed
+
+    def keep(self) -> None:
+        """Renew the lease if a third of it has passed since it was last taken or renewed."""
+        now = self.clock()
+        if self.renewed_at is not None and now - self.renewed_at < self.ttl / 3:
+            return
+        with begin_write(self.engine) as conn:
+            if leases.renew(conn, self.key, self.owner, self.ttl, now):
+                self.renewed_at = now
+            else:
+                log.warning("could not renew the lease on %s (expired or taken over)", self.key)
+
+
 def analysis_key(model_id: int, window: Window) -> str:
     """The lease key of a window's analysis."""
     return f"analysis:{model_id}:{window.key}"
 
 
-def has_records(conn: Connection, model_id: int, window: Window) -> bool:
-    """Whether any batch of the model overlaps the window (empty windows are not analysed;
-    node health tells when nodes fall silent)."""
-    query = (
-        select(batches.c.id)
-        .where(
-            batches.c.model_id == model_id,
-            batches.c.max_ts >= window.start,
-            batches.c.min_ts < window.end,
-        )
-        .limit(1)
-    )
-    return conn.execute(query).first() is not None
-
-
-def first_record_time(conn: Connection, model_id: int) -> datetime | None:
-    """When the model's oldest stored record was made."""
-    value = conn.execute(
-        select(func.min(batches.c.min_ts)).where(batches.c.model_id == model_id)
-    ).scalar()
-    if value is None:
-        return None
-    return (
-        batches.c.min_ts.type.process_result_value(value, conn.dialect)
-        if not isinstance(value, datetime) or value.tzinfo is None
-        else value
-    )
-
-
-def windows_with_new_labels(
+def _windows_with_new_labels(
     conn: Connection, since: datetime, size: timedelta
 ) -> dict[tuple[int, Window], datetime]:
     """Windows holding records labelled at or after ``since``, with the newest label time."""
-    query = (
-        select(batches.c.model_id, batches.c.min_ts, batches.c.max_ts, labels.c.received_at)
-        .select_from(labels)
-        .join(
-            records,
-            (records.c.model_id == labels.c.model_id)
-            & (records.c.request_id == labels.c.request_id),
-        )
-        .join(batches, batches.c.id == records.c.batch_id)
-        .where(labels.c.received_at >= since)
-    )
     newest: dict[tuple[int, Window], datetime] = {}
-    for row in conn.execute(query):
-        for window in _spanned(row.min_ts, row.max_ts, size):
-            key = (row.model_id, window)
-            if key not in newest or row.received_at > newest[key]:
-                newest[key] = row.received_at
+    for span in labelled_since(conn, since):
+        for window in _spanned(span.min_ts, span.max_ts, size):
+            key = (span.model_id, window)
+            if key not in newest or span.received_at > newest[key]:
+                newest[key] = span.received_at
     return newest
 
 
@@ -339,8 +361,8 @@ def _spanned(start: datetime, end: datetime, size: timedelta) -> Iterable[Window
         window = Window(window.end, window.end + size)
 
 
-def _scopes(conn: Connection, frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, int]]:
-    """Scope keys per window row (site, group, node name) and node name -> id."""
+def _scopes(conn: Connection, frame: pd.DataFrame) -> dict[str, Any]:
+    """Scope keys per window row: site, group and node name."""
     registered = {n.id: n for n in list_nodes(conn)}
     # Map each row through its node's position in the window's node list: a lookup per node,
     # then one take per scope kind, instead of a Python call per row.
@@ -351,128 +373,8 @@ def _scopes(conn: Connection, frame: pd.DataFrame) -> tuple[dict[str, Any], dict
         names.append(node.name if node else str(node_id))
         sites.append(node.site if node else None)
         groups.append(node.group_name if node else None)
-    scopes = {
+    return {
         "site": np.array(sites, dtype=object)[codes],
         "group": np.array(groups, dtype=object)[codes],
         "node": np.array(names, dtype=object)[codes],
     }
-    return scopes, dict(zip(names, present.tolist(), strict=True))
-
-
-def _labels(conn: Connection, model_id: int, window: Window) -> dict[int, Any]:
-    return {
-        key: value for key, value, _ in labels_for_window(conn, model_id, window.start, window.end)
-    }
-
-
-def _drift_runs(
-    drift: DriftResult, node_ids: dict[str, int], version_id: int | None, n_ref: int | None
-) -> list[Run]:
-    features: dict[tuple[str, str], list[FeatureResult]] = defaultdict(list)
-    for row in drift.rows:
-        features[(row.scope_kind, row.scope_key)].append(
-            FeatureResult(
-                feature=row.feature,
-                method=row.method,
-                statistic=row.statistic,
-                threshold=row.threshold,
-                p_value=row.p_adjusted,
-                drifted=row.drifted,
-                details={
-                    "role": row.role,
-                    "p_raw": row.p_value,
-                    "test": row.test,
-                    "evidently_drifted": row.evidently_drifted,
-                    "n_current": row.n_current,
-                    "status": row.status,
-                },
-            )
-        )
-    runs = []
-    for scope in drift.scopes:
-        rows = features[(scope.scope_kind, scope.scope_key)]
-        runs.append(
-            Run(
-                "drift",
-                scope.scope_kind,
-                scope.scope_key,
-                scope.status,
-                scope.n_rows,
-                node_id=node_ids.get(scope.scope_key) if scope.scope_kind == "node" else None,
-                model_version_id=version_id,
-                n_reference=n_ref,
-                drifted=scope.dataset_drift,
-                drift_share=scope.share_drifted,
-                summary={
-                    "n_features": scope.n_features,
-                    "n_drifted": scope.n_drifted,
-                    "prediction_drifted": scope.prediction_drifted,
-                    "evidently_share_drifted": scope.evidently_share_drifted,
-                    "drifted_features": sorted(f.feature for f in rows if f.drifted),
-                },
-                features=tuple(rows),
-            )
-        )
-    return runs
-
-
-def _quality_runs(
-    quality: QualityResult, node_ids: dict[str, int], version_id: int | None, n_ref: int | None
-) -> list[Run]:
-    by_scope: dict[tuple[str, str], list[Any]] = defaultdict(list)
-    for row in quality.rows:
-        by_scope[(row.scope_kind, row.scope_key)].append(row)
-    new_categories: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
-    for item in quality.new_categories:
-        new_categories[(item.scope_kind, item.scope_key, item.feature)][item.category] = item.count
-    schema = [
-        {"feature": s.feature, "issue": s.issue, "expected": s.expected, "actual": s.actual}
-        for s in quality.schema
-    ]
-    runs = []
-    for (kind, key), rows in by_scope.items():
-        problems = [r.feature for r in rows if _quality_problem(r)]
-        runs.append(
-            Run(
-                "quality",
-                kind,
-                key,
-                "ok",
-                max((r.n_rows for r in rows), default=0),
-                node_id=node_ids.get(key) if kind == "node" else None,
-                model_version_id=version_id,
-                n_reference=n_ref,
-                summary={
-                    "features_with_problems": sorted(problems),
-                    "max_missing_share": max((r.missing_share or 0.0 for r in rows), default=0.0),
-                    "max_out_of_range_share": max(
-                        (r.out_of_range_share or 0.0 for r in rows), default=0.0
-                    ),
-                    "schema": schema if kind == "fleet" else [],
-                },
-                features=tuple(
-                    FeatureResult(
-                        feature=r.feature,
-                        details={
-                            "missing_share": r.missing_share,
-                            "n_invalid": r.n_invalid,
-                            "out_of_range_share": r.out_of_range_share,
-                            "n_new_category_rows": r.n_new_category_rows,
-                            "new_categories": new_categories.get((kind, key, r.feature), {}),
-                            "constant": r.constant,
-                        },
-                    )
-                    for r in rows
-                ),
-            )
-        )
-    return runs
-
-
-def _quality_problem(row: Any) -> bool:
-    return bool(
-        (row.missing_share or 0) > 0.05
-        or (row.out_of_range_share or 0) > 0.01
-        or (row.n_new_category_rows or 0) > 0
-        or row.n_invalid
-    )

@@ -18,6 +18,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import Engine
 
+from monitor.analysis import AnalysisPolicy, DriftPolicy, QualityThresholds
 from monitor.config import Settings
 from monitor.jobs.analysis import AnalysisConfig, Worker
 from monitor.jobs.health import HealthRules, check_fleet
@@ -35,10 +36,15 @@ def analysis_config(settings: Settings) -> AnalysisConfig:
         window=timedelta(minutes=settings.analysis_window_minutes),
         grace=timedelta(seconds=settings.analysis_grace_seconds),
         lookback=timedelta(hours=settings.analysis_lookback_hours),
-        min_rows=settings.analysis_min_rows,
-        min_labels=settings.analysis_min_labels,
-        fdr=settings.analysis_fdr,
-        snapshots=settings.analysis_snapshots,
+        policy=AnalysisPolicy(
+            drift=DriftPolicy(min_rows=settings.analysis_min_rows, fdr=settings.analysis_fdr),
+            quality=QualityThresholds(
+                max_missing_share=settings.quality_max_missing_share,
+                max_out_of_range_share=settings.quality_max_out_of_range_share,
+                max_new_category_share=settings.quality_max_new_category_share,
+            ),
+            min_labels=settings.analysis_min_labels,
+        ),
         lease=timedelta(seconds=settings.analysis_lease_seconds),
     )
 

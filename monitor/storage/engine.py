@@ -115,8 +115,3 @@ def begin_write(engine: Engine) -> Iterator[Connection]:
         conn.execution_options(**{_WRITE: True})
         with conn.begin():
             yield conn
-
-
-def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
-    """Whether this is the embedded SQLite backend."""
-    return engine_or_conn.dialect.name == "sqlite"

@@ -3,12 +3,14 @@
 A worker claims a key for a while (``claim``), does the work, and in the transaction that
 stores the results marks the lease completed (``complete``), which succeeds only while the
 worker still holds it. A worker that dies leaves its lease to expire; another then takes it
-over. A completed key is never claimed again.
+over. A completed key is never claimed again. A worker whose work outlasts a good part of its
+lease renews it (``renew``). Every function takes the caller's ``now``, so that one clock
+decides (the worker's, or a test's).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select, update
 
@@ -17,9 +19,11 @@ from monitor.storage.tables import job_leases
 from monitor.storage.types import utcnow
 
 
-def claim(conn: Connection, key: str, owner: str, ttl: timedelta) -> bool:
+def claim(
+    conn: Connection, key: str, owner: str, ttl: timedelta, now: datetime | None = None
+) -> bool:
     """Take the lease on ``key`` for ``ttl`` unless someone holds it or it is completed."""
-    now = utcnow()
+    now = now or utcnow()
     # RETURNING, not rowcount: psycopg reports no rowcount for ON CONFLICT DO NOTHING here.
     inserted = conn.execute(
         insert_or_ignore(conn, job_leases, ["key"])
@@ -45,8 +49,11 @@ def claim(conn: Connection, key: str, owner: str, ttl: timedelta) -> bool:
     return taken_over == 1
 
 
-def renew(conn: Connection, key: str, owner: str, ttl: timedelta) -> bool:
-    """Extend a lease this owner still holds."""
+def renew(
+    conn: Connection, key: str, owner: str, ttl: timedelta, now: datetime | None = None
+) -> bool:
+    """Extend a lease this owner still holds (and has not let expire) to ``now + ttl``."""
+    now = now or utcnow()
     return (
         conn.execute(
             update(job_leases)
@@ -54,14 +61,15 @@ def renew(conn: Connection, key: str, owner: str, ttl: timedelta) -> bool:
                 job_leases.c.key == key,
                 job_leases.c.owner == owner,
                 job_leases.c.completed_at.is_(None),
+                job_leases.c.expires_at >= now,
             )
-            .values(expires_at=utcnow() + ttl)
+            .values(expires_at=now + ttl)
         ).rowcount
         == 1
     )
 
 
-def complete(conn: Connection, key: str, owner: str) -> bool:
+def complete(conn: Connection, key: str, owner: str, now: datetime | None = None) -> bool:
     """Mark the work done; False (and the caller must roll back) if the lease was lost."""
     return (
         conn.execute(
@@ -71,7 +79,7 @@ def complete(conn: Connection, key: str, owner: str) -> bool:
                 job_leases.c.owner == owner,
                 job_leases.c.completed_at.is_(None),
             )
-            .values(completed_at=utcnow())
+            .values(completed_at=now or utcnow())
         ).rowcount
         == 1
     )
@@ -91,9 +99,4 @@ def lease_info(conn: Connection, key: str) -> dict[str, object] | None:
     return None if row is None else dict(row)
 
 
-def forget(conn: Connection, key: str) -> None:
-    """Drop a completed lease so that its work can run again (e.g. when late labels arrive)."""
-    conn.execute(job_leases.delete().where(job_leases.c.key == key))
-
-
-__all__ = ["claim", "complete", "completed_keys", "forget", "lease_info", "renew"]
+__all__ = ["claim", "complete", "completed_keys", "lease_info", "renew"]

@@ -2,7 +2,8 @@
 
 Columns: ``ts`` (UTC, microseconds), ``latency_ms``, ``prediction``, ``feature:<name>`` per
 feature and ``proba:<class>`` per class probability. A record is row ``pos`` of its batch's
-payload; ``record_key(batch_id, pos)`` names it in windows and label joins.
+payload; ``row_key(batch_id, pos)`` names it in windows and label joins (the row key, a
+storage-internal integer; the record id is the wire's UUID).
 Numbers are stored as float64, so batches with integer and fractional values of one feature
 line up; a column holding both text and numbers in one batch is stored as text.
 """
@@ -15,15 +16,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-FEATURE_PREFIX = "feature:"
-PROBA_PREFIX = "proba:"
-#: Rows per batch payload are below this, so ``batch_id * RECORD_KEY_STRIDE + pos`` is unique.
-RECORD_KEY_STRIDE = 1 << 16
+from monitor.schema import FEATURE_PREFIX, PROBA_PREFIX
+
+#: Rows per batch payload are below this, so ``batch_id * ROW_KEY_STRIDE + pos`` is unique.
+ROW_KEY_STRIDE = 1 << 16
 
 
-def record_key(batch_id: int, pos: int) -> int:
-    """The stable key of a stored record: its batch and its row in the batch's payload."""
-    return batch_id * RECORD_KEY_STRIDE + pos
+def row_key(batch_id: int, pos: int) -> int:
+    """The row key of a stored record: its batch and its row in the batch's payload."""
+    return batch_id * ROW_KEY_STRIDE + pos
 
 
 _TS_TYPE = pa.timestamp("us", tz="UTC")
@@ -46,11 +47,6 @@ def serialise(table: pa.Table, compression: str = "lz4") -> bytes:
     with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
-
-
-def encode(records: Sequence[dict[str, Any]], compression: str = "lz4") -> bytes:
-    """Serialise validated wire records (build_table + serialise)."""
-    return serialise(build_table(records), compression)
 
 
 def _columns_fast(records: Sequence[dict[str, Any]]) -> dict[str, pa.Array]:

@@ -1,157 +1,319 @@
-"""Analysis results: one row per (window, scope, kind) and one per feature, plus snapshots."""
+"""Analysis results: written in bulk from columns, read back as the typed rows of monitor.schema.
+
+Every reader (the demo, the CLI, the report, alerts, the dashboard, the read API) goes through
+here, so that every reader agrees on every verdict: a scope drifted when ``DriftScope.drifted``
+says so, and its drifted features are the ``DriftFeature`` rows with ``drifted`` true.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, Table, delete, func, insert, select
 
-from monitor.storage.tables import analysis_runs, analysis_snapshots, feature_results
-from monitor.storage.types import utcnow
+from monitor import schema
+from monitor.schema import (
+    DRIFT,
+    FEATURE,
+    FLEET,
+    FLEET_KEY,
+    DriftFeature,
+    DriftScope,
+    PerformanceScope,
+    QualityFeature,
+    QualityScope,
+    ResultTable,
+)
+from monitor.storage.tables import RESULT_TABLES, analysis_snapshots, nodes
+from monitor.storage.types import aware, utcnow
 
-
-@dataclass(frozen=True, slots=True)
-class FeatureResult:
-    """One feature's figures in one run."""
-
-    feature: str
-    method: str | None = None
-    statistic: float | None = None
-    threshold: float | None = None
-    p_value: float | None = None
-    drifted: bool | None = None
-    details: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    """One analysis of one window at one scope."""
-
-    kind: str
-    scope_kind: str
-    scope_key: str
-    status: str
-    n_rows: int
-    node_id: int | None = None
-    model_version_id: int | None = None
-    n_reference: int | None = None
-    drifted: bool | None = None
-    drift_share: float | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
-    features: tuple[FeatureResult, ...] = ()
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
-class StoredRun:
-    """A run as read back, with its window and id."""
+class KindResults:
+    """One kind's results of one window, as analysis hands them over."""
+
+    scopes: ResultTable[Any]
+    features: ResultTable[Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored(Generic[R]):
+    """A stored scope row: which window and version it belongs to, and the result itself."""
 
     id: int
     model_id: int
-    kind: str
     window_start: datetime
     window_end: datetime
-    scope_kind: str
-    scope_key: str
     node_id: int | None
     model_version_id: int | None
-    status: str
-    n_rows: int
     n_reference: int | None
-    drifted: bool | None
-    drift_share: float | None
-    summary: dict[str, Any]
     computed_at: datetime
+    result: R
+
+    @property
+    def scope_kind(self) -> str:
+        return self.result.scope_kind  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def scope_key(self) -> str:
+        return self.result.scope_key  # type: ignore[attr-defined,no-any-return]
 
 
-def replace_runs(
+@dataclass(frozen=True)
+class WindowResults:
+    """Everything stored for one window of one model, by kind."""
+
+    model_id: int
+    window_start: datetime
+    window_end: datetime
+    drift: list[Stored[DriftScope]] = field(default_factory=list)
+    drift_features: dict[int, list[DriftFeature]] = field(default_factory=dict)
+    quality: list[Stored[QualityScope]] = field(default_factory=list)
+    quality_features: dict[int, list[QualityFeature]] = field(default_factory=dict)
+    performance: list[Stored[PerformanceScope]] = field(default_factory=list)
+
+    def drift_of(self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> Stored[DriftScope]:
+        """One scope's drift (the fleet's by default)."""
+        return _one(self.drift, scope_kind, scope_key)
+
+    def quality_of(
+        self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY
+    ) -> Stored[QualityScope]:
+        return _one(self.quality, scope_kind, scope_key)
+
+    def performance_of(
+        self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY
+    ) -> Stored[PerformanceScope]:
+        return _one(self.performance, scope_kind, scope_key)
+
+    def drifted_features(self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> list[str]:
+        """The features (not prediction or probabilities) drifted at one scope, by name."""
+        try:
+            scope = self.drift_of(scope_kind, scope_key)
+        except KeyError:
+            return []
+        return sorted(
+            f.feature
+            for f in self.drift_features.get(scope.id, [])
+            if f.drifted and f.role == FEATURE
+        )
+
+    def drifting_scopes(self, scope_kind: str) -> list[Stored[DriftScope]]:
+        """The scopes of one kind whose verdict is drifted."""
+        return [s for s in self.drift if s.scope_kind == scope_kind and s.result.drifted]
+
+    def quality_issues(self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> list[str]:
+        """The features with a data-quality issue at one scope, by name."""
+        try:
+            scope = self.quality_of(scope_kind, scope_key)
+        except KeyError:
+            return []
+        return sorted(f.feature for f in self.quality_features.get(scope.id, []) if f.issue)
+
+
+def _one(rows: Sequence[Stored[R]], scope_kind: str, scope_key: str) -> Stored[R]:
+    for row in rows:
+        if row.scope_kind == scope_kind and row.scope_key == scope_key:
+            return row
+    raise KeyError((scope_kind, scope_key))
+
+
+# --- Writing ------------------------------------------------------------------------------------
+
+
+def save_window(
     conn: Connection,
     model_id: int,
-    kinds: Sequence[str],
     window_start: datetime,
     window_end: datetime,
-    runs: Sequence[Run],
-) -> dict[tuple[str, str, str], int]:
-    """Store a window's runs of these kinds, replacing earlier ones (a recomputation after late
-    labels replaces the performance runs). Returns run ids by (kind, scope_kind, scope_key)."""
-    conn.execute(
-        delete(analysis_runs).where(
-            analysis_runs.c.model_id == model_id,
-            analysis_runs.c.kind.in_(list(kinds)),
-            analysis_runs.c.window_start == window_start,
-        )
-    )
-    if not runs:
-        return {}
+    results: Mapping[str, KindResults],
+    *,
+    model_version_id: int | None,
+    n_reference: int | None,
+) -> dict[str, dict[tuple[str, str], int]]:
+    """Store a window's results of these kinds, replacing what was stored for them before (a
+    recomputation after late labels replaces the performance rows). Node scopes are linked to
+    their node by name. Returns the scope row ids per kind, by (scope kind, scope key)."""
     now = utcnow()
-    rows = [
-        {
+    node_ids = _node_ids(conn)
+    ids: dict[str, dict[tuple[str, str], int]] = {}
+    for kind, found in results.items():
+        scope_table, feature_table = RESULT_TABLES[kind]
+        conn.execute(
+            delete(scope_table).where(
+                scope_table.c.model_id == model_id, scope_table.c.window_start == window_start
+            )
+        )
+        scopes = found.scopes.columns
+        keys = list(zip(_plain(scopes["scope_kind"]), _plain(scopes["scope_key"]), strict=True))
+        constant = {
             "model_id": model_id,
-            "kind": run.kind,
             "window_start": window_start,
             "window_end": window_end,
-            "scope_kind": run.scope_kind,
-            "scope_key": run.scope_key,
-            "node_id": run.node_id,
-            "model_version_id": run.model_version_id,
-            "status": run.status,
-            "n_rows": run.n_rows,
-            "n_reference": run.n_reference,
-            "drifted": run.drifted,
-            "drift_share": run.drift_share,
-            "summary": run.summary,
+            "model_version_id": model_version_id,
+            "n_reference": n_reference,
             "computed_at": now,
         }
-        for run in runs
-    ]
-    ids = (
-        conn.execute(
-            insert(analysis_runs).returning(analysis_runs.c.id, sort_by_parameter_order=True), rows
-        )
-        .scalars()
-        .all()
-    )
-    feature_rows = [
-        {
-            "run_id": run_id,
-            "feature": f.feature,
-            "method": f.method,
-            "statistic": f.statistic,
-            "threshold": f.threshold,
-            "p_value": f.p_value,
-            "drifted": f.drifted,
-            "details": f.details,
+        columns = {
+            "node_id": [node_ids.get(key) if kind_ == "node" else None for kind_, key in keys],
+            **{name: _plain(values) for name, values in scopes.items()},
         }
-        for run_id, run in zip(ids, runs, strict=True)
-        for f in run.features
-    ]
-    if feature_rows:
-        conn.execute(insert(feature_results), feature_rows)
-    return {
-        (run.kind, run.scope_kind, run.scope_key): run_id
-        for run_id, run in zip(ids, runs, strict=True)
+        returned = _bulk_insert(conn, scope_table, constant, columns, returning=True)
+        by_key = {(kind_, key): id_ for id_, kind_, key in returned}
+        ids[kind] = by_key
+        if feature_table is not None and found.features is not None and len(found.features):
+            features = found.features.columns
+            owner = [
+                by_key[k]
+                for k in zip(
+                    _plain(features["scope_kind"]), _plain(features["scope_key"]), strict=True
+                )
+            ]
+            feature_columns = {
+                "scope_id": owner,
+                **{
+                    name: _plain(values)
+                    for name, values in features.items()
+                    if name not in ("scope_kind", "scope_key")
+                },
+            }
+            _bulk_insert(conn, feature_table, {}, feature_columns, returning=False)
+    return ids
+
+
+def _node_ids(conn: Connection) -> dict[str, int]:
+    return {name: id_ for id_, name in conn.execute(select(nodes.c.id, nodes.c.name))}
+
+
+def _plain(values: Sequence[Any]) -> list[Any]:
+    """Python values for the driver: numpy scalars unwrapped, NaN as NULL."""
+    items = values.tolist() if hasattr(values, "tolist") else list(values)
+    return [None if isinstance(v, float) and v != v else v for v in items]
+
+
+# PostgreSQL array types of the result columns' Python types.
+_PG_ARRAYS = {
+    str: "varchar[]",
+    int: "bigint[]",
+    float: "float8[]",
+    bool: "boolean[]",
+    dict: "text[]",
+}
+# Rows per multi-row INSERT on SQLite: the parameters stay under its limit of 32,766.
+_SQLITE_PARAMETERS = 30_000
+
+
+def _bulk_insert(
+    conn: Connection,
+    table: Table,
+    constant: Mapping[str, Any],
+    columns: Mapping[str, list[Any]],
+    *,
+    returning: bool,
+) -> list[tuple[int, str, str]]:
+    """Insert rows given as columns in as few statements as the database allows: PostgreSQL
+    takes each column as one array (``unnest``), SQLite multi-row VALUES in large chunks. No
+    per-row parameter processing by SQLAlchemy, which cost a second per large window."""
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    # Values the same for every row go through the column types' own bind processing.
+    fixed = {name: _bind(table, name, value, conn) for name, value in constant.items()}
+    json_columns = {c.name for c in table.columns if c.type.__class__.__name__ == "JSON"}
+    data = {
+        name: [None if v is None else json.dumps(v) for v in values]
+        if name in json_columns
+        else values
+        for name, values in columns.items()
     }
+    names = [*fixed, *data]
+    target = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+    tail = " RETURNING id, scope_kind, scope_key" if returning else ""
+    n_rows = len(next(iter(data.values()), []))
+    if n_rows == 0:
+        return []
+    if dialect.name == "postgresql":
+        types = [_pg_array(table, name) for name in data]
+        selected = ["%s"] * len(fixed) + [
+            f"u.{quote(n)}::json" if n in json_columns else f"u.{quote(n)}" for n in data
+        ]
+        sql = (
+            target
+            + f"SELECT {', '.join(selected)} FROM unnest("
+            + ", ".join(f"%s::{t}" for t in types)
+            + f") AS u({', '.join(quote(n) for n in data)})"
+            + tail
+        )
+        params = (*fixed.values(), *data.values())
+        result = conn.exec_driver_sql(sql, params)
+        return [tuple(row) for row in result] if returning else []  # type: ignore[misc]
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    row_marks = "(" + ", ".join([mark] * len(names)) + ")"
+    per_statement = max(1, _SQLITE_PARAMETERS // len(names))
+    out: list[tuple[int, str, str]] = []
+    fixed_values = tuple(fixed.values())
+    column_values = list(data.values())
+    for start in range(0, n_rows, per_statement):
+        stop = min(n_rows, start + per_statement)
+        params: list[Any] = []
+        for row in zip(*(c[start:stop] for c in column_values), strict=True):
+            params += fixed_values
+            params += row
+        sql = target + "VALUES " + ", ".join([row_marks] * (stop - start)) + tail
+        result = conn.exec_driver_sql(sql, tuple(params))
+        if returning:
+            out.extend(tuple(row) for row in result)  # type: ignore[misc]
+    return out
 
 
-def save_snapshot(conn: Connection, run_id: int, snapshot: bytes) -> None:
-    """Keep the Evidently snapshot of a (fleet) run."""
-    conn.execute(delete(analysis_snapshots).where(analysis_snapshots.c.run_id == run_id))
+def _bind(table: Table, name: str, value: Any, conn: Connection) -> Any:
+    """``value`` as SQLAlchemy would bind it to the column (e.g. SQLite's datetime text)."""
+    column_type = table.c[name].type
+    processor = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return processor(value) if processor is not None else value
+
+
+def _pg_array(table: Table, name: str) -> str:
+    if name in ("scope_id", "node_id"):
+        return "bigint[]"
+    declared = {f.name: f.type for f in _fields_of_table(table)}
+    return _PG_ARRAYS[declared[name]]
+
+
+def _fields_of_table(table: Table) -> tuple[schema.Field, ...]:
+    for kind, (scopes, features) in RESULT_TABLES.items():
+        if table is scopes:
+            return schema.fields_of(schema.SCOPE_ROWS[kind])
+        if table is features:
+            return schema.fields_of(schema.FEATURE_ROWS[kind])
+    raise KeyError(table.name)
+
+
+def save_snapshot(conn: Connection, scope_id: int, snapshot: bytes) -> None:
+    """Keep the Evidently snapshot of a (fleet) drift scope row."""
+    conn.execute(delete(analysis_snapshots).where(analysis_snapshots.c.scope_id == scope_id))
     conn.execute(
-        insert(analysis_snapshots).values(run_id=run_id, snapshot=snapshot, created_at=utcnow())
+        insert(analysis_snapshots).values(scope_id=scope_id, snapshot=snapshot, created_at=utcnow())
     )
 
 
-def snapshot(conn: Connection, run_id: int) -> bytes | None:
-    """The Evidently snapshot kept for a run, or None."""
+def snapshot(conn: Connection, scope_id: int) -> bytes | None:
+    """The Evidently snapshot kept for a drift scope row, or None."""
     blob = conn.execute(
-        select(analysis_snapshots.c.snapshot).where(analysis_snapshots.c.run_id == run_id)
+        select(analysis_snapshots.c.snapshot).where(analysis_snapshots.c.scope_id == scope_id)
     ).scalar()
     return None if blob is None else bytes(blob)
 
 
-def find_runs(
+# --- Reading ------------------------------------------------------------------------------------
+
+
+def scopes(
     conn: Connection,
     model_id: int,
     kind: str,
@@ -160,33 +322,116 @@ def find_runs(
     scope_key: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
-) -> list[StoredRun]:
-    """Runs of a model and kind, oldest window first, optionally one scope and a time range."""
-    query = select(analysis_runs).where(
-        analysis_runs.c.model_id == model_id, analysis_runs.c.kind == kind
-    )
+) -> list[Stored[Any]]:
+    """Scope rows of a model and kind, oldest window first; optionally one scope kind or scope,
+    and windows starting in ``[start, end)``."""
+    table, _ = RESULT_TABLES[kind]
+    query = select(table).where(table.c.model_id == model_id)
     if scope_kind is not None:
-        query = query.where(analysis_runs.c.scope_kind == scope_kind)
+        query = query.where(table.c.scope_kind == scope_kind)
     if scope_key is not None:
-        query = query.where(analysis_runs.c.scope_key == scope_key)
+        query = query.where(table.c.scope_key == scope_key)
     if start is not None:
-        query = query.where(analysis_runs.c.window_start >= start)
+        query = query.where(table.c.window_start >= start)
     if end is not None:
-        query = query.where(analysis_runs.c.window_start < end)
-    query = query.order_by(analysis_runs.c.window_start, analysis_runs.c.id)
-    return [StoredRun(**row) for row in conn.execute(query).mappings()]
+        query = query.where(table.c.window_start < end)
+    query = query.order_by(table.c.window_start, table.c.id)
+    row_type = schema.SCOPE_ROWS[kind]
+    return [_stored(row, row_type) for row in conn.execute(query).mappings()]
 
 
-def features_of(conn: Connection, run_ids: Sequence[int]) -> dict[int, list[FeatureResult]]:
-    """The per-feature results of these runs."""
-    found: dict[int, list[FeatureResult]] = {run_id: [] for run_id in run_ids}
-    for start in range(0, len(run_ids), 5_000):
+def drift(conn: Connection, model_id: int, **where: Any) -> list[Stored[DriftScope]]:
+    """Drift scope rows (filters as ``scopes``)."""
+    return scopes(conn, model_id, DRIFT, **where)
+
+
+def quality(conn: Connection, model_id: int, **where: Any) -> list[Stored[QualityScope]]:
+    """Data-quality scope rows (filters as ``scopes``)."""
+    return scopes(conn, model_id, schema.QUALITY, **where)
+
+
+def performance(conn: Connection, model_id: int, **where: Any) -> list[Stored[PerformanceScope]]:
+    """Performance scope rows (filters as ``scopes``)."""
+    return scopes(conn, model_id, schema.PERFORMANCE, **where)
+
+
+def features(conn: Connection, kind: str, scope_ids: Sequence[int]) -> dict[int, list[Any]]:
+    """The feature rows of these scope rows, by scope row id, features in name order."""
+    scope_table, table = RESULT_TABLES[kind]
+    if table is None:
+        raise ValueError(f"{kind} results have no feature rows")
+    row_type = schema.FEATURE_ROWS[kind]
+    names = [f.name for f in schema.fields_of(row_type)]
+    found: dict[int, list[Any]] = {scope_id: [] for scope_id in scope_ids}
+    ids = list(scope_ids)
+    for start in range(0, len(ids), 5_000):
         query = (
-            select(feature_results)
-            .where(feature_results.c.run_id.in_(list(run_ids[start : start + 5_000])))
-            .order_by(feature_results.c.run_id, feature_results.c.feature)
+            select(scope_table.c.scope_kind, scope_table.c.scope_key, table)
+            .join(scope_table, scope_table.c.id == table.c.scope_id)
+            .where(table.c.scope_id.in_(ids[start : start + 5_000]))
+            .order_by(table.c.scope_id, table.c.feature)
         )
         for row in conn.execute(query).mappings():
-            values = dict(row)
-            found[values.pop("run_id")].append(FeatureResult(**values))
+            found[row["scope_id"]].append(row_type(*(row[n] for n in names)))
     return found
+
+
+def window(conn: Connection, model_id: int, window_start: datetime) -> WindowResults | None:
+    """Every result stored for the model's window starting at ``window_start``, or None."""
+    where = {"start": window_start, "end": window_start + _EPSILON}
+    drift_rows = drift(conn, model_id, **where)
+    quality_rows = quality(conn, model_id, **where)
+    performance_rows = performance(conn, model_id, **where)
+    first = next(iter(drift_rows or quality_rows or performance_rows), None)
+    if first is None:
+        return None
+    return WindowResults(
+        model_id=model_id,
+        window_start=first.window_start,
+        window_end=first.window_end,
+        drift=drift_rows,
+        drift_features=features(conn, DRIFT, [r.id for r in drift_rows]),
+        quality=quality_rows,
+        quality_features=features(conn, schema.QUALITY, [r.id for r in quality_rows]),
+        performance=performance_rows,
+    )
+
+
+def analysed_windows(conn: Connection, model_id: int) -> list[tuple[datetime, datetime]]:
+    """``(start, end)`` of every window of the model with drift results, oldest first."""
+    table, _ = RESULT_TABLES[DRIFT]
+    query = (
+        select(table.c.window_start, table.c.window_end)
+        .where(table.c.model_id == model_id, table.c.scope_kind == FLEET)
+        .order_by(table.c.window_start)
+    )
+    return [(row.window_start, row.window_end) for row in conn.execute(query)]
+
+
+def latest_window_start(conn: Connection, model_id: int) -> datetime | None:
+    """When the model's latest analysed window starts, or None."""
+    table, _ = RESULT_TABLES[DRIFT]
+    return aware(
+        conn,
+        conn.execute(
+            select(func.max(table.c.window_start)).where(table.c.model_id == model_id)
+        ).scalar(),
+    )
+
+
+_EPSILON = timedelta(microseconds=1)
+
+
+def _stored(row: Mapping[str, Any], row_type: type) -> Stored[Any]:
+    names = [f.name for f in schema.fields_of(row_type)]
+    return Stored(
+        id=row["id"],
+        model_id=row["model_id"],
+        window_start=row["window_start"],
+        window_end=row["window_end"],
+        node_id=row["node_id"],
+        model_version_id=row["model_version_id"],
+        n_reference=row["n_reference"],
+        computed_at=row["computed_at"],
+        result=row_type(*(row[n] for n in names)),
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -21,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from monitor import schema
 from monitor.storage.types import BigId, UTCDateTime
 
 metadata = MetaData(
@@ -169,7 +172,7 @@ labels = Table(
     Column("id", BigId, primary_key=True),
     Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
     Column("request_id", String(128), nullable=False),
-    Column("value", JSON, nullable=False),
+    Column("label", JSON, nullable=False),
     Column("node_id", Integer, ForeignKey("nodes.id", ondelete="SET NULL")),
     Column("ts", UTCDateTime, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
@@ -191,57 +194,84 @@ node_heartbeats = Table(
 
 # --- Scheduled analysis -----------------------------------------------------------------------
 
-# One row per (model, kind, window, scope): what was analysed and the verdict. Kinds: "drift",
-# "quality", "performance". Scopes: the fleet (scope_key ""), a node group, or one node.
-analysis_runs = Table(
-    "analysis_runs",
-    metadata,
-    Column("id", BigId, primary_key=True),
-    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("window_start", UTCDateTime, nullable=False),
-    Column("window_end", UTCDateTime, nullable=False),
-    Column("scope_kind", String(8), nullable=False),
-    Column("scope_key", String(128), nullable=False),
-    Column("node_id", Integer, ForeignKey("nodes.id", ondelete="CASCADE")),
-    # The version whose reference data the window was compared with.
-    Column("model_version_id", Integer, ForeignKey("model_versions.id", ondelete="SET NULL")),
-    Column("status", String(24), nullable=False),
-    Column("n_rows", Integer, nullable=False),
-    Column("n_reference", Integer),
-    Column("drifted", Boolean),
-    Column("drift_share", Float),
-    Column("summary", JSON, nullable=False),
-    Column("computed_at", UTCDateTime, nullable=False),
-    UniqueConstraint("model_id", "kind", "window_start", "scope_kind", "scope_key"),
-    Index(None, "model_id", "kind", "scope_kind", "window_start"),
-    Index(None, "node_id", "window_start"),
-)
+# Results are declared once, in monitor.schema; each result table's columns come from its row
+# type there. A scope table has one row per (model, window, scope) of its kind; a feature table
+# one row per feature of a scope row.
 
-# Per-feature results of a run: the drift statistic (Evidently's method and value) and verdict,
-# or the feature's data-quality figures.
-feature_results = Table(
-    "feature_results",
-    metadata,
-    Column(
-        "run_id", BigInteger, ForeignKey("analysis_runs.id", ondelete="CASCADE"), nullable=False
-    ),
-    Column("feature", String(160), nullable=False),
-    Column("method", String(32)),
-    Column("statistic", Float),
-    Column("threshold", Float),
-    Column("p_value", Float),
-    Column("drifted", Boolean),
-    Column("details", JSON),
-    PrimaryKeyConstraint("run_id", "feature"),
-)
 
-# The fleet-level Evidently snapshot of a window, from which `edge-monitor report` renders HTML.
+def _result_column(field: schema.Field) -> Column[Any]:
+    return Column(field.name, _SQL_TYPES[field.type], nullable=field.nullable)
+
+
+_SQL_TYPES: dict[type, Any] = {
+    str: String(160),
+    int: Integer,
+    float: Float,
+    bool: Boolean,
+    dict: JSON,
+}
+
+
+def _scope_table(name: str, row_type: type) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("id", BigId, primary_key=True),
+        Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+        Column("window_start", UTCDateTime, nullable=False),
+        Column("window_end", UTCDateTime, nullable=False),
+        Column("node_id", Integer, ForeignKey("nodes.id", ondelete="CASCADE")),
+        # The version whose reference data the window was compared with.
+        Column("model_version_id", Integer, ForeignKey("model_versions.id", ondelete="SET NULL")),
+        Column("n_reference", Integer),
+        Column("computed_at", UTCDateTime, nullable=False),
+        *(_result_column(f) for f in schema.fields_of(row_type)),
+        UniqueConstraint("model_id", "window_start", "scope_kind", "scope_key"),
+        Index(None, "model_id", "scope_kind", "window_start"),
+        Index(None, "node_id", "window_start"),
+    )
+
+
+def _feature_table(name: str, scopes: Table, row_type: type) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column(
+            "scope_id",
+            BigInteger,
+            ForeignKey(f"{scopes.name}.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        # The scope's kind and key are its scope row's.
+        *(
+            _result_column(f)
+            for f in schema.fields_of(row_type)
+            if f.name not in ("scope_kind", "scope_key")
+        ),
+        PrimaryKeyConstraint("scope_id", "feature"),
+    )
+
+
+drift_scopes = _scope_table("drift_scopes", schema.DriftScope)
+drift_features = _feature_table("drift_features", drift_scopes, schema.DriftFeature)
+quality_scopes = _scope_table("quality_scopes", schema.QualityScope)
+quality_features = _feature_table("quality_features", quality_scopes, schema.QualityFeature)
+performance_scopes = _scope_table("performance_scopes", schema.PerformanceScope)
+
+#: Per result kind: its scope table and its feature table (None: results per scope only).
+RESULT_TABLES: dict[str, tuple[Table, Table | None]] = {
+    schema.DRIFT: (drift_scopes, drift_features),
+    schema.QUALITY: (quality_scopes, quality_features),
+    schema.PERFORMANCE: (performance_scopes, None),
+}
+
+# Evidently's snapshot of a window's fleet-wide drift (on a sample), made when a report is first
+# asked for and kept so that the next one renders at once; re-analysing the window drops it.
 analysis_snapshots = Table(
     "analysis_snapshots",
     metadata,
     Column(
-        "run_id", BigInteger, ForeignKey("analysis_runs.id", ondelete="CASCADE"), primary_key=True
+        "scope_id", BigInteger, ForeignKey("drift_scopes.id", ondelete="CASCADE"), primary_key=True
     ),
     Column("snapshot", LargeBinary, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),

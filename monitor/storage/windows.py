@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Select, func, select
 
+from monitor.schema import ROW_KEY
 from monitor.storage import payload
 from monitor.storage.tables import batches
+from monitor.storage.types import aware
 
 
 def load_window_table(
@@ -45,8 +47,8 @@ def load_window_table(
     batch_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
     positions = np.arange(len(table), dtype=np.int64) - starts
-    keys = np.repeat(batch_ids * payload.RECORD_KEY_STRIDE, lengths) + positions
-    table = table.add_column(0, "record_id", pa.array(keys))
+    keys = np.repeat(batch_ids * payload.ROW_KEY_STRIDE, lengths) + positions
+    table = table.add_column(0, ROW_KEY, pa.array(keys))
     node_column = np.repeat(np.fromiter((r[1] for r in rows), np.int32, len(rows)), lengths)
     version_column = np.repeat(np.fromiter((r[2] for r in rows), np.int32, len(rows)), lengths)
     table = table.add_column(2, "node_id", pa.array(node_column))
@@ -82,9 +84,10 @@ def load_window(
 ) -> pd.DataFrame:
     """The model's records with ``start <= ts < end``, one row each, text as categoricals.
 
-    Columns: ``record_id, ts, node_id, model_version_id, latency_ms, prediction``, then
-    ``feature:<name>`` per feature and ``proba:<class>`` per class probability. ``record_id``
-    is the record's stable key (``payload.record_key``), which label joins use too."""
+    Columns (named in ``monitor.schema``): ``row_key, ts, node_id, model_version_id,
+    latency_ms, prediction``, then ``feature:<name>`` per feature and ``proba:<class>`` per
+    class probability. ``row_key`` is the record's storage key (``payload.row_key``), which
+    label joins use too."""
     table = load_window_table(conn, model_id, start, end, node_ids=node_ids)
     # split_blocks with self_destruct frees each Arrow column as it is converted, so the window
     # is not held twice at the peak.
@@ -93,20 +96,35 @@ def load_window(
     return frame
 
 
-def feature_names(frame: pd.DataFrame) -> list[str]:
-    """The feature names of a window frame, in column order."""
-    prefix = payload.FEATURE_PREFIX
-    return [c[len(prefix) :] for c in frame.columns if c.startswith(prefix)]
-
-
 def _empty() -> pa.Table:
     return pa.table(
         {
-            "record_id": pa.array([], pa.int64()),
+            ROW_KEY: pa.array([], pa.int64()),
             "ts": pa.array([], pa.timestamp("us", tz="UTC")),
             "node_id": pa.array([], pa.int32()),
             "model_version_id": pa.array([], pa.int32()),
             "latency_ms": pa.array([], pa.float64()),
             "prediction": pa.array([], pa.string()),
         }
+    )
+
+
+def has_records(conn: Connection, model_id: int, start: datetime, end: datetime) -> bool:
+    """Whether any batch of the model overlaps ``[start, end)`` (empty windows are not analysed;
+    node health tells when nodes fall silent)."""
+    query = (
+        select(batches.c.id)
+        .where(batches.c.model_id == model_id, batches.c.max_ts >= start, batches.c.min_ts < end)
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
+
+
+def first_record_time(conn: Connection, model_id: int) -> datetime | None:
+    """When the model's oldest stored record was made."""
+    return aware(
+        conn,
+        conn.execute(
+            select(func.min(batches.c.min_ts)).where(batches.c.model_id == model_id)
+        ).scalar(),
     )

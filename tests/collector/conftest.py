@@ -83,3 +83,9 @@ def stored(engine: Engine) -> dict[str, int]:
             name: conn.execute(select(func.count()).select_from(table)).scalar_one()
             for name, table in (("records", records), ("batches", batches), ("labels", labels))
         }
+
+
+def stored_labels(engine: Engine) -> dict[str, object]:
+    """Every stored label by request id."""
+    with engine.connect() as conn:
+        return dict(conn.execute(select(labels.c.request_id, labels.c.label)).tuples().all())

@@ -78,7 +78,7 @@ def test_overlapping_batches_store_only_the_new_records(
             datetime.now(UTC) + timedelta(hours=1),
         )
     assert len(frame) == 7
-    assert frame["record_id"].is_unique
+    assert frame["row_key"].is_unique
 
 
 def test_the_same_record_id_from_two_nodes_is_two_records(
@@ -143,7 +143,7 @@ def test_stored_values_come_back_in_the_window(
             datetime.now(UTC) + timedelta(hours=1),
         )
 
-    frame = frame.sort_values("record_id").reset_index(drop=True)
+    frame = frame.sort_values("row_key").reset_index(drop=True)
     assert frame["feature:temperature"].tolist()[:4] == [70.0, 71.0, 72.0, 73.0]
     assert frame["feature:temperature"].isna().tolist()[4]
     assert frame["feature:humidity"].tolist()[4] == 0.4

@@ -18,9 +18,7 @@ from tests.jobs.fleetdata import (
 )
 
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
-CONFIG = AnalysisConfig(
-    window=WINDOW, grace=timedelta(minutes=1), snapshots=False, lookback=timedelta(days=30)
-)
+CONFIG = AnalysisConfig(window=WINDOW, grace=timedelta(minutes=1), lookback=timedelta(days=30))
 NOW = T0 + timedelta(days=1)
 
 
@@ -41,10 +39,13 @@ def drifted(engine: Engine, model_id: int, window: int, scope_kind: str) -> dict
     """Drifted features per scope key, in window number ``window``."""
     start = T0 + window * WINDOW
     with engine.connect() as conn:
-        runs = results.find_runs(
-            conn, model_id, "drift", scope_kind=scope_kind, start=start, end=start + WINDOW
-        )
-    return {run.scope_key: run.summary.get("drifted_features", []) for run in runs}
+        stored = results.window(conn, model_id, start)
+    assert stored is not None
+    return {
+        s.scope_key: stored.drifted_features(scope_kind, s.scope_key)
+        for s in stored.drift
+        if s.scope_kind == scope_kind
+    }
 
 
 def test_sensor_drift_is_flagged_at_the_affected_site_and_fleet_wide(engine: Engine) -> None:
@@ -82,10 +83,11 @@ def test_a_steady_fleet_stays_quiet_window_after_window(engine: Engine) -> None:
     Worker(engine, CONFIG).run_due(now=NOW)
 
     with engine.connect() as conn:
-        runs = results.find_runs(conn, model_id, "drift")
-        flagged = results.features_of(conn, [r.id for r in runs])
+        runs = results.drift(conn, model_id)
+        flagged = results.features(conn, "drift", [r.id for r in runs])
     alarms = [
         (r.scope_kind, r.scope_key, f.feature) for r in runs for f in flagged[r.id] if f.drifted
     ]
     assert len(runs) == 4 * (1 + 4 + 8 + 8)
     assert alarms == []
+    assert not any(r.result.drifted for r in runs)

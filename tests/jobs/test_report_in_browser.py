@@ -26,7 +26,7 @@ def test_the_report_opens_in_a_browser_and_names_what_drifted(
     migrations.upgrade(url)
     engine: Engine = make_engine(url)
     run_scenario(engine, "sensor-drift")
-    Worker(engine, CONFIG.__class__(**{**CONFIG.__dict__, "snapshots": True})).run_due(now=NOW)
+    Worker(engine, CONFIG).run_due(now=NOW)
     with engine.connect() as conn:
         written = write_report(conn, "pump-failure", "latest", str(tmp_path / "report.html"))
 
@@ -34,5 +34,6 @@ def test_the_report_opens_in_a_browser_and_names_what_drifted(
     shot = chromium.screenshot(written.path.as_uri(), tmp_path / "report.png")
 
     assert "temperature_c" in dom and "vibration_mm_s" in dom
+    assert "Drift detected: " in dom and "<iframe" in dom  # verdicts, then Evidently's plots
     assert "Traceback" not in dom
     assert shot.stat().st_size > 10_000

@@ -3,35 +3,37 @@
 from __future__ import annotations
 
 import threading
-import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
 from monitor.storage import leases
 from monitor.storage.engine import begin_write
+from monitor.storage.types import utcnow
 
 MINUTE = timedelta(minutes=1)
+T0 = utcnow()
 
 
-def claim(engine: Engine, key: str, owner: str, ttl: timedelta = MINUTE) -> bool:
+def claim(
+    engine: Engine, key: str, owner: str, ttl: timedelta = MINUTE, now: datetime = T0
+) -> bool:
     with begin_write(engine) as conn:
-        return leases.claim(conn, key, owner, ttl)
+        return leases.claim(conn, key, owner, ttl, now)
 
 
 def test_a_held_lease_cannot_be_claimed_by_another(engine: Engine) -> None:
     assert claim(engine, "drift:1:w1", "a")
-    assert not claim(engine, "drift:1:w1", "b")
+    assert not claim(engine, "drift:1:w1", "b", now=T0 + MINUTE - timedelta(seconds=1))
     assert claim(engine, "drift:1:w2", "b")
 
 
 def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_complete(
     engine: Engine,
 ) -> None:
-    assert claim(engine, "k", "a", timedelta(milliseconds=50))
-    time.sleep(0.1)
+    assert claim(engine, "k", "a", MINUTE)
 
-    assert claim(engine, "k", "b")
+    assert claim(engine, "k", "b", now=T0 + MINUTE + timedelta(seconds=1))
     with begin_write(engine) as conn:
         assert not leases.complete(conn, "k", "a")
         assert leases.complete(conn, "k", "b")
@@ -39,26 +41,29 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_complete(
 
 
 def test_completed_work_is_never_claimed_again(engine: Engine) -> None:
-    assert claim(engine, "k", "a", timedelta(milliseconds=10))
+    assert claim(engine, "k", "a", MINUTE)
     with begin_write(engine) as conn:
         assert leases.complete(conn, "k", "a")
-    time.sleep(0.05)
 
-    assert not claim(engine, "k", "b")
+    assert not claim(engine, "k", "b", now=T0 + 10 * MINUTE)
     with begin_write(engine) as conn:
         assert leases.completed_keys(conn, "k") == {"k"}
-        leases.forget(conn, "k")
-    assert claim(engine, "k", "b")
 
 
 def test_renewal_keeps_a_lease_alive(engine: Engine) -> None:
-    assert claim(engine, "k", "a", timedelta(milliseconds=100))
+    assert claim(engine, "k", "a", MINUTE)
     with begin_write(engine) as conn:
-        assert leases.renew(conn, "k", "a", MINUTE)
-        assert not leases.renew(conn, "k", "b", MINUTE)
-    time.sleep(0.15)
+        assert leases.renew(conn, "k", "a", MINUTE, now=T0 + timedelta(seconds=50))
+        assert not leases.renew(conn, "k", "b", MINUTE, now=T0 + timedelta(seconds=50))
 
-    assert not claim(engine, "k", "b")
+    assert not claim(engine, "k", "b", now=T0 + timedelta(seconds=100))
+    assert claim(engine, "k", "b", now=T0 + timedelta(seconds=111))
+
+
+def test_an_expired_lease_cannot_be_renewed(engine: Engine) -> None:
+    assert claim(engine, "k", "a", MINUTE)
+    with begin_write(engine) as conn:
+        assert not leases.renew(conn, "k", "a", MINUTE, now=T0 + 2 * MINUTE)
 
 
 def test_racing_claimers_get_one_winner(engine: Engine) -> None:

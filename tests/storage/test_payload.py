@@ -24,7 +24,7 @@ def rows(**features: list) -> list[dict]:
 
 
 def roundtrip(records: list[dict]) -> pa.Table:
-    return payload.decode(payload.encode(records))
+    return payload.decode(payload.serialise(payload.build_table(records)))
 
 
 def test_values_and_meta_columns_round_trip() -> None:
@@ -87,6 +87,6 @@ def test_concat_fills_missing_columns_and_turns_conflicts_into_text() -> None:
 def test_every_compression_setting_round_trips(compression: str) -> None:
     records = rows(t=[float(i) for i in range(100)])
 
-    table = payload.decode(payload.encode(records, compression))
+    table = payload.decode(payload.serialise(payload.build_table(records), compression))
 
     assert table.column("feature:t").to_pylist() == [float(i) for i in range(100)]

@@ -9,7 +9,8 @@ from sqlalchemy import Engine
 from monitor.storage import models, nodes
 from monitor.storage.engine import begin_write
 from monitor.storage.records import insert_batch, prepare_batch
-from monitor.storage.windows import feature_names, load_window
+from monitor.schema import feature_name
+from monitor.storage.windows import load_window
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -89,7 +90,7 @@ def test_an_empty_window_has_the_meta_columns(engine: Engine) -> None:
 
     assert len(frame) == 0
     assert list(frame.columns) == [
-        "record_id",
+        "row_key",
         "ts",
         "node_id",
         "model_version_id",
@@ -104,4 +105,4 @@ def test_text_features_load_as_categoricals(engine: Engine) -> None:
     frame = window(engine, 0, 60)
 
     assert frame["feature:machine"].dtype == "category"
-    assert feature_names(frame) == ["x", "machine"]
+    assert [feature_name(c) for c in frame.columns if feature_name(c)] == ["x", "machine"]
