@@ -83,9 +83,7 @@ def run_scenario(
             engine, model_id, plans, plan, start, start + WINDOW, per_node, t0=T0, seed=seed
         )
     store_seconds = time.perf_counter() - started
-    config = AnalysisConfig(
-        window=WINDOW, grace=timedelta(minutes=1), lookback=timedelta(days=30)
-    )
+    config = AnalysisConfig(window=WINDOW, grace=timedelta(minutes=1), lookback=timedelta(days=30))
     started = time.perf_counter()
     analysed = Worker(engine, config).run_due(now=T0 + n_windows * WINDOW + timedelta(minutes=5))
     analyse_seconds = time.perf_counter() - started

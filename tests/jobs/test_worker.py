@@ -16,11 +16,11 @@ from sqlalchemy import Engine, func, select, update
 from monitor.cli import main
 from monitor.jobs.analysis import Worker, analysis_key
 from monitor.jobs.windows import Window
+from monitor.schema import PerformanceScope
 from monitor.storage import leases, results
 from monitor.storage.engine import begin_write
-from monitor.storage.types import utcnow
-from monitor.schema import PerformanceScope
 from monitor.storage.tables import drift_scopes, job_leases
+from monitor.storage.types import utcnow
 from tests.jobs.fleetdata import WINDOW, send_labels
 from tests.jobs.test_analysis import CONFIG, NOW, T0, drifted, run_scenario
 
@@ -80,9 +80,7 @@ def test_two_worker_processes_analyse_every_window_exactly_once(
         attempts = conn.execute(select(job_leases.c.attempts)).scalars().all()
         per_window = (
             conn.execute(
-                select(func.count())
-                .select_from(drift_scopes)
-                .group_by(drift_scopes.c.window_start)
+                select(func.count()).select_from(drift_scopes).group_by(drift_scopes.c.window_start)
             )
             .scalars()
             .all()

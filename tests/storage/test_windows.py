@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from monitor.schema import feature_name
 from monitor.storage import models, nodes
 from monitor.storage.engine import begin_write
 from monitor.storage.records import insert_batch, prepare_batch
-from monitor.schema import feature_name
 from monitor.storage.windows import load_window
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
