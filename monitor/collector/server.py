@@ -16,8 +16,9 @@ class BackgroundCollector:
     """A collector served by uvicorn on a thread; ``url`` is known once it listens."""
 
     def __init__(self, settings: Settings, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._app = create_app(settings)
         config = uvicorn.Config(
-            create_app(settings), host=host, port=port, log_level="warning", lifespan="off"
+            self._app, host=host, port=port, log_level="warning", lifespan="off"
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="collector", daemon=True)
@@ -37,6 +38,9 @@ class BackgroundCollector:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=15)
+        # The app made its engine for this collector: close the pooled connections now rather
+        # than leave them open to the garbage collector.
+        self._app.state.collector.engine.dispose()
 
     def __enter__(self) -> BackgroundCollector:
         return self.start()
