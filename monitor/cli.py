@@ -314,6 +314,7 @@ def _worker(args: argparse.Namespace) -> int:
     analysed = scheduler.catch_up(progress=_progress("analysing windows"))
     print(f"caught up: {analysed} window(s) analysed", file=sys.stderr)
     if args.once:
+        engine.dispose()
         return 0
     print(
         f"worker running: windows of {settings.analysis_window_minutes} min, checked every "
@@ -327,8 +328,12 @@ def _worker(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from monitor.jobs.reports import write_report
 
-    with _checked_engine().connect() as conn:
-        written = write_report(conn, args.model, args.window, args.out, scope=args.scope)
+    engine = _checked_engine()
+    try:
+        with engine.connect() as conn:
+            written = write_report(conn, args.model, args.window, args.out, scope=args.scope)
+    finally:
+        engine.dispose()
     scope = written.scope_kind + (f" {written.scope_key}" if written.scope_key else "")
     print(f"wrote {written.path} (window {written.window_start.isoformat()}, {scope})")
     if written.drifted is None:

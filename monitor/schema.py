@@ -16,9 +16,8 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Generic, TypeVar
 
 # --- The window frame -------------------------------------------------------------------------
@@ -225,9 +224,18 @@ class Field:
     nullable: bool
 
 
-@cache
-def fields_of(row_type: type) -> tuple[Field, ...]:
+_FIELDS: dict[type, tuple[Field, ...]] = {}
+
+
+def fields_of(row_type: type[Any]) -> tuple[Field, ...]:
     """The declared columns of a result row type, in order."""
+    found = _FIELDS.get(row_type)
+    if found is None:
+        found = _FIELDS[row_type] = _declared(row_type)
+    return found
+
+
+def _declared(row_type: type[Any]) -> tuple[Field, ...]:
     hints = typing.get_type_hints(row_type)
     out = []
     for f in dataclasses.fields(row_type):
@@ -240,6 +248,8 @@ def fields_of(row_type: type) -> tuple[Field, ...]:
 
 
 Row = TypeVar("Row")
+#: One column of a result table: a list, or a one-dimensional numpy array.
+Values = Collection[Any]
 
 
 class ResultTable(Generic[Row]):
@@ -250,7 +260,7 @@ class ResultTable(Generic[Row]):
 
     __slots__ = ("columns", "row_type")
 
-    def __init__(self, row_type: type[Row], columns: Mapping[str, Sequence[Any]]) -> None:
+    def __init__(self, row_type: type[Row], columns: Mapping[str, Values]) -> None:
         names = [f.name for f in fields_of(row_type)]
         if list(columns) != names:
             raise ValueError(f"{row_type.__name__} columns must be {names}, got {list(columns)}")
@@ -258,7 +268,7 @@ class ResultTable(Generic[Row]):
         if len(lengths) > 1:
             raise ValueError(f"{row_type.__name__} columns differ in length: {sorted(lengths)}")
         self.row_type = row_type
-        self.columns: Mapping[str, Sequence[Any]] = columns
+        self.columns: Mapping[str, Values] = columns
 
     @classmethod
     def from_rows(cls, row_type: type[Row], rows: Sequence[Row]) -> ResultTable[Row]:
@@ -273,10 +283,11 @@ class ResultTable(Generic[Row]):
 
     def rows(self) -> list[Row]:
         """Every row as a typed object, with plain Python values (no NaN: None)."""
-        lists = [_plain_list(values) for values in self.columns.values()]
+        lists = [plain_values(values) for values in self.columns.values()]
         return [self.row_type(*values) for values in zip(*lists, strict=True)]
 
 
-def _plain_list(values: Sequence[Any]) -> list[Any]:
+def plain_values(values: Values) -> list[Any]:
+    """A column as a list of plain Python values: numpy scalars unwrapped, NaN as None."""
     items = values.tolist() if hasattr(values, "tolist") else list(values)
     return [None if isinstance(v, float) and v != v else v for v in items]

@@ -72,7 +72,7 @@ from monitor.analysis.spec import (
     Z,
     default_method,
 )
-from monitor.analysis.tables import ScopedResult
+from monitor.analysis.tables import ScopedResult, nullable
 from monitor.schema import (
     EMPTY_REFERENCE,
     FEATURE,
@@ -303,8 +303,8 @@ def _assemble(outcomes: list[_Outcome], scopes: ScopeSet, policy: DriftPolicy) -
             "threshold": np.full(total, threshold, dtype=np.float64),
             "p_value": np.where(ok, outcome.p_value, np.nan),
             "adjusted_p_value": q,
-            "drifted": np.where(ok, verdict, None),
-            "evidently_drifted": np.where(has_stat, raw, None),
+            "drifted": nullable(ok, verdict),
+            "evidently_drifted": nullable(has_stat, raw),
             "n_current": outcome.m,
             "n_reference": np.full(total, column.n, dtype=np.int64),
             "status": outcome.status,
@@ -337,7 +337,7 @@ def _assemble(outcomes: list[_Outcome], scopes: ScopeSet, policy: DriftPolicy) -
             "n_drifted": n_drifted,
             "share_drifted": share,
             "drifted": scope_drifted(n_features, n_drifted),
-            "prediction_drifted": np.where(prediction_seen, prediction_drifted, None),
+            "prediction_drifted": nullable(prediction_seen, prediction_drifted),
             "evidently_share_drifted": evidently_share,
         },
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.analysis.spec import Method
+from monitor.analysis.tables import nullable
 
 DEFAULT_MIN_ROWS = 200
 DEFAULT_FDR = 0.01
@@ -56,7 +57,7 @@ class DriftPolicy:
 def scope_drifted(n_features: np.ndarray, n_drifted: np.ndarray) -> np.ndarray:
     """A scope's verdict: drifted when any feature with a verdict drifted (None: no verdict on
     any feature), as an object array of True / False / None."""
-    return np.where(n_features > 0, n_drifted > 0, None)
+    return nullable(n_features > 0, n_drifted > 0)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from monitor.analysis.engine import DENSE_CELLS
 from monitor.analysis.policy import QualityThresholds
 from monitor.analysis.profile import ColumnProfile, ReferenceProfile
 from monitor.analysis.scopes import ScopeKind, ScopeSet
-from monitor.analysis.tables import ScopedResult
+from monitor.analysis.tables import ScopedResult, nullable
 from monitor.schema import (
     FLEET,
     FLEET_KEY,
@@ -153,8 +153,8 @@ def analyse_quality(
             "n_new_category_rows": none if new_rows is None else np.asarray(new_rows, np.int64),
             "n_new_categories": none if new_kinds is None else np.asarray(new_kinds, np.int64),
             "new_categories": listed,
-            "constant": np.where(present > 0, distinct <= 1, None),
-            "issue": np.where(missing_column, None, issue),
+            "constant": nullable(present > 0, distinct <= 1),
+            "issue": nullable(~missing_column, issue),
             "status": status,
         }
         for name, array in values.items():
@@ -212,14 +212,15 @@ def _scope_table(
     judged_rows = width * total
 
     def grid(name: str, dtype: Any = np.float64) -> np.ndarray:
-        values = np.asarray(columns[name][:judged_rows])
+        values = np.asarray(columns[name])[:judged_rows]
         if dtype is bool:
             values = np.array([bool(v) for v in values], dtype=bool)
         return values.astype(dtype).reshape(width, total)
 
     if width and total:
         issue = grid("issue", bool)
-        judged = np.asarray(columns["status"][:judged_rows]).reshape(width, total) != MISSING_COLUMN
+        status = np.asarray(columns["status"])[:judged_rows]
+        judged = status.reshape(width, total) != MISSING_COLUMN
         with np.errstate(invalid="ignore"):
             max_missing = np.nanmax(np.where(judged, grid("missing_share"), -np.inf), axis=0)
             max_out = np.nanmax(np.where(judged, grid("out_of_range_share"), -np.inf), axis=0)

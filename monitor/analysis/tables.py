@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from monitor.schema import FLEET, FLEET_KEY, ResultTable
@@ -65,3 +66,11 @@ def table_frame(table: ResultTable[Any]) -> pd.DataFrame:
 
 def _objects(values: Any) -> bool:
     return getattr(values, "dtype", None) is None
+
+
+def nullable(mask: np.ndarray, values: Any) -> np.ndarray:
+    """``values`` where ``mask`` holds and None elsewhere, as an object array of plain Python
+    values (a verdict that was not given is None, not False)."""
+    out = np.full(len(mask), None, dtype=object)
+    out[mask] = np.asarray(values).astype(object)[mask]
+    return out

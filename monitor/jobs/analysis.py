@@ -37,6 +37,7 @@ from monitor.schema import (
     QUALITY,
     DriftScope,
     ResultTable,
+    plain_values,
 )
 from monitor.storage import leases, registry, results
 from monitor.storage.engine import begin_write
@@ -181,7 +182,7 @@ class Worker:
             data = self._load(models[model_id], window)
             performance = _performance(data, self.config.policy)
             with begin_write(self.engine) as conn:
-                if not leases.complete(conn, key, self.owner, self.clock()):
+                if performance is None or not leases.complete(conn, key, self.owner, self.clock()):
                     conn.rollback()
                     continue
                 results.save_window(
@@ -287,13 +288,17 @@ def _log_window(model: str, window: Window, analysis: WindowAnalysis) -> None:
     features = drift.features
     named: dict[tuple[str, str], list[str]] = {}
     if features is not None:
-        columns = features.columns
-        flagged = np.flatnonzero(np.asarray(columns["drifted"], dtype=object) == True)  # noqa: E712
-        for i in flagged.tolist():
-            if columns["role"][i] == "feature":
-                named.setdefault((columns["scope_kind"][i], columns["scope_key"][i]), []).append(
-                    columns["feature"][i]
-                )
+        columns = {name: plain_values(values) for name, values in features.columns.items()}
+        for kind, key, name, role, drifted in zip(
+            columns["scope_kind"],
+            columns["scope_key"],
+            columns["feature"],
+            columns["role"],
+            columns["drifted"],
+            strict=True,
+        ):
+            if drifted and role == "feature":
+                named.setdefault((kind, key), []).append(name)
     shown = [
         f"{s.scope_kind}{' ' + s.scope_key if s.scope_key else ''} on "
         f"{', '.join(named.get((s.scope_kind, s.scope_key), []))}"

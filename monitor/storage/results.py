@@ -27,6 +27,7 @@ from monitor.schema import (
     QualityFeature,
     QualityScope,
     ResultTable,
+    plain_values,
 )
 from monitor.storage.tables import RESULT_TABLES, analysis_snapshots, nodes
 from monitor.storage.types import aware, utcnow
@@ -58,11 +59,11 @@ class Stored(Generic[R]):
 
     @property
     def scope_kind(self) -> str:
-        return self.result.scope_kind  # type: ignore[attr-defined,no-any-return]
+        return self.result.scope_kind  # type: ignore[attr-defined]
 
     @property
     def scope_key(self) -> str:
-        return self.result.scope_key  # type: ignore[attr-defined,no-any-return]
+        return self.result.scope_key  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,9 @@ def save_window(
             )
         )
         scopes = found.scopes.columns
-        keys = list(zip(_plain(scopes["scope_kind"]), _plain(scopes["scope_key"]), strict=True))
+        keys = list(
+            zip(plain_values(scopes["scope_kind"]), plain_values(scopes["scope_key"]), strict=True)
+        )
         constant = {
             "model_id": model_id,
             "window_start": window_start,
@@ -162,7 +165,7 @@ def save_window(
         }
         columns = {
             "node_id": [node_ids.get(key) if kind_ == "node" else None for kind_, key in keys],
-            **{name: _plain(values) for name, values in scopes.items()},
+            **{name: plain_values(values) for name, values in scopes.items()},
         }
         returned = _bulk_insert(conn, scope_table, constant, columns, returning=True)
         by_key = {(kind_, key): id_ for id_, kind_, key in returned}
@@ -172,13 +175,15 @@ def save_window(
             owner = [
                 by_key[k]
                 for k in zip(
-                    _plain(features["scope_kind"]), _plain(features["scope_key"]), strict=True
+                    plain_values(features["scope_kind"]),
+                    plain_values(features["scope_key"]),
+                    strict=True,
                 )
             ]
             feature_columns = {
                 "scope_id": owner,
                 **{
-                    name: _plain(values)
+                    name: plain_values(values)
                     for name, values in features.items()
                     if name not in ("scope_kind", "scope_key")
                 },
@@ -189,12 +194,6 @@ def save_window(
 
 def _node_ids(conn: Connection) -> dict[str, int]:
     return {name: id_ for id_, name in conn.execute(select(nodes.c.id, nodes.c.name))}
-
-
-def _plain(values: Sequence[Any]) -> list[Any]:
-    """Python values for the driver: numpy scalars unwrapped, NaN as NULL."""
-    items = values.tolist() if hasattr(values, "tolist") else list(values)
-    return [None if isinstance(v, float) and v != v else v for v in items]
 
 
 # PostgreSQL array types of the result columns' Python types.
@@ -249,9 +248,8 @@ def _bulk_insert(
             + f") AS u({', '.join(quote(n) for n in data)})"
             + tail
         )
-        params = (*fixed.values(), *data.values())
-        result = conn.exec_driver_sql(sql, params)
-        return [tuple(row) for row in result] if returning else []  # type: ignore[misc]
+        result = conn.exec_driver_sql(sql, (*fixed.values(), *data.values()))
+        return [(row[0], row[1], row[2]) for row in result] if returning else []
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     row_marks = "(" + ", ".join([mark] * len(names)) + ")"
     per_statement = max(1, _SQLITE_PARAMETERS // len(names))
@@ -267,7 +265,7 @@ def _bulk_insert(
         sql = target + "VALUES " + ", ".join([row_marks] * (stop - start)) + tail
         result = conn.exec_driver_sql(sql, tuple(params))
         if returning:
-            out.extend(tuple(row) for row in result)  # type: ignore[misc]
+            out.extend((row[0], row[1], row[2]) for row in result)
     return out
 
 
@@ -382,9 +380,10 @@ def window(conn: Connection, model_id: int, window_start: datetime) -> WindowRes
     drift_rows = drift(conn, model_id, **where)
     quality_rows = quality(conn, model_id, **where)
     performance_rows = performance(conn, model_id, **where)
-    first = next(iter(drift_rows or quality_rows or performance_rows), None)
-    if first is None:
+    everything: list[Stored[Any]] = [*drift_rows, *quality_rows, *performance_rows]
+    if not everything:
         return None
+    first = everything[0]
     return WindowResults(
         model_id=model_id,
         window_start=first.window_start,
@@ -422,7 +421,7 @@ def latest_window_start(conn: Connection, model_id: int) -> datetime | None:
 _EPSILON = timedelta(microseconds=1)
 
 
-def _stored(row: Mapping[str, Any], row_type: type) -> Stored[Any]:
+def _stored(row: Any, row_type: type) -> Stored[Any]:
     names = [f.name for f in schema.fields_of(row_type)]
     return Stored(
         id=row["id"],
