@@ -22,11 +22,11 @@ two large samples and a fleet makes tens of thousands of comparisons per window,
    correction); for Jensen-Shannon the homogeneity test on the same categories or bins.
    Categories expected fewer than 5 times are pooled so the chi-square approximation holds.
 3. Benjamini-Hochberg across all those p-values of the window (every scope kind, every column)
-   gives adjusted p-values ``p_adjusted``.
-4. A p-value method drifts when ``p_adjusted <= threshold`` (its significance level, 0.05 by
+   gives adjusted p-values ``adjusted_p_value``.
+4. A p-value method drifts when ``adjusted_p_value <= threshold`` (its significance level, 0.05 by
    default, becomes the false discovery rate). A distance method drifts when the distance is
    at least its threshold (the effect is as large as Evidently requires) AND
-   ``p_adjusted <= fdr`` (default 0.01: the difference is not sampling noise of a sample that
+   ``adjusted_p_value <= fdr`` (default 0.01: the difference is not sampling noise of a sample that
    size).
 
 So a small node's noisy 0.12 Wasserstein is not drift unless its sample shows a real shift; a

@@ -18,10 +18,33 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from monitor.analysis import DriftSpec, ReferenceProfile
+from monitor.schema import (
+    FEATURE_PREFIX,
+    LATENCY_MS,
+    MODEL_VERSION_ID,
+    NODE_ID,
+    PREDICTION,
+    PROBA_PREFIX,
+    ROW_KEY,
+    TS,
+    feature_column,
+    proba_column,
+)
 from monitor.storage import registry
-from monitor.storage.payload import FEATURE_PREFIX, PROBA_PREFIX
 
-_META = {"prediction", "label", "ts", "node_id", "record_id", "request_id", "latency_ms"}
+#: Columns a reference file may carry beside its features (a window frame's own, or a record's
+#: identity as a data export names it): never features.
+_META = {
+    PREDICTION,
+    "label",
+    TS,
+    NODE_ID,
+    ROW_KEY,
+    MODEL_VERSION_ID,
+    LATENCY_MS,
+    "record_id",
+    "request_id",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,9 +67,9 @@ def window_shaped(reference: pd.DataFrame, card: dict[str, Any] | None = None) -
         if name.startswith((FEATURE_PREFIX, PROBA_PREFIX)) or name in _META:
             continue
         if name.startswith("probability_"):
-            renamed[name] = PROBA_PREFIX + name.removeprefix("probability_")
+            renamed[name] = proba_column(name.removeprefix("probability_"))
         elif not features or name in features:
-            renamed[name] = FEATURE_PREFIX + name
+            renamed[name] = feature_column(name)
     frame = reference.rename(columns=renamed)
     for column in frame.columns:
         if frame[column].dtype == object:

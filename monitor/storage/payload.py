@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from monitor.schema import FEATURE_PREFIX, PROBA_PREFIX
+from monitor.schema import feature_column, proba_column
 
 #: Rows per batch payload are below this, so ``batch_id * ROW_KEY_STRIDE + pos`` is unique.
 ROW_KEY_STRIDE = 1 << 16
@@ -63,14 +63,14 @@ def _columns_fast(records: Sequence[dict[str, Any]]) -> dict[str, pa.Array]:
         columns["latency_ms"] = pa.nulls(len(records), pa.float64())
     features = rows.field("features")
     for i, field in enumerate(features.type):
-        columns[FEATURE_PREFIX + field.name] = _normalised(features.field(i))
+        columns[feature_column(field.name)] = _normalised(features.field(i))
     proba_type = kinds.get("probabilities")
     if proba_type is not None and not pa.types.is_null(proba_type):
         if not pa.types.is_struct(proba_type):
             raise pa.ArrowTypeError("probabilities given as lists")
         probabilities = rows.field("probabilities")
         for i, field in enumerate(proba_type):
-            columns[PROBA_PREFIX + field.name] = _floats(probabilities.field(i))
+            columns[proba_column(field.name)] = _floats(probabilities.field(i))
     return columns
 
 
@@ -82,10 +82,10 @@ def _columns_by_value(records: Sequence[dict[str, Any]]) -> dict[str, pa.Array]:
     }
     features = [r["features"] for r in records]
     for name in _keys(features):
-        columns[FEATURE_PREFIX + name] = _column([f.get(name) for f in features])
+        columns[feature_column(name)] = _column([f.get(name) for f in features])
     probabilities = [_proba_dict(r.get("probabilities")) for r in records]
     for name in _keys(probabilities):
-        columns[PROBA_PREFIX + name] = pa.array([p.get(name) for p in probabilities], pa.float64())
+        columns[proba_column(name)] = pa.array([p.get(name) for p in probabilities], pa.float64())
     return columns
 
 
