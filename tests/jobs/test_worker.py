@@ -214,3 +214,21 @@ def test_a_worker_killed_mid_job_leaves_its_window_to_another_after_the_lease(
     assert (taken["owner"], taken["attempts"]) == (survivor.owner, 2)
     assert taken["completed_at"] is not None
     assert len(runs) == 1
+
+
+def test_a_long_analysis_renews_its_lease(engine: Engine) -> None:
+    model_id, _, _ = run_scenario(engine, "steady", windows=1, per_node=250)
+    lease = CONFIG.lease
+    ticks = iter(range(1_000))
+    start = utcnow()
+    # Every look at the clock finds half a lease gone: without renewal the lease would have
+    # expired twice over before the results are stored.
+    worker = Worker(engine, CONFIG, clock=lambda: start + next(ticks) * lease / 2)
+
+    assert worker.run_due(now=NOW) == 1
+
+    with engine.connect() as conn:
+        held = leases.lease_info(conn, analysis_key(model_id, Window(T0, T0 + WINDOW)))
+    assert held is not None and held["completed_at"] is not None
+    assert held["attempts"] == 1
+    assert held["expires_at"] > start + 2 * lease  # renewed on the way
