@@ -88,4 +88,4 @@ def stored(engine: Engine) -> dict[str, int]:
 def stored_labels(engine: Engine) -> dict[str, object]:
     """Every stored label by request id."""
     with engine.connect() as conn:
-        return dict(conn.execute(select(labels.c.request_id, labels.c.label)).tuples().all())
+        return dict(conn.execute(select(labels.c.request_id, labels.c.label)).all())
