@@ -75,6 +75,8 @@ def test_an_sdk_killed_mid_stream_loses_nothing_beyond_the_flush_window(
     killed_at = time.time()
     os.kill(sender.pid, signal.SIGKILL)
     sender.wait()
+    if sender.stdout is not None:
+        sender.stdout.close()
     logged = ledger(tmp_path, node)
     restarted = start_sender(collector_process, node, token, tmp_path, count=0)
     finish(restarted)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine
@@ -10,8 +11,10 @@ from sqlalchemy import Engine
 from monitor.jobs.analysis import Worker
 from monitor.jobs.reports import write_report
 from monitor.storage.engine import make_engine
-from tests.browser import Chromium
 from tests.jobs.test_analysis import CONFIG, NOW, run_scenario
+
+if TYPE_CHECKING:
+    from tests.browser import Chromium
 
 pytest_plugins = ("tests.browser",)
 pytestmark = pytest.mark.browser
