@@ -6,18 +6,22 @@ fleet-wide and 2 more on 2 nodes only) is written to SQLite and PostgreSQL throu
 ``prepare_batch`` + ``insert_batch`` (batches of at most 500 records per node), with true
 labels for 10% of the records and a registered, promoted version with a 50,000-row reference.
 
-Subject: ``Worker(engine, AnalysisConfig(snapshots=False)).analyse(model, window)``: load the
-window from SQL, drift + quality + performance for the fleet, sites, groups and nodes, store
-the result rows. Measured with a fresh Worker (its reference cache cold: the reference is read
-from the registry and profiled) and again with the same Worker (cache warm, as a running worker
-sees every window after its first). The window's lease is deleted between runs.
+Subject: ``Worker(engine, AnalysisConfig()).analyse(model, window)``, the shipped default
+settings (the worker makes no Evidently snapshot): claim the window's lease, ``Worker._load``
+(the window from SQL, the reference, scope keys, labels), ``analyse_window`` (drift + quality
++ performance for the fleet, sites, groups and nodes), ``results.save_window``, complete.
+Measured with a fresh Worker (its reference cache cold: the reference is read from the registry
+and profiled) and again with the same Worker (cache warm, as a running worker sees every window
+after its first). The window's lease is deleted between runs. Each run is split into the phases
+load, drift, quality, performance and store (timers around the job's calls; the peak RSS during
+each phase from ``VmHWM``, reset at the phase's start through ``/proc/self/clear_refs``).
 
 Baseline, in the same process and interleaved: Evidently's ``Report([DataDriftPreset()])``
 (``Dataset.from_pandas`` of both sides + ``run``) on the same rows already in memory: current =
 the window's rows, reference = the reference, the 28 columns the job analyses (25 features,
 the prediction, 2 probabilities), with their kinds given.
 
-    .venv/bin/python bench/p4_drift_job.py           # 100,000 rows (BENCHMARKS.md)
+    .venv/bin/python bench/p4_drift_job.py --profile # 100,000 rows (BENCHMARKS.md)
     .venv/bin/python bench/p4_drift_job.py --quick   # 20,000 rows, one database; < 30 s
 """
 
@@ -28,6 +32,7 @@ import contextlib
 import cProfile
 import gc
 import io
+import logging
 import os
 import pstats
 import time
@@ -48,7 +53,7 @@ from monitor.storage.labels import upsert_labels
 from monitor.storage.records import insert_batch, prepare_batch
 from monitor.storage.tables import job_leases
 
-GOAL = 0.3
+GOAL = 0.15
 BATCH = 500
 BATCHES_PER_TRANSACTION = 20
 #: The analysed window: 15 minutes (the job's default window), well in the past.
@@ -318,34 +323,73 @@ def memory_gb(key: str = "VmHWM") -> float:
     return float("nan")
 
 
-class Stages:
-    """Time spent in the job's steps during one ``analyse``, by wrapping the names the job
-    module calls (a perf_counter pair per call: a few dozen calls per window), and the
-    process's peak memory after each step (where the peak grows)."""
+def reset_peak() -> bool:
+    """Reset this process's ``VmHWM`` to its current RSS (Linux >= 4.0: ``5`` written to
+    ``/proc/self/clear_refs``), so that the next reading is the peak since now; False when the
+    kernel does not allow it (then peaks are the process's peak so far)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
+            clear.write("5")
+    except OSError:
+        return False
+    return True
 
-    NAMES = (
-        "load_window",
-        "_labels",
-        "_scopes",
-        "analyse_drift",
-        "_drift_runs",
-        "analyse_quality",
-        "_quality_runs",
-        "analyse_performance",
-    )
+
+class Stages:
+    """Time and memory of the job's phases during one ``analyse``, by wrapping the names the
+    job calls (a perf_counter pair per call: a handful of calls per window).
+
+    Phases: ``load`` (``Worker._load``: its steps ``load_window``, ``reference``, ``scopes``,
+    ``labels`` are timed too), ``drift``, ``quality``, ``performance`` (the analysis functions
+    ``analyse_window`` calls) and ``store`` (``results.save_window``); the rest of ``analyse``
+    is leases, the commit and logging. Memory per phase: the highest RSS during it (``VmHWM``
+    reset at its start; an enclosing phase keeps what its steps saw) and the RSS after it.
+    """
+
+    PHASES = ("load", "drift", "quality", "performance", "store")
+    #: Steps of ``load``.
+    STEPS = ("load_window", "reference", "scopes", "labels")
+    #: The job module's names -> phase or step.
+    MODULE_NAMES = {
+        "load_window": "load_window",
+        "_scopes": "scopes",
+        "window_labels": "labels",
+        "analyse_drift": "drift",
+        "analyse_quality": "quality",
+        "analyse_performance": "performance",
+    }
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
-        self.peak_after: dict[str, float] = {}
+        self.peak: dict[str, float] = {}
+        self.rss_after: dict[str, float] = {}
+        #: The process's peak since it started (folded in before every reset).
+        self.process_peak = memory_gb()
+        self.exact = True
+        self._open: list[str] = []
+
+    def fold(self) -> float:
+        """Fold the current ``VmHWM`` into the process's peak and every open phase's."""
+        hwm = memory_gb()
+        self.process_peak = max(self.process_peak, hwm)
+        for key in self._open:
+            self.peak[key] = max(self.peak.get(key, 0.0), hwm)
+        return self.process_peak
 
     def _wrap(self, key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
+            self.fold()
+            self.exact = reset_peak() and self.exact
+            self._open.append(key)
             started = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - started
-                self.peak_after[key] = memory_gb()
+                elapsed = time.perf_counter() - started
+                self.fold()
+                self._open.remove(key)
+                self.seconds[key] = self.seconds.get(key, 0.0) + elapsed
+                self.rss_after[key] = memory_gb("VmRSS")
 
         return timed
 
@@ -354,20 +398,66 @@ class Stages:
         from monitor.jobs import analysis
         from monitor.storage import results
 
-        saved = {name: getattr(analysis, name) for name in self.NAMES}
-        saved_replace = results.replace_runs
+        saved = {name: getattr(analysis, name) for name in self.MODULE_NAMES}
+        saved_save = results.save_window
         try:
-            for name in self.NAMES:
-                setattr(analysis, name, self._wrap(name.lstrip("_"), saved[name]))
-            results.replace_runs = self._wrap("replace_runs", saved_replace)
+            for name, key in self.MODULE_NAMES.items():
+                setattr(analysis, name, self._wrap(key, saved[name]))
+            results.save_window = self._wrap("store", saved_save)
+            worker._load = self._wrap("load", worker._load)
             worker._reference = self._wrap("reference", worker._reference)
             yield self
         finally:
             for name, fn in saved.items():
                 setattr(analysis, name, fn)
-            results.replace_runs = saved_replace
-            with contextlib.suppress(AttributeError):
-                del worker._reference
+            results.save_window = saved_save
+            for name in ("_load", "_reference"):
+                with contextlib.suppress(AttributeError):
+                    delattr(worker, name)
+            self.fold()
+
+
+def stage_lines(seconds: dict[str, float], total: float) -> str:
+    """``load 1.23 (load_window 0.80, ...), drift ..., rest ...``: phases and load's steps."""
+    steps = ", ".join(f"{k} {seconds.get(k, 0.0):.3f}" for k in Stages.STEPS)
+    parts = [f"load {seconds.get('load', 0.0):.3f} ({steps})"]
+    parts += [f"{k} {seconds.get(k, 0.0):.3f}" for k in Stages.PHASES[1:]]
+    rest = total - sum(seconds.get(k, 0.0) for k in Stages.PHASES)
+    return ", ".join(parts) + f"; rest (lease claim/complete, commit, log) {rest:.3f}"
+
+
+def summarise_stages(runs: list[Stages]) -> dict[str, dict[str, float]]:
+    """Several runs' stages: median seconds, highest peak, median RSS after, per phase/step."""
+    keys = [k for k in (*Stages.PHASES, *Stages.STEPS) if any(k in r.seconds for r in runs)]
+    return {
+        "seconds": {k: common.median([r.seconds.get(k, 0.0) for r in runs]) for k in keys},
+        "peak": {k: max(r.peak.get(k, 0.0) for r in runs) for k in keys},
+        "rss_after": {k: common.median([r.rss_after.get(k, 0.0) for r in runs]) for k in keys},
+    }
+
+
+def print_stage_table(totals: dict[str, float], stages: dict[str, dict[str, Any]]) -> str:
+    """Phases (and load's steps) per database: median s, peak RSS during, RSS after (GB)."""
+    labels = list(stages)
+    rows = []
+    for key in (*Stages.PHASES[:1], *Stages.STEPS, *Stages.PHASES[1:]):
+        name = f"  load: {key}" if key in Stages.STEPS else key
+        row = [name]
+        row += [f"{stages[lb]['seconds'].get(key, 0.0):.3f}" for lb in labels]
+        row += [f"{stages[lb]['peak'].get(key, float('nan')):.2f}" for lb in labels]
+        row += [f"{stages[lb]['rss_after'].get(key, float('nan')):.2f}" for lb in labels]
+        rows.append(row)
+    rest = [
+        totals[lb] - sum(stages[lb]["seconds"].get(k, 0.0) for k in Stages.PHASES) for lb in labels
+    ]
+    rows.append(
+        ["rest (leases, commit, log)", *(f"{x:.3f}" for x in rest)] + [""] * 2 * len(labels)
+    )
+    rows.append(["total", *(f"{totals[lb]:.3f}" for lb in labels)] + [""] * 2 * len(labels))
+    headers = ["phase", *(f"{lb} s" for lb in labels)]
+    headers += [f"{lb} peak during GB" for lb in labels]
+    headers += [f"{lb} RSS after GB" for lb in labels]
+    return common.print_table(headers, rows)
 
 
 def analyze(url: str) -> bool:
@@ -399,8 +489,10 @@ def run_job(
     """One ``Worker.analyse`` of the window: (seconds, its stages, the worker)."""
     from monitor.jobs.analysis import AnalysisConfig, Worker
 
+    # The worker logs one line per window (a long one when it drifted): not for the console.
+    logging.getLogger("monitor.jobs.analysis").setLevel(logging.ERROR)
     reset_lease(engine, model_id, window)
-    worker = worker or Worker(engine, AnalysisConfig(snapshots=False))
+    worker = worker or Worker(engine, AnalysisConfig())
     with engine.connect() as conn:
         model = models.get_model(conn, common.MODEL)
     gc.collect()
@@ -418,8 +510,9 @@ def profile_job(engine: sa.Engine, model_id: int, window: Window, top: int = 14)
     """cProfile of one cold ``analyse`` (slower than unprofiled: for where, not how long)."""
     from monitor.jobs.analysis import AnalysisConfig, Worker
 
+    logging.getLogger("monitor.jobs.analysis").setLevel(logging.ERROR)
     reset_lease(engine, model_id, window)
-    worker = Worker(engine, AnalysisConfig(snapshots=False))
+    worker = Worker(engine, AnalysisConfig())
     with engine.connect() as conn:
         model = models.get_model(conn, common.MODEL)
     profiler = cProfile.Profile()
@@ -495,39 +588,56 @@ def extra_args(parser: argparse.ArgumentParser) -> None:
 
 
 def fleet_results(engine: sa.Engine, model_id: int, window: Window, fleet: Fleet) -> dict[str, Any]:
-    """What the job stored: runs per kind, the fleet's drifted features, and the node verdicts
-    against the generator's truth (clean pairs: features not shifted on that node)."""
+    """What the job stored (``results.window``): scope and feature rows per kind, the fleet's
+    drifted features, and the node verdicts against the generator's truth (clean pairs:
+    features not shifted on that node)."""
+    from monitor.schema import FEATURE
     from monitor.storage import results
 
     with engine.connect() as conn:
-        runs = {
-            kind: results.find_runs(conn, model_id, kind, start=window.start, end=window.end)
-            for kind in ("drift", "quality", "performance")
-        }
-        node_runs = [r for r in runs["drift"] if r.scope_kind == "node"]
-        features = results.features_of(conn, [r.id for r in node_runs])
-    fleet_run = next(r for r in runs["drift"] if r.scope_kind == "fleet")
+        stored = results.window(conn, model_id, window.start)
+    if stored is None:
+        raise RuntimeError("no results stored for the window")
     shifted = {fleet.names[i] for i in fleet.shifted()}
     clean = flagged = node_judged = node_flagged = 0
-    for run in node_runs:
-        for f in features[run.id]:
-            if (f.details or {}).get("role") != "feature" or f.drifted is None:
+    for scope in stored.drift:
+        if scope.scope_kind != "node":
+            continue
+        for f in stored.drift_features.get(scope.id, []):
+            if f.role != FEATURE or f.drifted is None or f.feature in FLEET_SHIFT:
                 continue
-            if f.feature in FLEET_SHIFT:
-                continue
-            if f.feature in NODE_SHIFT and run.scope_key in shifted:
+            if f.feature in NODE_SHIFT and scope.scope_key in shifted:
                 node_judged += 1
                 node_flagged += bool(f.drifted)
                 continue
             clean += 1
             flagged += bool(f.drifted)
     return {
-        "runs": {k: len(v) for k, v in runs.items()},
-        "fleet_drifted": fleet_run.summary.get("drifted_features", []),
+        "scopes": {
+            "drift": len(stored.drift),
+            "quality": len(stored.quality),
+            "performance": len(stored.performance),
+        },
+        "feature_rows": {
+            "drift": sum(len(v) for v in stored.drift_features.values()),
+            "quality": sum(len(v) for v in stored.quality_features.values()),
+        },
+        "fleet_drifted": stored.drifted_features(),
+        "fleet_prediction_drifted": stored.drift_of().result.prediction_drifted,
         "clean_node_pairs": clean,
         "clean_node_pairs_flagged": flagged,
         "node_shift_flagged": f"{node_flagged}/{node_judged}",
     }
+
+
+def stored_line(label: str, s: dict[str, Any]) -> str:
+    return (
+        f"{label} stored scopes {s['scopes']}, feature rows {s['feature_rows']}; fleet drifted "
+        f"{s['fleet_drifted']} (prediction/probabilities {s['fleet_prediction_drifted']}); "
+        f"node-only shift flagged on {s['node_shift_flagged']} of its (feature, shifted node) "
+        f"pairs; clean (feature, node) pairs flagged {s['clean_node_pairs_flagged']}/"
+        f"{s['clean_node_pairs']}"
+    )
 
 
 def main() -> int:
@@ -574,7 +684,11 @@ def main() -> int:
             if where.url.startswith("postgresql"):
                 seconds, timed, _ = run_job(engine, where.model_id, WINDOW)
                 stages = timed.seconds
-                before = {"seconds": seconds, "stages": stages}
+                before = {
+                    "seconds": seconds,
+                    "stages": stages,
+                    "stage_line": stage_lines(stages, seconds),
+                }
                 analyze(where.url)
                 common.say(
                     f"  {label} before ANALYZE (no table statistics): analyse cold "
@@ -584,7 +698,7 @@ def main() -> int:
             cold: list[float] = []
             warm: list[float] = []
             evidently: list[float] = []
-            stage_runs: list[dict[str, float]] = []
+            stage_runs: list[Stages] = []
             drifted: list[str] = []
             for rep in range(reps):
                 order = ("baseline", "subject") if rep % 2 == 0 else ("subject", "baseline")
@@ -595,7 +709,7 @@ def main() -> int:
                     else:
                         seconds, timed, worker = run_job(engine, where.model_id, WINDOW)
                         cold.append(seconds)
-                        stage_runs.append(timed.seconds)
+                        stage_runs.append(timed)
                         seconds, _, _ = run_job(engine, where.model_id, WINDOW, worker)
                         warm.append(seconds)
                 common.say(
@@ -603,9 +717,7 @@ def main() -> int:
                     f"{warm[-1]:.2f} s; Evidently {evidently[-1]:.2f} s "
                     f"(load avg {os.getloadavg()[0]:.2f})"
                 )
-            stages = {
-                key: common.median([s.get(key, 0.0) for s in stage_runs]) for key in stage_runs[0]
-            }
+            stages = summarise_stages(stage_runs)
             r: dict[str, Any] = {
                 "cold": cold,
                 "warm": warm,
@@ -652,21 +764,24 @@ def main() -> int:
         ],
         table,
     )
+    if out:
+        common.say(
+            "\nPhases of the cold analyse (median s over the reps; peak RSS during the phase, "
+            "highest of the reps; the process also holds Evidently's data here, see P5 for the "
+            "job alone):"
+        )
+        print_stage_table(
+            {label: r["cold_median"] for label, r in out.items()},
+            {label: r["stages_cold"] for label, r in out.items()},
+        )
     for label, r in out.items():
-        stages = r["stages_cold"]
         common.say(
-            f"{label} stages (cold, median s): "
-            + ", ".join(f"{k} {v:.3f}" for k, v in stages.items())
-            + f"; rest (leases, commit, Worker glue) "
-            f"{r['cold_median'] - sum(stages.values()):.3f}"
+            f"{label} (cold, median s): "
+            + stage_lines(r["stages_cold"]["seconds"], r["cold_median"])
         )
-        s = r["stored"]
-        common.say(
-            f"{label} stored runs {s['runs']}; fleet drifted {s['fleet_drifted']}; node-only "
-            f"shift flagged on {s['node_shift_flagged']} of its (feature, shifted node) pairs; "
-            f"clean (feature, node) pairs flagged {s['clean_node_pairs_flagged']}/"
-            f"{s['clean_node_pairs']}; Evidently {r['evidently_drift_share']}"
-        )
+        if r["before_analyze"]:
+            common.say(f"{label} before ANALYZE: " + r["before_analyze"]["stage_line"])
+        common.say(stored_line(label, r["stored"]) + f"; Evidently {r['evidently_drift_share']}")
         if "profile" in r:
             common.say(f"{label} cProfile of one cold analyse (top by own time):\n{r['profile']}")
     passed = bool(out) and all(r["ratio_cold"] <= GOAL for r in out.values())
@@ -682,7 +797,9 @@ def main() -> int:
     )
     common.say(f"results: {path}")
     figures = "; ".join(
-        f"{label} {r['ratio_cold']:.3f} (warm {r['ratio_warm']:.3f})" for label, r in out.items()
+        f"{label} {r['ratio_cold']:.3f} {common.verdict(r['ratio_cold'] <= GOAL)} "
+        f"(warm {r['ratio_warm']:.3f})"
+        for label, r in out.items()
     )
     common.say(
         f"P4 ratio Worker.analyse / Evidently DataDriftPreset = {figures}: "
