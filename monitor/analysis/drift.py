@@ -121,7 +121,7 @@ class _Outcome:
 def analyse_drift(
     profile: ReferenceProfile,
     window: pd.DataFrame,
-    scopes: Mapping[str, Any] | None = None,
+    scopes: Mapping[str, Any] | ScopeSet | None = None,
     *,
     min_rows: int = DEFAULT_MIN_ROWS,
     fdr: float = DEFAULT_FDR,

@@ -343,6 +343,17 @@ def count_stats(
     k = reference_counts.size
     out = _empty_counts(scopes.total)
     present = codes >= 0
+    if scopes.n_cells * k <= DENSE_CELLS:
+        # One pass over the rows: counts per (cell, category), then each kind's as sums.
+        keep = present
+        per_cell = np.bincount(
+            scopes.cells[keep] * k + codes[keep], minlength=scopes.n_cells * k
+        ).reshape(scopes.n_cells, k)
+        for cell_map, offset in zip(scopes.cell_maps, scopes.offsets, strict=False):
+            block = cell_map.sum(per_cell)
+            rows = slice(offset, offset + block.shape[0])
+            _fill(out, rows, block, reference_counts[None, :])
+        return out
     for kind, offset in zip(scopes.kinds, scopes.offsets, strict=False):
         keep = present & (kind.codes >= 0)
         key = kind.codes[keep] * k + codes[keep]

@@ -76,7 +76,7 @@ def analyse_performance(
     *,
     classes: Sequence[Any] | None = None,
     positive_class: Any = None,
-    scopes: Mapping[str, Any] | None = None,
+    scopes: Mapping[str, Any] | ScopeSet | None = None,
     min_labels: int = DEFAULT_MIN_LABELS,
 ) -> PerformanceResult:
     """Metrics of the window's predictions against ``labels`` (row key -> true label; the

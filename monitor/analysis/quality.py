@@ -74,7 +74,7 @@ class QualityResult(ScopedResult[QualityScope, QualityFeature]):
 def analyse_quality(
     profile: ReferenceProfile,
     window: pd.DataFrame,
-    scopes: Mapping[str, Any] | None = None,
+    scopes: Mapping[str, Any] | ScopeSet | None = None,
     *,
     max_new_categories: int = DEFAULT_MAX_NEW_CATEGORIES,
     thresholds: QualityThresholds | None = None,
@@ -269,23 +269,31 @@ def _numeric(column: ColumnProfile, series: pd.Series, scopes: ScopeSet) -> _Fig
             out_rows = present_rows & ~((values >= low) & (values <= high))
     else:
         out_rows = present_rows
-    flags = [rows.astype(np.float64) for rows in (missing_rows, invalid_rows, out_rows)]
+    # Each row is in one of four states; one count per (cell, state) gives every figure.
+    state = np.where(missing_rows, 0, np.where(invalid_rows, 1, np.where(out_rows, 3, 2)))
+    n_cells = scopes.n_cells
+    per_cell = np.bincount(scopes.cells * 4 + state, minlength=n_cells * 4).reshape(n_cells, 4)
+    counts = scopes.per_scope(per_cell)
+    missing, invalid = counts[:, 0], counts[:, 1]
+    out, present = counts[:, 3], counts[:, 2] + counts[:, 3]
+    # Constant: every present value of a scope equals one of them. Per cell: one present
+    # value (any, here the last written) and whether another differs from it; a scope of
+    # several cells is constant when none differs inside and their values agree.
+    cells = scopes.cells[present_rows]
     present_values = values[present_rows]
-    columns = []
-    for kind in scopes.kinds:
-        counts = [kind.count(rows) for rows in flags]
-        bins = kind.bins[present_rows]
-        present = np.bincount(bins, minlength=kind.size + 1)
-        # Constant: every present value equals one of them (any one, here the last written).
-        one = np.zeros(kind.size + 1)
-        one[bins] = present_values
-        differing = np.bincount(bins, present_values != one[bins], minlength=kind.size + 1)
-        distinct = np.where(differing > 0, 2, np.minimum(present, 1))[: kind.size]
-        columns.append((*counts, present[: kind.size], distinct))
-    missing, invalid, out, present, distinct = (
-        np.concatenate(c) for c in zip(*columns, strict=True)
-    )
-    return missing, invalid, out, None, None, distinct, present
+    one = np.zeros(n_cells)
+    one[cells] = present_values
+    differing = np.bincount(cells, present_values != one[cells], minlength=n_cells) > 0
+    has = per_cell[:, 2] + per_cell[:, 3] > 0
+    distinct = []
+    for cell_map in scopes.cell_maps:
+        low_one = cell_map.reduce(np.minimum, np.where(has, one, np.inf), np.inf)
+        high_one = cell_map.reduce(np.maximum, np.where(has, one, -np.inf), -np.inf)
+        differs = cell_map.sum(differing.astype(np.int64)) > 0
+        distinct.append(np.where(differs | (low_one < high_one), 2, 0))
+    distinct_all = np.concatenate(distinct)
+    distinct_all = np.where(distinct_all > 0, 2, np.minimum(present, 1))
+    return missing, invalid, out, None, None, distinct_all, present
 
 
 def _categorical(
@@ -298,11 +306,31 @@ def _categorical(
     k = known + len(new)
     present_rows = codes >= 0
     flags = [rows.astype(np.float64) for rows in (~present_rows, present_rows, codes >= known)]
+    # With few enough categories: one count per (cell, category), column 0 for missing.
+    dense = scopes.n_cells * (k + 1) <= DENSE_CELLS
+    per_cell = (
+        np.bincount(scopes.cells * (k + 1) + codes + 1, minlength=scopes.n_cells * (k + 1)).reshape(
+            scopes.n_cells, k + 1
+        )
+        if dense
+        else None
+    )
     parts = []
     found: list[tuple[int, str, int]] = []
-    for kind, offset in zip(scopes.kinds, scopes.offsets, strict=False):
-        missing, present, new_count = (kind.count(rows) for rows in flags)
-        scope_of, category, counts = _cells(kind.bins[present_rows], codes[present_rows], kind, k)
+    for kind, cell_map, offset in zip(
+        scopes.kinds, scopes.cell_maps, scopes.offsets[:-1], strict=True
+    ):
+        if per_cell is not None:
+            matrix = cell_map.sum(per_cell)
+            missing, present = matrix[:, 0], matrix[:, 1:].sum(axis=1)
+            new_count = matrix[:, known + 1 :].sum(axis=1)
+            scope_of, category = np.nonzero(matrix[:, 1:])
+            counts = matrix[:, 1:][scope_of, category]
+        else:
+            missing, present, new_count = (kind.count(rows) for rows in flags)
+            scope_of, category, counts = _cells(
+                kind.bins[present_rows], codes[present_rows], kind, k
+            )
         distinct = np.bincount(scope_of, minlength=kind.size)
         is_new = category >= known
         new_kinds = np.bincount(scope_of[is_new], minlength=kind.size)

@@ -26,6 +26,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from monitor.analysis import AnalysisPolicy, analyse_drift, analyse_performance, analyse_quality
+from monitor.analysis.scopes import ScopeSet
 from monitor.jobs.reference import Reference, ReferenceCache
 from monitor.jobs.windows import Window, closed_windows, window_of
 from monitor.schema import (
@@ -233,18 +234,18 @@ def analyse_window(
     kinds (the worker renews its lease there)."""
     reference = data.reference
     found: dict[str, KindResults] = {}
+    # Built once: every kind cuts the window the same way.
+    scopes = ScopeSet.build(len(data.frame), data.scopes)
     if reference is not None and len(data.frame):
-        drift = analyse_drift(reference.profile, data.frame, data.scopes, policy=policy.drift)
+        drift = analyse_drift(reference.profile, data.frame, scopes, policy=policy.drift)
         found[DRIFT] = KindResults(drift.scope_table, drift.feature_table)
         between()
-        quality = analyse_quality(
-            reference.profile, data.frame, data.scopes, thresholds=policy.quality
-        )
+        quality = analyse_quality(reference.profile, data.frame, scopes, thresholds=policy.quality)
         found[QUALITY] = KindResults(quality.scope_table, quality.feature_table)
         between()
     else:
         found[DRIFT] = KindResults(_no_reference(len(data.frame)))
-    performance = _performance(data, policy)
+    performance = _performance(data, policy, scopes)
     if performance is not None:
         found[PERFORMANCE] = performance
     return WindowAnalysis(
@@ -254,7 +255,9 @@ def analyse_window(
     )
 
 
-def _performance(data: WindowData, policy: AnalysisPolicy) -> KindResults | None:
+def _performance(
+    data: WindowData, policy: AnalysisPolicy, scopes: ScopeSet | None = None
+) -> KindResults | None:
     if not len(data.frame):
         return None
     card = data.reference.card if data.reference else {}
@@ -264,7 +267,7 @@ def _performance(data: WindowData, policy: AnalysisPolicy) -> KindResults | None
         card.get("task", "classification"),
         classes=card.get("classes"),
         positive_class=card.get("positive_class"),
-        scopes=data.scopes,
+        scopes=data.scopes if scopes is None else scopes,
         min_labels=policy.min_labels,
     )
     return KindResults(performance.scope_table)
