@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
+import pytest
 from sqlalchemy import Engine
 
 from monitor.schema import feature_name
-from monitor.storage import models, nodes
+from monitor.storage import models, nodes, windows
 from monitor.storage.engine import begin_write
 from monitor.storage.records import insert_batch, prepare_batch
-from monitor.storage.windows import load_window
+from monitor.storage.windows import load_window, load_window_table
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -106,3 +108,52 @@ def test_text_features_load_as_categoricals(engine: Engine) -> None:
 
     assert frame["feature:machine"].dtype == "category"
     assert [feature_name(c) for c in frame.columns if feature_name(c)] == ["x", "machine"]
+
+
+def converted_at_once(engine: Engine, start: float, end: float) -> pd.DataFrame:
+    """The window as one Arrow table converted by pyarrow: what load_window must equal."""
+    with engine.connect() as conn:
+        table = load_window_table(conn, models.get_model(conn, "m").id, at(start), at(end))
+    return table.to_pandas(strings_to_categorical=True, split_blocks=True)
+
+
+def test_a_window_built_batch_by_batch_equals_arrow_converting_it_at_once(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two batches per group, so categories, nulls and cut rows cross group boundaries.
+    monkeypatch.setattr(windows, "_GROUP", 2)
+    store(engine, "a", [0, 1, 2], colour="red", size=None)  # colour "red" only before start
+    store(engine, "b", [3, 4], colour="blue", size=1.5)
+    store(engine, "a", [5, 6], colour=None, size=2)
+    store(engine, "c", [7, 8, 30], colour="green", size=None)  # minute 30: after the end
+    store(engine, "b", [9], colour="red", size=3.25)
+
+    frame = window(engine, 2, 20)
+
+    expected = converted_at_once(engine, 2, 20)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    assert frame["feature:colour"].cat.categories.tolist() == ["red", "blue", "green"]
+    assert (
+        frame["feature:colour"].isna().tolist() == [False, False, False, True, True] + [False] * 3
+    )
+
+
+def test_batches_whose_columns_differ_load_as_arrow_concatenates_them(engine: Engine) -> None:
+    store(engine, "a", [1, 2], colour="red")
+    store(engine, "b", [3], colour=7, extra="x")  # colour as a number, a new column
+
+    frame = window(engine, 0, 60)
+
+    pd.testing.assert_frame_equal(frame, converted_at_once(engine, 0, 60), check_exact=True)
+    assert frame["feature:colour"].tolist() == ["red", "red", "7"]
+
+
+def test_a_window_whose_batches_hold_no_record_inside_it_has_their_columns(
+    engine: Engine,
+) -> None:
+    store(engine, "a", [0, 30], colour="red")
+
+    frame = window(engine, 10, 20)
+
+    pd.testing.assert_frame_equal(frame, converted_at_once(engine, 10, 20), check_exact=True)
+    assert len(frame) == 0
