@@ -51,7 +51,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor import schema
 from monitor.analysis import engine
 from monitor.analysis.columns import NUMERICAL, numeric_values
 from monitor.analysis.multiplicity import bh_adjust
@@ -72,7 +71,7 @@ from monitor.analysis.spec import (
     Z,
     default_method,
 )
-from monitor.analysis.tables import ScopedResult, nullable
+from monitor.analysis.tables import FeatureRows, ScopedResult, nullable
 from monitor.schema import (
     EMPTY_REFERENCE,
     FEATURE,
@@ -267,7 +266,7 @@ def _assemble(outcomes: list[_Outcome], scopes: ScopeSet, policy: DriftPolicy) -
     n_evidently_drifted = np.zeros(total, np.int64)
     prediction_seen = np.zeros(total, bool)
     prediction_drifted = np.zeros(total, bool)
-    parts: dict[str, list[np.ndarray]] = {f.name: [] for f in schema.fields_of(DriftFeature)}
+    rows = FeatureRows(DriftFeature, kind_array, key_array)
     start = 0
     for outcome, ok in zip(outcomes, tested, strict=True):
         column = outcome.column
@@ -291,33 +290,23 @@ def _assemble(outcomes: list[_Outcome], scopes: ScopeSet, policy: DriftPolicy) -
         else:
             prediction_seen |= ok
             prediction_drifted |= ok & verdict
-        values = {
-            "scope_kind": kind_array,
-            "scope_key": key_array,
-            "feature": np.full(total, column.name, dtype=object),
-            "role": np.full(total, column.role, dtype=object),
-            "column_kind": np.full(total, column.kind, dtype=object),
-            "method": np.full(total, outcome.method, dtype=object),
-            "test": np.full(total, outcome.test, dtype=object),
-            "statistic": stat,
-            "threshold": np.full(total, threshold, dtype=np.float64),
-            "p_value": np.where(ok, outcome.p_value, np.nan),
-            "adjusted_p_value": q,
-            "drifted": nullable(ok, verdict),
-            "evidently_drifted": nullable(has_stat, raw),
-            "n_current": outcome.m,
-            "n_reference": np.full(total, column.n, dtype=np.int64),
-            "status": outcome.status,
-        }
-        for name, array in values.items():
-            parts[name].append(array)
-    features = ResultTable(
-        DriftFeature,
-        {
-            name: np.concatenate(arrays) if arrays else np.empty(0, dtype=object)
-            for name, arrays in parts.items()
-        },
-    )
+        rows.add(
+            column.name,
+            column.role,
+            column.kind,
+            method=np.full(total, outcome.method, dtype=object),
+            test=np.full(total, outcome.test, dtype=object),
+            statistic=stat,
+            threshold=np.full(total, threshold, dtype=np.float64),
+            p_value=np.where(ok, outcome.p_value, np.nan),
+            adjusted_p_value=q,
+            drifted=nullable(ok, verdict),
+            evidently_drifted=nullable(has_stat, raw),
+            n_current=outcome.m,
+            n_reference=np.full(total, column.n, dtype=np.int64),
+            status=outcome.status,
+        )
+    features = rows.table()
     n_rows = np.concatenate([kind.count() for kind in scopes.kinds])
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(n_features > 0, n_drifted / np.maximum(n_features, 1), np.nan)

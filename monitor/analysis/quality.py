@@ -10,13 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor import schema
 from monitor.analysis.columns import NUMERICAL, analysed_columns, numeric_values
 from monitor.analysis.engine import DENSE_CELLS
 from monitor.analysis.policy import QualityThresholds
 from monitor.analysis.profile import ColumnProfile, ReferenceProfile
 from monitor.analysis.scopes import ScopeKind, ScopeSet
-from monitor.analysis.tables import ScopedResult, nullable
+from monitor.analysis.tables import FeatureRows, ScopedResult, nullable
 from monitor.schema import (
     FLEET,
     FLEET_KEY,
@@ -92,7 +91,7 @@ def analyse_quality(
     key_array = np.array(keys, dtype=object)
     total = scope_set.total
     n_rows = np.concatenate([kind.count() for kind in scope_set.kinds]).astype(np.int64)
-    parts: dict[str, list[np.ndarray]] = {f.name: [] for f in schema.fields_of(QualityFeature)}
+    rows = FeatureRows(QualityFeature, kind_array, key_array)
     new_categories: list[NewCategory] = []
     issues = _schema(profile, window)
     retyped = {i.feature for i in issues if i.issue == TYPE_MISMATCH}
@@ -138,57 +137,47 @@ def analyse_quality(
             np.zeros(total) if new_rows is None else new_rows.astype(np.float64),
             np.asarray(invalid),
         )
-        values = {
-            "scope_kind": kind_array,
-            "scope_key": key_array,
-            "feature": np.full(total, column.name, dtype=object),
-            "role": np.full(total, column.role, dtype=object),
-            "column_kind": np.full(total, column.kind, dtype=object),
-            "n_rows": n_rows,
-            "n_missing": np.asarray(missing, np.int64),
-            "missing_share": np.where(missing_column, np.nan, missing_share),
-            "n_invalid": np.asarray(invalid, np.int64),
-            "n_out_of_range": none if out is None else np.asarray(out, np.int64),
-            "out_of_range_share": out_share,
-            "n_new_category_rows": none if new_rows is None else np.asarray(new_rows, np.int64),
-            "n_new_categories": none if new_kinds is None else np.asarray(new_kinds, np.int64),
-            "new_categories": listed,
-            "constant": nullable(present > 0, distinct <= 1),
-            "issue": nullable(~missing_column, issue),
-            "status": status,
-        }
-        for name, array in values.items():
-            parts[name].append(array)
+        rows.add(
+            column.name,
+            column.role,
+            column.kind,
+            n_rows=n_rows,
+            n_missing=np.asarray(missing, np.int64),
+            missing_share=np.where(missing_column, np.nan, missing_share),
+            n_invalid=np.asarray(invalid, np.int64),
+            n_out_of_range=none if out is None else np.asarray(out, np.int64),
+            out_of_range_share=out_share,
+            n_new_category_rows=none if new_rows is None else np.asarray(new_rows, np.int64),
+            n_new_categories=none if new_kinds is None else np.asarray(new_kinds, np.int64),
+            new_categories=listed,
+            constant=nullable(present > 0, distinct <= 1),
+            issue=nullable(~missing_column, issue),
+            status=status,
+        )
     for item in issues:
         if item.issue != UNEXPECTED_COLUMN:
             continue
         # An unexpected column: one fleet row saying so, no figures.
-        row = {
-            "scope_kind": FLEET,
-            "scope_key": FLEET_KEY,
-            "feature": item.feature,
-            "role": "feature",
-            "column_kind": item.actual,
-            "n_rows": int(n_rows[0]) if total else 0,
-            "n_missing": 0,
-            "missing_share": np.nan,
-            "n_invalid": 0,
-            "n_out_of_range": None,
-            "out_of_range_share": np.nan,
-            "n_new_category_rows": None,
-            "n_new_categories": None,
-            "new_categories": None,
-            "constant": None,
-            "issue": None,
-            "status": UNEXPECTED_COLUMN,
-        }
-        for name, value in row.items():
-            parts[name].append(np.array([value], dtype=object))
-    columns = {
-        name: np.concatenate(arrays) if arrays else np.empty(0, dtype=object)
-        for name, arrays in parts.items()
-    }
-    features = ResultTable(QualityFeature, columns)
+        rows.add_row(
+            scope_kind=FLEET,
+            scope_key=FLEET_KEY,
+            feature=item.feature,
+            role="feature",
+            column_kind=item.actual,
+            n_rows=int(n_rows[0]) if total else 0,
+            n_missing=0,
+            missing_share=np.nan,
+            n_invalid=0,
+            n_out_of_range=None,
+            out_of_range_share=np.nan,
+            n_new_category_rows=None,
+            n_new_categories=None,
+            new_categories=None,
+            constant=None,
+            issue=None,
+            status=UNEXPECTED_COLUMN,
+        )
+    features = rows.table()
     return QualityResult(
         _scope_table(features, len(profile.columns), kind_array, key_array, n_rows),
         features,

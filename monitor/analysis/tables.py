@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import pandas as pd
 
-from monitor.schema import FLEET, FLEET_KEY, ResultTable
+from monitor.schema import FLEET, FLEET_KEY, ResultTable, fields_of
 
 S = TypeVar("S")
 F = TypeVar("F")
@@ -74,3 +74,41 @@ def nullable(mask: np.ndarray, values: Any) -> np.ndarray:
     out = np.full(len(mask), None, dtype=object)
     out[mask] = np.asarray(values).astype(object)[mask]
     return out
+
+
+class FeatureRows(Generic[F]):
+    """(scope, feature) rows built a column at a time: each analysed column adds one array per
+    field, with a value for every scope of the window."""
+
+    def __init__(self, row_type: type[F], kinds: np.ndarray, keys: np.ndarray) -> None:
+        self.row_type = row_type
+        self.kinds = kinds
+        self.keys = keys
+        self.parts: dict[str, list[np.ndarray]] = {f.name: [] for f in fields_of(row_type)}
+
+    def add(self, feature: str, role: str, column_kind: str, **values: Any) -> None:
+        """One column's figures at every scope (arrays of one value per scope)."""
+        size = len(self.kinds)
+        identity = {
+            "scope_kind": self.kinds,
+            "scope_key": self.keys,
+            "feature": np.full(size, feature, dtype=object),
+            "role": np.full(size, role, dtype=object),
+            "column_kind": np.full(size, column_kind, dtype=object),
+        }
+        for name, parts in self.parts.items():
+            parts.append(identity[name] if name in identity else values[name])
+
+    def add_row(self, **values: Any) -> None:
+        """A single row (every field given)."""
+        for name, parts in self.parts.items():
+            parts.append(np.array([values[name]], dtype=object))
+
+    def table(self) -> ResultTable[F]:
+        return ResultTable(
+            self.row_type,
+            {
+                name: np.concatenate(arrays) if arrays else np.empty(0, dtype=object)
+                for name, arrays in self.parts.items()
+            },
+        )
