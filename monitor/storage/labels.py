@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import (
+    Connection,
+    Executable,
+    Select,
+    Text,
+    bindparam,
+    cast,
+    func,
+    select,
+    text,
+)
 
 from monitor.storage.dialect import upsert
-from monitor.storage.payload import row_key
+from monitor.storage.payload import ROW_KEY_STRIDE
 from monitor.storage.tables import batches, labels, records
 from monitor.storage.types import utcnow
 
@@ -45,22 +56,64 @@ def window_labels(
     conn: Connection, model_id: int, start: datetime, end: datetime
 ) -> dict[int, Any]:
     """The label of every labelled record in batches overlapping the window, by row key (the
-    key window frames carry, ``payload.row_key``); the caller keeps those in its window."""
+    key window frames carry, ``payload.row_key``); the caller keeps those in its window.
+    Equal labels are one decoded object (labels are scalars: classes or numbers)."""
     in_window = select(batches.c.id).where(
         batches.c.model_id == model_id, batches.c.max_ts >= start, batches.c.min_ts < end
     )
-    query = (
-        select(records.c.batch_id, records.c.pos, labels.c.label)
-        .join(
-            labels,
-            (labels.c.model_id == records.c.model_id)
-            & (labels.c.request_id == records.c.request_id),
+    if conn.dialect.name == "sqlite" and _fewer_labels_than_records(conn, model_id, in_window):
+        query: Executable = _SQLITE_FROM_LABELS.bindparams(
+            model_id=model_id, start=start, end=end, stride=ROW_KEY_STRIDE
         )
-        # Only the batch filter: with a model filter here too, SQLite walks the model's whole
-        # (model_id, request_id) index instead of the window's batches.
-        .where(records.c.batch_id.in_(in_window))
-    )
-    return {row_key(row.batch_id, row.pos): row.label for row in conn.execute(query)}
+    else:
+        query = (
+            select(
+                (records.c.batch_id * ROW_KEY_STRIDE + records.c.pos).label("row_key"),
+                # The stored JSON text, decoded below once per distinct label, not per row.
+                cast(labels.c.label, Text).label("label"),
+            )
+            .join(
+                labels,
+                (labels.c.model_id == records.c.model_id)
+                & (labels.c.request_id == records.c.request_id),
+            )
+            # Only the batch filter: with a model filter here too, SQLite walks the model's
+            # whole (model_id, request_id) index instead of the window's batches.
+            .where(records.c.batch_id.in_(in_window))
+        )
+    rows = conn.execute(query).all()
+    if not rows:
+        return {}
+    keys, texts = zip(*rows, strict=True)
+    decoded = {text: json.loads(text) for text in set(texts)}
+    return dict(zip(keys, map(decoded.__getitem__, texts), strict=True))
+
+
+# SQLite joins through the window's batches, probing the labels index once per record (1M
+# probes, 0.7 s, for a 1M-row window) however few labels there are. When the model has fewer
+# labels than the window has records, starting from its labels and probing the records index
+# once per label is cheaper; CROSS JOIN is SQLite's way to fix that join order.
+# (PostgreSQL's planner hash-joins and needs no help.)
+_SQLITE_FROM_LABELS = text(
+    "SELECT r.batch_id * :stride + r.pos AS row_key, CAST(l.label AS TEXT) AS label "
+    "FROM labels AS l CROSS JOIN records AS r "
+    "ON r.model_id = l.model_id AND r.request_id = l.request_id "
+    "WHERE l.model_id = :model_id AND r.batch_id IN (SELECT id FROM batches "
+    "WHERE model_id = :model_id AND max_ts >= :start AND min_ts < :end)"
+).bindparams(
+    bindparam("start", type_=batches.c.max_ts.type), bindparam("end", type_=batches.c.min_ts.type)
+)
+
+
+def _fewer_labels_than_records(conn: Connection, model_id: int, in_window: Select[Any]) -> bool:
+    """Whether the model has fewer labels than the window has records (two index counts)."""
+    n_labels = conn.execute(
+        select(func.count()).select_from(labels).where(labels.c.model_id == model_id)
+    ).scalar_one()
+    n_records = conn.execute(
+        select(func.coalesce(func.sum(batches.c.n_records), 0)).where(batches.c.id.in_(in_window))
+    ).scalar_one()
+    return bool(n_labels < n_records)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,105 @@
+"""Window labels: every labelled record of the window's batches, by row key, exactly decoded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+
+from monitor.storage import labels, models, nodes
+from monitor.storage.engine import begin_write
+from monitor.storage.labels import upsert_labels, window_labels
+from monitor.storage.payload import row_key
+from monitor.storage.records import insert_batch, prepare_batch
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def store(engine: Engine, model: str, node: str, minutes: list[int]) -> int:
+    """One batch of records ``<node>-<minute>`` (request id ``r-<node>-<minute>``); its id."""
+    with begin_write(engine) as conn:
+        model_row = models.find_model(conn, model) or models.add_model(conn, model)
+        known = {n.name: n.id for n in nodes.list_nodes(conn)}
+        node_id = known[node] if node in known else nodes.add_node(conn, node)[0].id
+        rows = [
+            {
+                "id": f"{node}-{m}",
+                "request_id": f"r-{node}-{m}",
+                "ts": (T0 + timedelta(minutes=m)).timestamp(),
+                "features": {"x": m},
+                "prediction": "ok",
+            }
+            for m in minutes
+        ]
+        result = insert_batch(
+            conn,
+            node_id=node_id,
+            model_id=model_row.id,
+            model_version_id=models.version_id(conn, model_row.id, "1"),
+            batch_uid=None,
+            batch=prepare_batch(rows),
+        )
+        assert result.batch_id is not None
+        return result.batch_id
+
+
+def label(engine: Engine, model: str, values: dict[str, object]) -> None:
+    with begin_write(engine) as conn:
+        model_id = models.get_model(conn, model).id
+        upsert_labels(
+            conn,
+            model_id=model_id,
+            node_id=None,
+            rows=[{"request_id": k, "label": v, "ts": None} for k, v in values.items()],
+        )
+
+
+def read(engine: Engine, model: str, start: int, end: int) -> dict[int, object]:
+    with engine.connect() as conn:
+        return window_labels(
+            conn,
+            models.get_model(conn, model).id,
+            T0 + timedelta(minutes=start),
+            T0 + timedelta(minutes=end),
+        )
+
+
+@pytest.mark.parametrize("labels_first", [True, False], ids=["from-labels", "from-records"])
+def test_window_labels_are_the_labels_of_the_windows_batches_by_row_key(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, labels_first: bool
+) -> None:
+    # Both join orders (SQLite picks one by counting) must find the same labels.
+    monkeypatch.setattr(labels, "_fewer_labels_than_records", lambda *_: labels_first)
+    first = store(engine, "m", "a", [0, 1, 2])
+    second = store(engine, "m", "b", [5, 6])
+    store(engine, "m", "a", [40, 41])  # a batch outside the window
+    store(engine, "other", "c", [1, 2])  # another model's records, same minutes
+    label(
+        engine,
+        "m",
+        {
+            "r-a-0": "fail",
+            "r-a-2": {"class": "ok", "score": 0.5},
+            "r-b-6": 3,
+            "r-b-5": "fail",
+            "r-a-40": "ok",
+            "unknown": "ok",
+        },
+    )
+    label(engine, "other", {"r-c-1": "ok"})
+
+    found = read(engine, "m", 0, 30)
+
+    assert found == {
+        row_key(first, 0): "fail",
+        row_key(first, 2): {"class": "ok", "score": 0.5},
+        row_key(second, 0): "fail",
+        row_key(second, 1): 3,
+    }
+
+
+def test_a_window_without_labels_has_none(engine: Engine) -> None:
+    store(engine, "m", "a", [0, 1])
+
+    assert read(engine, "m", 0, 30) == {}
