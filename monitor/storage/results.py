@@ -8,7 +8,8 @@ says so, and its drifted features are the ``DriftFeature`` rows with ``drifted``
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -248,7 +249,8 @@ def _bulk_insert(
             + f") AS u({', '.join(quote(n) for n in data)})"
             + tail
         )
-        result = conn.exec_driver_sql(sql, (*fixed.values(), *data.values()))
+        literals = [_pg_literal(values, t) for values, t in zip(data.values(), types, strict=True)]
+        result = conn.exec_driver_sql(sql, (*fixed.values(), *literals))
         return [(row[0], row[1], row[2]) for row in result] if returning else []
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     row_marks = "(" + ", ".join([mark] * len(names)) + ")"
@@ -267,6 +269,36 @@ def _bulk_insert(
         if returning:
             out.extend((row[0], row[1], row[2]) for row in result)
     return out
+
+
+def _pg_literal(values: list[Any], array_type: str) -> str:
+    """A column as PostgreSQL's text form of an array (``{1.5,NULL,2}``), written here in one
+    pass: psycopg adapts a list element by element in Python (a regex per string to decide its
+    quoting), which was half of a large window's store time on PostgreSQL."""
+    items: Iterable[str]
+    if array_type == "float8[]":
+        items = map(_pg_float, values)
+    elif array_type == "bigint[]":
+        items = ("NULL" if v is None else str(int(v)) for v in values)
+    elif array_type == "boolean[]":
+        items = ("NULL" if v is None else "t" if v else "f" for v in values)
+    else:  # text: every element quoted, so that no value can read as NULL or a delimiter
+        items = (
+            "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for v in values
+        )
+    return "{" + ",".join(items) + "}"
+
+
+def _pg_float(value: float | None) -> str:
+    if value is None:
+        return "NULL"
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "Infinity" if value > 0 else "-Infinity"
+    # repr is the shortest text that reads back as the same double.
+    return repr(float(value))
 
 
 def _bind(table: Table, name: str, value: Any, conn: Connection) -> Any:

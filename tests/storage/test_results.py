@@ -148,3 +148,25 @@ def test_a_large_window_is_written_in_few_statements(engine: Engine) -> None:
     assert 1 <= len(inserts) <= 2  # columns as arrays (PostgreSQL) or large VALUES chunks
     with engine.connect() as conn:
         assert len(results.drift(conn, model_id)) == n
+
+
+def test_awkward_values_reach_postgresql_arrays_unchanged(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        return  # SQLite takes plain parameters; the array text is PostgreSQL's alone
+    columns = {
+        "varchar[]": ['a "quoted" \\ value', "", "NULL", "{x,y}", " spaced ", "ü €", None],
+        "float8[]": [0.1, -0.0, 1e-300, 1.7976931348623157e308, float("inf"), float("-inf"), None],
+        "bigint[]": [0, -1, 2**62, None],
+        "boolean[]": [True, False, None],
+    }
+    with engine.connect() as conn:
+        for array_type, values in columns.items():
+            literal = results._pg_literal(values, array_type)
+
+            back = conn.exec_driver_sql(f"SELECT %s::{array_type}", (literal,)).scalar_one()
+
+            assert back == values, array_type
+        nan = conn.exec_driver_sql(
+            "SELECT %s::float8[]", (results._pg_literal([float("nan")], "float8[]"),)
+        ).scalar_one()
+        assert nan[0] != nan[0]
