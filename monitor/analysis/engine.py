@@ -167,9 +167,15 @@ def _segments(
         where = slice(lo, hi) if perm is None else perm[lo:hi]
         left_rank = below[where]
         right_rank = upto[where]
-        first = starts[segment]
-        m = counts[segment]
-        jn = (np.arange(lo, hi, dtype=np.int64) - first) * n
+        # Positions from the left neighbour on (``before`` of them precede the chunk): the
+        # Wasserstein terms reuse the neighbour's level.
+        before = lo - a  # 1 when the chunk has a left neighbour
+        segment_ext = np.zeros(hi - a, np.intp) if codes is None else codes[a:hi]
+        segment = segment_ext[before:]
+        m_ext = counts[segment_ext]
+        jn_ext = (np.arange(a, hi, dtype=np.int64) - starts[segment_ext]) * n
+        m = m_ext[before:]
+        jn = jn_ext[before:]
 
         # The scope's CDF is a real CDF value only at the last of equal values (from the
         # right) and the first (from the left); D is the largest gap at those points.
@@ -178,7 +184,6 @@ def _segments(
         if not differs.all():
             start_of_run = np.ones(hi - lo, bool)
             end_of_run = np.ones(hi - lo, bool)
-            before = lo - a  # 1 when the chunk has a left neighbour
             start_of_run[1 - before :] = differs[: hi - lo - 1 + before]
             inside = hi - lo - (b == hi)  # positions with a right neighbour
             end_of_run[:inside] = differs[before : before + inside]
@@ -194,28 +199,42 @@ def _segments(
             scaled = (values - ref.mean) / ref.norm
             w += np.bincount(
                 segment,
-                weights=_wasserstein_terms(scaled, left_rank, jn, m, ref),
+                weights=_wasserstein_terms(scaled, left_rank, jn_ext, m_ext, before, ref),
                 minlength=n_segments,
             )
     return w, ks
 
 
 def _wasserstein_terms(
-    c: np.ndarray, below: np.ndarray, jn: np.ndarray, m: np.ndarray, ref: NumericReference
+    c: np.ndarray,
+    below: np.ndarray,
+    jn_ext: np.ndarray,
+    m_ext: np.ndarray,
+    before: int,
+    ref: NumericReference,
 ) -> np.ndarray:
     """``integral over (j/m, (j+1)/m] of |Q_R(u) - c| du`` for each value ``c``, the ``j``-th
     of a scope of ``m`` (``jn = j * n``); their sum over a scope is its Wasserstein-1 distance.
+    ``jn_ext`` and ``m_ext`` start ``before`` (0 or 1) positions ahead of ``c``.
 
     ``P(u) = integral_0^u Q_R`` is ``(S[f] + (u*n - f) * R[f]) / n`` with ``f = floor(u*n)``
     (``S`` the prefix sums of the sorted, scaled reference ``R``); ``Q_R(u) < c`` exactly for
-    ``u <= k/n``, ``k = #(R < c)``. Levels are compared in integers, never in floats."""
+    ``u <= k/n``, ``k = #(R < c)``. Levels are compared in integers, never in floats. Each
+    position's interval starts where the previous one's ends, so ``P`` is evaluated once per
+    position, at the end of its interval."""
     n = ref.n
     prefix, scaled_ref = ref.prefix, ref.scaled
-    jn_next = jn + n
-    floor_a = jn // m
-    floor_b = jn_next // m
-    p_a = (prefix[floor_a] + ((jn - floor_a * m) / m) * scaled_ref[floor_a]) / n
-    p_b = (prefix[floor_b] + ((jn_next - floor_b * m) / m) * scaled_ref[floor_b]) / n
+    ends_ext = jn_ext + n
+    floor_b = ends_ext // m_ext
+    p_b_ext = (prefix[floor_b] + ((ends_ext - floor_b * m_ext) / m_ext) * scaled_ref[floor_b]) / n
+    jn, jn_next, m = jn_ext[before:], ends_ext[before:], m_ext[before:]
+    p_b = p_b_ext[before:]
+    # The level where an interval starts is where the previous position's ends, except at a
+    # scope's first value (level 0, where P is 0).
+    p_a = np.empty_like(p_b)
+    p_a[0] = p_b_ext[0] if before else 0.0
+    p_a[1:] = p_b[:-1]
+    p_a[jn == 0] = 0.0
     rise = p_b - p_a
     km = below * m
     per_value = c / m
