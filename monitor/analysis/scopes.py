@@ -102,7 +102,8 @@ class ScopeSet:
         for name, keys in (scopes or {}).items():
             if name == FLEET:
                 raise ValueError("'fleet' is always analysed; do not pass it as a scope")
-            array = np.asarray(keys)
+            # A categorical is factorised from its codes: no hashing of a million keys.
+            array = keys if isinstance(keys, pd.Categorical) else np.asarray(keys)
             if array.shape != (n_rows,):
                 raise ValueError(f"scope {name!r} has {array.shape} keys for {n_rows} rows")
             try:

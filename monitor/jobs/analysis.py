@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -370,19 +370,19 @@ def _spanned(start: datetime, end: datetime, size: timedelta) -> Iterable[Window
 
 
 def _scopes(conn: Connection, frame: pd.DataFrame) -> dict[str, Any]:
-    """Scope keys per window row: site, group and node name."""
+    """Scope keys per window row (site, group and node name), as categoricals."""
     registered = {n.id: n for n in list_nodes(conn)}
-    # Map each row through its node's position in the window's node list: a lookup per node,
-    # then one take per scope kind, instead of a Python call per row.
-    present, codes = np.unique(frame["node_id"].to_numpy(), return_inverse=True)
+    # A lookup per node, then codes per row: never a Python call per row.
+    codes, present = pd.factorize(frame["node_id"].to_numpy())
     names, sites, groups = [], [], []
     for node_id in present.tolist():
         node = registered.get(node_id)
         names.append(node.name if node else str(node_id))
         sites.append(node.site if node else None)
         groups.append(node.group_name if node else None)
-    return {
-        "site": np.array(sites, dtype=object)[codes],
-        "group": np.array(groups, dtype=object)[codes],
-        "node": np.array(names, dtype=object)[codes],
-    }
+
+    def per_row(per_node: Sequence[str | None]) -> pd.Categorical:
+        node_codes, labels = pd.factorize(np.array(per_node, dtype=object))
+        return pd.Categorical.from_codes(node_codes[codes], categories=labels)
+
+    return {"site": per_row(sites), "group": per_row(groups), "node": per_row(names)}
