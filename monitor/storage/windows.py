@@ -7,7 +7,9 @@ their Arrow payloads are decoded and concatenated, and records outside the windo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -133,6 +135,7 @@ class _Columns:
 
     def __init__(self, schema: pa.Schema, capacity: int) -> None:
         self.schema = schema
+        self.empty = schema.empty_table()
         self.filled = 0
         self.keys = np.empty(capacity, np.int64)
         self.node = np.empty(capacity, np.int32)
@@ -159,18 +162,19 @@ class _Columns:
     ) -> pd.DataFrame | None:
         """The window's frame, or None when its payloads need the general path."""
         capacity = sum(row[3] for row in listed)
+        groups = [listed[i : i + _GROUP] for i in range(0, len(listed), _GROUP)]
         built: _Columns | None = None
-        for first in range(0, len(listed), _GROUP):
-            group = listed[first : first + _GROUP]
-            blobs = _payloads(conn, [row[0] for row in group])
-            tables = [payload.decode(blobs.pop(row[0])) for row in group]
-            del blobs
-            if built is None:
-                if not _supported(tables[0].schema):
+        # closing: a fetch still in flight ends before the caller uses the connection again.
+        with contextlib.closing(_fetched(conn, groups)) as fetched:
+            for group, blobs in fetched:
+                tables = [payload.decode(blobs.pop(row[0])) for row in group]
+                del blobs
+                if built is None:
+                    if not _supported(tables[0].schema):
+                        return None
+                    built = cls(tables[0].schema, capacity)
+                if not built.add(group, tables, start, end):
                     return None
-                built = cls(tables[0].schema, capacity)
-            if not built.add(group, tables, start, end):
-                return None
         return None if built is None else built.frame()
 
     def add(
@@ -182,11 +186,15 @@ class _Columns:
     ) -> bool:
         """Append a group's rows inside the window; False when they do not fit this builder."""
         lengths = np.fromiter((t.num_rows for t in tables), np.int64, len(tables))
-        if any(not t.schema.equals(self.schema) for t in tables) or not np.array_equal(
+        if not np.array_equal(
             lengths, np.fromiter((row[3] for row in group), np.int64, len(group))
         ):
             return False
-        table = pa.concat_tables(tables)
+        try:
+            # Without promotion Arrow refuses tables whose schemas differ from the first's.
+            table = pa.concat_tables([self.empty, *tables])
+        except pa.ArrowInvalid:
+            return False
         starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
         ids = np.fromiter((row[0] for row in group), np.int64, len(group))
         keys = np.repeat(ids * payload.ROW_KEY_STRIDE, lengths) + (
@@ -263,6 +271,24 @@ def _supported(schema: pa.Schema) -> bool:
 def _naive(moment: datetime) -> datetime:
     """The UTC wall time of an aware datetime (numpy's datetime64 has no time zone)."""
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _fetched(
+    conn: Connection, groups: list[list[tuple[int, int, int, int]]]
+) -> Generator[tuple[list[tuple[int, int, int, int]], dict[int, bytes]]]:
+    """Each group with its payloads by batch id, the next group's fetched meanwhile.
+
+    A thread fetches ahead so that the database's reply overlaps this group's decoding: the
+    drivers wait for it without the GIL. Measured at 1M rows: PostgreSQL's load 1.5 -> 1.0 s,
+    SQLite's ~8% faster. One thread uses the connection at a time: the consumer never touches
+    it while a fetch is in flight, and leaving the block (also early) waits for that fetch."""
+    with ThreadPoolExecutor(1, thread_name_prefix="window-fetch") as fetcher:
+        pending = fetcher.submit(_payloads, conn, [row[0] for row in groups[0]])
+        for index, group in enumerate(groups):
+            blobs = pending.result()
+            if index + 1 < len(groups):
+                pending = fetcher.submit(_payloads, conn, [row[0] for row in groups[index + 1]])
+            yield group, blobs
 
 
 def _payloads(conn: Connection, ids: list[int]) -> dict[int, bytes]:

@@ -157,3 +157,18 @@ def test_a_window_whose_batches_hold_no_record_inside_it_has_their_columns(
 
     pd.testing.assert_frame_equal(frame, converted_at_once(engine, 10, 20), check_exact=True)
     assert len(frame) == 0
+
+
+def test_a_window_that_changes_columns_midway_loads_as_arrow_concatenates_it(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One batch per group: the change shows up while the next group is being fetched.
+    monkeypatch.setattr(windows, "_GROUP", 1)
+    store(engine, "a", [1, 2], colour="red")
+    store(engine, "b", [3], colour="blue", extra=1.5)
+    store(engine, "c", [4], colour="green")
+
+    frame = window(engine, 0, 60)
+
+    pd.testing.assert_frame_equal(frame, converted_at_once(engine, 0, 60), check_exact=True)
+    assert frame["feature:extra"].tolist()[2] == 1.5
