@@ -2,7 +2,10 @@
 
 A window is read from the batches' columnar payloads, never row by row: the batches that
 overlap the window are selected through the (model, max_ts) and (model, node, max_ts) indexes,
-their Arrow payloads are decoded and concatenated, and records outside the window are cut.
+their Arrow payloads are decoded, and records outside the window are cut. ``load_window``
+decodes a group of payloads at a time straight into the frame's numpy columns, so a window is
+never held as Arrow tables beside its frame; payloads whose columns differ take Arrow's
+permissive concatenation (``load_window_table``) instead.
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ def _batch_list(
 #: Batches whose payloads are fetched and decoded together: few enough that their Arrow tables
 #: are a few MB (freed before the next group), many enough that per-group Python costs vanish.
 _GROUP = 128
-#: The Arrow types the fast path writes straight into numpy columns; others take the general path.
+#: The type of the payloads' time column.
 _TS_TYPE = pa.timestamp("us", tz="UTC")
 
 
@@ -194,7 +197,10 @@ class _Columns:
             # Without promotion Arrow refuses tables whose schemas differ from the first's.
             table = pa.concat_tables([self.empty, *tables])
         except pa.ArrowInvalid:
-            return False
+            fitted = [self._fitted(t) for t in tables]
+            if any(t is None for t in fitted):
+                return False
+            table = pa.concat_tables([self.empty, *fitted])
         starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
         ids = np.fromiter((row[0] for row in group), np.int64, len(group))
         keys = np.repeat(ids * payload.ROW_KEY_STRIDE, lengths) + (
@@ -220,6 +226,19 @@ class _Columns:
         for name, codes in self.codes.items():
             codes[at : self.filled] = self._codes(name, table.column(name))
         return True
+
+    def _fitted(self, table: pa.Table) -> pa.Table | None:
+        """The table in this window's schema when it differs only by all-null columns (a
+        payload stores a column without any value as Arrow's null type), as Arrow's permissive
+        concatenation would promote them; None for any other difference."""
+        if table.schema.equals(self.schema):
+            return table
+        if table.column_names != self.schema.names:
+            return None
+        for field, own in zip(table.schema, self.schema, strict=True):
+            if field.type != own.type and not pa.types.is_null(field.type):
+                return None
+        return table.cast(self.schema)
 
     def _codes(self, name: str, column: pa.ChunkedArray) -> np.ndarray:
         """Codes in the window's categories, which grow in order of first appearance (the

@@ -122,20 +122,47 @@ def test_a_window_built_batch_by_batch_equals_arrow_converting_it_at_once(
 ) -> None:
     # Two batches per group, so categories, nulls and cut rows cross group boundaries.
     monkeypatch.setattr(windows, "_GROUP", 2)
-    store(engine, "a", [0, 1, 2], colour="red", size=None)  # colour "red" only before start
-    store(engine, "b", [3, 4], colour="blue", size=1.5)
-    store(engine, "a", [5, 6], colour=None, size=2)
-    store(engine, "c", [7, 8, 30], colour="green", size=None)  # minute 30: after the end
-    store(engine, "b", [9], colour="red", size=3.25)
+    store_rows(engine, "a", [(0, "pink", 1.0), (1, "red", None), (2, "red", 0.5)])  # pink: cut
+    store_rows(engine, "b", [(3, "blue", 1.5), (4, None, None)])
+    store_rows(engine, "a", [(5, None, 2.0), (6, None, None)])  # colour all null: null type
+    store_rows(engine, "c", [(7, "green", None), (8, "blue", 3.0), (30, "grey", 1.0)])  # 30: cut
+    store_rows(engine, "b", [(9, "red", 3.25)])
+    # The general path must not be needed here.
+    monkeypatch.setattr(windows, "load_window_table", None)
 
     frame = window(engine, 2, 20)
 
-    expected = converted_at_once(engine, 2, 20)
-    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(frame, converted_at_once(engine, 2, 20), check_exact=True)
     assert frame["feature:colour"].cat.categories.tolist() == ["red", "blue", "green"]
-    assert (
-        frame["feature:colour"].isna().tolist() == [False, False, False, True, True] + [False] * 3
-    )
+    missing = [False, False, True, True, True, False, False, False]
+    assert frame["feature:colour"].isna().tolist() == missing
+    assert frame["feature:size"].isna().sum() == 3
+
+
+def store_rows(engine: Engine, node: str, rows: list[tuple[float, str | None, float | None]]):
+    """One batch whose records have a text and a number feature, either possibly missing."""
+    with begin_write(engine) as conn:
+        model_row = models.find_model(conn, "m") or models.add_model(conn, "m")
+        known = {n.name: n.id for n in nodes.list_nodes(conn)}
+        node_id = known[node] if node in known else nodes.add_node(conn, node)[0].id
+        records = [
+            {
+                "id": f"{node}-{m}",
+                "ts": at(m).timestamp(),
+                "features": {"colour": colour, "size": size},
+                "prediction": "ok",
+            }
+            for m, colour, size in rows
+        ]
+        insert_batch(
+            conn,
+            node_id=node_id,
+            model_id=model_row.id,
+            model_version_id=models.version_id(conn, model_row.id, "1"),
+            batch_uid=None,
+            batch=prepare_batch(records),
+        )
 
 
 def test_batches_whose_columns_differ_load_as_arrow_concatenates_them(engine: Engine) -> None:
