@@ -8,6 +8,7 @@ Evidently's report of the last window.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -72,6 +73,8 @@ def run_demo(
         ),
     )
     narrator = _Narrator(engine, worker, {p.name for p in plans})
+    # The narrator tells each window's story; the worker's own line per window would repeat it.
+    logging.getLogger("monitor.jobs.analysis").setLevel(logging.ERROR)
     with BackgroundCollector(settings) as collector:
         say(f"collector on {collector.url} (API docs: {collector.url}/docs)")
         say(
@@ -109,7 +112,7 @@ def run_demo(
     last_window = boundary + timedelta(seconds=duration - window_seconds)
     report = _last_report(engine, settings.data_dir, last_window)
     if report is not None:
-        say(f"Evidently report of the last window: {report}")
+        say(f"report of the last window (verdicts, with Evidently's plots): {report}")
     engine.dispose()
     return 0
 
