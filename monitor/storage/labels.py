@@ -106,13 +106,13 @@ _SQLITE_FROM_LABELS = text(
 
 
 def _fewer_labels_than_records(conn: Connection, model_id: int, in_window: Select[Any]) -> bool:
-    """Whether the model has fewer labels than the window has records (two index counts)."""
-    n_labels = conn.execute(
-        select(func.count()).select_from(labels).where(labels.c.model_id == model_id)
-    ).scalar_one()
+    """Whether the model has fewer labels than the window has records. The labels are counted
+    only up to that many, so a model with years of labels costs no more than its window."""
     n_records = conn.execute(
         select(func.coalesce(func.sum(batches.c.n_records), 0)).where(batches.c.id.in_(in_window))
     ).scalar_one()
+    some = select(labels.c.request_id).where(labels.c.model_id == model_id).limit(n_records)
+    n_labels = conn.execute(select(func.count()).select_from(some.subquery())).scalar_one()
     return bool(n_labels < n_records)
 
 
