@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from monitor.storage import labels, models, nodes
 from monitor.storage.engine import begin_write
 from monitor.storage.labels import upsert_labels, window_labels
 from monitor.storage.payload import row_key
 from monitor.storage.records import insert_batch, prepare_batch
+from monitor.storage.tables import batches
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -103,3 +104,25 @@ def test_a_window_without_labels_has_none(engine: Engine) -> None:
     store(engine, "m", "a", [0, 1])
 
     assert read(engine, "m", 0, 30) == {}
+
+
+def test_the_join_starts_from_the_labels_only_when_they_are_fewer_than_the_records(
+    engine: Engine,
+) -> None:
+    store(engine, "m", "a", [0, 1, 2, 3])
+    store(engine, "m", "a", [50, 51, 52, 53, 54, 55])  # outside the window: not counted
+
+    def fewer() -> bool:
+        with engine.connect() as conn:
+            model_id = models.get_model(conn, "m").id
+            in_window = select(batches.c.id).where(
+                batches.c.model_id == model_id,
+                batches.c.max_ts >= T0,
+                batches.c.min_ts < T0 + timedelta(minutes=30),
+            )
+            return labels._fewer_labels_than_records(conn, model_id, in_window)
+
+    label(engine, "m", {"r-a-0": "ok", "r-a-1": "ok", "r-a-2": "fail"})
+    assert fewer()  # 3 labels, 4 records in the window
+    label(engine, "m", {"r-a-50": "ok", "r-a-51": "ok"})
+    assert not fewer()  # 5 labels (counted no further than 4)
