@@ -87,6 +87,7 @@ DROP_REASONS: Final = (
     "expired",  # older than the spool's age cap before it could be delivered
     "too_large",  # a single record larger than the collector accepts
     "invalid",  # log() was called with a value the SDK cannot encode
+    "poisoned",  # the collector kept failing (5xx) on this one record; kept in a dead-letter file
 )
 
 
