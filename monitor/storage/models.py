@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
 from monitor import wire
@@ -67,14 +67,46 @@ def list_models(conn: Connection) -> list[Model]:
     return [Model(**row) for row in conn.execute(select(models).order_by(models.c.name)).mappings()]
 
 
-def version_id(conn: Connection, model_id: int, version: str) -> int:
-    """The id of a model's version, created the first time a node reports it."""
+#: Most versions of one model that nodes may create by reporting them (without registration).
+DEFAULT_MAX_REPORTED_VERSIONS = 20
+
+
+def version_id(
+    conn: Connection,
+    model_id: int,
+    version: str,
+    *,
+    max_reported: int = DEFAULT_MAX_REPORTED_VERSIONS,
+) -> int:
+    """The id of a model's version. A version nodes report before it is registered is created
+    the first time it is seen (unregistered: no artifact, ``registered_at`` null), up to
+    ``max_reported`` such versions per model, so a node cannot grow the registry without
+    bound; past that, records of a new unregistered version are refused."""
     query = select(model_versions.c.id).where(
         model_versions.c.model_id == model_id, model_versions.c.version == version
     )
     found = conn.execute(query).scalar()
     if found is not None:
         return int(found)
+    reported = conn.execute(
+        select(func.count()).where(
+            model_versions.c.model_id == model_id, model_versions.c.registered_at.is_(None)
+        )
+    ).scalar_one()
+    if reported >= max_reported:
+        raise ValidationFailed(
+            f"model version {version!r} is not registered, and nodes have already reported "
+            f"{reported} unregistered versions of this model (the limit): register it with "
+            "`edge-monitor models register`",
+            code="unregistered_version",
+            details=[
+                {
+                    "code": "unregistered_version",
+                    "field": "model_version",
+                    "message": f"not registered; {reported} unregistered versions already",
+                }
+            ],
+        )
     conn.execute(
         insert_or_ignore(conn, model_versions, ["model_id", "version"]).values(
             model_id=model_id, version=version, created_at=utcnow()

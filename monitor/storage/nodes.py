@@ -1,4 +1,5 @@
-"""Nodes: registration with a one-time token, lookup by token, revocation, listing."""
+"""Nodes: registration with a one-time token, lookup by token, revocation, listing, and the
+models each node is registered for."""
 
 from __future__ import annotations
 
@@ -8,14 +9,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from monitor import wire
 from monitor.errors import Conflict, NotFound
+from monitor.storage.dialect import insert_or_ignore
 from monitor.storage.models import check_name
-from monitor.storage.tables import nodes
+from monitor.storage.tables import deployment_pins, models, node_models, nodes
 from monitor.storage.types import utcnow
+
+#: An edge node: sends records and heartbeats, labels its own records, fetches its models.
+NODE = "node"
+#: A back-office system: labels any node's records, and does nothing else.
+LABELLER = "labeller"
+ROLES = (NODE, LABELLER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +40,7 @@ class Node:
     revoked_at: datetime | None
     last_seen_at: datetime | None
     last_heartbeat_at: datetime | None
+    role: str = NODE
 
 
 def new_token() -> str:
@@ -51,9 +60,12 @@ def add_node(
     group_name: str | None = None,
     site: str | None = None,
     tags: dict[str, Any] | None = None,
+    role: str = NODE,
 ) -> tuple[Node, str]:
     """Register a node; returns it with its token, which is never stored or shown again."""
     check_name(name)
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     token = new_token()
     try:
         with conn.begin_nested():
@@ -66,6 +78,7 @@ def add_node(
                     token_hash=hash_token(token),
                     token_hint=token[: len(wire.NODE_TOKEN_PREFIX) + 4],
                     created_at=utcnow(),
+                    role=role,
                 )
             )
     except IntegrityError as exc:
@@ -109,6 +122,50 @@ def revoke_node(conn: Connection, name: str) -> Node:
 def list_nodes(conn: Connection) -> list[Node]:
     """Every node, by name."""
     return [_node(row) for row in conn.execute(select(nodes).order_by(nodes.c.name)).mappings()]
+
+
+def grant_model(conn: Connection, node_id: int, model_id: int) -> None:
+    """Register a node for a model (again: no change)."""
+    conn.execute(
+        insert_or_ignore(conn, node_models, ["node_id", "model_id"]).values(
+            node_id=node_id, model_id=model_id, created_at=utcnow()
+        )
+    )
+
+
+def withdraw_model(conn: Connection, node_id: int, model_id: int) -> bool:
+    """Take a model away from a node; whether it had been registered for it."""
+    result = conn.execute(
+        delete(node_models).where(
+            node_models.c.node_id == node_id, node_models.c.model_id == model_id
+        )
+    )
+    return bool(result.rowcount)
+
+
+def node_model_names(conn: Connection) -> dict[int, list[str]]:
+    """The names of the models each node is registered for, by node id, sorted."""
+    query = (
+        select(node_models.c.node_id, models.c.name)
+        .join(models, models.c.id == node_models.c.model_id)
+        .order_by(models.c.name)
+    )
+    found: dict[int, list[str]] = {}
+    for node_id, name in conn.execute(query):
+        found.setdefault(node_id, []).append(name)
+    return found
+
+
+def may_use_model(conn: Connection, node: Node, model_id: int) -> bool:
+    """Whether ``node`` may read ``model_id``'s assignment and artifacts: it is registered for
+    the model, or the model pins a version for the node's group."""
+    registered = exists().where(
+        node_models.c.node_id == node.id, node_models.c.model_id == model_id
+    )
+    pinned = exists().where(
+        deployment_pins.c.model_id == model_id, deployment_pins.c.group_name == node.group_name
+    )
+    return bool(conn.execute(select(registered | pinned)).scalar())
 
 
 def touch_node(conn: Connection, node_id: int, *, heartbeat: bool = False) -> None:

@@ -51,6 +51,11 @@ nodes = Table(
     Column("revoked_at", UTCDateTime),
     Column("last_seen_at", UTCDateTime),
     Column("last_heartbeat_at", UTCDateTime),
+    # "node": an edge node, which sends records, labels its own records and fetches the models
+    # it is registered for; "labeller": a back-office system whose labels apply to any node's
+    # records and which sends nothing else.
+    Column("role", String(16), nullable=False, server_default="node"),
+    CheckConstraint("role IN ('node', 'labeller')", name="role"),
 )
 
 models = Table(
@@ -84,6 +89,17 @@ model_versions = Table(
     Column("promoted_at", UTCDateTime),
     UniqueConstraint("model_id", "version"),
     CheckConstraint("stage IN ('candidate', 'production', 'archived')", name="stage"),
+)
+
+# The models a node is registered for: it may read their assignment and download their
+# artifacts (a group pin for the node's group grants the pinned model as well).
+node_models = Table(
+    "node_models",
+    metadata,
+    Column("node_id", Integer, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("node_id", "model_id"),
 )
 
 # Which version each node of a model should run: production for everyone, a canary version
@@ -173,10 +189,13 @@ labels = Table(
     Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
     Column("request_id", String(128), nullable=False),
     Column("label", JSON, nullable=False),
-    Column("node_id", Integer, ForeignKey("nodes.id", ondelete="SET NULL")),
+    # The node whose record this labels: a node labels only its own records, so one node can
+    # never overwrite another's labels. 0 (ANY_NODE, not a node id, hence no foreign key) is a
+    # back-office label, which applies to any node's record of that request id.
+    Column("node_id", Integer, nullable=False, server_default="0"),
     Column("ts", UTCDateTime, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
-    UniqueConstraint("model_id", "request_id"),
+    UniqueConstraint("model_id", "request_id", "node_id"),
 )
 
 node_heartbeats = Table(

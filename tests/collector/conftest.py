@@ -42,10 +42,11 @@ def http(collector: BackgroundCollector) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def token(engine: Engine) -> str:
-    """The token of node ``node-1``; the model ``pump-failure`` is registered too."""
+    """The token of node ``node-1``, registered for the model ``pump-failure``."""
     with begin_write(engine) as conn:
-        models.add_model(conn, MODEL)
-        _, node_token = nodes.add_node(conn, "node-1", group_name="line-a", site="plant-1")
+        model_id = models.add_model(conn, MODEL).id
+        node, node_token = nodes.add_node(conn, "node-1", group_name="line-a", site="plant-1")
+        nodes.grant_model(conn, node.id, model_id)
     return node_token
 
 

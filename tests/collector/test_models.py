@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from monitor import wire
 from monitor.demo_model import paths
-from monitor.storage import models, registry
+from monitor.storage import models, nodes, registry
 from monitor.storage.engine import begin_write
 from tests.collector.conftest import ADMIN_TOKEN, MODEL, auth
 
@@ -161,3 +161,48 @@ def test_a_share_outside_zero_to_one_is_refused(
 
     assert answer.status_code == 422
     assert answer.json()["error"]["details"][0]["field"] == "share"
+
+
+def test_a_node_reads_only_the_models_it_is_registered_for(
+    http: httpx.Client, engine: Engine, token: str
+) -> None:
+    register(http, "1", b"secret weights")
+    http.post(f"/v1/admin/models/{MODEL}/promote/1", headers=ADMIN).raise_for_status()
+    with begin_write(engine) as conn:
+        _, stranger = nodes.add_node(conn, "stranger", group_name="line-b")
+
+    for path in (wire.assignment_path(MODEL), wire.artifact_path(MODEL, "1")):
+        refused = http.get(path, headers=auth(stranger))
+        assert refused.status_code == 403
+        error = refused.json()["error"]
+        assert error["code"] == "model_not_granted"
+        assert "edge-monitor nodes grant stranger pump-failure" in error["message"]
+        assert http.get(path, headers=auth(token)).status_code == 200
+
+
+def test_a_group_pin_lets_the_groups_nodes_read_the_model(
+    http: httpx.Client, engine: Engine, token: str
+) -> None:
+    register(http, "1", b"weights")
+    with begin_write(engine) as conn:
+        _, pinned_node = nodes.add_node(conn, "pinned", group_name="line-b")
+    assert http.get(wire.assignment_path(MODEL), headers=auth(pinned_node)).status_code == 403
+
+    http.post(
+        f"/v1/admin/models/{MODEL}/pins", json={"version": "1", "group": "line-b"}, headers=ADMIN
+    ).raise_for_status()
+
+    assert http.get(wire.assignment_path(MODEL), headers=auth(pinned_node)).json()["version"] == "1"
+    assert http.get(wire.artifact_path(MODEL, "1"), headers=auth(pinned_node)).content == b"weights"
+
+
+def test_a_labeller_token_fetches_no_model(http: httpx.Client, engine: Engine, token: str) -> None:
+    register(http, "1", b"weights")
+    http.post(f"/v1/admin/models/{MODEL}/promote/1", headers=ADMIN).raise_for_status()
+    with begin_write(engine) as conn:
+        _, labeller = nodes.add_node(conn, "erp", role=nodes.LABELLER)
+
+    answer = http.get(wire.assignment_path(MODEL), headers=auth(labeller))
+
+    assert answer.status_code == 403
+    assert answer.json()["error"]["code"] == "model_not_granted"

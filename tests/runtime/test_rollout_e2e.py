@@ -38,8 +38,9 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
 def live(sqlite_engine: Engine, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """(collector URL, node token), with the model registered."""
     with begin_write(sqlite_engine) as conn:
-        models.add_model(conn, MODEL)
-        _, token = nodes.add_node(conn, "edge-1", group_name="line-a", site="plant-1")
+        model_id = models.add_model(conn, MODEL).id
+        node, token = nodes.add_node(conn, "edge-1", group_name="line-a", site="plant-1")
+        nodes.grant_model(conn, node.id, model_id)
     settings = Settings(
         database_url=str(sqlite_engine.url), data_dir=tmp_path, admin_token=ADMIN_TOKEN
     )

@@ -183,6 +183,8 @@ def _insert_sample_rows(engine: Engine) -> None:
                 ),
                 ("analysis_snapshots", {"scope_id": drift, "snapshot": b"{}", "created_at": T0}),
             ]
+        if "node_models" in existing:  # revision 0005: node-bound labels and model access
+            _insert(conn, "node_models", node_id=node, model_id=model, created_at=T0)
         if "job_leases" in existing:  # revision 0003: scheduled analysis
             for table, values in [
                 *results,
@@ -891,3 +893,105 @@ def test_downgrade_renumbers_scopes_whose_ids_clash(bare_engine: Engine, db_url:
     with bare_engine.connect() as conn:
         for table, kind in (("drift_scopes", "drift"), ("quality_scopes", "quality")):
             assert conn.execute(sa.select(metadata.tables[table].c.id)).scalar_one() == runs[kind]
+
+
+# --- 0005: labels bound to nodes; labellers; the models a node is registered for -------------
+
+
+def _fill_0004(conn: Connection) -> dict[str, int]:
+    """Two nodes of one model, each with a record of request id ``req``; a label sent by node
+    ``a`` for ``req`` and one sent with the admin token for ``other``."""
+    model = _insert(conn, "models", name="m", description="", created_at=T0)
+    version = _insert(conn, "model_versions", model_id=model, version="1", created_at=T0)
+    ids = {"model": model}
+    for name in ("a", "b"):
+        node = _insert(
+            conn,
+            "nodes",
+            name=name,
+            tags={},
+            token_hash=name * 64,
+            token_hint="emn_",
+            created_at=T0,
+        )
+        batch = _insert(
+            conn,
+            "batches",
+            node_id=node,
+            model_id=model,
+            model_version_id=version,
+            received_at=T0,
+            min_ts=T0,
+            max_ts=T0,
+            n_records=1,
+            payload=b"x",
+        )
+        _insert(
+            conn,
+            "records",
+            batch_id=batch,
+            pos=0,
+            node_id=node,
+            uid=name,
+            model_id=model,
+            request_id="req",
+        )
+        ids[name] = node
+    _insert(
+        conn, "nodes", name="idle", tags={}, token_hash="i" * 64, token_hint="emn_", created_at=T0
+    )
+    for request_id, sender in (("req", ids["a"]), ("other", None)):
+        _insert(
+            conn,
+            "labels",
+            model_id=model,
+            request_id=request_id,
+            label="ok",
+            node_id=sender,
+            ts=T0,
+            received_at=T0,
+        )
+    return ids
+
+
+def test_labels_stay_with_the_node_that_sent_them_and_admin_labels_name_any_node(
+    bare_engine: Engine, db_url: str
+) -> None:
+    migrations.upgrade(db_url, "0004")
+    with bare_engine.begin() as conn:
+        ids = _fill_0004(conn)
+
+    migrations.upgrade(db_url, "0005")
+    with bare_engine.connect() as conn:
+        labels = _pick(_rows(conn, "labels", "request_id"), "request_id", "node_id")
+        registered = _pick(_rows(conn, "node_models", "node_id"), "node_id", "model_id")
+        roles = _pick(_rows(conn, "nodes", "name"), "name", "role")
+    assert labels == [("other", 0), ("req", ids["a"])]
+    # Nodes keep fetching the models they sent records for; a node that sent none gets none.
+    assert registered == [(ids["a"], ids["model"]), (ids["b"], ids["model"])]
+    assert roles == [("a", "node"), ("b", "node"), ("idle", "node")]
+
+
+def test_downgrading_keeps_the_latest_label_of_each_request(
+    bare_engine: Engine, db_url: str
+) -> None:
+    migrations.upgrade(db_url, "0004")
+    with bare_engine.begin() as conn:
+        ids = _fill_0004(conn)
+    migrations.upgrade(db_url, "0005")
+    with bare_engine.begin() as conn:  # node b labels its own record of the same request id
+        _insert(
+            conn,
+            "labels",
+            model_id=ids["model"],
+            request_id="req",
+            label="fail",
+            node_id=ids["b"],
+            ts=T0,
+            received_at=T0,
+        )
+
+    migrations.downgrade(db_url, "0004")
+    with bare_engine.connect() as conn:
+        labels = _pick(_rows(conn, "labels", "request_id"), "request_id", "label", "node_id")
+    assert labels == [("other", "ok", None), ("req", "fail", ids["b"])]

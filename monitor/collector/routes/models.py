@@ -6,13 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
 from monitor.collector.auth import authenticate_node, bearer_token
 from monitor.collector.state import CollectorState, state_of
-from monitor.errors import NotFound
-from monitor.storage import models, registry
+from monitor.errors import Forbidden, NotFound
+from monitor.storage import models, nodes, registry
+from monitor.storage.nodes import Node
 
 router = APIRouter()
 
@@ -46,6 +48,7 @@ def _assignment(state: CollectorState, token: str, model: str) -> tuple[dict[str
     with state.engine.connect() as conn:
         node = authenticate_node(conn, token)
         found = models.get_model(conn, model)
+        _check_access(conn, node, found.id, model)
         assignment = registry.assignment_for(conn, found.id, model, node)
     if assignment is None:
         raise NotFound(f"model {model!r} has no deployed version", code="no_assignment")
@@ -64,6 +67,19 @@ def _assignment(state: CollectorState, token: str, model: str) -> tuple[dict[str
 
 def _artifact(state: CollectorState, token: str, model: str, version: str) -> tuple[bytes, str]:
     with state.engine.connect() as conn:
-        authenticate_node(conn, token)
-        found = registry.get_version(conn, models.get_model(conn, model).id, version)
+        node = authenticate_node(conn, token)
+        model_id = models.get_model(conn, model).id
+        _check_access(conn, node, model_id, model)
+        found = registry.get_version(conn, model_id, version)
         return registry.artifact(conn, found.id), found.sha256 or ""
+
+
+def _check_access(conn: Connection, node: Node, model_id: int, model: str) -> None:
+    """A node reads only the models it is registered for (or its group's pins): artifacts are
+    the owners' intellectual property, and an assignment tells what runs where."""
+    if node.role != nodes.NODE or not nodes.may_use_model(conn, node, model_id):
+        raise Forbidden(
+            f"node {node.name!r} is not registered for model {model!r}: "
+            f"run `edge-monitor nodes grant {node.name} {model}`",
+            code="model_not_granted",
+        )
