@@ -281,6 +281,8 @@ def _checked_engine() -> Any:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from monitor.collector.server import uvicorn_options
+
     settings = _settings()
     engine = _checked_engine()
     if args.with_worker:
@@ -300,7 +302,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port if args.port is None else args.port,
         workers=workers,
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=10,
+        # The same protocol, deadlines and limits as BackgroundCollector.
+        **uvicorn_options(settings),
     )
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -17,6 +17,12 @@ from monitor import wire
 
 #: Environment variable naming an optional TOML settings file (keys are the field names).
 CONFIG_FILE_ENV = "MONITOR_CONFIG"
+#: How many times its decoded size a request body is counted in ``body_memory_bytes``: JSON
+#: records parsed into Python objects, validated and prepared for storage peak at about ten
+#: times their text (bench/collector_pressure.py measures it).
+BODY_MEMORY_FACTOR = 10
+#: The share of ``body_memory_bytes`` (one part in this many) that only small bodies may use.
+BODY_MEMORY_HEADROOM = 8
 
 
 def _default_data_dir() -> Path:
@@ -63,6 +69,60 @@ class Settings(BaseSettings):
         default=wire.MAX_DECODED_BYTES,
         ge=1024,
         description="Largest request body after gzip decoding; enforced while decompressing.",
+    )
+    body_memory_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description=(
+            "Memory one collector process may spend at once on request bodies being read, "
+            "decoded, parsed and stored, estimated per request as its size on the wire plus "
+            f"{BODY_MEMORY_FACTOR} times its decoded size (what parsed JSON records measure). "
+            "A request that does not fit is answered 503 (code `busy`) with Retry-After at "
+            "once; the last eighth is kept for small bodies, so ordinary batches keep flowing."
+        ),
+    )
+    rate_limit_per_second: float = Field(
+        default=100.0,
+        ge=0,
+        description=(
+            "Requests per second each node token may make, on average (a token bucket); "
+            "beyond it the node is answered 429 with Retry-After. 0 turns the limit off."
+        ),
+    )
+    rate_limit_burst: int = Field(
+        default=200,
+        ge=1,
+        description="Requests a node token may make at once before the per-second rate applies.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Time a connection has to send a request's complete headers (from connecting, or "
+            "from the first byte of its next request); then it is answered 408 and closed."
+        ),
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Time a request has to send its complete body once its headers are in; then it "
+            "is answered 408 and its connection closed."
+        ),
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request line plus headers; a larger one is answered 431 and closed.",
+    )
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Most connections plus requests in progress per collector process; beyond it new "
+            "requests are answered 503 by the server (uvicorn's limit_concurrency). Unset: "
+            "no limit besides the body memory budget and the timeouts."
+        ),
     )
     db_pool_size: int = Field(
         default=8, ge=1, description="Connections kept open per process to PostgreSQL."
@@ -144,6 +204,19 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @model_validator(mode="after")
+    def _largest_body_fits_the_budget(self) -> Settings:
+        # A body that can never fit would be refused as busy forever, and retried forever.
+        largest = self.max_wire_bytes + BODY_MEMORY_FACTOR * self.max_decoded_bytes
+        needed = -(-largest * BODY_MEMORY_HEADROOM // (BODY_MEMORY_HEADROOM - 1))
+        if self.body_memory_bytes < needed:
+            raise ValueError(
+                f"body_memory_bytes ({self.body_memory_bytes}) must be at least {needed} to admit "
+                f"the largest body (max_wire_bytes + {BODY_MEMORY_FACTOR} x max_decoded_bytes, "
+                f"in the {BODY_MEMORY_HEADROOM - 1}/{BODY_MEMORY_HEADROOM} large bodies may use)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

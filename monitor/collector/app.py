@@ -7,13 +7,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import monitor
+from monitor.collector.metrics import CLIENT_CLOSED
+from monitor.collector.protocol import BODY_TIMED_OUT
 from monitor.collector.routes import admin, health, heartbeats, labels, models, records
 from monitor.collector.state import CollectorState
 from monitor.config import Settings, get_settings
@@ -85,6 +88,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.warning("database unavailable: %s", exc.orig)
         body = envelope("database_unavailable", "the database is unavailable; retry later")
         return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(ClientDisconnect)
+    async def on_disconnect(request: Request, _exc: ClientDisconnect) -> Response:
+        # Nobody is left to answer: count it under its own status, without a traceback.
+        if request.scope.get(BODY_TIMED_OUT):
+            return Response(status_code=408)  # the protocol already answered 408
+        log.debug("client went away during %s %s", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -5,15 +5,23 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Callable
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Status counted for a request whose client went away before its answer (nginx's 499); it is
+#: never sent.
+CLIENT_CLOSED = 499
+#: Route label of requests refused before their headers were complete (408, 431).
+HEADERS_ROUTE = "(headers)"
 
 
 class Metrics:
-    """Counts of records by outcome, requests by route and status, and batch latency."""
+    """Counts of records by outcome, requests by route and status, batch latency, and gauges
+    read when rendered."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
         self._records: Counter[tuple[str, str]] = Counter()
         self._requests: Counter[tuple[str, int]] = Counter()
         self._latency_buckets = [0] * (len(_BUCKETS) + 1)
@@ -29,6 +37,10 @@ class Metrics:
     def request(self, route: str, status: int) -> None:
         with self._lock:
             self._requests[(route, status)] += 1
+
+    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """Render ``name`` as a gauge whose value ``read`` gives at each scrape."""
+        self._gauges[name] = (help_text, read)
 
     def batch_latency(self, seconds: float) -> None:
         """Time from a records request arriving to its answer, after commit."""
@@ -49,7 +61,9 @@ class Metrics:
                     f'edge_monitor_records_total{{outcome="{outcome}",reason="{reason}"}} {n}'
                 )
             lines += [
-                "# HELP edge_monitor_requests_total HTTP requests, by route and status.",
+                "# HELP edge_monitor_requests_total HTTP requests, by route and status "
+                f"({CLIENT_CLOSED}: the client went away first; route {HEADERS_ROUTE}: refused "
+                "before its headers were complete).",
                 "# TYPE edge_monitor_requests_total counter",
             ]
             for (route, status), n in sorted(self._requests.items()):
@@ -66,4 +80,6 @@ class Metrics:
                 lines.append(f'edge_monitor_batch_seconds_bucket{{le="{bound}"}} {cumulative}')
             lines.append(f"edge_monitor_batch_seconds_sum {self._latency_sum}")
             lines.append(f"edge_monitor_batch_seconds_count {self._latency_count}")
+        for name, (help_text, read) in sorted(self._gauges.items()):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read()}"]
         return "\n".join(lines) + "\n"

@@ -5,11 +5,30 @@ from __future__ import annotations
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 
 from monitor.collector.app import create_app
+from monitor.collector.protocol import http_protocol
 from monitor.config import Settings
+
+#: Seconds an idle keep-alive connection stays open between requests.
+KEEP_ALIVE_SECONDS = 5
+#: Seconds a stopping collector gives requests in progress before closing their connections.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The uvicorn options of every way to serve the collector (``edge-monitor serve`` and
+    ``BackgroundCollector``): the protocol with header/body deadlines and a header cap, the
+    concurrency limit, keep-alive and shutdown grace."""
+    return {
+        "http": http_protocol(settings),
+        "limit_concurrency": settings.max_concurrency,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+    }
 
 
 class BackgroundCollector:
@@ -18,7 +37,12 @@ class BackgroundCollector:
     def __init__(self, settings: Settings, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._app = create_app(settings)
         config = uvicorn.Config(
-            self._app, host=host, port=port, log_level="warning", lifespan="off"
+            self._app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            **uvicorn_options(settings),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="collector", daemon=True)

@@ -1,4 +1,4 @@
-"""What every route needs: settings, the engine, metrics and small caches, per process."""
+"""What every route needs, per process: settings, engine, metrics, body budget, rate limiter."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Engine
 from starlette.requests import Request
 
+from monitor.collector.budget import BodyBudget
 from monitor.collector.metrics import Metrics
+from monitor.collector.ratelimit import RateLimiter
 from monitor.config import Settings
 from monitor.errors import ValidationFailed
 from monitor.storage import models
@@ -28,6 +30,24 @@ class CollectorState:
     _versions: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _known_tokens: dict[str, float] = field(default_factory=dict)
+    budget: BodyBudget = field(init=False)
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.budget = BodyBudget(self.settings.body_memory_bytes)
+        self.limiter = RateLimiter(
+            self.settings.rate_limit_per_second, self.settings.rate_limit_burst
+        )
+        self.metrics.gauge(
+            "edge_monitor_body_budget_bytes",
+            "Memory this process may spend on request bodies at once (MONITOR_BODY_MEMORY_BYTES).",
+            lambda: self.budget.limit,
+        )
+        self.metrics.gauge(
+            "edge_monitor_body_bytes_in_use",
+            "Memory counted for the request bodies in progress now.",
+            lambda: self.budget.in_use,
+        )
 
     def recently_authenticated(self, token: str) -> bool:
         """Whether this token passed authentication in the last few seconds (a pre-check

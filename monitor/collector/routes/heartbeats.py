@@ -10,8 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
 from monitor.collector import validation
-from monitor.collector.auth import authenticate_node, bearer_token
-from monitor.collector.body import read_json
+from monitor.collector.admission import admit_node
+from monitor.collector.auth import authenticate_node
+from monitor.collector.budget import ReadBody, read_within_budget
 from monitor.collector.state import CollectorState, state_of
 from monitor.errors import ValidationFailed
 from monitor.storage.engine import begin_write
@@ -24,15 +25,14 @@ router = APIRouter()
 async def post_heartbeat(request: Request) -> Response:
     """Store a heartbeat: drop counters by reason, queue and spool depth, runtime telemetry."""
     state = state_of(request)
-    token = bearer_token(request)
-    body = await read_json(
-        request,
-        max_wire_bytes=state.settings.max_wire_bytes,
-        max_decoded_bytes=state.settings.max_decoded_bytes,
-    )
-    beat = validation.heartbeat_body(body)
-    await run_in_threadpool(_store, state, token, beat)
+    token = await admit_node(request)
+    async with read_within_budget(request, state.budget, state.settings) as body:
+        await run_in_threadpool(_accept, state, token, body)
     return Response(status_code=204)
+
+
+def _accept(state: CollectorState, token: str, body: ReadBody) -> None:
+    _store(state, token, validation.heartbeat_body(body.decode()))
 
 
 def _store(state: CollectorState, token: str, beat: validation.HeartbeatBody) -> None:

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from monitor import wire
 from monitor.collector import validation
 from monitor.collector.auth import authenticate_node, bearer_token
-from monitor.collector.body import read_json
+from monitor.collector.budget import ReadBody, read_within_budget
 from monitor.collector.state import CollectorState, state_of
 from monitor.storage.engine import begin_write
 from monitor.storage.labels import upsert_labels
@@ -28,14 +28,17 @@ async def post_labels(request: Request) -> JSONResponse:
     token = bearer_token(request)
     admin = _is_admin(state, token)
     node_id = None if admin else (await run_in_threadpool(_node_id, state, token))
-    body = await read_json(
-        request,
-        max_wire_bytes=state.settings.max_wire_bytes,
-        max_decoded_bytes=state.settings.max_decoded_bytes,
-    )
-    model, items = validation.labels_body(body)
-    accepted = await run_in_threadpool(_store, state, node_id, model, items)
+    if not admin:
+        # A bulk upload with the admin token is an operator's, not a node's: no node rate.
+        state.limiter.check(token)
+    async with read_within_budget(request, state.budget, state.settings) as body:
+        accepted = await run_in_threadpool(_accept, state, node_id, body)
     return JSONResponse({"accepted": accepted})
+
+
+def _accept(state: CollectorState, node_id: int | None, body: ReadBody) -> int:
+    model, items = validation.labels_body(body.decode())
+    return _store(state, node_id, model, items)
 
 
 def _is_admin(state: CollectorState, token: str) -> bool:

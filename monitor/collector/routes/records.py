@@ -11,8 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
 from monitor.collector import validation
-from monitor.collector.auth import authenticate_node, bearer_token
-from monitor.collector.body import decode_json, read_body
+from monitor.collector.admission import admit_node
+from monitor.collector.auth import authenticate_node
+from monitor.collector.budget import ReadBody, read_within_budget
 from monitor.collector.state import CollectorState, state_of
 from monitor.errors import ValidationFailed
 from monitor.storage.engine import begin_write
@@ -33,28 +34,17 @@ async def post_records(request: Request) -> JSONResponse:
     with their field paths while the good ones are stored."""
     started = time.perf_counter()
     state = state_of(request)
-    token = bearer_token(request)
-    # Refuse strangers before reading their body; the check that counts (a revoked token is
-    # refused on its next request) runs again inside the write transaction.
-    if not state.recently_authenticated(token):
-        await run_in_threadpool(_authenticate, state, token)
-    raw, encoding = await read_body(request, max_wire_bytes=state.settings.max_wire_bytes)
-    answer = await run_in_threadpool(_ingest, state, token, raw, encoding)
+    token = await admit_node(request)
+    async with read_within_budget(request, state.budget, state.settings) as body:
+        answer = await run_in_threadpool(_ingest, state, token, body)
     state.metrics.batch_latency(time.perf_counter() - started)
     return JSONResponse(answer)
 
 
-def _authenticate(state: CollectorState, token: str) -> None:
-    with state.engine.connect() as conn:
-        authenticate_node(conn, token)
-    state.remember_authenticated(token)
-
-
-def _ingest(state: CollectorState, token: str, raw: bytes, encoding: str) -> dict[str, Any]:
+def _ingest(state: CollectorState, token: str, body: ReadBody) -> dict[str, Any]:
     # Decoding, validation and the columnar payload are built before the write transaction,
     # so that the database lock (one writer at a time on SQLite) is held only to write.
-    body = decode_json(raw, encoding, max_decoded_bytes=state.settings.max_decoded_bytes)
-    batch = validation.records_batch(body)
+    batch = validation.records_batch(body.decode())
     for rejection in batch.rejected:
         state.metrics.records("rejected", 1, rejection.code)
     rejected = [r.as_dict() for r in batch.rejected]
