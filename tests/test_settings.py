@@ -118,3 +118,44 @@ def test_data_dir_expands_the_home_directory(
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MONITOR_DATA_DIR", "~/edge")
     assert Settings().data_dir == tmp_path / "home" / "edge"
+
+
+def test_request_pressure_settings_have_defaults_and_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = Settings()
+    assert (defaults.header_timeout_seconds, defaults.body_timeout_seconds) == (10.0, 30.0)
+    assert (defaults.rate_limit_per_second, defaults.rate_limit_burst) == (100.0, 200)
+    assert defaults.body_memory_bytes == 256 * 1024 * 1024
+    assert defaults.max_header_bytes == 64 * 1024
+    assert defaults.max_concurrency is None
+
+    monkeypatch.setenv("MONITOR_HEADER_TIMEOUT_SECONDS", "2.5")
+    monkeypatch.setenv("MONITOR_BODY_TIMEOUT_SECONDS", "7")
+    monkeypatch.setenv("MONITOR_RATE_LIMIT_PER_SECOND", "0")
+    monkeypatch.setenv("MONITOR_RATE_LIMIT_BURST", "10")
+    monkeypatch.setenv("MONITOR_BODY_MEMORY_BYTES", str(512 * 1024 * 1024))
+    monkeypatch.setenv("MONITOR_MAX_HEADER_BYTES", "8192")
+    monkeypatch.setenv("MONITOR_MAX_CONCURRENCY", "500")
+    settings = Settings()
+    assert (settings.header_timeout_seconds, settings.body_timeout_seconds) == (2.5, 7.0)
+    assert (settings.rate_limit_per_second, settings.rate_limit_burst) == (0.0, 10)
+    assert settings.body_memory_bytes == 512 * 1024 * 1024
+    assert (settings.max_header_bytes, settings.max_concurrency) == (8192, 500)
+
+
+def test_a_body_budget_too_small_for_the_largest_body_is_refused() -> None:
+    # With room for it, the largest body would be refused as busy forever.
+    with pytest.raises(ValidationError, match="body_memory_bytes"):
+        Settings(body_memory_bytes=100 * 1024 * 1024)
+    small_bodies = Settings(
+        max_wire_bytes=1024 * 1024, max_decoded_bytes=1024 * 1024, body_memory_bytes=13 * 2**20
+    )
+    assert small_bodies.body_memory_bytes == 13 * 2**20
+
+
+def test_timeouts_must_be_positive() -> None:
+    with pytest.raises(ValidationError, match="header_timeout_seconds"):
+        Settings(header_timeout_seconds=0)
+    with pytest.raises(ValidationError, match="body_timeout_seconds"):
+        Settings(body_timeout_seconds=-1)
