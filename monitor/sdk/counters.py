@@ -7,14 +7,31 @@ from typing import Any
 
 from monitor.wire import DROP_REASONS
 
+#: Drops of items that ``log()`` had accepted (counted in ``enqueued``): the ones that make a
+#: ``flush()`` report that not everything it waited for was delivered. ``sampled_out``,
+#: ``queue_full`` and ``invalid`` are decided inside ``log()``, before anything is queued.
+LOST_AFTER_QUEUEING = ("spool_overflow", "expired", "too_large", "rejected", "poisoned")
+
 
 class Counters:
     """Totals since this SDK process started, in the shape of the heartbeat ``sdk`` object.
 
     One lock guards all fields; it is only ever held for a few increments, never across I/O.
+    ``retries`` counts attempts to send a batch that failed and will be made again (for any
+    reason: unreachable, busy, server error, refused token); ``auth_failures`` counts the
+    answers 401/403 among them.
     """
 
-    __slots__ = ("delivered", "dropped", "enqueued", "internal_errors", "lock", "logged")
+    __slots__ = (
+        "auth_failures",
+        "delivered",
+        "dropped",
+        "enqueued",
+        "internal_errors",
+        "lock",
+        "logged",
+        "retries",
+    )
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -23,6 +40,8 @@ class Counters:
         self.delivered = 0
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.internal_errors = 0
+        self.retries = 0
+        self.auth_failures = 0
 
     def drop(self, reason: str, n: int = 1) -> None:
         """Count ``n`` items dropped for ``reason`` (one of ``wire.DROP_REASONS``)."""
@@ -41,6 +60,18 @@ class Counters:
         with self.lock:
             self.internal_errors += 1
 
+    def add_retry(self, *, auth: bool = False) -> None:
+        """Count one failed attempt that will be made again (``auth``: answered 401/403)."""
+        with self.lock:
+            self.retries += 1
+            if auth:
+                self.auth_failures += 1
+
+    def lost(self) -> int:
+        """How many accepted items were dropped since start (``LOST_AFTER_QUEUEING``)."""
+        with self.lock:
+            return sum(self.dropped[reason] for reason in LOST_AFTER_QUEUEING)
+
     def snapshot(self) -> dict[str, Any]:
         """The counters as plain data (a consistent copy)."""
         with self.lock:
@@ -49,5 +80,7 @@ class Counters:
                 "enqueued": self.enqueued,
                 "delivered": self.delivered,
                 "dropped": dict(self.dropped),
+                "retries": self.retries,
+                "auth_failures": self.auth_failures,
                 "internal_errors": self.internal_errors,
             }
