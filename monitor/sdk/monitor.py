@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.sdk.counters import Counters
+from monitor.sdk.deadletter import DEAD_LETTER_DIR, DeadLetter
 from monitor.sdk.errors import report_internal_error
 from monitor.sdk.options import MonitorOptions, check_identity
 from monitor.sdk.records import (
@@ -31,9 +32,10 @@ from monitor.sdk.records import (
     now_ms,
 )
 from monitor.sdk.sampling import is_sampled
+from monitor.sdk.sender import Sender
 from monitor.sdk.spool import Spool, SpoolLocked, open_disk_spool, open_memory_spool
 from monitor.sdk.transport import Backoff, Transport
-from monitor.sdk.worker import FlushRequest, Heartbeater, Sender, WarnOnce, Writer
+from monitor.sdk.worker import KINDS, FlushRequest, Heartbeater, WarnOnce, Writer
 from monitor.wire import MAX_ID_CHARS
 
 logger = logging.getLogger(__name__)
@@ -94,8 +96,9 @@ class Monitor:
         **kwargs: any ``MonitorOptions`` field (``sample_rate``, ``spool_dir``, ``batch_size``,
             ``flush_interval``, ``spool_flush_interval``, ``queue_size``, ``spool_max_bytes``,
             ``spool_max_age``, ``timeout``, ``max_backoff``, ``backoff_base``,
-            ``heartbeat_interval``, ``gzip_level``, ``telemetry``, ``atexit_timeout``,
-            ``ssl_context``), documented there; given beside ``options``, it overrides it.
+            ``auth_max_backoff``, ``dead_letter_max_bytes``, ``heartbeat_interval``,
+            ``gzip_level``, ``telemetry``, ``atexit_timeout``, ``ssl_context``), documented
+            there; given beside ``options``, it overrides it.
 
     Fork safety: after ``os.fork()`` the child's copy of a Monitor drops everything it shares
     with the parent (threads, locks, the HTTP connections, the spool's descriptors, records
@@ -109,12 +112,19 @@ class Monitor:
     has its own ``spool_max_bytes`` cap. A child that ends with ``os._exit()`` (as
     ``multiprocessing`` children do) skips the interpreter-exit flush: call ``close()`` first.
 
-    Delivery semantics: responses with 2xx count ``accepted + duplicate`` as delivered and
-    each entry of ``rejected`` as dropped ``rejected`` (never retried). 408/429/502/503/504,
-    any other 5xx, connection errors and timeouts are retried (other 5xx too, because a
-    collector bug or deploy is transient for the node; the spool's caps bound the wait).
-    413 splits the batch in halves; a single record still refused is dropped ``too_large``.
-    Other 4xx drop the batch as ``rejected`` with one warning per error code.
+    Delivery semantics (details in ``monitor.sdk.sender``): records and labels are sent by
+    a thread each, heartbeats by a third, so none ever waits for another. Responses with 2xx
+    count ``accepted + duplicate`` as delivered and each entry of ``rejected`` as dropped
+    ``rejected`` (never retried). Connection errors, timeouts and 408/429/502/503/504 are
+    retried with backoff (``Retry-After`` honoured) for as long as the spool's caps allow;
+    so are 401/403 (a token being rotated), with a backoff up to ``auth_max_backoff``.
+    Other 5xx are retried too; a batch that keeps getting them is split to find the record
+    the collector fails on, and a record that alone keeps failing while other batches go
+    through is dropped as ``poisoned`` and kept in ``<spool_dir>/dead-letter/``. 413 splits
+    the batch in halves; a single record still refused is dropped ``too_large``. Other 4xx
+    drop the batch as ``rejected`` with one warning per error code. Failing sends are logged
+    at WARNING when they start and at most once a minute while they go on, and at INFO when
+    they work again.
 
     Precision: what the SDK measures or is handed as metadata is rounded before it is queued:
     ``ts`` (of records and labels) to milliseconds (3 decimals), ``latency_ms`` to 3 decimals,
@@ -128,7 +138,9 @@ class Monitor:
     takes a missing ``request_id`` to be the record id).
 
     Counters (``stats()``) are totals since this process started and count records only;
-    labels have their own (``label_stats()``). Records replayed from a previous run's spool
+    labels have their own (``label_stats()``). Besides what happened to each record they
+    count ``retries`` (failed attempts to send a batch, made again) and ``auth_failures``
+    (those answered 401/403). Records replayed from a previous run's spool
     count as delivered here without having been logged here.
     """
 
@@ -195,11 +207,17 @@ class Monitor:
             stop=self._stop,
             on_written=self._on_written,
         )
-        self._sender: Sender | None = None
+        self._senders: dict[str, Sender] = {}
         self._heartbeater: Heartbeater | None = None
         self._transports: list[Transport] = []
+        self._dead_letter = DeadLetter(None, 0)  # replaced once the spool is open
+        # What flush() has already reported as lost, per stream (see flush()).
+        self._lost_reported = dict.fromkeys(KINDS, 0)
+        self._lost_lock = threading.Lock()
         try:
-            send_tp, beat_tp = (
+            # One connection per stream and one for heartbeats: a request hanging or being
+            # retried on one never delays the others.
+            records_tp, labels_tp, beat_tp = (
                 Transport(
                     self.url,
                     self._token,
@@ -207,34 +225,45 @@ class Monitor:
                     gzip_level=opts.gzip_level,
                     ssl_context=opts.ssl_context,
                 )
-                for _ in range(2)
+                for _ in range(3)
             )
         except ValueError as exc:
             logger.error("edge-monitor: %s; records are spooled but not sent", exc)
             return
-        self._transports = [send_tp, beat_tp]
-        self._sender = Sender(
-            transport=send_tp,
-            ready=self._writer.ready,
-            get_spool=lambda: self._writer.spool,
-            counters=self._counters,
-            model=self.model,
-            model_version=self.model_version,
-            batch_size=opts.batch_size,
-            flush_interval=opts.flush_interval,
-            backoff=Backoff(base=opts.backoff_base, cap=opts.max_backoff),
-            stop=self._stop,
-            warn_once=self._warn_once,
-            new_id=new_id,
-        )
+        self._transports = [records_tp, labels_tp, beat_tp]
+        for kind, transport in (("records", records_tp), ("labels", labels_tp)):
+            self._senders[kind] = Sender(
+                kind=kind,
+                transport=transport,
+                ready=self._writer.ready,
+                get_spool=lambda: self._writer.spool,
+                get_dead_letter=lambda: self._dead_letter,
+                counters=self._counters[kind],
+                error_counters=self._records,
+                model=self.model,
+                model_version=self.model_version,
+                batch_size=opts.batch_size,
+                flush_interval=opts.flush_interval,
+                backoff=Backoff(base=opts.backoff_base, cap=opts.max_backoff),
+                auth_backoff=Backoff(base=opts.backoff_base, cap=opts.auth_max_backoff),
+                stop=self._stop,
+                warn_once=self._warn_once,
+                new_id=new_id,
+            )
         self._heartbeater = Heartbeater(
             transport=beat_tp,
             body=self._heartbeat_body,
             interval=opts.heartbeat_interval,
             stop=self._stop,
-            warn_once=self._warn_once,
             counters=self._records,
         )
+
+    def _workers(self) -> list[Sender | Heartbeater]:
+        """The threads that talk to the collector (none when the URL is unusable)."""
+        workers: list[Sender | Heartbeater] = list(self._senders.values())
+        if self._heartbeater is not None:
+            workers.append(self._heartbeater)
+        return workers
 
     def _start(self) -> None:
         """Start the background threads, once (in a forked child: on first use)."""
@@ -243,9 +272,8 @@ class Monitor:
                 return
             self._started = True
             self._writer.start()
-            for worker in (self._sender, self._heartbeater):
-                if worker is not None:
-                    worker.start()
+            for worker in self._workers():
+                worker.start()
 
     def _reset_after_fork(self) -> None:
         """In a forked child: let go of the parent's threads, locks, sockets and spool."""
@@ -385,6 +413,14 @@ class Monitor:
     # -- background plumbing -----------------------------------------------------------------
 
     def _open_spool(self) -> Spool:
+        spool = self._open_any_spool()
+        if spool.path is not None:
+            self._dead_letter = DeadLetter(
+                spool.path / DEAD_LETTER_DIR, self.options.dead_letter_max_bytes
+            )
+        return spool
+
+    def _open_any_spool(self) -> Spool:
         opts = self.options
         path = self._spool_path
         if path is not None:
@@ -419,8 +455,8 @@ class Monitor:
         return [p for p in taken if p != own] + [own]
 
     def _on_written(self) -> None:
-        if self._sender is not None:
-            self._sender.wake.set()
+        for sender in self._senders.values():
+            sender.wake.set()
 
     def _heartbeat_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -460,6 +496,8 @@ class Monitor:
                 "queue_depth": len(self._record_q),
                 "spool_records": stream.pending_records if stream is not None else 0,
                 "spool_bytes": stream.pending_bytes if stream is not None else 0,
+                "retries": snap["retries"],
+                "auth_failures": snap["auth_failures"],
                 "internal_errors": snap["internal_errors"],
             }
         except Exception as exc:
@@ -494,8 +532,14 @@ class Monitor:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything logged before this call is delivered or finally dropped.
 
-        Returns True if so, False if ``timeout`` seconds passed first (the rest stays queued or
-        spooled and is still sent later).
+        Returns True only if all of it was delivered: False if ``timeout`` seconds passed
+        first (the rest stays queued or spooled and is still sent later), and False if any
+        record or label that ``log()``/``log_label()`` had accepted was dropped since the
+        previous flush() returned (or since start): ``rejected``, ``poisoned``, ``too_large``,
+        ``expired`` or ``spool_overflow`` (``stats()``/``label_stats()`` say which). Drops
+        decided inside ``log()`` itself (``sampled_out``, ``queue_full``, ``invalid``) do not
+        count: those never reached the queue that flush() empties. A drop of something logged
+        concurrently with the flush also makes it return False.
         """
         try:
             if not self._started:
@@ -506,6 +550,17 @@ class Monitor:
             return False
 
     def _flush(self, deadline: float) -> bool:
+        with self._lost_lock:
+            reported = dict(self._lost_reported)
+        if not self._wait_flushed(deadline):
+            return False
+        lost = {kind: self._counters[kind].lost() for kind in KINDS}
+        with self._lost_lock:
+            for kind in KINDS:
+                self._lost_reported[kind] = max(self._lost_reported[kind], lost[kind])
+        return lost == reported
+
+    def _wait_flushed(self, deadline: float) -> bool:
         writer = self._writer
         if not writer.thread.is_alive():
             return False
@@ -517,10 +572,12 @@ class Monitor:
         spool = writer.spool
         if spool is None:
             return False
-        if self._sender is not None and self._sender.thread.is_alive():
-            self._sender.request_flush(req.targets)
-        else:  # nothing will send (unusable URL, or closed): only an empty spool is flushed
+        senders = self._senders
+        if not senders or not all(s.thread.is_alive() for s in senders.values()):
+            # Nothing will send (unusable URL, or closed): only an empty spool is flushed.
             return all(spool.stream(k).reached(t) for k, t in req.targets.items())
+        for kind, target in req.targets.items():
+            senders[kind].request_flush(target)
         for kind, target in req.targets.items():
             if not spool.stream(kind).wait_acked(target, deadline - time.monotonic()):
                 return False
@@ -542,15 +599,14 @@ class Monitor:
             self._flush(deadline - min(0.25 * budget, 0.5))
             self._stop.set()
             self._writer.wake.set()
-            for worker in (self._sender, self._heartbeater):
-                if worker is not None:
-                    worker.wake.set()
+            for worker in self._workers():
+                worker.wake.set()
             # A request in flight would otherwise hold the sender for up to ``timeout``;
             # the batch stays in the spool and is sent again on the next start.
             for transport in self._transports:
                 transport.abort()
             threads = [self._writer.thread]
-            threads += [o.thread for o in (self._sender, self._heartbeater) if o is not None]
+            threads += [worker.thread for worker in self._workers()]
             for thread in threads:
                 if thread.is_alive():
                     thread.join(max(0.0, deadline - time.monotonic()))

@@ -83,7 +83,13 @@ class MonitorOptions:
         max_backoff: cap, in seconds, on the exponential backoff between retries.
         backoff_base: first backoff ceiling in seconds; retry ``n`` sleeps
             ``uniform(0, min(max_backoff, backoff_base * 2**n))`` (full jitter), and at least
-            as long as a ``Retry-After`` header asks (capped at one hour).
+            as long as a ``Retry-After`` header asks (capped at one hour) plus up to 20% of it.
+        auth_max_backoff: cap, in seconds, on the backoff while the collector refuses the
+            token (401/403): the batch is kept and retried, e.g. through a token rotation,
+            until the spool's caps drop it; default 5 minutes.
+        dead_letter_max_bytes: bytes kept of records the collector kept failing on (dropped
+            as ``poisoned``) in ``<spool_dir>/dead-letter/`` (two files of half this each,
+            newest kept; see ``monitor.sdk.deadletter``); 0 keeps none.
         heartbeat_interval: seconds between heartbeats (one is also sent at start); ``None``
             sends them only when ``heartbeat()`` is called.
         gzip_level: 1..9 compresses request bodies (``Content-Encoding: gzip``); 0 sends them
@@ -109,6 +115,8 @@ class MonitorOptions:
     timeout: float = 10.0
     max_backoff: float = 60.0
     backoff_base: float = 0.5
+    auth_max_backoff: float = 300.0
+    dead_letter_max_bytes: int = 16 * MiB
     heartbeat_interval: float | None = 30.0
     gzip_level: int = 6
     telemetry: Callable[[], dict[str, Any]] | None = None
@@ -132,9 +140,10 @@ class MonitorOptions:
         _int_in("queue_size", self.queue_size, 1)
         _int_in("spool_max_bytes", self.spool_max_bytes, 1)
         _int_in("gzip_level", self.gzip_level, 0, 9)
+        _int_in("dead_letter_max_bytes", self.dead_letter_max_bytes, 0)
         for name in ("flush_interval", "spool_flush_interval", "timeout"):
             put(name, _positive(name, getattr(self, name)))
-        for name in ("max_backoff", "backoff_base"):
+        for name in ("max_backoff", "backoff_base", "auth_max_backoff"):
             put(name, _positive(name, getattr(self, name)))
         put("spool_max_age", _positive("spool_max_age", self.spool_max_age, finite=False))
         if self.heartbeat_interval is not None:

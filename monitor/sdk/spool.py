@@ -21,7 +21,7 @@ Guarantees and choices:
   line that is not one ASCII object without NUL bytes, or whose ``ts`` the scan cannot read,
   is decoded with json.loads. Damage that leaves a line looking intact (printable ASCII, the
   braces and ``ts`` in place) passes here; if the collector then refuses the batch, the sender
-  decodes its lines, skips the bad ones and sends the rest (``worker.Sender``). The ack file
+  decodes its lines, skips the bad ones and sends the rest (``sender.Sender``). The ack file
   is not fsynced: losing it only means re-sending records, which the collector deduplicates
   by record id.
 * One process per directory: ``open_disk_spool`` takes an exclusive ``flock`` on ``lock`` and
@@ -121,6 +121,9 @@ class Stream(Protocol):
     def ack(self, chunk: Chunk) -> None:
         """Forget everything up to ``chunk.end``."""
 
+    def unexpired(self, lines: list[bytes]) -> list[bytes]:
+        """``lines`` without those the age cap now drops (read earlier, still being retried)."""
+
     def tail(self) -> Any:
         """The position after the last appended line."""
 
@@ -175,6 +178,13 @@ def _classify_line(raw: bytes, horizon: float) -> str:
             return "corrupt"
         return "ok"
     return "expired" if ts < horizon else "ok"
+
+
+def _unexpired(lines: list[bytes], max_age: float, clock: Callable[[], float]) -> list[bytes]:
+    if max_age == float("inf"):
+        return lines
+    horizon = clock() - max_age
+    return [raw for raw in lines if _classify_line(raw, horizon) != "expired"]
 
 
 class _AckWaiter:
@@ -265,6 +275,9 @@ class MemoryStream:
             self.pending_bytes -= chunk.consumed_bytes
         self._budget.release(chunk.consumed_bytes)
         self._waiter.notify()
+
+    def unexpired(self, lines: list[bytes]) -> list[bytes]:
+        return _unexpired(lines, self._max_age, self._clock)
 
     def tail(self) -> int:
         with self._lock:
@@ -583,6 +596,9 @@ class DiskStream:
         tmp = self._ack_path.with_suffix(".ack.tmp")
         tmp.write_text(json.dumps({"segment": self._ack[0], "offset": self._ack[1]}))
         os.replace(tmp, self._ack_path)
+
+    def unexpired(self, lines: list[bytes]) -> list[bytes]:
+        return _unexpired(lines, self._max_age, self._clock)
 
     def tail(self) -> tuple[int, int]:
         with self._lock:

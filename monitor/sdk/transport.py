@@ -32,11 +32,17 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+#: HTTP statuses that say the node's token was refused (unknown, revoked, not yet issued).
+AUTH_STATUSES = frozenset({401, 403})
+
+
 class Outcome(enum.Enum):
     """What the sender does after an answer."""
 
     OK = "ok"  # acknowledged: count the answer's accepted/duplicate/rejected
-    RETRY = "retry"  # send the same batch again after a backoff
+    RETRY = "retry"  # the collector is busy or unreachable: the same batch again after a backoff
+    AUTH = "auth"  # the token was refused: keep the batch, retry with a long capped backoff
+    SERVER_ERROR = "server_error"  # the collector failed on this batch: retry, then isolate
     SPLIT = "split"  # too large: send each half on its own
     REJECT = "reject"  # the collector refuses the batch for good: drop it
 
@@ -44,10 +50,13 @@ class Outcome(enum.Enum):
 def classify(status: int) -> Outcome:
     """The sender's reaction to an HTTP status.
 
-    5xx statuses that ``wire`` does not list as retryable (500, 501, ...) are retried too: a
-    collector bug or a deploy in progress is transient from the node's point of view, and
-    the spool's caps bound what waits meanwhile. Unexpected 1xx/3xx statuses (for example a
-    redirect from a misconfigured URL) are retried for the same reason: an operator can fix
+    ``wire.RETRYABLE_STATUSES`` (408, 429, 502, 503, 504) say the collector is busy, down or
+    being deployed: the batch is fine, so it waits and goes again as it is. 401 and 403 say
+    the token was refused (a token being rotated, a revocation being undone): the data is kept
+    too. Every other 5xx (500, 501, 505...) is a collector failure that may be caused by the
+    batch itself; ``sender.Sender`` retries it and, if it keeps failing while other batches
+    succeed, isolates the record that causes it. Unexpected 1xx/3xx statuses (for example a
+    redirect from a misconfigured URL) are retried like a busy collector: an operator can fix
     the configuration without the node having thrown its data away.
     """
     if 200 <= status < 300:
@@ -56,8 +65,12 @@ def classify(status: int) -> Outcome:
         return Outcome.SPLIT
     if status in RETRYABLE_STATUSES:
         return Outcome.RETRY
+    if status in AUTH_STATUSES:
+        return Outcome.AUTH
     if 400 <= status < 500:
         return Outcome.REJECT
+    if 500 <= status < 600:
+        return Outcome.SERVER_ERROR
     return Outcome.RETRY
 
 
@@ -81,21 +94,31 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
+#: Share of a Retry-After added at random on top of it, so that the nodes a collector turned
+#: away together do not all come back in the same instant.
+RETRY_AFTER_JITTER = 0.2
+
+
 @dataclass
 class Backoff:
-    """Exponential backoff with full jitter; a Retry-After value is a floor."""
+    """Exponential backoff with full jitter; a Retry-After value (plus jitter) is a floor."""
 
     base: float = 0.5
     cap: float = 60.0
     rng: random.Random | None = None
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to sleep before retry number ``attempt`` (0 for the first retry)."""
+        """Seconds to sleep before retry number ``attempt`` (0 for the first retry).
+
+        ``uniform(0, min(cap, base * 2**attempt))``; when the server sent ``Retry-After``
+        (already capped at ``MAX_RETRY_AFTER`` by ``parse_retry_after``), at least that much
+        plus up to ``RETRY_AFTER_JITTER`` of it.
+        """
         rng = self.rng or random
-        ceiling = min(self.cap, self.base * 2.0 ** min(attempt, 60))
+        ceiling = min(self.cap, self.base * 2.0 ** min(max(attempt, 0), 60))
         sleep = rng.uniform(0.0, ceiling)
-        if retry_after is not None:
-            sleep = max(sleep, retry_after)
+        if retry_after is not None and retry_after > 0:
+            sleep = max(sleep, retry_after * (1.0 + RETRY_AFTER_JITTER * rng.random()))
         return sleep
 
 

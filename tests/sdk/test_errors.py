@@ -71,3 +71,27 @@ def test_error_in_the_sender_is_counted_and_the_sender_carries_on(
     assert mon.stats()["internal_errors"] == 1
     assert [str(e) for e in internal_errors] == ["peek is broken once"]
     internal_errors.clear()
+
+
+def test_an_error_in_the_labels_sender_is_reported_with_the_others(
+    collector: ScriptedCollector,
+    make_monitor: MakeMonitor,
+    internal_errors: list[BaseException],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_peek = DiskStream.peek
+    calls = {"n": 0}
+
+    def flaky_peek(self: DiskStream, *args: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("peek is broken once")
+        return real_peek(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DiskStream, "peek", flaky_peek)
+    mon = make_monitor(collector.url)
+    mon.log_label("r1", "fail")  # only the labels sender reads the spool
+    assert wait_until(lambda: len(collector.labels) == 1)
+    assert mon.stats()["internal_errors"] == 1  # where the heartbeat reports it
+    assert [str(e) for e in internal_errors] == ["peek is broken once"]
+    internal_errors.clear()

@@ -30,6 +30,8 @@ def test_defaults_are_the_documented_ones() -> None:
         "timeout": 10.0,
         "max_backoff": 60.0,
         "backoff_base": 0.5,
+        "auth_max_backoff": 300.0,
+        "dead_letter_max_bytes": 16 * MiB,
         "heartbeat_interval": 30.0,
         "gzip_level": 6,
         "telemetry": None,

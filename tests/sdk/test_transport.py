@@ -17,6 +17,7 @@ import pytest
 from monitor import wire
 from monitor.sdk.transport import (
     MAX_RETRY_AFTER,
+    RETRY_AFTER_JITTER,
     TRANSPORT_ERRORS,
     Backoff,
     Outcome,
@@ -40,13 +41,15 @@ from .fakes import Reply, ScriptedCollector, wait_until
         (502, Outcome.RETRY),
         (503, Outcome.RETRY),
         (504, Outcome.RETRY),
-        (500, Outcome.RETRY),  # not in wire.RETRYABLE_STATUSES: retried by choice
-        (501, Outcome.RETRY),
+        (500, Outcome.SERVER_ERROR),  # retried, then isolated if it is the batch's fault
+        (501, Outcome.SERVER_ERROR),
+        (505, Outcome.SERVER_ERROR),
+        (599, Outcome.SERVER_ERROR),
         (301, Outcome.RETRY),
         (413, Outcome.SPLIT),
+        (401, Outcome.AUTH),  # the data is kept: a token being rotated
+        (403, Outcome.AUTH),
         (400, Outcome.REJECT),
-        (401, Outcome.REJECT),
-        (403, Outcome.REJECT),
         (404, Outcome.REJECT),
         (409, Outcome.REJECT),
         (422, Outcome.REJECT),
@@ -88,9 +91,13 @@ def test_backoff_full_jitter_bounds() -> None:
     assert backoff.delay(10_000) <= 10.0  # no overflow for huge attempt numbers
 
 
-def test_backoff_retry_after_is_a_floor() -> None:
+def test_backoff_retry_after_is_a_floor_with_jitter_on_top() -> None:
     backoff = Backoff(base=0.01, cap=0.05, rng=random.Random(1))
-    assert all(backoff.delay(a, retry_after=2.0) == 2.0 for a in range(5))
+    delays = [backoff.delay(a % 5, retry_after=2.0) for a in range(200)]
+    assert all(2.0 <= d <= 2.0 * (1 + RETRY_AFTER_JITTER) for d in delays)
+    # Nodes turned away together must not all come back in the same instant.
+    assert max(delays) - min(delays) > 0.5 * 2.0 * RETRY_AFTER_JITTER
+    assert backoff.delay(0, retry_after=0.0) <= 0.01
     big = Backoff(base=100.0, cap=100.0, rng=random.Random(1))
     assert all(big.delay(3, retry_after=0.001) >= 0.001 for _ in range(50))
 

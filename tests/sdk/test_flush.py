@@ -1,0 +1,72 @@
+"""flush() says whether what it waited for was delivered, not only whether it is done."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from monitor import wire
+from monitor.sdk import Monitor
+
+from .fakes import Reply, ScriptedCollector, wait_until
+
+MakeMonitor = Callable[..., Monitor]
+
+
+def partial(n: int, rejected: list[int]) -> Reply:
+    entries = [
+        {"index": i, "code": "invalid_type", "field": f"records[{i}].features.i", "message": ""}
+        for i in rejected
+    ]
+    return Reply(200, body={"accepted": n - len(rejected), "duplicate": 0, "rejected": entries})
+
+
+def test_flush_is_false_when_a_record_was_rejected_and_true_again_afterwards(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    collector.push(wire.RECORDS_PATH, partial(3, [1]))
+    mon = make_monitor(collector.url, batch_size=3, flush_interval=30.0)
+    for i in range(3):
+        mon.log({"i": i}, "ok")
+    assert mon.flush(10) is False
+    assert mon.stats()["dropped"]["rejected"] == 1
+    for i in range(2):
+        mon.log({"i": i}, "ok")
+    assert mon.flush(10) is True  # nothing was lost since the previous flush
+
+
+def test_flush_is_false_when_a_record_was_rejected_before_it_was_called(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    collector.push(wire.RECORDS_PATH, Reply(422))
+    mon = make_monitor(collector.url, batch_size=2)
+    mon.log({"i": 0}, "ok")
+    mon.log({"i": 1}, "ok")
+    # Sent and refused in the background before anyone asked for a flush.
+    assert wait_until(lambda: mon.stats()["dropped"]["rejected"] == 2)
+    assert mon.flush(10) is False
+    assert mon.flush(10) is True
+
+
+def test_flush_is_false_when_a_label_was_rejected(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    collector.push(wire.LABELS_PATH, Reply(422))
+    mon = make_monitor(collector.url)
+    mon.log({"i": 0}, "ok", request_id="r0")
+    mon.log_label("r0", "fail")
+    assert mon.flush(10) is False
+    assert mon.stats()["delivered"] == 1
+    assert mon.label_stats()["dropped"]["rejected"] == 1
+
+
+def test_log_time_drops_do_not_fail_a_flush(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    # Sampled-out and invalid records never reached the queue that flush() empties.
+    mon = make_monitor(collector.url, sample_rate=0.5)
+    for i in range(50):
+        mon.log({"i": i}, "ok", request_id=f"r{i}")
+    mon.log(None, "ok")  # type: ignore[arg-type]
+    assert mon.flush(10) is True
+    stats = mon.stats()
+    assert stats["dropped"]["sampled_out"] > 0 and stats["dropped"]["invalid"] == 1
