@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+from pathlib import Path
 
 import httpx
 from sqlalchemy import Engine
@@ -65,3 +67,24 @@ def test_every_answer_is_json_even_for_a_wrong_method(http: httpx.Client, engine
 
     assert answer.status_code == 405
     assert answer.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_readyz_is_not_ready_while_the_database_does_not_answer(tmp_path: Path) -> None:
+    # A listening socket that never speaks PostgreSQL's protocol: connecting hangs until the
+    # engine's connect timeout, and readiness must say so instead of hanging or answering ready.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    settings = Settings(
+        database_url=f"postgresql://postgres@127.0.0.1:{port}/test", data_dir=tmp_path
+    )
+    try:
+        with BackgroundCollector(settings) as collector:
+            answer = httpx.get(f"{collector.url}/readyz", timeout=60)
+    finally:
+        silent.close()
+
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "database_unavailable"
+    assert answer.headers["Retry-After"]
