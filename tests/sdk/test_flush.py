@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 from monitor import wire
 from monitor.sdk import Monitor
+from monitor.sdk.sampling import is_sampled
 
 from .fakes import Reply, ScriptedCollector, wait_until
 
@@ -66,7 +68,8 @@ def test_log_time_drops_do_not_fail_a_flush(
     mon = make_monitor(collector.url, sample_rate=0.5)
     for i in range(50):
         mon.log({"i": i}, "ok", request_id=f"r{i}")
-    mon.log(None, "ok")  # type: ignore[arg-type]
+    kept = next(f"bad-{i}" for i in itertools.count() if is_sampled(f"bad-{i}", 0.5))
+    mon.log(None, "ok", request_id=kept)  # type: ignore[arg-type]
     assert mon.flush(10) is True
     stats = mon.stats()
     assert stats["dropped"]["sampled_out"] > 0 and stats["dropped"]["invalid"] == 1
