@@ -6,8 +6,12 @@ counts the rest, so that data quality shows up in the telemetry instead of in fa
 * Errors (``InvalidInput``, the call fails): the features are not an object
   (``not_an_object``), a card feature is absent (``missing_feature``), a feature is not in
   the card (``unknown_feature``), a value has the wrong type (``invalid_type``: numeric
-  features take int/float, never bool or str; categorical ones take str), a number is
-  infinite, or null for a numeric feature without a ``fill`` (``invalid_value``).
+  features take int/float, never bool or str; categorical ones take str), or a value is
+  unusable (``invalid_value``): a number that is infinite or too large for the model's
+  float32 input (beyond ``FLOAT32_MAX`` it would reach the model as infinity and come out as
+  NaN probabilities), null for a numeric feature without a ``fill``, or a string the wire
+  cannot carry (a NUL character or a lone surrogate: the value is logged with the record, and
+  the collector would refuse the record).
 * Warnings (served, reported on the prediction and counted per feature): a numeric value
   outside the card's range (``out_of_range``; the raw value is used, not clipped, because
   that is what the model would see in the field), null or NaN (``missing_value``; numeric:
@@ -27,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from monitor.card import ModelCard
+from monitor.wire import MAX_ID_CHARS
 
 #: Codes of input errors (the call fails).
 ERROR_CODES = (
@@ -38,6 +43,9 @@ ERROR_CODES = (
 )
 #: Codes of input warnings (the call is served).
 WARNING_CODES = ("out_of_range", "missing_value", "unknown_category")
+
+#: The largest magnitude a float32 holds; a larger number would reach the model as infinity.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,8 @@ class Preprocessor:
         for f in card.features:
             if f.type == "numeric":
                 low, high = f.range if f.range is not None else (-math.inf, math.inf)
+                # Clamped, so that the fast path's range test also keeps float32 overflow out.
+                low, high = max(low, -FLOAT32_MAX), min(high, FLOAT32_MAX)
                 numeric.append((f.name, index[f.name], low, high, f.fill))
             else:
                 slots = {c: index[f"{f.name}={c}"] for c in f.categories}
@@ -147,6 +157,8 @@ class Preprocessor:
                     code = "missing_value"
                 else:
                     raise _Reject("invalid_type", "")
+                if code == "unknown_category" and text_problem(v) is not None:
+                    raise _Reject("invalid_value", "")
                 warnings = warnings or []
                 warnings.append(_warning(prefix, name, code, v, categorical=True))
         except (KeyError, _Reject):
@@ -207,6 +219,8 @@ class Preprocessor:
                         name,
                     )
                 )
+            elif isinstance(v, str) and (problem := text_problem(v)) is not None:
+                issues.append(Issue(f"{prefix}.{name}", "invalid_value", problem, name))
         return issues
 
     def _invalid(self, features: Any, prefix: str) -> InvalidInput:
@@ -230,6 +244,36 @@ class Preprocessor:
         return row
 
 
+_TOO_LARGE = f"too large for the model's float32 input (magnitude at most {FLOAT32_MAX:.7g})"
+
+
+def text_problem(value: str) -> str | None:
+    """Why the wire cannot carry ``value`` (a NUL character, a lone surrogate), or None.
+
+    PostgreSQL text holds no NUL, and a lone surrogate has no UTF-8 encoding: a record holding
+    either would be refused by the collector, so the runtime refuses it first.
+    """
+    if "\x00" in value:
+        return "contains a NUL character"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (not valid Unicode)"
+    return None
+
+
+def request_id_issue(value: object, field: str = "request_id") -> Issue | None:
+    """The problem with a caller's request id, or None: a str of 1..MAX_ID_CHARS characters
+    that the wire can carry (labels name it, so the collector stores it as text)."""
+    if type(value) is not str:
+        return Issue(field, "invalid_type", f"must be a str of 1..{MAX_ID_CHARS} characters")
+    if not 0 < len(value) <= MAX_ID_CHARS:
+        return Issue(field, "invalid_value", f"must have 1..{MAX_ID_CHARS} characters")
+    problem = text_problem(value)
+    return None if problem is None else Issue(field, "invalid_value", problem)
+
+
 def _numeric(v: Any, low: float, high: float, fill: float | None) -> tuple[float, str | None]:
     """(value to use, warning code or None) for one numeric feature, or _Reject."""
     if v is None or (isinstance(v, float) and v != v):
@@ -239,13 +283,18 @@ def _numeric(v: Any, low: float, high: float, fill: float | None) -> tuple[float
     if isinstance(v, bool) or not isinstance(v, Real):
         # numpy numbers register as Real; bools are ints in Python but not numbers here.
         raise _Reject("invalid_type", f"expected a number, got {_type_name(v)}")
-    value = float(v)
+    try:
+        value = float(v)
+    except OverflowError:  # an int beyond any float (JSON allows 10**400)
+        raise _Reject("invalid_value", _TOO_LARGE) from None
     if value != value:
         if fill is None:
             raise _Reject("invalid_value", "NaN, and this feature has no fill value")
         return fill, "missing_value"
     if math.isinf(value):
         raise _Reject("invalid_value", "must be finite")
+    if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+        raise _Reject("invalid_value", _TOO_LARGE)
     if not low <= value <= high:
         return value, "out_of_range"
     return value, None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import threading
 import time
@@ -38,10 +39,9 @@ import numpy as np
 import onnxruntime as ort
 
 from monitor.card import CardError, ModelCard
-from monitor.runtime.preprocess import InvalidInput, Issue, Preprocessor
+from monitor.runtime.preprocess import InvalidInput, Issue, Preprocessor, request_id_issue
 from monitor.sdk import Monitor
 from monitor.sdk.records import new_id
-from monitor.wire import MAX_ID_CHARS
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,34 @@ class ModelError(Exception):
 
 
 class InferenceError(RuntimeError):
-    """onnxruntime failed on an input that passed validation (counted as ``inference``)."""
+    """The model failed on an input that passed validation; counted as ``kind``.
+
+    Kinds: ``inference`` (onnxruntime raised), ``non_finite_output`` (the probabilities are
+    NaN or infinite although every input was within the card's ranges: the model is at fault).
+    """
+
+    def __init__(self, message: str, kind: str = "inference") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _non_finite(warnings: Sequence[Issue] | None) -> InvalidInput | InferenceError:
+    """The error for NaN or infinite probabilities: the out-of-range inputs are to blame when
+    there are any (the caller can fix them: InvalidInput), the model otherwise."""
+    culprits = [w for w in warnings or () if w.code == "out_of_range"]
+    if culprits:
+        return InvalidInput(
+            [
+                Issue(
+                    w.field,
+                    "non_finite_output",
+                    "the model gives NaN or infinite probabilities for this out-of-range value",
+                    w.feature,
+                )
+                for w in culprits
+            ]
+        )
+    return InferenceError("the model gave NaN or infinite probabilities", "non_finite_output")
 
 
 @dataclass(slots=True)
@@ -329,8 +356,10 @@ class EdgeRuntime:
     def predict(self, features: Mapping[str, Any], *, request_id: str | None = None) -> Prediction:
         """Serve one request; InvalidInput (``.issues``) for unusable features, never a crash.
 
-        ``request_id`` (a str of 1..128 characters) identifies the prediction for labels;
-        without one the runtime makes one (a random per-runtime prefix and a counter).
+        ``request_id`` (a str of 1..128 characters, no NUL, valid Unicode) identifies the
+        prediction for labels; without one the runtime makes one. Probabilities are always
+        finite: NaN or infinite ones raise InvalidInput (``non_finite_output`` on the
+        out-of-range features that caused them) or InferenceError (the model's fault).
         """
         start = time.perf_counter()
         lock = self._lock
@@ -338,12 +367,10 @@ class EdgeRuntime:
             state = self._state
             state.inflight += 1
         try:
-            if request_id is not None and (
-                type(request_id) is not str or not 0 < len(request_id) <= MAX_ID_CHARS
-            ):
-                raise InvalidInput(
-                    [Issue("request_id", "invalid_type", f"must be a str of 1..{MAX_ID_CHARS}")]
-                )
+            if request_id is not None:
+                issue = request_id_issue(request_id)
+                if issue is not None:
+                    raise InvalidInput([issue])
             x, warnings = state.prep.row(features)
             try:
                 probs = state.session.run(
@@ -352,6 +379,8 @@ class EdgeRuntime:
                 )[0][0].tolist()
             except Exception as exc:
                 raise InferenceError(f"onnxruntime failed: {exc}") from exc
+            if not math.isfinite(sum(probs)):  # one test for NaN and infinity in any class
+                raise _non_finite(warnings)
             label = state.label(probs)
             probabilities = dict(zip(state.classes, probs, strict=True))
             latency_ms = (time.perf_counter() - start) * 1000.0
@@ -392,10 +421,8 @@ class EdgeRuntime:
 
     def _failed(self, state: _Active, exc: BaseException) -> None:
         """Count a failed call by kind and release its version."""
-        if isinstance(exc, InvalidInput):
+        if isinstance(exc, InvalidInput | InferenceError):
             kind = exc.kind
-        elif isinstance(exc, InferenceError):
-            kind = "inference"
         else:
             kind = "internal"
             logger.error("edge-monitor runtime: prediction failed", exc_info=exc)
@@ -411,8 +438,9 @@ class EdgeRuntime:
     ) -> list[Prediction]:
         """Serve many rows with one inference; InvalidInput names ``rows[i].<feature>``.
 
-        All rows are validated first: one bad row fails the whole call. Each row is logged as
-        its own record; ``latency_ms`` of each is the batch's time divided by its rows.
+        All rows are validated first: one bad row (or request id, or row with NaN or infinite
+        probabilities) fails the whole call. Each row is logged as its own record;
+        ``latency_ms`` of each is the batch's time divided by its rows.
         """
         start = time.perf_counter()
         with self._lock:
@@ -421,10 +449,18 @@ class EdgeRuntime:
         warnings: list[Issue] = []
         out: list[Prediction] = []
         try:
-            if request_ids is not None and len(request_ids) != len(rows):
-                raise InvalidInput(
-                    [Issue("request_ids", "invalid_value", "must have one id per row")]
-                )
+            if request_ids is not None:
+                if len(request_ids) != len(rows):
+                    raise InvalidInput(
+                        [Issue("request_ids", "invalid_value", "must have one id per row")]
+                    )
+                bad = [
+                    issue
+                    for i, rid in enumerate(request_ids)
+                    if (issue := request_id_issue(rid, f"request_ids[{i}]")) is not None
+                ]
+                if bad:
+                    raise InvalidInput(bad)
             matrix = np.zeros((len(rows), state.prep.width), dtype=np.float32)
             for i, features in enumerate(rows):
                 x, row_warnings = state.prep.row(features, f"rows[{i}]")
@@ -436,6 +472,9 @@ class EdgeRuntime:
                     probs = state.session.run(state.outputs, {state.input_name: matrix})[0]
                 except Exception as exc:
                     raise InferenceError(f"onnxruntime failed: {exc}") from exc
+                finite = np.isfinite(probs).all(axis=1)
+                if not finite.all():
+                    raise _batch_non_finite(np.flatnonzero(~finite).tolist(), warnings)
                 latency_ms = (time.perf_counter() - start) * 1000.0
                 per_row_ms = latency_ms / len(rows)
                 monitor = state.monitor
@@ -678,6 +717,17 @@ class EdgeRuntime:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _batch_non_finite(bad_rows: list[int], warnings: list[Issue]) -> InvalidInput | InferenceError:
+    """``_non_finite`` for a batch: InvalidInput only if every bad row has an out-of-range value."""
+    prefixes = [f"rows[{i}]." for i in bad_rows]
+    culprits = [[w for w in warnings if w.field.startswith(p)] for p in prefixes]
+    if all(any(w.code == "out_of_range" for w in row) for row in culprits):
+        return _non_finite([w for row in culprits for w in row])
+    return InferenceError(
+        f"the model gave NaN or infinite probabilities for rows {bad_rows}", "non_finite_output"
+    )
 
 
 __all__ = [

@@ -84,6 +84,27 @@ BAD_INPUTS: dict[str, tuple[Callable[[dict[str, Any]], Any], str, str]] = {
     ),
     "infinite": (lambda r: with_(r, rpm=math.inf), "features.rpm", "invalid_value"),
     "list value": (lambda r: with_(r, rpm=[1.0]), "features.rpm", "invalid_type"),
+    # Numbers the model's float32 input cannot hold (they would be served as NaN).
+    "beyond float32": (lambda r: with_(r, rpm=1e308), "features.rpm", "invalid_value"),
+    "just beyond float32": (lambda r: with_(r, rpm=3.5e38), "features.rpm", "invalid_value"),
+    "far below float32": (lambda r: with_(r, load_pct=-1e39), "features.load_pct", "invalid_value"),
+    "integer beyond any float": (lambda r: with_(r, rpm=10**400), "features.rpm", "invalid_value"),
+    "numpy beyond float32": (
+        lambda r: with_(r, rpm=np.float64(1e300)),
+        "features.rpm",
+        "invalid_value",
+    ),
+    # Unknown categories are served and logged: they must be strings the wire can carry.
+    "category with NUL": (
+        lambda r: with_(r, machine_type="pump\x00"),
+        "features.machine_type",
+        "invalid_value",
+    ),
+    "category with a lone surrogate": (
+        lambda r: with_(r, machine_type="pump\udc80"),
+        "features.machine_type",
+        "invalid_value",
+    ),
 }
 
 
@@ -99,6 +120,37 @@ def test_bad_input_is_refused_with_its_field(
     t = runtime.telemetry()
     assert t["errors"] == {code: 1} and t["calls"] == 1 and t["rows"] == 0
     assert runtime.predict(rows[0]).label in ("ok", "fail")  # and it keeps serving
+
+
+BAD_REQUEST_IDS = {
+    "not a str": (17, "invalid_type"),
+    "empty": ("", "invalid_value"),
+    "too long": ("x" * 129, "invalid_value"),
+    "NUL": ("evil\x00id", "invalid_value"),
+    "lone surrogate": ("evil\ud800id", "invalid_value"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_REQUEST_IDS, ids=list(BAD_REQUEST_IDS))
+def test_a_request_id_the_wire_cannot_carry_is_refused_before_it_is_logged(
+    case: str,
+    demo: Any,
+    rows: list[dict[str, Any]],
+    recording_factory: tuple[Callable[..., RecordingMonitor], list[RecordingMonitor]],
+) -> None:
+    factory, made = recording_factory
+    runtime = EdgeRuntime(demo.model, monitor=factory)
+    request_id, code = BAD_REQUEST_IDS[case]
+    with pytest.raises(InvalidInput) as caught:
+        runtime.predict(rows[0], request_id=request_id)
+    assert [(i.field, i.code) for i in caught.value.issues] == [("request_id", code)]
+    with pytest.raises(InvalidInput) as caught:
+        runtime.predict_batch(rows[:2], request_ids=["fine", request_id])
+    assert [(i.field, i.code) for i in caught.value.issues] == [("request_ids[1]", code)]
+    assert made[0].logged == []  # nothing reached the SDK
+    assert runtime.telemetry()["errors"] == {code: 2}
+    assert runtime.predict(rows[0], request_id="x" * 128).request_id == "x" * 128
+    runtime.close()
 
 
 def test_every_problem_of_a_request_is_listed(runtime: EdgeRuntime, rows: list[Any]) -> None:
