@@ -229,7 +229,13 @@ def _parser() -> argparse.ArgumentParser:
     eserve.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     eserve.add_argument("--port", type=int, default=8760, help="listen port (default 8760)")
     eserve.add_argument("--collector", help="collector URL: log records, poll for new versions")
-    eserve.add_argument("--token", help="this node's token (with --collector)")
+    eserve.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file holding this node's token (with --collector; default: $MONITOR_NODE_TOKEN)",
+    )
+    # Refused with a message saying what to use: a token on the command line shows in `ps`.
+    eserve.add_argument("--token", nargs="?", const="", help=argparse.SUPPRESS)
     eserve.add_argument("--sample-rate", type=float, default=1.0, help="share of calls logged")
     eserve.add_argument("--poll-interval", type=float, default=30.0, help="seconds; 0: no polls")
     eserve.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
@@ -613,10 +619,26 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _edge_serve(args: argparse.Namespace) -> int:
+    from monitor.runtime.credentials import NODE_TOKEN_ENV, TokenError, node_token
     from monitor.runtime.server import PredictionServer, run
 
-    if bool(args.collector) != bool(args.token):
-        raise UsageError("--collector and --token go together")
+    if args.token is not None:
+        raise UsageError(
+            "--token is not accepted (a command line is visible to every user in ps): use "
+            f"--token-file PATH or the {NODE_TOKEN_ENV} environment variable"
+        )
+    if args.token_file is not None and not args.collector:
+        raise UsageError("--token-file goes with --collector")
+    token = None
+    if args.collector:
+        try:
+            token = node_token(args.token_file, os.environ)
+        except TokenError as exc:
+            raise UsageError(str(exc)) from None
+        if token is None:
+            raise UsageError(
+                f"--collector needs this node's token: --token-file PATH or {NODE_TOKEN_ENV}"
+            )
     if not 0.0 <= args.sample_rate <= 1.0:
         raise UsageError(f"--sample-rate must be in [0, 1], got {args.sample_rate}")
     model = args.model
@@ -635,7 +657,7 @@ def _edge_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         collector=args.collector,
-        token=args.token,
+        token=token,
         sample_rate=args.sample_rate,
         poll_interval=args.poll_interval,
         threads=args.threads,

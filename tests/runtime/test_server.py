@@ -175,6 +175,81 @@ BAD = {
         "request_id",
         "invalid_type",
     ),
+    # float32 overflow: served before as NaN probabilities, and the NaN answer could not be
+    # encoded, so the connection dropped without a response.
+    "number beyond float32": (
+        lambda r: row0(r, rpm=1e308),
+        None,
+        422,
+        "validation_failed",
+        "features.rpm",
+        "invalid_value",
+    ),
+    "integer beyond any float": (
+        lambda r: row0(r, rpm=10**400),
+        None,
+        422,
+        "validation_failed",
+        "features.rpm",
+        "invalid_value",
+    ),
+    "integer of 5000 digits": (  # more than Python's JSON parser reads
+        lambda r: b'{"features": {"rpm": ' + b"7" * 5000 + b"}}",
+        None,
+        400,
+        "bad_request",
+        "body",
+        "bad_request",
+    ),
+    "nested too deeply": (
+        lambda r: b'{"features": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        None,
+        400,
+        "bad_request",
+        "body",
+        "bad_request",
+    ),
+    # Request ids the wire cannot carry: the SDK would queue a record the collector refuses.
+    "request id with NUL": (
+        lambda r: json.dumps({"features": r[0], "request_id": "evil\u0000id"}).encode(),
+        None,
+        422,
+        "validation_failed",
+        "request_id",
+        "invalid_value",
+    ),
+    "request id with a lone surrogate": (
+        lambda r: json.dumps({"features": r[0], "request_id": "evil\ud800id"}).encode(),
+        None,
+        422,
+        "validation_failed",
+        "request_id",
+        "invalid_value",
+    ),
+    "request id too long": (
+        lambda r: json.dumps({"features": r[0], "request_id": "x" * 129}).encode(),
+        None,
+        422,
+        "validation_failed",
+        "request_id",
+        "invalid_value",
+    ),
+    "empty request id": (
+        lambda r: json.dumps({"features": r[0], "request_id": ""}).encode(),
+        None,
+        422,
+        "validation_failed",
+        "request_id",
+        "invalid_value",
+    ),
+    "category with NUL": (  # an unknown category is served and logged: it must travel
+        lambda r: row0(r, machine_type="pump\u0000"),
+        None,
+        422,
+        "validation_failed",
+        "features.machine_type",
+        "invalid_value",
+    ),
     "oversized body": (
         lambda r: b" " * (MAX_BODY_BYTES + 1),
         None,
@@ -281,15 +356,20 @@ def test_the_edge_serve_command(rows: list[dict[str, Any]]) -> None:
 
 
 def test_edge_serve_usage_errors_are_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MONITOR_NODE_TOKEN"}
     result = subprocess.run(
         [sys.executable, "-m", "monitor", "edge", "serve", "--collector", "http://x"],
         capture_output=True,
         text=True,
         cwd=REPO,
+        env=env,
         timeout=60,
     )
     assert result.returncode == 1
-    assert result.stderr.strip() == "edge-monitor: error: --collector and --token go together"
+    assert result.stderr.strip() == (
+        "edge-monitor: error: --collector needs this node's token: --token-file PATH or "
+        "MONITOR_NODE_TOKEN"
+    )
     result = subprocess.run(
         [sys.executable, "-m", "monitor", "edge", "serve", "--model", "/nonexistent.onnx"],
         capture_output=True,
