@@ -44,6 +44,9 @@ ERROR_CODES = (
 #: Codes of input warnings (the call is served).
 WARNING_CODES = ("out_of_range", "missing_value", "unknown_category")
 
+#: Most problems listed for one request (the rest are counted in one last issue).
+MAX_ISSUES = 50
+
 #: The largest magnitude a float32 holds; a larger number would reach the model as infinity.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -176,7 +179,7 @@ class Preprocessor:
     # -- the slow path: every problem, with its field ------------------------------------------
 
     def check(self, features: Any, prefix: str = "features") -> list[Issue]:
-        """Every error in ``features`` (empty if none)."""
+        """Every error in ``features`` (empty if none), the first MAX_ISSUES of them listed."""
         if not isinstance(features, Mapping):
             return [
                 Issue(
@@ -221,6 +224,10 @@ class Preprocessor:
                 )
             elif isinstance(v, str) and (problem := text_problem(v)) is not None:
                 issues.append(Issue(f"{prefix}.{name}", "invalid_value", problem, name))
+        if len(issues) > MAX_ISSUES:
+            # A 1 MiB request of 80,000 unknown features would otherwise get an 11 MB answer.
+            more = len(issues) - MAX_ISSUES
+            issues[MAX_ISSUES:] = [Issue(prefix, "too_many_issues", f"{more} more not listed")]
         return issues
 
     def _invalid(self, features: Any, prefix: str) -> InvalidInput:

@@ -182,6 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
             reader.shortened = False
         reader.deadline = None
         self.command, self.requestline, self.request_version = "", "", "HTTP/1.1"
+        self._answered = False
         try:
             if not self._buffered.peek(1):
                 self.close_connection = True
@@ -208,9 +209,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except TimeoutError:
             self.close_connection = True
-            self.connection.settimeout(self.timeout)  # the answer gets the usual time to go out
-            self.server.runtime.count_error("request_timeout")
-            self._fail(self._timed_out("request"))
+            if not self._answered:  # (a write that timed out leaves nothing to say)
+                self.connection.settimeout(self.timeout)  # the answer gets the usual time
+                self.server.runtime.count_error("request_timeout")
+                self._fail(self._timed_out("request"))
 
     def _timed_out(self, part: str) -> _HTTPError:
         timeout = self.server.request_timeout
@@ -376,6 +378,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
+        self._answered = True
         try:
             body = json.dumps(payload, allow_nan=False).encode()
         except (TypeError, ValueError):  # a bug, but the client still gets an answer

@@ -22,7 +22,7 @@ from monitor.runtime import (
     Prediction,
     find_card,
 )
-from monitor.runtime.preprocess import Preprocessor
+from monitor.runtime.preprocess import MAX_ISSUES, Preprocessor
 from monitor.sdk import Monitor
 
 from .conftest import RecordingMonitor
@@ -168,6 +168,20 @@ def test_every_problem_of_a_request_is_listed(runtime: EdgeRuntime, rows: list[A
     with pytest.raises(InvalidInput) as caught:
         runtime.predict_batch([rows[0], with_(rows[1], rpm="x")])
     assert caught.value.issues[0].field == "rows[1].rpm"
+
+
+def test_a_request_with_thousands_of_problems_lists_the_first_fifty(
+    runtime: EdgeRuntime, rows: list[Any]
+) -> None:
+    bad = {**rows[0], **{f"colour{i}": "red" for i in range(80_000)}}
+    with pytest.raises(InvalidInput) as caught:
+        runtime.predict(bad)
+    issues = caught.value.issues
+    assert len(issues) == MAX_ISSUES + 1
+    assert {i.code for i in issues[:MAX_ISSUES]} == {"unknown_feature"}
+    assert (issues[-1].field, issues[-1].code) == ("features", "too_many_issues")
+    assert issues[-1].message == f"{80_000 - MAX_ISSUES} more not listed"
+    assert runtime.telemetry()["errors"] == {"unknown_feature": 1}
 
 
 def test_doubtful_values_are_served_with_warnings_and_counted(
