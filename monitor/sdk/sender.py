@@ -31,26 +31,27 @@ and retrying it forever would stop the stream for good. But a collector failing 
 1. A batch of several records answered ``BISECT_AFTER`` (3) server errors, without a success
    in between (unavailable answers neither count nor reset), is split in halves, sent first
    half first; halves that go through are delivered, failing ones are split again.
-2. A record alone that was answered ``QUARANTINE_AFTER`` (5) server errors is quarantined,
+2. A record alone that was answered ``QUARANTINE_AFTER`` (8) server errors is quarantined,
    provided the stream had a success *since that record first failed* (in any batch): the
    collector works, just not on it. It is removed from the spool, counted as dropped
    ``poisoned``, and its line is kept in the dead-letter file (``deadletter.DeadLetter``).
 3. Without such a success nothing is quarantined: every request fails, which is an outage, not
-   a poison record. The record goes behind the rest of its batch, or, if it is all that is
-   left, the sender reads the spool afresh (the record plus whatever came after it) and sends
-   the others first, so a working collector soon proves itself.
+   a poison record. The record goes behind the rest of its batch, or, if nothing else of it
+   is left to try, the sender reads further into the spool (at most ``MAX_EXTENSIONS`` more
+   batches for one batch in flight) and sends those lines first, so a working collector soon
+   proves itself while one that fails on everything loses nothing.
 
 The wait after a server error is ``backoff(k)`` with ``k = (s - 1) // BISECT_AFTER`` for ``s``
 consecutive server errors of the stream since its last success: it doubles once per halving,
-so isolating one record in a 500-record batch takes about 30 requests over a few minutes at
-the defaults, and a collector failing on everything gets at most about one request a
-``max_backoff`` from each node once the backoff has reached its cap.
+so isolating one record in a full 500-record batch takes at most 9 halvings x 3 + 8 = 35
+requests, about 9 minutes at the default backoff (less when halves go through, which resets
+it), and a collector failing on everything gets about one request per ``max_backoff / 2``
+from each stream of a node once the backoff has reached its cap.
 """
 
 from __future__ import annotations
 
 import collections
-import enum
 import hashlib
 import json
 import logging
@@ -90,16 +91,15 @@ logger = logging.getLogger(__name__)
 MAX_BATCH_BYTES = MAX_DECODED_BYTES - 64 * 1024
 #: Server errors in a row on one batch of several records before it is split in halves.
 BISECT_AFTER = 3
-#: Server errors on one record sent alone before it is quarantined (if the stream works).
-QUARANTINE_AFTER = 5
+#: Server errors on one record sent alone before it is quarantined (if the stream works). A
+#: collector failing at random on a share p of requests quarantines a record by mistake with a
+#: chance of about p**8 (0.4% at p = 0.5); a real poison record costs 8 more requests.
+QUARANTINE_AFTER = 8
 #: Records remembered as suspects (failed alone) across batches; the oldest are forgotten.
 MAX_SUSPECTS = 1024
-
-
-class _Delivery(enum.Enum):
-    DONE = "done"  # every line delivered or finally dropped: acknowledge the chunk
-    DEFERRED = "deferred"  # a suspect needs a witness: read the spool afresh, ack nothing
-    STOPPED = "stopped"  # close() stopped the sender: the chunk stays in the spool
+#: Batches read past the one in flight while its suspects wait for proof that the collector
+#: works (rule 3); bounds what one sender holds in memory.
+MAX_EXTENSIONS = 3
 
 
 class _Part:
@@ -270,13 +270,24 @@ class Sender:
         chunk: Chunk | None = stream.peek(self._batch_size, MAX_BATCH_BYTES)
         if chunk is None:
             return True
-        if chunk.lines:
-            result = self._deliver(stream, chunk.lines)
-            if result is _Delivery.STOPPED:
-                return False
-            if result is _Delivery.DEFERRED:
-                return True
-        # Counted only now: a deferred chunk is read again, and its drops with it.
+        extensions = 0
+
+        def more() -> list[bytes] | None:
+            """The lines after the chunk in flight, which then grows to include them."""
+            nonlocal chunk, extensions
+            assert chunk is not None
+            while extensions < MAX_EXTENSIONS:
+                later = stream.peek(self._batch_size, MAX_BATCH_BYTES, after=chunk.end)
+                if later is None:
+                    return None
+                chunk = chunk.then(later)
+                extensions += 1
+                if later.lines:
+                    return later.lines
+            return None
+
+        if chunk.lines and not self._deliver(stream, chunk.lines, more):
+            return False
         self._counters.drop("expired", chunk.expired)
         self._counters.drop("too_large", chunk.too_large)
         stream.ack(chunk)
@@ -304,20 +315,21 @@ class Sender:
                 alone.append(_Part([line], seen=suspect.seen))
         return ([_Part(rest)] if rest else []) + alone
 
-    def _deliver(self, stream: Stream, lines: list[bytes]) -> _Delivery:
-        """Deliver ``lines`` (splitting, retrying, isolating as answers say)."""
+    def _deliver(
+        self, stream: Stream, lines: list[bytes], more: Callable[[], list[bytes] | None]
+    ) -> bool:
+        """Deliver ``lines`` (splitting, retrying, isolating as answers say); False if stopped
+        first. ``more()`` reads the lines that follow them, to deliver with them."""
         counters = self._counters
         work: collections.deque[_Part] = collections.deque(self._parts(lines))
-        settled = False  # some line of this chunk was delivered or finally dropped
         while work:
             if self._stop.is_set():
-                return _Delivery.STOPPED
+                return False
             part = work[0]
             if part.failed:
                 kept = stream.unexpired(part.lines)
                 if len(kept) < len(part.lines):
                     counters.drop("expired", len(part.lines) - len(kept))
-                    settled = True
                     work.popleft()
                     if kept:
                         fresh = _Part(kept, part.checked, part.seen)
@@ -328,13 +340,13 @@ class Sender:
                 part.body = self._body(part.lines)
             if len(part.body) > MAX_WIRE_BYTES:  # no point sending what must come back 413
                 work.popleft()
-                settled |= self._split(part, work)
+                self._split(part, work)
                 continue
             try:
                 resp = self._transport.post(self._path, part.body)
             except TRANSPORT_ERRORS as exc:
                 if self._stop.is_set():
-                    return _Delivery.STOPPED
+                    return False
                 part.failed = True
                 self._unavailable += 1
                 counters.add_retry()
@@ -342,20 +354,18 @@ class Sender:
                     "unavailable", f"connection failed ({exc!r})", "retrying with backoff"
                 )
                 if self._stop.wait(self._backoff.delay(self._unavailable - 1)):
-                    return _Delivery.STOPPED
+                    return False
                 continue
             outcome = classify(resp.status)
             if outcome is Outcome.OK:
                 work.popleft()
-                settled = True
                 self._succeeded(part)
                 self._account(part, resp)
             elif outcome is Outcome.SPLIT:
                 work.popleft()
-                settled |= self._split(part, work)
+                self._split(part, work)
             elif outcome is Outcome.REJECT:
                 work.popleft()
-                settled = True
                 if not part.checked:
                     # The spool judges lines by a cheap scan, so a line damaged on disk in a
                     # way that still looks intact spoils the whole body; find such lines now
@@ -383,23 +393,19 @@ class Sender:
                 if outcome is Outcome.AUTH:
                     delay = self._refused(resp, stream)
                 elif outcome is Outcome.SERVER_ERROR:
-                    verdict = self._server_error(part, work, settled, resp)
-                    if verdict is None:  # quarantined: nothing to wait for
-                        settled = True
-                        continue
+                    if self._server_error(part, work, more, resp):
+                        continue  # quarantined: nothing to wait for
                     delay = self._backoff.delay(
                         (self._server_errors - 1) // BISECT_AFTER, resp.retry_after()
                     )
-                    if verdict is _Delivery.DEFERRED:
-                        return _Delivery.STOPPED if self._stop.wait(delay) else verdict
                 else:
                     self._unavailable += 1
                     counters.add_retry()
                     self.retry_log.failed("unavailable", _answer(resp), "retrying with backoff")
                     delay = self._backoff.delay(self._unavailable - 1, resp.retry_after())
                 if self._stop.wait(delay):
-                    return _Delivery.STOPPED
-        return _Delivery.DONE
+                    return False
+        return True
 
     def _succeeded(self, part: _Part) -> None:
         self._successes += 1
@@ -421,13 +427,14 @@ class Sender:
         return self._auth_backoff.delay(self._auth - 1, resp.retry_after())
 
     def _server_error(
-        self, part: _Part, work: collections.deque[_Part], settled: bool, resp: Response
-    ) -> _Delivery | None:
-        """Apply the poison rule to a server error on ``work[0]``.
-
-        Returns None if the part's record was quarantined (and taken off ``work``),
-        DEFERRED if the chunk must be read afresh, DONE to retry after the backoff.
-        """
+        self,
+        part: _Part,
+        work: collections.deque[_Part],
+        more: Callable[[], list[bytes] | None],
+        resp: Response,
+    ) -> bool:
+        """Apply the poison rule to a server error on ``work[0]``; True if its record was
+        quarantined (and taken off ``work``), False to retry after the backoff."""
         self._server_errors += 1
         if part.seen is None:
             part.seen = self._successes
@@ -443,7 +450,7 @@ class Sender:
             else:
                 action = f"retrying the batch of {len(part.lines)} with backoff"
             self.retry_log.failed("server_error", _answer(resp), action)
-            return _Delivery.DONE
+            return False
         key = _digest(part.lines[0])
         suspect = self._suspects.get(key)
         if suspect is None:
@@ -455,19 +462,45 @@ class Sender:
             work.popleft()
             del self._suspects[key]
             self._quarantine(part.lines[0], resp, suspect.failures)
-            return None
+            return True
         self._counters.add_retry()
         self.retry_log.failed(
             "server_error", _answer(resp), f"retrying one {self.kind[:-1]} alone with backoff"
         )
         if suspect.failures >= QUARANTINE_AFTER:
-            # Nothing went through since this record first failed: no proof yet that the
-            # collector works at all. Let the rest of the batch, or newer lines, try first.
-            if len(work) > 1:
-                work.rotate(-1)
-            elif not settled:
-                return _Delivery.DEFERRED
-        return _Delivery.DONE
+            self._make_way(work, more)
+        return False
+
+    def _exhausted(self, part: _Part) -> bool:
+        """A record alone that failed enough to be quarantined, but with no proof yet that the
+        collector works (nothing went through since it first failed)."""
+        if len(part.lines) != 1:
+            return False
+        suspect = self._suspects.get(_digest(part.lines[0]))
+        return (
+            suspect is not None
+            and suspect.failures >= QUARANTINE_AFTER
+            and self._successes <= suspect.seen
+        )
+
+    def _make_way(
+        self, work: collections.deque[_Part], more: Callable[[], list[bytes] | None]
+    ) -> None:
+        """Let what may prove the collector works go before the exhausted suspects: the rest of
+        the batch, else the lines after it in the spool (rule 3 of the poison rule)."""
+        fresh = [p for p in work if not self._exhausted(p)]
+        if not fresh:
+            lines = more()
+            if lines:
+                work.extend(self._parts(lines))
+                fresh = [p for p in work if not self._exhausted(p)]
+        if fresh:
+            first = {id(p) for p in fresh}
+            stale = [p for p in work if id(p) not in first]
+            work.clear()
+            work.extend(fresh + stale)
+        else:
+            work.rotate(-1)  # nothing else to try: take the exhausted suspects in turn
 
     def _quarantine(self, line: bytes, resp: Response, failures: int) -> None:
         self._counters.drop("poisoned", 1)
@@ -491,16 +524,15 @@ class Sender:
             f" ({suppressed} more since the last report)" if suppressed else "",
         )
 
-    def _split(self, part: _Part, work: collections.deque[_Part]) -> bool:
-        """Halve a part that is too large; True if it was a single record, dropped."""
+    def _split(self, part: _Part, work: collections.deque[_Part]) -> None:
+        """Halve a part that is too large; a single record is dropped ``too_large``."""
         if len(part.lines) == 1:
             self._counters.drop("too_large", 1)
-            return True
+            return
         half = len(part.lines) // 2
         # Halves go to the front, first half first, so delivery order is kept.
         work.appendleft(_Part(part.lines[half:], part.checked, part.seen))
         work.appendleft(_Part(part.lines[:half], part.checked, part.seen))
-        return False
 
     def _account(self, part: _Part, resp: Response) -> None:
         counters = self._counters

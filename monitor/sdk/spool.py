@@ -95,11 +95,24 @@ class Chunk:
 
     lines: list[bytes]  # raw JSON objects, without the newline
     end: Any  # position to acknowledge once ``lines`` are delivered or finally dropped
-    consumed: int = 0  # entries between the acknowledged position and ``end``
+    consumed: int = 0  # entries between where it was read from and ``end``
     consumed_bytes: int = 0
     expired: int = 0
     too_large: int = 0
     corrupt: int = 0
+
+    def then(self, later: Chunk) -> Chunk:
+        """This chunk and ``later`` (read right after it, ``peek(after=self.end)``) as one,
+        to acknowledge together."""
+        return Chunk(
+            lines=self.lines + later.lines,
+            end=later.end,
+            consumed=self.consumed + later.consumed,
+            consumed_bytes=self.consumed_bytes + later.consumed_bytes,
+            expired=self.expired + later.expired,
+            too_large=self.too_large + later.too_large,
+            corrupt=self.corrupt + later.corrupt,
+        )
 
 
 class Stream(Protocol):
@@ -115,8 +128,12 @@ class Stream(Protocol):
     def sync(self) -> None:
         """Make appended lines durable."""
 
-    def peek(self, max_items: int, max_bytes: int) -> Chunk | None:
-        """Up to ``max_items`` unacknowledged lines (None if there are none)."""
+    def peek(self, max_items: int, max_bytes: int, after: Any = None) -> Chunk | None:
+        """Up to ``max_items`` unacknowledged lines (None if there are none).
+
+        ``after``: the ``end`` of a chunk read earlier and not yet acknowledged, to read the
+        lines that follow it instead of those at the acknowledged position.
+        """
 
     def ack(self, chunk: Chunk) -> None:
         """Forget everything up to ``chunk.end``."""
@@ -236,11 +253,12 @@ class MemoryStream:
     def sync(self) -> None:
         pass
 
-    def peek(self, max_items: int, max_bytes: int) -> Chunk | None:
+    def peek(self, max_items: int, max_bytes: int, after: Any = None) -> Chunk | None:
         horizon = self._clock() - self._max_age
         with self._lock:
-            snapshot = list(itertools.islice(self._lines, max_items))
-            start = self._acked
+            start = self._acked if after is None else max(after, self._acked)
+            skip = start - self._acked
+            snapshot = list(itertools.islice(self._lines, skip, skip + max_items))
         if not snapshot:
             return None
         chunk = Chunk(lines=[], end=start)
@@ -500,11 +518,12 @@ class DiskStream:
 
     # -- reading and acknowledging (sender thread) -----------------------------------------
 
-    def peek(self, max_items: int, max_bytes: int) -> Chunk | None:
+    def peek(self, max_items: int, max_bytes: int, after: Any = None) -> Chunk | None:
         with self._lock:
             if self._closed:
                 return None
-            seq, off = self._ack
+            start = self._ack if after is None else max(after, self._ack)
+            seq, off = start
             segments = [(s, s.size) for s in self._segments if s.seq >= seq]
         horizon = self._clock() - self._max_age
         chunk = Chunk(lines=[], end=(seq, off))
@@ -564,7 +583,7 @@ class DiskStream:
             logger.warning(
                 "spool %s: skipped %d undecodable %s line(s)", self._dir, chunk.corrupt, self.kind
             )
-        if chunk.consumed == 0 and chunk.end == self._ack:
+        if chunk.consumed == 0 and chunk.end == start:
             return None
         return chunk
 

@@ -228,3 +228,21 @@ def test_a_memory_only_monitor_quarantines_without_a_file(
     assert sorted(collector.records) == sorted(ids[1:])
     assert dropped(mon) == {"poisoned": 1}
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_of_only_poison_records_gives_way_to_the_records_after_it(
+    collector: ScriptedCollector, make_monitor: MakeMonitor, tmp_path: Path
+) -> None:
+    # The same bad value often repeats: here a whole batch fails, and nothing in it can prove
+    # that the collector works; the records logged after it must not wait behind it for good.
+    collector.always(wire.RECORDS_PATH, buggy_collector(threading.Event()))
+    mon = make_monitor(collector.url, batch_size=2, flush_interval=30.0)
+    poison = [mon.log({"marker": True, "i": i}, "ok") for i in range(2)]  # one full batch
+    assert wait_until(lambda: len(collector.to(wire.RECORDS_PATH)) >= 2 * QUARANTINE_AFTER)
+    later = [mon.log({"i": i}, "ok") for i in range(3)]
+    assert mon.flush(10) is False
+    assert sorted(collector.records) == sorted(later)
+    assert dropped(mon) == {"poisoned": 2}
+    assert sorted(e["line"]["id"] for e in dead_letters(tmp_path / "spool")) == sorted(poison)
+    assert set(delivered_ids(collector).values()) == {1}
+    assert mon.stats()["spool_records"] == 0

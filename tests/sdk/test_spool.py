@@ -323,3 +323,34 @@ def test_spool_files_are_private(tmp_path: Path) -> None:
     (segment,) = (tmp_path / "s").glob("records-*.jsonl")
     assert os.stat(segment).st_mode & 0o077 == 0
     spool.close()
+
+
+def test_peek_after_reads_past_an_unacknowledged_chunk(open_any: OpenSpool) -> None:
+    spool = open_any()
+    spool.records.append([line(i) for i in range(5)])
+    first = spool.records.peek(2, 10 * MB)
+    assert first is not None and ids(first.lines) == ["r0", "r1"]
+    second = spool.records.peek(2, 10 * MB, after=first.end)
+    assert second is not None and ids(second.lines) == ["r2", "r3"]
+    assert spool.records.peek(2, 10 * MB, after=first.then(second).end) is not None
+    spool.records.ack(first.then(second))  # both at once
+    assert spool.records.pending_records == 1
+    assert ids(drain(spool)) == ["r4"]
+    assert spool.records.peek(2, 10 * MB) is None
+
+
+def test_peek_after_crosses_segments(tmp_path: Path) -> None:
+    spool = open_disk_spool(tmp_path / "spool", 100 * MB, 1e9, segment_bytes=200)
+    spool.records.append([line(i, pad=60) for i in range(6)])  # two lines a segment
+    seen: list[str] = []
+    chunk = spool.records.peek(1, 10 * MB)
+    assert chunk is not None
+    seen += ids(chunk.lines)
+    while (later := spool.records.peek(1, 10 * MB, after=chunk.end)) is not None:
+        seen += ids(later.lines)
+        chunk = chunk.then(later)
+    assert seen == [f"r{i}" for i in range(6)]
+    spool.records.ack(chunk)
+    assert spool.records.pending_records == 0
+    assert len(list((tmp_path / "spool").glob("records-*.jsonl"))) == 1
+    spool.close()
