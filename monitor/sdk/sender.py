@@ -520,7 +520,7 @@ class Sender:
             _answer(resp),
             self.kind[:-1],
             failures,
-            f", kept in {kept}" if kept is not None else " (no dead-letter file: memory spool)",
+            f", kept in {kept}" if kept is not None else " (no dead-letter file kept it)",
             f" ({suppressed} more since the last report)" if suppressed else "",
         )
 
