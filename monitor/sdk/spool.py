@@ -3,9 +3,11 @@
 On disk, each stream ("records", "labels") is a run of append-only JSON-lines segment files
 ``<kind>-<seq>.jsonl`` (one wire object per line) plus ``<kind>.ack``, a tiny JSON file naming
 the first unacknowledged position, replaced atomically (temp file + ``os.replace``). A segment
-is deleted once everything in it is acknowledged. The writer thread appends and fsyncs; the
-sender thread reads from the acknowledged position and acknowledges after the collector has
-answered; exactly one batch is in flight, so the acknowledged part is always a prefix.
+is deleted once everything in it is acknowledged. The writer thread appends and fsyncs; each
+stream's sender thread reads from the acknowledged position and acknowledges after the
+collector has answered; exactly one batch per stream is in flight (a sender may read on past
+it, ``peek(after=...)``, and then acknowledge both at once), so the acknowledged part is always
+a prefix.
 
 Guarantees and choices:
 
