@@ -69,6 +69,11 @@ def test_defaults_are_the_documented_ones() -> None:
         ("timeout", math.inf),
         ("max_backoff", 0),
         ("backoff_base", "1"),
+        ("auth_max_backoff", 0),
+        ("auth_max_backoff", math.inf),
+        ("dead_letter_max_bytes", -1),
+        ("dead_letter_max_bytes", 1.5),
+        ("dead_letter_max_bytes", True),
         ("heartbeat_interval", 0),
         ("heartbeat_interval", math.inf),
         ("telemetry", "not callable"),
@@ -91,12 +96,16 @@ def test_numbers_are_normalised_and_edge_values_accepted() -> None:
         spool_max_age=math.inf,
         heartbeat_interval=None,
         atexit_timeout=0,
+        auth_max_backoff=1,
+        dead_letter_max_bytes=0,
         spool_dir="",
         ssl_context=ssl.create_default_context(),
     )
     assert opts.sample_rate == 0.0 and isinstance(opts.sample_rate, float)
     assert opts.timeout == 3.0 and isinstance(opts.timeout, float)
     assert opts.spool_max_age == math.inf and opts.heartbeat_interval is None
+    assert opts.auth_max_backoff == 1.0 and isinstance(opts.auth_max_backoff, float)
+    assert opts.dead_letter_max_bytes == 0
 
 
 def test_monitor_takes_an_options_object_and_keywords_override_it(
