@@ -140,9 +140,27 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--group", help="node group (e.g. a site or a hardware class)")
     add.add_argument("--site", help="site the node is at")
     add.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    add.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="a model whose assignment and artifacts the node may fetch (repeatable)",
+    )
+    add.add_argument(
+        "--labeller",
+        action="store_true",
+        help="a back-office token that labels any node's records and sends nothing else",
+    )
     _command(nodes, "list", _nodes_list, "list nodes")
     revoke = _command(nodes, "revoke", _nodes_revoke, "revoke a node's token at once")
     revoke.add_argument("name")
+    grant = _command(nodes, "grant", _nodes_grant, "let a node fetch a model's versions")
+    grant.add_argument("name")
+    grant.add_argument("model")
+    withdraw = _command(nodes, "withdraw", _nodes_withdraw, "take a model away from a node")
+    withdraw.add_argument("name")
+    withdraw.add_argument("model")
 
     models = commands.add_parser("models", help="monitored models").add_subparsers(
         title="models commands", metavar="COMMAND"
@@ -418,8 +436,17 @@ def _nodes_add(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise UsageError(f"--tag must look like KEY=VALUE, got {item!r}")
         tags[key] = value
-    added = _run_command(nodes.add_node, args.name, group=args.group, site=args.site, tags=tags)
-    print(f"node {added.node.name} registered; its token (shown only now):", file=sys.stderr)
+    added = _run_command(
+        nodes.add_node,
+        args.name,
+        group=args.group,
+        site=args.site,
+        tags=tags,
+        role="labeller" if args.labeller else "node",
+        model_names=args.model,
+    )
+    what = "labeller" if args.labeller else "node"
+    print(f"{what} {added.node.name} registered; its token (shown only now):", file=sys.stderr)
     print(added.token)
     return 0
 
@@ -428,14 +455,35 @@ def _nodes_list(_args: argparse.Namespace) -> int:
     from monitor.commands import nodes
 
     rows = _run_command(nodes.list_nodes)
-    print(f"{'NAME':24} {'GROUP':12} {'SITE':12} {'TOKEN':10} {'STATUS':8} LAST SEEN")
+    granted = _run_command(nodes.node_models)
+    print(f"{'NAME':24} {'GROUP':12} {'SITE':12} {'TOKEN':10} {'STATUS':8} {'LAST SEEN':25} MODELS")
     for n in rows:
         status = "revoked" if n.revoked_at else "active"
         seen = n.last_seen_at.isoformat(timespec="seconds") if n.last_seen_at else "never"
+        can = "(labeller)" if n.role == "labeller" else ",".join(granted.get(n.id, [])) or "-"
         print(
             f"{n.name:24} {n.group_name or '-':12} {n.site or '-':12} {n.token_hint + '…':10} "
-            f"{status:8} {seen}"
+            f"{status:8} {seen:25} {can}"
         )
+    return 0
+
+
+def _nodes_grant(args: argparse.Namespace) -> int:
+    from monitor.commands import nodes
+
+    _run_command(nodes.grant_model, args.name, args.model)
+    print(f"node {args.name} may fetch model {args.model}")
+    return 0
+
+
+def _nodes_withdraw(args: argparse.Namespace) -> int:
+    from monitor.commands import nodes
+
+    had = _run_command(nodes.withdraw_model, args.name, args.model)
+    print(
+        f"node {args.name} {'may no longer' if had else 'was not registered to'} fetch model "
+        f"{args.model}"
+    )
     return 0
 
 

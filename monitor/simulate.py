@@ -46,7 +46,7 @@ def run_simulation(settings: Settings, args: SimulateArgs) -> int:
     if args.collector:
         if not args.admin_token:
             raise MonitorError("--collector needs --admin-token to register the nodes")
-        tokens = register_remote(args.collector, args.admin_token, plans)
+        tokens = register_remote(args.collector, args.admin_token, plans, card["name"])
         result = _run(args.collector, tokens, plans, plan, model, card, args.config)
     else:
         from monitor.collector.server import BackgroundCollector
@@ -119,17 +119,20 @@ def register_local(settings: Settings, plans: list[NodePlan], files: Any) -> dic
             registry.promote(conn, model.id, card["version"])
         tokens = {}
         for plan in plans:
-            _, tokens[plan.name] = nodes.add_node(
+            node, tokens[plan.name] = nodes.add_node(
                 conn, plan.name, group_name=plan.group, site=plan.site
             )
+            nodes.grant_model(conn, node.id, model.id)  # so its updater may fetch the model
     engine.dispose()
     return tokens
 
 
-def register_remote(url: str, admin_token: str, plans: list[NodePlan]) -> dict[str, str]:
+def register_remote(
+    url: str, admin_token: str, plans: list[NodePlan], model: str
+) -> dict[str, str]:
     tokens = {}
     for plan in plans:
-        body = {"name": plan.name, "group": plan.group, "site": plan.site}
+        body = {"name": plan.name, "group": plan.group, "site": plan.site, "models": [model]}
         request = urllib.request.Request(
             f"{url.rstrip('/')}/v1/admin/nodes",
             data=json.dumps(body).encode(),

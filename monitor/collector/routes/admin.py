@@ -38,6 +38,13 @@ class NodeIn(BaseModel):
     group: str | None = Field(default=None, description="at most 128 characters")
     site: str | None = Field(default=None, description="at most 128 characters")
     tags: dict[str, str] = Field(default_factory=dict)
+    models: list[str] = Field(
+        default_factory=list, description="models whose assignment and artifacts it may fetch"
+    )
+    role: str = Field(
+        default="node",
+        description='"node", or "labeller": a back-office token that labels any node\'s records',
+    )
 
 
 class VersionIn(BaseModel):
@@ -75,14 +82,34 @@ async def add_node(request: Request, body: NodeIn) -> JSONResponse:
         group=body.group,
         site=body.site,
         tags=body.tags,
+        role=body.role,
+        model_names=body.models,
     )
-    return JSONResponse({**_node_json(added.node), "token": added.token}, status_code=201)
+    return JSONResponse(
+        {**_node_json(added.node), "models": body.models, "token": added.token}, status_code=201
+    )
 
 
 @router.get("/nodes", summary="List nodes")
 async def list_nodes(request: Request) -> JSONResponse:
-    listed = await run_in_threadpool(nodes.list_nodes, state_of(request).engine)
-    return JSONResponse({"nodes": [_node_json(n) for n in listed]})
+    engine = state_of(request).engine
+    listed = await run_in_threadpool(nodes.list_nodes, engine)
+    granted = await run_in_threadpool(nodes.node_models, engine)
+    return JSONResponse(
+        {"nodes": [{**_node_json(n), "models": granted.get(n.id, [])} for n in listed]}
+    )
+
+
+@router.put("/nodes/{name}/models/{model}", summary="Let a node fetch a model's versions")
+async def grant_model(request: Request, name: str, model: str) -> JSONResponse:
+    node = await run_in_threadpool(nodes.grant_model, state_of(request).engine, name, model)
+    return JSONResponse({**_node_json(node), "granted": model})
+
+
+@router.delete("/nodes/{name}/models/{model}", summary="Take a model away from a node")
+async def withdraw_model(request: Request, name: str, model: str) -> JSONResponse:
+    had = await run_in_threadpool(nodes.withdraw_model, state_of(request).engine, name, model)
+    return JSONResponse({"node": name, "model": model, "withdrawn": had})
 
 
 @router.post("/nodes/{name}/revoke", summary="Revoke a node's token, effective at once")
