@@ -28,7 +28,7 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass, field
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 #: Longest request or status line, and longest header block, the proxy reads.
 MAX_HEAD_BYTES = 64 * 1024
@@ -53,7 +53,7 @@ class ProxyStats:
     upstream_down: int = 0  # requests the collector could not be reached for, or died during
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:
         with self.lock:
             return {
                 "connections": self.connections,

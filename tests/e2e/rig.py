@@ -130,6 +130,8 @@ class NodeFigures:
     dropped: dict[str, int]
     lost_in_window: int
     missing_in_window: int  # missing records whose run was killed within the window
+    #: Seconds between the oldest missing record's log() and its run's SIGKILL (0: none lost).
+    oldest_loss: float
     lost_outside_window: list[str]
     unledgered_stored: list[str]
     counted_delivered: int  # the SDK's own "delivered" counters (duplicates included)
@@ -194,6 +196,7 @@ class RigResult:
             "duplicates": len(self.duplicates),
             "lost_in_window": self.lost_in_window,
             "lost_outside_window": self.lost_outside_window,
+            "oldest_loss_s": round(max((n.oldest_loss for n in self.nodes), default=0.0), 3),
             "unledgered_stored": sum(len(n.unledgered_stored) for n in self.nodes),
             "dropped": {k: v for k, v in self.dropped.items() if v},
             "dropped_total": sum(self.dropped.values()),
@@ -212,7 +215,8 @@ class RigResult:
             lines.append(
                 f"  {n.node}: runs {n.runs} (killed {n.killed_runs}), produced {n.produced}, "
                 f"delivered {n.delivered}, dropped {n.dropped_total}, lost in window "
-                f"{n.lost_in_window}/{n.missing_in_window}, outside {len(n.lost_outside_window)}"
+                f"{n.lost_in_window}/{n.missing_in_window} (oldest logged {n.oldest_loss:.3f} s "
+                f"before its kill), outside {len(n.lost_outside_window)}"
             )
         lines += [f"  VIOLATION: {v}" for v in self.violations[:40]]
         return "\n".join(lines)
@@ -605,6 +609,7 @@ def node_books(
     violations: list[str] = []
     dropped = dict.fromkeys(DROP_REASONS, 0)
     counted_delivered = produced = delivered = missing = missing_in_window = 0
+    oldest_loss = 0.0
     outside: list[str] = []
     unledgered: list[str] = []
     for run in runs:
@@ -621,6 +626,7 @@ def node_books(
             elif returned_at > run.killed_at - window:
                 missing += 1
                 missing_in_window += 1
+                oldest_loss = max(oldest_loss, run.killed_at - returned_at)
             else:
                 missing += 1
                 outside.append(
@@ -654,6 +660,7 @@ def node_books(
         dropped=drops,
         lost_in_window=max(0, lost_in_window),
         missing_in_window=missing_in_window,
+        oldest_loss=oldest_loss,
         lost_outside_window=outside,
         unledgered_stored=unledgered,
         counted_delivered=counted_delivered,
