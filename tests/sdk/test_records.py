@@ -22,6 +22,9 @@ from monitor.sdk.records import (
 )
 from monitor.wire import MAX_FEATURES
 
+#: A plausible record time (2024-11-25): the rules take times from 2000 to a day ahead.
+TS = 1_732_530_000.5
+
 
 class FakeScalar:
     """Stands in for a numpy scalar: not a Python number, but has ``item()``."""
@@ -143,10 +146,10 @@ def test_probabilities_are_rounded_to_6_decimals() -> None:
 
 
 def test_build_record_shape() -> None:
-    rec = build_record("r1", "q1", 10.5, {"a": 1}, "ok", [0.1, 0.9], 1.5)
+    rec = build_record("r1", "q1", TS, {"a": 1}, "ok", [0.1, 0.9], 1.5)
     assert rec == {
         "id": "r1",
-        "ts": 10.5,
+        "ts": TS,
         "request_id": "q1",
         "features": {"a": 1},
         "prediction": "ok",
@@ -155,24 +158,24 @@ def test_build_record_shape() -> None:
     }
     assert list(rec)[:2] == ["id", "ts"]  # the spool's ts scan relies on this order
     with pytest.raises(InvalidValue):
-        build_record("r1", "q1", 10.5, {"a": 1}, "ok", None, "slow")
+        build_record("r1", "q1", TS, {"a": 1}, "ok", None, "slow")
 
 
 def test_build_record_sends_the_request_id_only_when_it_differs() -> None:
-    rec = build_record("r1", "r1", 10.5, {"a": 1}, "ok", None, None)
+    rec = build_record("r1", "r1", TS, {"a": 1}, "ok", None, None)
     assert "request_id" not in rec
     assert list(rec) == ["id", "ts", "features", "prediction", "probabilities", "latency_ms"]
 
 
 def test_build_record_rounds_latency_but_never_features() -> None:
     features = {"x": 0.123456789012345, "y": 1 / 3}
-    rec = build_record("r1", "q1", 10.5, features, 0.987654321, None, 1.23456789)
+    rec = build_record("r1", "q1", TS, features, 0.987654321, None, 1.23456789)
     assert rec["latency_ms"] == 1.235
     assert rec["features"] == features  # the user's data, as given
     assert rec["prediction"] == 0.987654321  # a prediction is data too
 
 
 def test_build_label_shape() -> None:
-    assert build_label("q1", "fail", 3.0) == {"request_id": "q1", "label": "fail", "ts": 3.0}
+    assert build_label("q1", "fail", TS) == {"request_id": "q1", "label": "fail", "ts": TS}
     with pytest.raises(InvalidValue):
-        build_label("q1", None, 3.0)
+        build_label("q1", None, TS)
