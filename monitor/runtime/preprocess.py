@@ -9,9 +9,10 @@ counts the rest, so that data quality shows up in the telemetry instead of in fa
   features take int/float, never bool or str; categorical ones take str), or a value is
   unusable (``invalid_value``): a number that is infinite or too large for the model's
   float32 input (beyond ``FLOAT32_MAX`` it would reach the model as infinity and come out as
-  NaN probabilities), null for a numeric feature without a ``fill``, or a string the wire
-  cannot carry (a NUL character or a lone surrogate: the value is logged with the record, and
-  the collector would refuse the record).
+  NaN probabilities), null for a numeric feature without a ``fill``, or a value the wire
+  cannot carry (the features are logged as they came, so ``monitor.wire``'s rules apply: an
+  integer beyond +-2**53, a string with a NUL or a surrogate code point; the SDK would drop
+  the record of a prediction that was served).
 * Warnings (served, reported on the prediction and counted per feature): a numeric value
   outside the card's range (``out_of_range``; the raw value is used, not clipped, because
   that is what the model would see in the field), null or NaN (``missing_value``; numeric:
@@ -25,13 +26,13 @@ import math
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
 from monitor.card import ModelCard
-from monitor.wire import MAX_ID_CHARS
+from monitor.wire import MAX_ID_CHARS, MAX_SAFE_INTEGER, name_ok, text_ok
 
 #: Codes of input errors (the call fails).
 ERROR_CODES = (
@@ -103,9 +104,11 @@ class Preprocessor:
         for f in card.features:
             if f.type == "numeric":
                 low, high = f.range if f.range is not None else (-math.inf, math.inf)
-                # Clamped, so that the fast path's range test also keeps float32 overflow out.
+                # Clamped, so that the fast path's range tests also keep out float32 overflow
+                # and the integers the wire refuses.
                 low, high = max(low, -FLOAT32_MAX), min(high, FLOAT32_MAX)
-                numeric.append((f.name, index[f.name], low, high, f.fill))
+                int_low, int_high = max(low, -MAX_SAFE_INTEGER), min(high, MAX_SAFE_INTEGER)
+                numeric.append((f.name, index[f.name], low, high, int_low, int_high, f.fill))
             else:
                 slots = {c: index[f"{f.name}={c}"] for c in f.categories}
                 categorical.append((f.name, slots))
@@ -138,9 +141,11 @@ class Preprocessor:
         warnings: list[Issue] | None = None
         try:
             values = self._numeric_values(features)  # as long as _numeric, by construction
-            for (name, i, low, high, fill), v in zip(self._numeric, values, strict=False):
+            for (name, i, low, high, int_low, int_high, fill), v in zip(
+                self._numeric, values, strict=False
+            ):
                 t = type(v)
-                if (t is float or t is int) and low <= v <= high:
+                if (t is float and low <= v <= high) or (t is int and int_low <= v <= int_high):
                     x[i] = v
                     continue
                 value, code = _numeric(v, low, high, fill)
@@ -160,7 +165,7 @@ class Preprocessor:
                     code = "missing_value"
                 else:
                     raise _Reject("invalid_type", "")
-                if code == "unknown_category" and text_problem(v) is not None:
+                if code == "unknown_category" and not text_ok(v):
                     raise _Reject("invalid_value", "")
                 warnings = warnings or []
                 warnings.append(_warning(prefix, name, code, v, categorical=True))
@@ -205,7 +210,7 @@ class Preprocessor:
                         feature=shown,
                     )
                 )
-        for name, _, low, high, fill in self._numeric:
+        for name, _, low, high, _, _, fill in self._numeric:
             if name in features:
                 try:
                     _numeric(features[name], low, high, fill)
@@ -222,8 +227,8 @@ class Preprocessor:
                         name,
                     )
                 )
-            elif isinstance(v, str) and (problem := text_problem(v)) is not None:
-                issues.append(Issue(f"{prefix}.{name}", "invalid_value", problem, name))
+            elif isinstance(v, str) and not text_ok(v):
+                issues.append(Issue(f"{prefix}.{name}", "invalid_value", _NOT_TEXT, name))
         if len(issues) > MAX_ISSUES:
             # A 1 MiB request of 80,000 unknown features would otherwise get an 11 MB answer.
             more = len(issues) - MAX_ISSUES
@@ -252,33 +257,21 @@ class Preprocessor:
 
 
 _TOO_LARGE = f"too large for the model's float32 input (magnitude at most {FLOAT32_MAX:.7g})"
-
-
-def text_problem(value: str) -> str | None:
-    """Why the wire cannot carry ``value`` (a NUL character, a lone surrogate), or None.
-
-    PostgreSQL text holds no NUL, and a lone surrogate has no UTF-8 encoding: a record holding
-    either would be refused by the collector, so the runtime refuses it first.
-    """
-    if "\x00" in value:
-        return "contains a NUL character"
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "contains a lone surrogate (not valid Unicode)"
-    return None
+_TOO_LONG = "integers must be within +-2**53 (what a float64 holds exactly): send a float"
+# PostgreSQL text holds no NUL, and a surrogate has no UTF-8 encoding (wire.text_ok).
+_NOT_TEXT = "must not hold a NUL character or a surrogate code point"
 
 
 def request_id_issue(value: object, field: str = "request_id") -> Issue | None:
-    """The problem with a caller's request id, or None: a str of 1..MAX_ID_CHARS characters
-    that the wire can carry (labels name it, so the collector stores it as text)."""
+    """The problem with a caller's request id, or None: a wire name (``wire.name_ok``: a str
+    of 1..MAX_ID_CHARS characters without NUL or surrogate), as labels name it."""
+    if name_ok(value):
+        return None
     if type(value) is not str:
         return Issue(field, "invalid_type", f"must be a str of 1..{MAX_ID_CHARS} characters")
     if not 0 < len(value) <= MAX_ID_CHARS:
         return Issue(field, "invalid_value", f"must have 1..{MAX_ID_CHARS} characters")
-    problem = text_problem(value)
-    return None if problem is None else Issue(field, "invalid_value", problem)
+    return Issue(field, "invalid_value", _NOT_TEXT)
 
 
 def _numeric(v: Any, low: float, high: float, fill: float | None) -> tuple[float, str | None]:
@@ -290,10 +283,9 @@ def _numeric(v: Any, low: float, high: float, fill: float | None) -> tuple[float
     if isinstance(v, bool) or not isinstance(v, Real):
         # numpy numbers register as Real; bools are ints in Python but not numbers here.
         raise _Reject("invalid_type", f"expected a number, got {_type_name(v)}")
-    try:
-        value = float(v)
-    except OverflowError:  # an int beyond any float (JSON allows 10**400)
-        raise _Reject("invalid_value", _TOO_LARGE) from None
+    if isinstance(v, Integral) and not -MAX_SAFE_INTEGER <= int(v) <= MAX_SAFE_INTEGER:
+        raise _Reject("invalid_value", _TOO_LONG)  # JSON allows 10**400, the wire does not
+    value = float(v)
     if value != value:
         if fill is None:
             raise _Reject("invalid_value", "NaN, and this feature has no fill value")

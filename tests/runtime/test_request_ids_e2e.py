@@ -1,5 +1,5 @@
-"""A request id (or category) the wire cannot carry is refused at ``POST /predict`` with 422,
-so it never reaches the SDK, and the node's later predictions are all stored by a real
+"""A request id (or feature value) the wire cannot carry is refused at ``POST /predict`` with
+422, so it never reaches the SDK, and the node's later predictions are all stored by a real
 collector (SQLite and PostgreSQL: PostgreSQL text refuses a NUL, which once stalled the node's
 whole queue behind one record)."""
 
@@ -83,15 +83,17 @@ def test_unsendable_ids_are_refused_and_later_predictions_are_stored(
     refused = {
         "request_id": ["evil\x00id", "evil\ud800id", "x" * 129, ""],
         "features.machine_type": ["pump\x00", "\udfffpump"],
+        "features.rpm": [2**53 + 1],
     }
     for request_id in refused["request_id"]:
         status, body = post(edge, {"features": rows[0], "request_id": request_id})
         assert status == 422, request_id
         assert body["error"]["details"][0]["field"] == "request_id"
-    for category in refused["features.machine_type"]:
-        status, body = post(edge, {"features": {**rows[0], "machine_type": category}})
-        assert status == 422, category
-        assert body["error"]["details"][0]["field"] == "features.machine_type"
+    for feature in ("machine_type", "rpm"):
+        for value in refused[f"features.{feature}"]:
+            status, body = post(edge, {"features": {**rows[0], feature: value}})
+            assert status == 422, value
+            assert body["error"]["details"][0]["field"] == f"features.{feature}"
 
     served = set()
     for i, row in enumerate(rows[1:11]):

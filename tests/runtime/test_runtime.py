@@ -170,6 +170,26 @@ def test_every_problem_of_a_request_is_listed(runtime: EdgeRuntime, rows: list[A
     assert caught.value.issues[0].field == "rows[1].rpm"
 
 
+def test_integers_the_wire_refuses_are_refused_even_without_a_range(
+    demo: Any, card: ModelCard, rows: list[dict[str, Any]]
+) -> None:
+    # Features are logged as they came: an integer beyond +-2**53 would be served, then its
+    # record dropped by the SDK (wire.number_ok). Without a range, it takes the fast path.
+    data = card.to_dict()
+    (rpm,) = (f for f in data["features"] if f["name"] == "rpm")
+    del rpm["range"]
+    runtime = EdgeRuntime(demo.model, ModelCard.from_dict(data))
+    assert runtime.predict(with_(rows[0], rpm=2**53)).warnings == ()
+    assert runtime.predict(with_(rows[0], rpm=-(2**53))).warnings == ()
+    for value in (2**53 + 1, -(2**53) - 1, np.int64(2**62), 10**400):
+        with pytest.raises(InvalidInput) as caught:
+            runtime.predict(with_(rows[0], rpm=value))
+        assert [(i.field, i.code) for i in caught.value.issues] == [
+            ("features.rpm", "invalid_value")
+        ]
+    assert runtime.predict(with_(rows[0], rpm=float(2**60))).warnings == ()  # a float travels
+
+
 def test_a_request_with_thousands_of_problems_lists_the_first_fifty(
     runtime: EdgeRuntime, rows: list[Any]
 ) -> None:
