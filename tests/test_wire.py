@@ -250,6 +250,16 @@ def test_a_nul_is_refused_with_the_path_of_its_string_or_key() -> None:
 
 def test_a_backslash_before_u0000_is_text_not_nul() -> None:
     assert parse_json(b'{"id": "\\\\u0000"}') == {"id": "\\u0000"}
+    assert parse_json(b'{"id": "\\\\\\\\u0000"}') == {"id": "\\\\u0000"}
+
+
+def test_a_nul_in_a_body_too_large_to_walk_is_refused_by_its_bytes() -> None:
+    many = b",".join([b"1"] * 150_000)
+    with pytest.raises(ValidationFailed) as caught:
+        parse_json(b'{"values": [' + many + b', "\\u0000"]}')
+    assert caught.value.details[0]["field"] == "body"
+    text = parse_json(b'{"values": [' + many + b', "\\\\u0000"]}')
+    assert text["values"][-1] == "\\u0000"
 
 
 def test_nesting_up_to_the_limit_parses_and_beyond_it_is_too_deep() -> None:

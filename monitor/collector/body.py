@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -93,9 +95,11 @@ def parse_json(raw: bytes) -> Any:
         raise _unreadable(raw, exc) from None
     # JSON can spell NUL only as the escape \u0000 (a raw control character is malformed), so
     # a scan of the bytes in C clears nearly every body (a body without any backslash, the
-    # common case, in one memchr); only a hit walks the parsed values.
+    # common case, in one memchr); only a hit looks for the string that holds it.
     if b"\\" in raw and b"\\u0000" in raw:
         path = _path_of_nul(body)
+        if path is _TOO_LONG_TO_WALK:
+            path = "body" if _NUL_ESCAPE.search(raw) else None
         if path is not None:
             raise ValidationFailed(
                 f"{path or 'body'} holds a NUL character",
@@ -109,6 +113,14 @@ def parse_json(raw: bytes) -> Any:
                 ],
             )
     return body
+
+
+#: ``\u0000`` after an even run of backslashes (none, or escaped ones): an escaped NUL. The
+#: look-behind starts matches only where a run starts, so a scan is linear in the body's size.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*+\\u0000")
+#: Most values the search for the path of a NUL visits; a larger body is judged by its bytes.
+_MAX_VISITS = 100_000
+_TOO_LONG_TO_WALK = "\x00too long to walk"
 
 
 def _unreadable(raw: bytes, exc: orjson.JSONDecodeError) -> BadRequest:
@@ -132,32 +144,41 @@ def _unreadable(raw: bytes, exc: orjson.JSONDecodeError) -> BadRequest:
 
 
 def _path_of_nul(body: Any) -> str | None:
-    """The field path of the first string or key holding NUL, or None (the scan's false alarm:
-    an escaped backslash followed by ``u0000``).
+    """The field path of the first string or key holding NUL, None when there is none (the
+    scan's false alarm: an escaped backslash followed by ``u0000``), or _TOO_LONG_TO_WALK after
+    _MAX_VISITS values.
 
-    Iterative, since bodies may nest 1,024 deep; each step keeps a link to its parent instead of
-    a path string, so a large body costs one visit per value and only the culprit's path is
+    Depth first in document order, with a stack of iterators rather than recursion (bodies nest
+    up to 1,024 deep); each level keeps a link to its parent, so only the culprit's path is
     spelled out."""
-    Link = tuple[Any, str | int] | None
-    stack: list[tuple[Any, Link]] = [(body, None)]
+    if type(body) is str:
+        return "" if "\x00" in body else None
+    if type(body) is not list and type(body) is not dict:
+        return None
+    stack: list[tuple[Iterator[tuple[Any, Any]], Any]] = [(_members(body), None)]
+    visits = 0
     while stack:
-        value, link = stack.pop()
-        if type(value) is str:
-            if "\x00" in value:
-                return _spell(link)
-        elif type(value) is list:
-            stack.extend(
-                (v, (link, i)) for i, v in reversed(list(enumerate(value))) if type(v) in _WALKED
-            )
-        elif type(value) is dict:
-            for key in value:
-                if "\x00" in key:
+        members, link = stack[-1]
+        for key, value in members:
+            visits += 1
+            if visits > _MAX_VISITS:
+                return _TOO_LONG_TO_WALK
+            if type(key) is str and "\x00" in key:
+                return _spell((link, key))
+            kind = type(value)
+            if kind is str:
+                if "\x00" in value:
                     return _spell((link, key))
-            stack.extend((v, (link, k)) for k, v in reversed(value.items()) if type(v) in _WALKED)
+            elif kind is list or kind is dict:
+                stack.append((_members(value), (link, key)))
+                break  # into the child; this level's iterator resumes after it
+        else:
+            stack.pop()
     return None
 
 
-_WALKED = frozenset({str, list, dict})
+def _members(value: list[Any] | dict[str, Any]) -> Iterator[tuple[Any, Any]]:
+    return iter(value.items()) if type(value) is dict else enumerate(value)
 
 
 def _spell(link: Any) -> str:

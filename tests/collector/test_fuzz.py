@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -396,6 +397,7 @@ class Fuzzer:
 
     http: httpx.Client
     token: str
+    model: str = MODEL
     bodies: int = 0  # hostile bodies sent
     hostile: int = 0  # hostile values validated on their own: records, labels, other bodies
     requests: int = 0
@@ -420,7 +422,7 @@ class Fuzzer:
             if body.not_a_list is not None:
                 labels = body.not_a_list
             self.hostile += len(labels) if isinstance(labels, list) else 1
-            doc = body.envelope.apply({"model": MODEL, "labels": labels})
+            doc = body.envelope.apply({"model": self.model, "labels": labels})
             self.post(wire.LABELS_PATH, dumps(doc, how.ensure_ascii), how.gzip)
         elif isinstance(body, HeartbeatBody):
             self.hostile += 1
@@ -437,7 +439,7 @@ class Fuzzer:
         records = [r.build(self.uid()) for r in body.records]
         at = len(records) // 2
         records.insert(at, good_record(good))
-        doc: dict[str, Any] = {"batch_id": self.uid(), "model": MODEL, "model_version": "1"}
+        doc: dict[str, Any] = {"batch_id": self.uid(), "model": self.model, "model_version": "1"}
         doc["records"] = records
         if body.envelope is not None:
             doc = body.envelope.apply(doc)
@@ -450,7 +452,7 @@ class Fuzzer:
         return True
 
     def good_record_is_stored(self) -> None:
-        doc: dict[str, Any] = {"batch_id": self.uid(), "model": MODEL, "model_version": "1"}
+        doc: dict[str, Any] = {"batch_id": self.uid(), "model": self.model, "model_version": "1"}
         doc["records"] = [good_record(self.uid())]
         answer = self.post(wire.RECORDS_PATH, json.dumps(doc).encode(), False)
         assert answer.status_code == 200, answer.text
@@ -461,7 +463,7 @@ class Fuzzer:
 
     def heartbeat(self, body: HeartbeatBody) -> dict[str, Any]:
         sdk = body.sdk.apply({"logged": 10, "delivered": 8, "dropped": {"queue_full": 2}})
-        beat = {"ts": time.time(), "model": MODEL, "model_version": "1", "sdk": sdk}
+        beat = {"ts": time.time(), "model": self.model, "model_version": "1", "sdk": sdk}
         if body.runtime is not None:
             beat["runtime"] = body.runtime
         return beat
@@ -521,12 +523,13 @@ def unlimited_settings(db_url: str, data_dir: Path) -> Settings:
     return Settings(database_url=db_url, data_dir=data_dir, admin_token=token, **extra)
 
 
-def run_fuzzer(fuzzer: Fuzzer, examples: int, derandomize: bool = True) -> None:
-    """Send ``examples`` generated hostile bodies (hypothesis chooses them)."""
+def run_fuzzer(fuzzer: Fuzzer, examples: int, seed: int | None = None) -> None:
+    """Send ``examples`` generated hostile bodies (hypothesis chooses them): the same ones on
+    every run, or those of ``seed``."""
 
     @settings(
         max_examples=examples,
-        derandomize=derandomize,
+        derandomize=seed is None,
         database=None,
         deadline=None,
         suppress_health_check=list(HealthCheck),
@@ -535,7 +538,7 @@ def run_fuzzer(fuzzer: Fuzzer, examples: int, derandomize: bool = True) -> None:
     def one(body: Any, how: Encoding) -> None:
         fuzzer.send(body, how)
 
-    one()
+    (one if seed is None else hypothesis.seed(seed)(one))()
 
 
 def test_no_hostile_body_gets_a_5xx_or_stops_the_node(
