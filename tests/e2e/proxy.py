@@ -51,6 +51,7 @@ class ProxyStats:
     dropped_answers: int = 0
     resets: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESET_POINTS, 0))
     upstream_down: int = 0  # requests the collector could not be reached for, or died during
+    statuses: dict[int, int] = field(default_factory=dict)  # the collector's answers by status
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -63,6 +64,7 @@ class ProxyStats:
                 "dropped_answers": self.dropped_answers,
                 "resets": dict(self.resets),
                 "upstream_down": self.upstream_down,
+                "statuses": dict(sorted(self.statuses.items())),
             }
 
 
@@ -73,6 +75,7 @@ class Message:
     head: bytes
     body: bytes
     method: str  # of a request; "" for an answer
+    status: int  # of an answer; 0 for a request
     close: bool  # the sender said ``Connection: close`` (or HTTP/1.0 without keep-alive)
 
     @property
@@ -181,7 +184,7 @@ def read_message(reader: BinaryIO, *, request_method: str | None = None) -> Mess
     else:
         body = reader.read()  # an answer without a length runs to the end of the connection
         close = True
-    return Message(head, body, method, close)
+    return Message(head, body, method, status, close)
 
 
 def _reset(sock: socket.socket) -> None:
@@ -366,6 +369,8 @@ class FaultyProxy:
                     return
                 with self.stats.lock:
                     self.stats.forwarded += 1
+                    statuses = self.stats.statuses
+                    statuses[answer.status] = statuses.get(answer.status, 0) + 1
                 if action == "drop":
                     with self.stats.lock:
                         self.stats.dropped_answers += 1

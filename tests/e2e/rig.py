@@ -32,7 +32,8 @@ Other invariants: no request id is stored twice (nor a record id, per node); eve
 record was produced (a SIGKILL may fall between ``log()`` returning and its ledger line, so a
 killed run's next record number may be stored unledgered, and is reported as such); the
 batches' record counts add up to the records table (payload and index agree); every run that
-was not killed exits 0 after ``flush()`` returned True, without SDK internal errors.
+was not killed exits 0 after ``flush()`` returned True, without SDK internal errors; the
+collector answers no 5xx other than 503 (back-pressure) and logs no traceback.
 """
 
 from __future__ import annotations
@@ -515,6 +516,18 @@ class Rig:
         if batch_records != len(stored_rows):
             violations.append(
                 f"batches count {batch_records} records, the records table {len(stored_rows)}"
+            )
+        server_errors = {
+            status: n for status, n in self.proxy.stats.statuses.items() if status >= 500
+        }
+        if set(server_errors) - {503}:  # 503 is back-pressure, by design; any other is a bug
+            violations.append(f"the collector answered server errors: {server_errors}")
+        log = self.collector.log_path.read_text(errors="replace")
+        if "Traceback" in log:
+            at = log.index("Traceback")
+            first = log[max(0, at - 200) : at + 1500]
+            violations.append(
+                f"the collector logged {log.count('Traceback')} traceback(s): {first}"
             )
         if len(self.collector_kills) != cfg.collector_kills:
             violations.append(
