@@ -76,8 +76,9 @@ MAX_RECORDS_PER_BATCH: Final = 10_000
 MAX_LABELS_PER_REQUEST: Final = 10_000
 #: Longest record id, request id, model name or model version, in characters.
 MAX_ID_CHARS: Final = 128
-#: Names of models and nodes: they appear in URL paths, so letters, digits and ``_.-:@`` only.
-NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.\-:@]{0,127}$"
+#: Names of models and nodes: they appear in URL paths, so letters, digits and ``_.-:@`` only
+#: (``\Z``, not ``$``, which would let a trailing newline through).
+NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.\-:@]{0,127}\Z"
 #: Most features in one record.
 MAX_FEATURES: Final = 1_000
 #: Most classes in one record's probabilities.

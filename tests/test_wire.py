@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from typing import Any
 
@@ -102,6 +103,12 @@ def test_names_are_1_to_128_characters_of_text() -> None:
     assert wire.name_ok("x" * wire.MAX_ID_CHARS) and wire.name_ok("pump-7")
     for bad in ("", "x" * (wire.MAX_ID_CHARS + 1), "a\x00b", "\ud800", 7, None):
         assert not wire.name_ok(bad)
+
+
+def test_a_model_or_node_name_is_url_safe_to_its_last_character() -> None:
+    assert re.match(wire.NAME_PATTERN, "pump-failure_2:eu@plant.1")
+    for bad in ("pump\n", "pump\x00", "-pump", "pump/1", "x" * 129, ""):
+        assert re.match(wire.NAME_PATTERN, bad) is None
 
 
 def test_predictions_and_labels_are_text_booleans_or_numbers() -> None:
@@ -285,14 +292,15 @@ text = st.one_of(
 )
 number = st.one_of(st.sampled_from(SPECIAL_NUMBERS), st.integers(), st.floats())
 scalar = st.one_of(st.none(), st.booleans(), number, text)
+
+
+def containers(kids: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    lists = st.lists(kids, max_size=3) | st.tuples(kids, kids)
+    return lists | st.dictionaries(text, kids, max_size=3)
+
+
 #: What a caller may pass where one value belongs: any JSON value, and then some.
-value = st.recursive(
-    scalar,
-    lambda kids: (
-        st.lists(kids, max_size=3) | st.tuples(kids, kids) | st.dictionaries(text, kids, max_size=3)
-    ),
-    max_leaves=6,
-)
+value = st.recursive(scalar, containers, max_leaves=6)
 #: Plain values: each generated call makes one or two of its arguments hostile, so that many
 #: calls pass as a whole and their hostile parts meet the rules.
 plain_text = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=1, max_size=8)

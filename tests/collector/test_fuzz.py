@@ -155,11 +155,11 @@ def pool(parseable: bool) -> Pool:
         )
         number = st.one_of(st.sampled_from(SPECIAL_NUMBERS), st.integers(), st.floats())
     scalar = st.one_of(st.none(), st.booleans(), number, text)
-    tree = st.recursive(
-        scalar,
-        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(text, kids, max_size=3),
-        max_leaves=5,
-    )
+
+    def containers(kids: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return st.lists(kids, max_size=3) | st.dictionaries(text, kids, max_size=3)
+
+    tree = st.recursive(scalar, containers, max_leaves=5)
     depth = st.integers(2, 1000 if parseable else 3000)
     deep = st.builds(nested, depth, st.sampled_from(["[", "{"]))
     raw = deep if parseable else st.one_of(st.sampled_from(RAW_JSON).map(Raw), deep)
