@@ -82,7 +82,7 @@ class Settings(BaseSettings):
         ),
     )
     rate_limit_per_second: float = Field(
-        default=100.0,
+        default=200.0,
         ge=0,
         description=(
             "Requests per second each node token may make, on average (a token bucket); "
@@ -90,7 +90,7 @@ class Settings(BaseSettings):
         ),
     )
     rate_limit_burst: int = Field(
-        default=200,
+        default=400,
         ge=1,
         description="Requests a node token may make at once before the per-second rate applies.",
     )

@@ -125,7 +125,7 @@ def test_request_pressure_settings_have_defaults_and_come_from_the_environment(
 ) -> None:
     defaults = Settings()
     assert (defaults.header_timeout_seconds, defaults.body_timeout_seconds) == (10.0, 30.0)
-    assert (defaults.rate_limit_per_second, defaults.rate_limit_burst) == (100.0, 200)
+    assert (defaults.rate_limit_per_second, defaults.rate_limit_burst) == (200.0, 400)
     assert defaults.body_memory_bytes == 256 * 1024 * 1024
     assert defaults.max_header_bytes == 64 * 1024
     assert defaults.max_concurrency is None

@@ -15,6 +15,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import monitor
+from monitor import wire
+from monitor.collector.auth import require_admin
 from monitor.collector.metrics import CLIENT_CLOSED
 from monitor.collector.protocol import BODY_TIMED_OUT
 from monitor.collector.routes import admin, health, heartbeats, labels, models, records
@@ -25,6 +27,7 @@ from monitor.storage.engine import make_engine
 
 log = logging.getLogger(__name__)
 
+_ADMIN_PREFIX = f"{wire.API_PREFIX}/admin/"
 _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
@@ -51,6 +54,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     for module in (records, labels, heartbeats, models, health, admin):
         app.include_router(module.router)
     _install_error_handlers(app)
+    app.add_middleware(_AdminFirst, settings=settings)
     app.add_middleware(_RequestMetrics)
     return app
 
@@ -101,6 +105,28 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse(envelope("internal_error", "internal error"), status_code=500)
+
+
+class _AdminFirst:
+    """Refuses a request to the admin API without the admin token before its body is read.
+
+    FastAPI reads and parses a route's body (whole, on the event loop, at any size) before the
+    route's dependencies run, so the admin router's own check would come after a stranger's
+    body had cost its parsing; this check is the same one, made first."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(_ADMIN_PREFIX):
+            try:
+                require_admin(Request(scope), self.settings)
+            except MonitorError as exc:
+                refusal = JSONResponse(exc.envelope(), status_code=exc.status)
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _RequestMetrics:

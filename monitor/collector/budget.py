@@ -63,10 +63,10 @@ class BodyBudget:
 
     def release(self, held: int) -> None:
         """Give back a finished request's share; a large one hands freed memory back to the
-        system once no other body is in progress (glibc keeps freed heap pages otherwise)."""
+        system once no other large body is in progress (glibc keeps freed heap pages)."""
         with self._lock:
             self._in_use -= held
-            trim = held >= _TRIM_AFTER and self._in_use == 0 and not self._trimming
+            trim = held >= _TRIM_AFTER and self._in_use < _TRIM_AFTER and not self._trimming
             if trim:
                 self._trimming = True
         if trim:

@@ -149,7 +149,7 @@ class CollectorHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _refuse(self, status: int, code: str, message: str) -> None:
-        log.info("refused a request before its headers were complete: %s", message)
+        log.debug("refused a request before its headers were complete: %s", message)
         if self._metrics is not None:
             self._metrics.request(HEADERS_ROUTE, status)
         self._write_error(status, code, message)

@@ -78,6 +78,20 @@ def test_a_stranger_is_refused_before_sending_its_body(
     assert answer.json()["error"]["code"] == "invalid_token"
 
 
+@pytest.mark.parametrize("token", ["", "ema_not-the-admin-token"])
+def test_a_stranger_to_the_admin_api_is_refused_before_sending_its_body(
+    collector: BackgroundCollector, token: str
+) -> None:
+    headers = {"Content-Type": "application/json", "Content-Length": "200000000"}
+    if token:
+        headers.update(auth(token))
+    with rawhttp.connect(collector.url) as sock:
+        sock.sendall(rawhttp.head("/v1/admin/nodes", headers) + b'{"name": "')
+        answer = rawhttp.read_answer(sock)
+
+    assert answer.status == 401
+
+
 @pytest.mark.parametrize("path", NODE_PATHS)
 def test_an_invalid_body_from_a_stranger_is_answered_401_not_400(
     http: httpx.Client, token: str, path: str
