@@ -36,7 +36,7 @@ from monitor.config import Settings
 from tests.collector.conftest import ADMIN_TOKEN, MODEL, auth, stored
 
 #: Hypothesis examples per database: one hostile body each (see Fuzzer.send).
-EXAMPLES = 1_900
+EXAMPLES = 2_000
 #: Hostile values per database the acceptance criterion asks for.
 REQUIRED_HOSTILE = 10_000
 
