@@ -6,7 +6,6 @@ import atexit
 import collections
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -28,6 +27,7 @@ from monitor.sdk.records import (
     build_record,
     check_id,
     finite_number,
+    heartbeat_runtime,
     new_id,
     now_ms,
 )
@@ -467,8 +467,9 @@ class Monitor:
         }
         if self._telemetry is not None:
             try:
-                runtime = self._telemetry()
-                json.dumps(runtime, allow_nan=False)  # must encode, or the heartbeat fails
+                # Fitted to the wire's bounds (long strings cut, non-finite numbers null):
+                # telemetry the collector would refuse must not cost the whole heartbeat.
+                runtime = heartbeat_runtime(self._telemetry())
             except Exception as exc:
                 self._warn_once(
                     ("telemetry", type(exc)),

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from monitor.wire import MAX_ID_CHARS, MAX_RECORDS_PER_BATCH
+from monitor.wire import MAX_ID_CHARS, MAX_RECORDS_PER_BATCH, name_ok
 
 MiB = 1024 * 1024
 DAY = 24 * 3600.0
@@ -40,8 +40,10 @@ def _int_in(name: str, value: object, low: int, high: int | None = None) -> int:
 def check_identity(token: object, model: object, model_version: object) -> None:
     """ValueError unless ``token``, ``model`` and ``model_version`` are usable."""
     for name, value in (("model", model), ("model_version", model_version)):
-        if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
-            raise ValueError(f"{name} must be a str of 1..{MAX_ID_CHARS} characters")
+        if not name_ok(value):
+            raise ValueError(
+                f"{name} must be a str of 1..{MAX_ID_CHARS} characters, without NUL or surrogates"
+            )
     if not isinstance(token, str) or any(c in token for c in "\r\n\x00"):
         raise ValueError("token must be a str without line breaks")
 

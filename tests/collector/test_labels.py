@@ -10,7 +10,7 @@ from tests.collector.conftest import ADMIN_TOKEN, MODEL, auth, stored, stored_la
 
 
 def test_a_node_labels_its_requests(http: httpx.Client, token: str, engine: Engine) -> None:
-    body = {"model": MODEL, "labels": [{"request_id": "r1", "label": "fail", "ts": 1.8e9}]}
+    body = {"model": MODEL, "labels": [{"request_id": "r1", "label": "fail", "ts": 1.7e9}]}
 
     answer = http.post(wire.LABELS_PATH, json=body, headers=auth(token))
 

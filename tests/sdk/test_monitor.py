@@ -432,10 +432,15 @@ def test_plainly_invalid_arguments_raise_value_error(kwargs: dict[str, Any]) -> 
         Monitor(spool_dir=False, **args)
 
 
-@pytest.mark.parametrize("model", ["", "x" * (wire.MAX_ID_CHARS + 1), None])
+@pytest.mark.parametrize(
+    "model", ["", "x" * (wire.MAX_ID_CHARS + 1), None, "pump\x00", "pump\ud800"]
+)
 def test_invalid_model_raises_value_error(model: Any) -> None:
+    # A name the collector refuses would get every batch refused: refuse it up front.
     with pytest.raises(ValueError):
         Monitor("http://127.0.0.1:1", "t", model, "3", spool_dir=False)
+    with pytest.raises(ValueError):
+        Monitor("http://127.0.0.1:1", "t", "pump", model, spool_dir=False)
 
 
 # -- in other processes ----------------------------------------------------------------------

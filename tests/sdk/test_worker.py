@@ -276,6 +276,24 @@ def test_heartbeats(collector: ScriptedCollector, make_monitor: MakeMonitor) -> 
     assert body["sdk"]["delivered"] == 3
 
 
+def test_telemetry_is_fitted_to_the_wires_bounds_rather_than_dropped(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    message = "swap failed: " + "x" * 5_000
+    mon = make_monitor(
+        collector.url, telemetry=lambda: {"last_error": message, "p50_ms": float("nan")}
+    )
+    mon.heartbeat()
+    assert wait_until(lambda: len(collector.to(wire.HEARTBEATS_PATH)) >= 1)
+
+    runtime = collector.to(wire.HEARTBEATS_PATH)[-1].body["runtime"]
+    cut = runtime["last_error"]
+    assert len(cut) <= wire.MAX_RUNTIME_STRING_CHARS
+    assert cut.startswith("swap failed: xxx")  # an error message's start says what went wrong
+    assert runtime["p50_ms"] is None
+    assert wire.runtime_problem(runtime) is None
+
+
 def test_periodic_heartbeats_and_a_failing_telemetry(
     collector: ScriptedCollector, make_monitor: MakeMonitor
 ) -> None:
