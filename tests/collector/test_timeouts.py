@@ -19,8 +19,8 @@ from tests.collector import rawhttp
 from tests.collector.conftest import ADMIN_TOKEN, auth
 from tests.collector.served import ServedCollector
 
-HEADER_TIMEOUT = 0.5
-BODY_TIMEOUT = 1.0
+HEADER_TIMEOUT = 1.0
+BODY_TIMEOUT = 2.0
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_a_body_that_stalls_is_answered_408_and_the_connection_closed(url: str, 
 
 def test_a_body_dripped_byte_by_byte_is_cut_at_the_deadline(url: str, token: str) -> None:
     with rawhttp.connect(url) as sock:
-        headers = {**auth(token), "Content-Length": "100000"}  # 100 s at this pace
+        headers = {**auth(token), "Content-Length": "100000"}  # hours at this pace
         sock.sendall(rawhttp.head(wire.HEARTBEATS_PATH, headers))
         raw = drip_until_answered(sock, endless(b" ", 0.01))
         answer = rawhttp.read_answer(sock, raw)
@@ -161,7 +161,7 @@ def test_a_prompt_request_sent_in_pieces_is_served(url: str) -> None:
     with rawhttp.connect(url) as sock:
         for piece in (b"GET /healthz HT", b"TP/1.1\r\nHost: coll", b"ector\r\n\r\n"):
             sock.sendall(piece)
-            time.sleep(HEADER_TIMEOUT / 5)
+            time.sleep(0.01)
         assert rawhttp.read_answer(sock).status == 200
 
 
@@ -170,7 +170,7 @@ def test_a_keep_alive_connection_may_idle_longer_than_the_header_deadline(url: s
     with rawhttp.connect(url) as sock:
         sock.sendall(rawhttp.head("/healthz", {}, method="GET"))
         assert rawhttp.read_answer(sock).status == 200
-        time.sleep(HEADER_TIMEOUT * 3)
+        time.sleep(HEADER_TIMEOUT * 2)
         sock.sendall(rawhttp.head("/healthz", {}, method="GET"))
         assert rawhttp.read_answer(sock).status == 200
 
