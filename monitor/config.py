@@ -132,6 +132,30 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a SQLite writer waits for the lock before giving up.",
     )
+    db_lock_timeout_ms: int = Field(
+        default=5_000,
+        ge=0,
+        description=(
+            "PostgreSQL: how long one collector statement waits for a lock before the request "
+            "is answered 503 with Retry-After (0: without bound)."
+        ),
+    )
+    db_statement_timeout_ms: int = Field(
+        default=30_000,
+        ge=0,
+        description=(
+            "PostgreSQL: how long one collector statement may run before the request is "
+            "answered 503 with Retry-After (0: without bound). Workers are not bounded."
+        ),
+    )
+    max_reported_versions: int = Field(
+        default=20,
+        ge=0,
+        description=(
+            "Unregistered versions of one model that nodes may create by reporting them; past "
+            "it a batch of a new unregistered version is refused (422 unregistered_version)."
+        ),
+    )
     payload_compression: str = Field(
         default="lz4",
         pattern="^(zstd|lz4|none)$",

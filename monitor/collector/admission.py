@@ -7,9 +7,10 @@ from starlette.requests import Request
 
 from monitor.collector.auth import authenticate_node, bearer_token
 from monitor.collector.state import CollectorState, state_of
+from monitor.storage.nodes import NODE
 
 
-async def admit_node(request: Request) -> str:
+async def admit_node(request: Request, *, roles: tuple[str, ...] = (NODE,)) -> str:
     """The node token of a request that may go on to send its body.
 
     A stranger is refused (401) before a byte of its body is read, so a large body costs it
@@ -19,13 +20,14 @@ async def admit_node(request: Request) -> str:
     state = state_of(request)
     token = bearer_token(request)
     if not state.recently_authenticated(token):
-        await run_in_threadpool(precheck_token, state, token)
+        await run_in_threadpool(precheck_token, state, token, roles)
     state.limiter.check(token)
     return token
 
 
-def precheck_token(state: CollectorState, token: str) -> None:
-    """Refuse an unknown or revoked token (a short read-only transaction)."""
+def precheck_token(state: CollectorState, token: str, roles: tuple[str, ...] = (NODE,)) -> None:
+    """Refuse an unknown or revoked token, or one of another role (a short read-only
+    transaction)."""
     with state.engine.connect() as conn:
-        authenticate_node(conn, token)
+        authenticate_node(conn, token, roles=roles)
     state.remember_authenticated(token)

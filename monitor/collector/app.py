@@ -44,6 +44,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             settings.resolved_database_url,
             pool_size=settings.db_pool_size,
             sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            # One bound for a request's wait on SQLite: the busy handler and our write lock.
+            sqlite_write_lock_timeout_ms=settings.sqlite_busy_timeout_ms,
+            lock_timeout_ms=settings.db_lock_timeout_ms,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
         )
     app = FastAPI(
         title="edge-monitor collector",

@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from monitor.config import Settings
 from monitor.errors import Forbidden, Unauthorized
-from monitor.storage.nodes import Node, node_for_token
+from monitor.storage.nodes import LABELLER, NODE, Node, node_for_token
 
 
 def bearer_token(request: Request) -> str:
@@ -23,11 +23,18 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authenticate_node(conn: Connection, token: str) -> Node:
-    """The node that owns ``token``; checked on every request, so a revocation bites at once."""
+def authenticate_node(conn: Connection, token: str, *, roles: tuple[str, ...] = (NODE,)) -> Node:
+    """The node that owns ``token``; checked on every request, so a revocation bites at once.
+    A token of another role (a labeller's, on a route for edge nodes) is refused with 403."""
     node = node_for_token(conn, token)
     if node is None:
         raise Unauthorized("unknown or revoked node token", code="invalid_token")
+    if node.role not in roles:
+        what = "labels (POST /v1/labels)" if node.role == LABELLER else "what edge nodes send"
+        raise Forbidden(
+            f"{node.name!r} holds a {node.role} token, which may only send {what}",
+            code="wrong_role",
+        )
     return node
 
 

@@ -83,7 +83,12 @@ class CollectorState:
             return found
         with begin_write(self.engine) as conn:
             model_id = self.model_id(conn, model)
-            ids = (model_id, models.version_id(conn, model_id, version))
+            ids = (
+                model_id,
+                models.version_id(
+                    conn, model_id, version, max_reported=self.settings.max_reported_versions
+                ),
+            )
         with self._lock:
             self._versions[(model, version)] = ids
         return ids

@@ -67,27 +67,34 @@ def list_models(conn: Connection) -> list[Model]:
     return [Model(**row) for row in conn.execute(select(models).order_by(models.c.name)).mappings()]
 
 
-#: Most versions of one model that nodes may create by reporting them (without registration).
-DEFAULT_MAX_REPORTED_VERSIONS = 20
-
-
 def version_id(
     conn: Connection,
     model_id: int,
     version: str,
     *,
-    max_reported: int = DEFAULT_MAX_REPORTED_VERSIONS,
+    max_reported: int | None = None,
 ) -> int:
     """The id of a model's version. A version nodes report before it is registered is created
     the first time it is seen (unregistered: no artifact, ``registered_at`` null), up to
-    ``max_reported`` such versions per model, so a node cannot grow the registry without
-    bound; past that, records of a new unregistered version are refused."""
+    ``max_reported`` such versions per model (None: no bound), so that nodes cannot grow the
+    registry without bound; past that, a new unregistered version is refused."""
     query = select(model_versions.c.id).where(
         model_versions.c.model_id == model_id, model_versions.c.version == version
     )
     found = conn.execute(query).scalar()
     if found is not None:
         return int(found)
+    if max_reported is not None:
+        _check_reported(conn, model_id, version, max_reported)
+    conn.execute(
+        insert_or_ignore(conn, model_versions, ["model_id", "version"]).values(
+            model_id=model_id, version=version, created_at=utcnow()
+        )
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def _check_reported(conn: Connection, model_id: int, version: str, max_reported: int) -> None:
     reported = conn.execute(
         select(func.count()).where(
             model_versions.c.model_id == model_id, model_versions.c.registered_at.is_(None)
@@ -107,12 +114,6 @@ def version_id(
                 }
             ],
         )
-    conn.execute(
-        insert_or_ignore(conn, model_versions, ["model_id", "version"]).values(
-            model_id=model_id, version=version, created_at=utcnow()
-        )
-    )
-    return int(conn.execute(query).scalar_one())
 
 
 def list_versions(conn: Connection, model_id: int) -> list[str]:

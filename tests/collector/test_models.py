@@ -205,4 +205,4 @@ def test_a_labeller_token_fetches_no_model(http: httpx.Client, engine: Engine, t
     answer = http.get(wire.assignment_path(MODEL), headers=auth(labeller))
 
     assert answer.status_code == 403
-    assert answer.json()["error"]["code"] == "model_not_granted"
+    assert answer.json()["error"]["code"] == "wrong_role"

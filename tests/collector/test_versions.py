@@ -7,9 +7,11 @@ import httpx
 from sqlalchemy import Engine, func, select
 
 from monitor import wire
-from monitor.storage.models import DEFAULT_MAX_REPORTED_VERSIONS
+from monitor.config import Settings
 from monitor.storage.tables import model_versions
 from tests.collector.conftest import auth, batch, record
+
+DEFAULT_MAX_REPORTED_VERSIONS = Settings.model_fields["max_reported_versions"].default
 
 
 def test_nodes_report_unregistered_versions_only_up_to_the_cap(

@@ -15,15 +15,17 @@ from monitor.collector.budget import ReadBody, read_within_budget
 from monitor.collector.state import CollectorState, state_of
 from monitor.storage.engine import begin_write
 from monitor.storage.labels import upsert_labels
+from monitor.storage.nodes import LABELLER, NODE
 
 router = APIRouter()
 
 
 @router.post(wire.LABELS_PATH, summary="Attach labels (ground truth) to earlier predictions")
 async def post_labels(request: Request) -> JSONResponse:
-    """Labels join their records by (model, request id), whenever either arrives. A node sends
-    labels with its own token; a bulk upload may use the admin token. A label for a request that
-    already has one replaces it, so retries are harmless."""
+    """Labels join their records by model and request id, whenever either arrives. A node's
+    token labels that node's own records only; a labeller's token (``nodes add --labeller``) or
+    the admin token labels any node's records of those request ids. A later label for the same
+    request (from the same sender kind) replaces the earlier one, so retries are harmless."""
     state = state_of(request)
     token = bearer_token(request)
     admin = _is_admin(state, token)
@@ -48,9 +50,11 @@ def _is_admin(state: CollectorState, token: str) -> bool:
     return hmac.compare_digest(token.encode(), expected.get_secret_value().encode())
 
 
-def _node_id(state: CollectorState, token: str) -> int:
+def _node_id(state: CollectorState, token: str) -> int | None:
+    """The node whose records the caller may label, or None for any node's (a labeller)."""
     with state.engine.connect() as conn:
-        return authenticate_node(conn, token).id
+        node = authenticate_node(conn, token, roles=(NODE, LABELLER))
+    return None if node.role == LABELLER else node.id
 
 
 def _store(state: CollectorState, node_id: int | None, model: str, items: list[dict]) -> int:

@@ -10,7 +10,8 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
-from monitor.collector.auth import authenticate_node, bearer_token
+from monitor.collector.admission import admit_node
+from monitor.collector.auth import authenticate_node
 from monitor.collector.state import CollectorState, state_of
 from monitor.errors import Forbidden, NotFound
 from monitor.storage import models, nodes, registry
@@ -24,7 +25,7 @@ async def get_assignment(request: Request, model: str) -> Response:
     """Production, the canary (for a deterministic share of nodes) or the group's pin.
     Answers 304 to ``If-None-Match`` with the current ETag."""
     state = state_of(request)
-    token = bearer_token(request)
+    token = await admit_node(request)  # polls take from the node's rate like its batches
     body, etag = await run_in_threadpool(_assignment, state, token, model)
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
@@ -35,7 +36,7 @@ async def get_assignment(request: Request, model: str) -> Response:
 async def get_artifact(request: Request, model: str, version: str) -> Response:
     """The ONNX bytes; check them against the assignment's sha256 before use."""
     state = state_of(request)
-    token = bearer_token(request)
+    token = await admit_node(request)
     blob, sha256 = await run_in_threadpool(_artifact, state, token, model, version)
     return Response(
         blob,
@@ -77,7 +78,7 @@ def _artifact(state: CollectorState, token: str, model: str, version: str) -> tu
 def _check_access(conn: Connection, node: Node, model_id: int, model: str) -> None:
     """A node reads only the models it is registered for (or its group's pins): artifacts are
     the owners' intellectual property, and an assignment tells what runs where."""
-    if node.role != nodes.NODE or not nodes.may_use_model(conn, node, model_id):
+    if not nodes.may_use_model(conn, node, model_id):
         raise Forbidden(
             f"node {node.name!r} is not registered for model {model!r}: "
             f"run `edge-monitor nodes grant {node.name} {model}`",
