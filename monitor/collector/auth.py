@@ -38,11 +38,16 @@ def authenticate_node(conn: Connection, token: str, *, roles: tuple[str, ...] = 
     return node
 
 
+def is_admin_token(settings: Settings, token: str) -> bool:
+    """Whether ``token`` is the configured admin token (compared in constant time)."""
+    expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    return bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
+
+
 def require_admin(request: Request, settings: Settings) -> None:
     """Allow the request only with the configured admin token."""
     token = bearer_token(request)
-    expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
-    if not expected:
+    if not (settings.admin_token and settings.admin_token.get_secret_value()):
         raise Forbidden("the admin API is disabled: set MONITOR_ADMIN_TOKEN", code="admin_disabled")
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    if not is_admin_token(settings, token):
         raise Unauthorized("invalid admin token", code="invalid_token")

@@ -14,12 +14,6 @@ from monitor import wire
 from monitor.errors import BadRequest, PayloadTooLarge, ValidationFailed
 
 
-async def read_json(request: Request, *, max_wire_bytes: int, max_decoded_bytes: int) -> Any:
-    """The request's JSON body, refusing oversized bodies before and while reading them."""
-    raw, encoding = await read_body(request, max_wire_bytes=max_wire_bytes)
-    return decode_json(raw, encoding, max_decoded_bytes=max_decoded_bytes)
-
-
 async def read_body(request: Request, *, max_wire_bytes: int) -> tuple[bytes, str]:
     """The body as sent and its Content-Encoding, refused early when it is too large."""
     declared = request.headers.get("content-length")

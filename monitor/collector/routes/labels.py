@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
 from monitor.collector import validation
-from monitor.collector.auth import authenticate_node, bearer_token
+from monitor.collector.auth import authenticate_node, bearer_token, is_admin_token
 from monitor.collector.budget import ReadBody, read_within_budget
 from monitor.collector.state import CollectorState, state_of
 from monitor.storage.engine import begin_write
@@ -28,7 +26,7 @@ async def post_labels(request: Request) -> JSONResponse:
     request (from the same sender kind) replaces the earlier one, so retries are harmless."""
     state = state_of(request)
     token = bearer_token(request)
-    admin = _is_admin(state, token)
+    admin = is_admin_token(state.settings, token)
     node_id = None if admin else (await run_in_threadpool(_node_id, state, token))
     if not admin:
         # A bulk upload with the admin token is an operator's, not a node's: no node rate.
@@ -41,13 +39,6 @@ async def post_labels(request: Request) -> JSONResponse:
 def _accept(state: CollectorState, node_id: int | None, body: ReadBody) -> int:
     model, items = validation.labels_body(body.decode())
     return _store(state, node_id, model, items)
-
-
-def _is_admin(state: CollectorState, token: str) -> bool:
-    expected = state.settings.admin_token
-    if expected is None or not expected.get_secret_value():
-        return False
-    return hmac.compare_digest(token.encode(), expected.get_secret_value().encode())
 
 
 def _node_id(state: CollectorState, token: str) -> int | None:
