@@ -162,6 +162,24 @@ class Settings(BaseSettings):
         description="Compression of the columnar record payload stored per batch.",
     )
     log_level: str = Field(default="INFO", description="Python logging level of the service.")
+    log_format: str = Field(
+        default="text",
+        pattern="^(text|json)$",
+        description="`text` (one readable line per event) or `json` (one JSON object per line, "
+        "for log collectors).",
+    )
+    log_heartbeats: bool = Field(
+        default=False,
+        description="Write an access-log line for every heartbeat (they arrive every few seconds "
+        "from every node, so they are left out by default).",
+    )
+    worker_metrics_port: int = Field(
+        default=8751,
+        ge=0,
+        le=65535,
+        description="Port of the worker's Prometheus `/metrics` (fleet gauges read from the "
+        "database); 0 turns it off. It listens on `host`.",
+    )
     analysis_window_minutes: int = Field(
         default=15, ge=1, le=24 * 60, description="Length of the tumbling analysis windows."
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,12 +11,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import monitor
 from monitor import wire
 from monitor.collector.auth import require_admin
-from monitor.collector.metrics import CLIENT_CLOSED
+from monitor.collector.metrics import CLIENT_CLOSED, RequestMetrics
 from monitor.collector.protocol import BODY_TIMED_OUT
 from monitor.collector.routes import admin, health, heartbeats, labels, models, records
 from monitor.collector.state import CollectorState
@@ -59,7 +58,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(_AdminFirst, settings=settings)
-    app.add_middleware(_RequestMetrics)
+    app.add_middleware(RequestMetrics)
     return app
 
 
@@ -131,30 +130,3 @@ class _AdminFirst:
                 await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-class _RequestMetrics:
-    """Counts every request by route template and status (pure ASGI: no body buffering)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route: Any = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            state: CollectorState = scope["app"].state.collector
-            state.metrics.request(path, status)
