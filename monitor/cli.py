@@ -303,9 +303,7 @@ def _checked_engine() -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from monitor.collector.server import uvicorn_options
+    from monitor.collector.server import serve
 
     settings = _settings()
     engine = _checked_engine()
@@ -318,16 +316,11 @@ def _serve(args: argparse.Namespace) -> int:
     # Worker processes build their app from the environment: hand them the CLI's choices.
     os.environ["MONITOR_DATABASE_URL"] = settings.resolved_database_url
     os.environ["MONITOR_DATA_DIR"] = str(settings.data_dir)
-    workers = args.workers or settings.collector_workers
-    uvicorn.run(
-        "monitor.collector.app:create_app",
-        factory=True,
+    serve(
+        settings,
         host=args.host or settings.host,
         port=settings.port if args.port is None else args.port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        # The same protocol, deadlines and limits as BackgroundCollector.
-        **uvicorn_options(settings),
+        workers=args.workers or settings.collector_workers,
     )
     return 0
 

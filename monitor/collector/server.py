@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from monitor.collector.app import create_app
 from monitor.collector.protocol import http_protocol
@@ -29,6 +30,30 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    log_config: dict[str, Any] | None = None,
+) -> None:
+    """Serve the collector in the foreground (``edge-monitor serve``) until interrupted; with
+    ``workers`` > 1, uvicorn starts that many processes, each building its app from the
+    environment (``MONITOR_*``)."""
+    uvicorn.run(
+        "monitor.collector.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        # uvicorn's own logging setup unless the caller brings one.
+        log_config=LOGGING_CONFIG if log_config is None else log_config,
+        **uvicorn_options(settings),
+    )
 
 
 class BackgroundCollector:
