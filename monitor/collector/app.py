@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import monitor
 from monitor import wire
+from monitor.collector import docs, openapi
 from monitor.collector.auth import require_admin
 from monitor.collector.metrics import CLIENT_CLOSED, RequestMetrics
 from monitor.collector.protocol import BODY_TIMED_OUT
@@ -51,12 +52,19 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app = FastAPI(
         title="edge-monitor collector",
         version=monitor.__version__,
-        description="Ingest API for edge-monitor: records, labels, heartbeats, admin.",
+        description="Ingest API for edge-monitor: records, labels, heartbeats, the model "
+        "registry for nodes, admin. Every error answer is one envelope: "
+        '`{"error": {"code", "message", "details"}}`.',
+        # Swagger UI is served from packaged files (docs.py); ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.collector = CollectorState(settings=settings, engine=engine)
     for module in (records, labels, heartbeats, models, health, admin):
         app.include_router(module.router)
     _install_error_handlers(app)
+    openapi.install(app)
+    docs.install(app)
     app.add_middleware(_AdminFirst, settings=settings)
     app.add_middleware(RequestMetrics)
     return app

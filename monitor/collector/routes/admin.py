@@ -13,7 +13,18 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
+from monitor.collector import schemas
 from monitor.collector.auth import require_admin
+from monitor.collector.openapi import (
+    ADMIN,
+    ADMIN_TOKEN,
+    Refusal,
+    conflict,
+    invalid,
+    not_found,
+    operation,
+    refusals,
+)
 from monitor.collector.state import state_of
 from monitor.commands import models, nodes
 from monitor.commands.models import Rollout
@@ -27,6 +38,15 @@ def _admin(request: Request) -> None:
 
 
 router = APIRouter(prefix=f"{wire.API_PREFIX}/admin", dependencies=[Depends(_admin)])
+
+
+def _declared(*own: Refusal) -> dict[str, Any]:
+    """A route's refusals (the admin token's, the protocol's and its own) and its security."""
+    return {"responses": refusals(ADMIN, *own), "openapi_extra": operation(security=[ADMIN_TOKEN])}
+
+
+_NO_MODEL = not_found("unknown_model")
+_NO_VERSION = not_found("unknown_model", "unknown_version")
 
 # Names, versions, groups and shares are checked by monitor.commands, not here, so that the
 # API and the CLI refuse the same input with the same code and message.
@@ -73,7 +93,13 @@ class ModelIn(BaseModel):
     description: str = Field(default="", description="at most 1000 characters")
 
 
-@router.post("/nodes", status_code=201, summary="Register a node; its token is shown only here")
+@router.post(
+    "/nodes",
+    status_code=201,
+    summary="Register a node; its token is shown only here",
+    response_model=schemas.NewNode,
+    **_declared(_NO_MODEL, conflict("node_exists"), invalid()),
+)
 async def add_node(request: Request, body: NodeIn) -> JSONResponse:
     added = await run_in_threadpool(
         nodes.add_node,
@@ -90,7 +116,7 @@ async def add_node(request: Request, body: NodeIn) -> JSONResponse:
     )
 
 
-@router.get("/nodes", summary="List nodes")
+@router.get("/nodes", summary="List nodes", response_model=schemas.NodeList, **_declared())
 async def list_nodes(request: Request) -> JSONResponse:
     engine = state_of(request).engine
     listed = await run_in_threadpool(nodes.list_nodes, engine)
@@ -100,25 +126,46 @@ async def list_nodes(request: Request) -> JSONResponse:
     )
 
 
-@router.put("/nodes/{name}/models/{model}", summary="Let a node fetch a model's versions")
+@router.put(
+    "/nodes/{name}/models/{model}",
+    summary="Let a node fetch a model's versions",
+    response_model=schemas.GrantedNode,
+    **_declared(not_found("unknown_node", "unknown_model"), invalid()),
+)
 async def grant_model(request: Request, name: str, model: str) -> JSONResponse:
     node = await run_in_threadpool(nodes.grant_model, state_of(request).engine, name, model)
     return JSONResponse({**_node_json(node), "granted": model})
 
 
-@router.delete("/nodes/{name}/models/{model}", summary="Take a model away from a node")
+@router.delete(
+    "/nodes/{name}/models/{model}",
+    summary="Take a model away from a node",
+    response_model=schemas.Withdrawn,
+    **_declared(not_found("unknown_node", "unknown_model")),
+)
 async def withdraw_model(request: Request, name: str, model: str) -> JSONResponse:
     had = await run_in_threadpool(nodes.withdraw_model, state_of(request).engine, name, model)
     return JSONResponse({"node": name, "model": model, "withdrawn": had})
 
 
-@router.post("/nodes/{name}/revoke", summary="Revoke a node's token, effective at once")
+@router.post(
+    "/nodes/{name}/revoke",
+    summary="Revoke a node's token, effective at once",
+    response_model=schemas.NodeOut,
+    **_declared(not_found("unknown_node")),
+)
 async def revoke_node(request: Request, name: str) -> JSONResponse:
     revoked = await run_in_threadpool(nodes.revoke_node, state_of(request).engine, name)
     return JSONResponse(_node_json(revoked))
 
 
-@router.post("/models", status_code=201, summary="Register a model")
+@router.post(
+    "/models",
+    status_code=201,
+    summary="Register a model",
+    response_model=schemas.ModelOut,
+    **_declared(conflict("model_exists"), invalid()),
+)
 async def add_model(request: Request, body: ModelIn) -> JSONResponse:
     model = await run_in_threadpool(
         models.add_model, state_of(request).engine, body.name, description=body.description
@@ -126,7 +173,7 @@ async def add_model(request: Request, body: ModelIn) -> JSONResponse:
     return JSONResponse(_jsonable(asdict(model)), status_code=201)
 
 
-@router.get("/models", summary="List models")
+@router.get("/models", summary="List models", response_model=schemas.ModelList, **_declared())
 async def list_models(request: Request) -> JSONResponse:
     listed = await run_in_threadpool(models.list_models, state_of(request).engine)
     return JSONResponse({"models": [_jsonable(asdict(m.model)) for m in listed]})
@@ -136,7 +183,13 @@ async def list_models(request: Request) -> JSONResponse:
 _BODY_FIELDS = {"artifact": "artifact_base64", "reference": "reference_base64"}
 
 
-@router.post("/models/{name}/versions", status_code=201, summary="Register a version (a candidate)")
+@router.post(
+    "/models/{name}/versions",
+    status_code=201,
+    summary="Register a version (a candidate)",
+    response_model=schemas.VersionOut,
+    **_declared(_NO_MODEL, conflict("version_exists"), invalid()),
+)
 async def register_version(request: Request, name: str, body: VersionIn) -> JSONResponse:
     artifact = _b64(body.artifact_base64, "artifact_base64")
     reference = (
@@ -160,7 +213,12 @@ async def register_version(request: Request, name: str, body: VersionIn) -> JSON
     return JSONResponse(version_json(version), status_code=201)
 
 
-@router.get("/models/{name}/versions", summary="Versions and the current rollout")
+@router.get(
+    "/models/{name}/versions",
+    summary="Versions and the current rollout",
+    response_model=schemas.VersionList,
+    **_declared(_NO_MODEL),
+)
 async def list_versions(request: Request, name: str) -> JSONResponse:
     listing = await run_in_threadpool(models.model_versions, state_of(request).engine, name)
     return JSONResponse(
@@ -171,14 +229,24 @@ async def list_versions(request: Request, name: str) -> JSONResponse:
     )
 
 
-@router.post("/models/{name}/promote/{version}", summary="Make a version production")
+@router.post(
+    "/models/{name}/promote/{version}",
+    summary="Make a version production",
+    response_model=schemas.Rollout,
+    **_declared(_NO_VERSION, conflict("already_production", "bad_stage")),
+)
 async def promote(request: Request, name: str, version: str) -> JSONResponse:
     return _rollout_json(
         await run_in_threadpool(models.promote, state_of(request).engine, name, version)
     )
 
 
-@router.post("/models/{name}/canary", summary="Send a candidate to a share of the nodes")
+@router.post(
+    "/models/{name}/canary",
+    summary="Send a candidate to a share of the nodes",
+    response_model=schemas.Rollout,
+    **_declared(_NO_VERSION, conflict("bad_stage"), invalid()),
+)
 async def canary(request: Request, name: str, body: CanaryIn) -> JSONResponse:
     return _rollout_json(
         await run_in_threadpool(
@@ -187,14 +255,24 @@ async def canary(request: Request, name: str, body: CanaryIn) -> JSONResponse:
     )
 
 
-@router.delete("/models/{name}/canary", summary="Stop the canary")
+@router.delete(
+    "/models/{name}/canary",
+    summary="Stop the canary",
+    response_model=schemas.Rollout,
+    **_declared(_NO_MODEL, conflict("no_canary")),
+)
 async def stop_canary(request: Request, name: str) -> JSONResponse:
     return _rollout_json(
         await run_in_threadpool(models.stop_canary, state_of(request).engine, name)
     )
 
 
-@router.post("/models/{name}/pins", summary="Pin a node group to a version")
+@router.post(
+    "/models/{name}/pins",
+    summary="Pin a node group to a version",
+    response_model=schemas.Rollout,
+    **_declared(_NO_VERSION, conflict("bad_stage"), invalid()),
+)
 async def pin(request: Request, name: str, body: PinIn) -> JSONResponse:
     return _rollout_json(
         await run_in_threadpool(
@@ -203,14 +281,24 @@ async def pin(request: Request, name: str, body: PinIn) -> JSONResponse:
     )
 
 
-@router.delete("/models/{name}/pins/{group}", summary="Unpin a node group")
+@router.delete(
+    "/models/{name}/pins/{group}",
+    summary="Unpin a node group",
+    response_model=schemas.Rollout,
+    **_declared(not_found("unknown_model", "not_pinned")),
+)
 async def unpin(request: Request, name: str, group: str) -> JSONResponse:
     return _rollout_json(
         await run_in_threadpool(models.unpin, state_of(request).engine, name, group)
     )
 
 
-@router.post("/models/{name}/rollback", summary="Put the previous production version back")
+@router.post(
+    "/models/{name}/rollback",
+    summary="Put the previous production version back",
+    response_model=schemas.Rollout,
+    **_declared(_NO_MODEL, conflict("no_previous")),
+)
 async def rollback(request: Request, name: str) -> JSONResponse:
     return _rollout_json(await run_in_threadpool(models.rollback, state_of(request).engine, name))
 

@@ -9,10 +9,12 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
-from monitor.collector import validation
+from monitor.collector import openapi, validation
 from monitor.collector.admission import admit_node
 from monitor.collector.auth import authenticate_node
 from monitor.collector.budget import ReadBody, read_within_budget
+from monitor.collector.openapi import NODE_BODY, NODE_TOKEN, WRONG_ROLE, invalid, refusals
+from monitor.collector.schemas import HeartbeatBody
 from monitor.collector.state import CollectorState, state_of
 from monitor.errors import ValidationFailed
 from monitor.storage.engine import begin_write
@@ -21,7 +23,23 @@ from monitor.storage.heartbeats import record_heartbeat
 router = APIRouter()
 
 
-@router.post(wire.HEARTBEATS_PATH, status_code=204, summary="Report node health")
+@router.post(
+    wire.HEARTBEATS_PATH,
+    status_code=204,
+    summary="Report node health",
+    response_description="Stored",
+    responses=refusals(
+        NODE_BODY,
+        WRONG_ROLE,
+        invalid(
+            "validation_failed",
+            "invalid_string",
+            when="The heartbeat breaks a rule (its time, names, counters or telemetry); "
+            "telemetry larger than its bounds is 413.",
+        ),
+    ),
+    openapi_extra=openapi.operation(security=[NODE_TOKEN], body=HeartbeatBody, gzip=True),
+)
 async def post_heartbeat(request: Request) -> Response:
     """Store a heartbeat: drop counters by reason, queue and spool depth, runtime telemetry."""
     state = state_of(request)

@@ -7,9 +7,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
-from monitor.collector import validation
+from monitor.collector import openapi, validation
 from monitor.collector.auth import authenticate_node, bearer_token, is_admin_token
 from monitor.collector.budget import ReadBody, read_within_budget
+from monitor.collector.openapi import ADMIN_TOKEN, NODE_BODY, NODE_TOKEN, invalid, refusals
+from monitor.collector.schemas import LabelsAnswer, LabelsBody
 from monitor.collector.state import CollectorState, state_of
 from monitor.storage.engine import begin_write
 from monitor.storage.labels import upsert_labels
@@ -18,7 +20,24 @@ from monitor.storage.nodes import LABELLER, NODE
 router = APIRouter()
 
 
-@router.post(wire.LABELS_PATH, summary="Attach labels (ground truth) to earlier predictions")
+@router.post(
+    wire.LABELS_PATH,
+    summary="Attach labels (ground truth) to earlier predictions",
+    response_description="How many labels were stored",
+    response_model=LabelsAnswer,
+    responses=refusals(
+        NODE_BODY,
+        invalid(
+            "validation_failed",
+            "invalid_string",
+            "unknown_model",
+            when="A label breaks a rule (details list every bad field; nothing is stored), or "
+            "the model is not registered.",
+        ),
+    ),
+    # A node's or a labeller's token, or the admin token (a bulk upload; no node rate).
+    openapi_extra=openapi.operation(security=[NODE_TOKEN, ADMIN_TOKEN], body=LabelsBody, gzip=True),
+)
 async def post_labels(request: Request) -> JSONResponse:
     """Labels join their records by model and request id, whenever either arrives. A node's
     token labels that node's own records only; a labeller's token (``nodes add --labeller``) or

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
@@ -12,6 +12,19 @@ from starlette.concurrency import run_in_threadpool
 from monitor import wire
 from monitor.collector.admission import admit_node
 from monitor.collector.auth import authenticate_node
+from monitor.collector.openapi import (
+    ANY_ROUTE,
+    DATABASE_DOWN,
+    NO_NODE_TOKEN,
+    NODE_TOKEN,
+    NOT_GRANTED,
+    RATE_LIMITED,
+    WRONG_ROLE,
+    not_found,
+    operation,
+    refusals,
+)
+from monitor.collector.schemas import NAME_JSON_PATTERN, Assignment
 from monitor.collector.state import CollectorState, state_of
 from monitor.errors import Forbidden, NotFound
 from monitor.storage import models, nodes, registry
@@ -19,9 +32,45 @@ from monitor.storage.nodes import Node
 
 router = APIRouter()
 
+#: A node's polls: the checks of admit_node, then the registry's.
+_POLL = (*ANY_ROUTE, NO_NODE_TOKEN, WRONG_ROLE, NOT_GRANTED, RATE_LIMITED, DATABASE_DOWN)
+_ETAG = {
+    "description": "The assignment's version: send it as If-None-Match next time",
+    "schema": {"type": "string"},
+}
 
-@router.get(wire.ASSIGNMENT_PATH, summary="The model version this node should run")
-async def get_assignment(request: Request, model: str) -> Response:
+# Path parameters are described, not validated here: a name that breaks the rule names
+# nothing, which the registry answers 404 as it always did.
+Model = Annotated[
+    str,
+    Path(
+        description="a model name",
+        json_schema_extra={"pattern": NAME_JSON_PATTERN, "maxLength": wire.MAX_ID_CHARS},
+        examples=["pump-failure"],
+    ),
+]
+Version = Annotated[
+    str,
+    Path(
+        description="a version of the model",
+        json_schema_extra={"minLength": 1, "maxLength": wire.MAX_ID_CHARS},
+        examples=["3"],
+    ),
+]
+
+
+@router.get(
+    wire.ASSIGNMENT_PATH,
+    summary="The model version this node should run",
+    response_model=Assignment,
+    responses={
+        200: {"headers": {"ETag": _ETAG, "Cache-Control": {"schema": {"type": "string"}}}},
+        304: {"description": "Unchanged since If-None-Match", "headers": {"ETag": _ETAG}},
+        **refusals(_POLL, not_found("unknown_model", "no_assignment")),
+    },
+    openapi_extra=operation(security=[NODE_TOKEN]),
+)
+async def get_assignment(request: Request, model: Model) -> Response:
     """Production, the canary (for a deterministic share of nodes) or the group's pin.
     Answers 304 to ``If-None-Match`` with the current ETag."""
     state = state_of(request)
@@ -32,8 +81,29 @@ async def get_assignment(request: Request, model: str) -> Response:
     return JSONResponse(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
 
 
-@router.get(wire.ARTIFACT_PATH, summary="A version's ONNX artifact")
-async def get_artifact(request: Request, model: str, version: str) -> Response:
+@router.get(
+    wire.ARTIFACT_PATH,
+    summary="A version's ONNX artifact",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The ONNX bytes",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "headers": {
+                "ETag": {"description": "the quoted SHA-256", "schema": {"type": "string"}},
+                "X-Content-SHA256": {
+                    "description": "the hex SHA-256 of the bytes",
+                    "schema": {"type": "string"},
+                },
+            },
+        },
+        **refusals(_POLL, not_found("unknown_model", "unknown_version", "no_artifact")),
+    },
+    openapi_extra=operation(security=[NODE_TOKEN]),
+)
+async def get_artifact(request: Request, model: Model, version: Version) -> Response:
     """The ONNX bytes; check them against the assignment's sha256 before use."""
     state = state_of(request)
     token = await admit_node(request)

@@ -10,10 +10,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
-from monitor.collector import validation
+from monitor.collector import openapi, validation
 from monitor.collector.admission import admit_node
 from monitor.collector.auth import authenticate_node
 from monitor.collector.budget import ReadBody, read_within_budget
+from monitor.collector.openapi import NODE_BODY, NODE_TOKEN, WRONG_ROLE, invalid, refusals
+from monitor.collector.schemas import RecordsAnswer, RecordsBody
 from monitor.collector.state import CollectorState, state_of
 from monitor.errors import ValidationFailed
 from monitor.storage.engine import begin_write
@@ -27,6 +29,22 @@ router = APIRouter()
     wire.RECORDS_PATH,
     summary="Ship a batch of records",
     response_description="Counts of accepted, duplicate and rejected records",
+    response_model=RecordsAnswer,
+    responses=refusals(
+        NODE_BODY,
+        WRONG_ROLE,
+        invalid(
+            "validation_failed",
+            "invalid_string",
+            "all_records_rejected",
+            "unknown_model",
+            "unregistered_version",
+            when="The batch's envelope breaks a rule, every record of it does "
+            "(`all_records_rejected`, details list each), its model is not registered, or its "
+            "version is new past the cap of unregistered versions.",
+        ),
+    ),
+    openapi_extra=openapi.operation(security=[NODE_TOKEN], body=RecordsBody, gzip=True),
 )
 async def post_records(request: Request) -> JSONResponse:
     """Store a node's batch. Each record is stored at most once per node (by its ``id``);
