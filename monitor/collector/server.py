@@ -1,7 +1,11 @@
-"""Running the collector inside the current process, on a background thread."""
+"""Running the collector: in the foreground (``edge-monitor serve``), or inside the current
+process on a background thread."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
 import time
 from types import TracebackType
@@ -11,6 +15,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from monitor.collector.app import create_app
+from monitor.collector.metrics import MULTIPROC_DIR_ENV
 from monitor.collector.protocol import http_protocol
 from monitor.config import Settings
 
@@ -42,18 +47,36 @@ def serve(
 ) -> None:
     """Serve the collector in the foreground (``edge-monitor serve``) until interrupted; with
     ``workers`` > 1, uvicorn starts that many processes, each building its app from the
-    environment (``MONITOR_*``)."""
-    uvicorn.run(
-        "monitor.collector.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        # uvicorn's own logging setup unless the caller brings one.
-        log_config=LOGGING_CONFIG if log_config is None else log_config,
-        **uvicorn_options(settings),
-    )
+    environment (``MONITOR_*``), and their metrics meet in a fresh multi-process directory
+    (removed when the collector stops)."""
+    metrics_dir = _multiprocess_metrics_dir() if workers > 1 else None
+    try:
+        uvicorn.run(
+            "monitor.collector.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            # uvicorn's own logging setup unless the caller brings one.
+            log_config=LOGGING_CONFIG if log_config is None else log_config,
+            **uvicorn_options(settings),
+        )
+    finally:
+        if metrics_dir is not None:
+            os.environ.pop(MULTIPROC_DIR_ENV, None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _multiprocess_metrics_dir() -> str:
+    """A new, empty directory for the workers' metrics, named in the environment they inherit.
+
+    Fresh for every ``serve``: files of an earlier run's processes would count again
+    (prometheus_client asks for the directory to be wiped between runs); an inherited
+    ``PROMETHEUS_MULTIPROC_DIR`` is replaced rather than wiped, as it may not be ours."""
+    directory = tempfile.mkdtemp(prefix="edge-monitor-metrics-")
+    os.environ[MULTIPROC_DIR_ENV] = directory
+    return directory
 
 
 class BackgroundCollector:

@@ -40,12 +40,13 @@ class CollectorState:
         )
         self.metrics.gauge(
             "edge_monitor_body_budget_bytes",
-            "Memory this process may spend on request bodies at once (MONITOR_BODY_MEMORY_BYTES).",
+            "Memory the collector may spend on request bodies at once (MONITOR_BODY_MEMORY_BYTES "
+            "per process, summed over live processes).",
             lambda: self.budget.limit,
         )
         self.metrics.gauge(
             "edge_monitor_body_bytes_in_use",
-            "Memory counted for the request bodies in progress now.",
+            "Memory counted for the request bodies in progress now (summed over live processes).",
             lambda: self.budget.in_use,
         )
 

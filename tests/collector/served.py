@@ -25,13 +25,28 @@ def free_port() -> int:
 
 class ServedCollector:
     """``python -m monitor --database-url URL serve`` on a loopback port; ``env`` adds
-    ``MONITOR_*`` settings. The database must be migrated already."""
+    ``MONITOR_*`` settings; ``workers`` collector processes. The database must be migrated
+    already."""
 
-    def __init__(self, database_url: str, log_path: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        database_url: str,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._cmd = [sys.executable, "-m", "monitor", "--database-url", database_url]
-        self._cmd += ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        self._cmd += [
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+        ]
         self._env = {**os.environ, **(env or {})}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None

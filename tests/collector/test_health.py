@@ -14,6 +14,7 @@ from monitor.collector.server import BackgroundCollector
 from monitor.config import Settings
 from monitor.storage import migrations
 from tests.collector.conftest import auth, batch, record
+from tests.prometheus import Exposition
 
 
 def test_healthz_and_readyz_answer(http: httpx.Client) -> None:
@@ -38,13 +39,15 @@ def test_metrics_count_records_by_outcome(http: httpx.Client, token: str) -> Non
     http.post(wire.RECORDS_PATH, content=json.dumps(body), headers=auth(token))
     http.post(wire.RECORDS_PATH, content=json.dumps(body), headers=auth(token))
 
-    text = http.get("/metrics").text
+    metrics = Exposition(http.get("/metrics").text)
 
-    assert 'edge_monitor_records_total{outcome="accepted",reason=""} 2' in text
-    assert 'edge_monitor_records_total{outcome="duplicate",reason=""} 2' in text
-    assert 'edge_monitor_records_total{outcome="rejected",reason="invalid_type"} 2' in text
-    assert 'edge_monitor_requests_total{route="/v1/records",status="200"} 2' in text
-    assert "edge_monitor_batch_seconds_count 2" in text
+    records = "edge_monitor_records_total"
+    assert metrics.value(records, outcome="accepted", reason="") == 2
+    assert metrics.value(records, outcome="duplicate", reason="") == 2
+    assert metrics.value(records, outcome="rejected", reason="invalid_type") == 2
+    requests = "edge_monitor_requests_total"
+    assert metrics.value(requests, route="/v1/records", method="POST", status="200") == 2
+    assert metrics.value("edge_monitor_batch_seconds_count") == 2
 
 
 def test_the_openapi_document_lists_every_route(http: httpx.Client) -> None:

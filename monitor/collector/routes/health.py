@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from monitor.collector.state import CollectorState, state_of
@@ -23,11 +23,12 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "revision": revision})
 
 
-@router.get("/metrics", summary="Prometheus metrics of this collector process")
-async def metrics(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(
-        state_of(request).metrics.render(), media_type="text/plain; version=0.0.4"
-    )
+@router.get("/metrics", summary="Prometheus metrics of the collector (every worker process)")
+async def metrics(request: Request) -> Response:
+    collected = state_of(request).metrics
+    # Several processes: the scrape reads every worker's files, off the event loop.
+    text = await run_in_threadpool(collected.render)
+    return Response(text, media_type=collected.content_type)
 
 
 def _check(state: CollectorState) -> str:
