@@ -2,14 +2,17 @@
 
 Every worker process registers the same jobs under fixed ids; the database job store keeps
 them across restarts. Several workers may run against one PostgreSQL: each runs the jobs on
-its own clock, and the leases inside the jobs make every window's work happen once.
+its own clock, and the leases inside the jobs make every window's work happen once. A started
+scheduler serves the worker's Prometheus ``/metrics`` on ``worker_metrics_port`` (0: off).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -22,12 +25,14 @@ from monitor.analysis import AnalysisPolicy, DriftPolicy, QualityThresholds
 from monitor.config import Settings
 from monitor.jobs.analysis import AnalysisConfig, Worker
 from monitor.jobs.health import HealthRules, check_fleet
+from monitor.jobs.metrics import WorkerMetrics
 from monitor.storage.engine import begin_write
 
 log = logging.getLogger(__name__)
 
 _worker: Worker | None = None
 _health_rules = HealthRules()
+_metrics: WorkerMetrics | None = None
 
 
 def analysis_config(settings: Settings) -> AnalysisConfig:
@@ -51,17 +56,29 @@ def analysis_config(settings: Settings) -> AnalysisConfig:
 
 def install_worker(engine: Engine, settings: Settings) -> Worker:
     """Make this process a worker: the jobs below run with this engine and settings."""
-    global _worker, _health_rules
+    global _worker, _health_rules, _metrics
     _worker = Worker(engine, analysis_config(settings))
     _health_rules = HealthRules(
         offline_after=timedelta(seconds=settings.health_offline_after_seconds)
     )
+    if _metrics is not None:
+        _metrics.stop()
+    _metrics = WorkerMetrics(engine, _worker, _health_rules.offline_after)
     return _worker
+
+
+def worker_metrics() -> WorkerMetrics:
+    """This worker's metrics (``install_worker`` made them)."""
+    if _metrics is None:
+        raise RuntimeError("this process is not a worker: call install_worker first")
+    return _metrics
 
 
 def analyse_windows() -> None:
     """Job: analyse every closed window nobody has analysed yet."""
+    started = time.perf_counter()
     count = _current().run_due()
+    worker_metrics().analysed(count, time.perf_counter() - started)
     if count:
         log.info("analysed %d window(s)", count)
 
@@ -80,16 +97,19 @@ def check_health() -> None:
 def catch_up(progress: Callable[[int, int], None] | None = None) -> int:
     """Run every job once now (a worker's start, or `worker --once`); returns windows analysed."""
     worker = _current()
+    started = time.perf_counter()
     analysed = worker.run_due(progress=progress)
+    worker_metrics().analysed(analysed, time.perf_counter() - started)
     worker.refresh_performance()
     check_health()
     return analysed
 
 
 def build_scheduler(engine: Engine, settings: Settings, *, blocking: bool) -> BaseScheduler:
-    """A scheduler with the worker's jobs in the database job store."""
+    """A scheduler with the worker's jobs in the database job store; once started, it serves
+    the worker's ``/metrics`` on ``settings.host:settings.worker_metrics_port`` (unless 0)."""
     install_worker(engine, settings)
-    scheduler_class = BlockingScheduler if blocking else BackgroundScheduler
+    scheduler_class = _BlockingWorker if blocking else _BackgroundWorker
     scheduler = scheduler_class(
         jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
         executors={"default": ThreadPoolExecutor(2)},
@@ -111,7 +131,44 @@ def build_scheduler(engine: Engine, settings: Settings, *, blocking: bool) -> Ba
             name=function.__doc__,
             replace_existing=True,
         )
+    scheduler.metrics_address = (
+        (settings.host, settings.worker_metrics_port) if settings.worker_metrics_port else None
+    )
     return scheduler
+
+
+class _ServesMetrics(BaseScheduler):
+    """A scheduler that serves the worker's ``/metrics`` while it runs. The port is taken when
+    the scheduler starts (``worker --once`` never starts one, so it binds nothing); a taken
+    port fails the start."""
+
+    metrics_address: tuple[str, int] | None = None
+
+    def start(self, *args: Any, **kwargs: Any) -> None:
+        if self.metrics_address is not None:
+            worker_metrics().serve(*self.metrics_address)
+        try:
+            super().start(*args, **kwargs)
+        except BaseException:
+            worker_metrics().stop()
+            raise
+
+    def shutdown(self, wait: bool = True) -> None:
+        super().shutdown(wait)
+        worker_metrics().stop()
+
+
+class _BackgroundWorker(_ServesMetrics, BackgroundScheduler):
+    pass
+
+
+class _BlockingWorker(_ServesMetrics, BlockingScheduler):
+    def start(self, *args: Any, **kwargs: Any) -> None:
+        # Runs the jobs until shut down: the metrics stop with it.
+        try:
+            super().start(*args, **kwargs)
+        finally:
+            worker_metrics().stop()
 
 
 def _current() -> Worker:
