@@ -40,6 +40,10 @@ FLAGS = (
     "--hide-scrollbars",
 )
 
+#: With ``offline=True``: every host name but loopback resolves to nothing, so a page that
+#: needs the internet (a CDN's script or style sheet) fails as it would on an offline machine.
+OFFLINE_FLAGS = ("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",)
+
 
 def find_chromium() -> str | None:
     """The path of a headless-capable Chromium, or None."""
@@ -63,9 +67,17 @@ class Chromium:
     timeout_s: float = 60.0
     window_size: tuple[int, int] = (1280, 800)
 
-    def dump_dom(self, url: str, *, virtual_time_budget_ms: int = 5_000) -> str:
-        """The serialized DOM of ``url`` once its scripts ran (and timers within the budget)."""
-        return self._run(url, "--dump-dom", f"--virtual-time-budget={virtual_time_budget_ms}")
+    def dump_dom(
+        self, url: str, *, virtual_time_budget_ms: int = 5_000, offline: bool = False
+    ) -> str:
+        """The serialized DOM of ``url`` once its scripts ran (and timers within the budget);
+        ``offline`` blocks every host but 127.0.0.1 (OFFLINE_FLAGS)."""
+        return self._run(
+            url,
+            "--dump-dom",
+            f"--virtual-time-budget={virtual_time_budget_ms}",
+            *(OFFLINE_FLAGS if offline else ()),
+        )
 
     def screenshot(self, url: str, path: Path, *, virtual_time_budget_ms: int = 5_000) -> Path:
         """A PNG of ``url`` at ``window_size``, written to ``path``."""
