@@ -4,7 +4,7 @@
 ``{"request_id", "prediction", "probabilities", "model_version", "latency_ms"}`` (plus
 ``warnings`` when a value was served despite a problem: out of range, missing, unknown
 category). ``GET /healthz`` answers ``{"status": "ok", "model", "model_version",
-"telemetry"}``.
+"telemetry"}``. ``GET /metrics`` answers Prometheus text (``monitor.runtime.metrics``).
 
 Every request gets an answer, in the API's one envelope ``{"error": {"code", "message",
 "details": [{"field", "message", "code"}]}}`` when it fails, counted in the runtime's
@@ -58,6 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from monitor.card import ModelCard
+from monitor.runtime.metrics import CONTENT_TYPE, RuntimeMetrics
 from monitor.runtime.preprocess import InvalidInput, Issue
 from monitor.runtime.runtime import EdgeRuntime, InferenceError, find_card
 
@@ -139,6 +140,7 @@ class PredictionServer(ThreadingHTTPServer):
             raise ValueError("request_timeout must be positive")
         self.runtime = runtime
         self.request_timeout = request_timeout
+        self.metrics = RuntimeMetrics(runtime)
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -250,6 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "telemetry": runtime.telemetry(),
                 },
             )
+        elif self.path.split("?", 1)[0] == "/metrics":
+            self._send_bytes(200, self.server.metrics.render(), CONTENT_TYPE)
         elif self.path.split("?", 1)[0] == "/predict":
             self._fail(_HTTPError(405, "method_not_allowed", "use POST /predict"))
         else:
@@ -286,6 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
             runtime.count_error("internal")
             self._fail(_HTTPError(500, "internal_error", "internal error"))
         else:
+            self.server.metrics.predicted(prediction.latency_ms / 1000.0)
             self._send(200, prediction.to_dict())
 
     def _read_body(self) -> bytes:
@@ -385,8 +390,12 @@ class _Handler(BaseHTTPRequestHandler):
             logger.exception("edge-monitor runtime: an answer could not be encoded")
             self.server.runtime.count_error("internal")
             status, body = 500, _INTERNAL_ERROR
+        self._send_bytes(status, body, "application/json")
+
+    def _send_bytes(self, status: int, body: bytes, content_type: str) -> None:
+        self._answered = True
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
