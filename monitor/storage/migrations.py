@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from functools import cache
 from pathlib import Path
@@ -24,14 +25,15 @@ if TYPE_CHECKING:
 
 
 def script_directory() -> Path:
-    """The ``migrations/`` folder next to the ``monitor`` package (source or editable install)."""
-    import monitor
-
-    folder = Path(monitor.__file__).resolve().parent.parent / "migrations"
-    if not (folder / "env.py").is_file():
+    """The Alembic script directory: the ``monitor.migrations`` package (``migrations/`` at the
+    top of a checkout, mapped into the package by pyproject.toml; inside an installed wheel)."""
+    spec = importlib.util.find_spec("monitor.migrations")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    folder = Path(locations[0]) if locations else None
+    if folder is None or not (folder / "env.py").is_file():
         raise RuntimeError(
-            f"edge-monitor's migrations are not at {folder}: run from a source checkout or an "
-            "editable install (pip install -e .)"
+            f"edge-monitor's migrations are missing (looked for monitor.migrations, found "
+            f"{folder}): reinstall edge-monitor"
         )
     return folder
 

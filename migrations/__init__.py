@@ -1,0 +1,1 @@
+"""Alembic migrations of the edge-monitor schema, shipped as ``monitor.migrations``."""
