@@ -1,44 +1,60 @@
-"""The `edge-monitor` command line: the composition root, importing each part lazily."""
+"""The `edge-monitor` command line: the composition root, importing each part lazily.
+
+Exit codes (README "Exit codes and errors"): 0 done; 1 the command failed (a runtime error,
+the database, something not found); 2 a usage error (a bad flag, argument or MONITOR_
+setting); 3 the collector cannot listen on its address; 130 interrupted. Every error is one
+line on stderr, ``edge-monitor: error: ...``, never a traceback or a usage dump.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
+import shlex
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 from monitor import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 _T = TypeVar("_T")
 
+#: Exit codes, one per kind of outcome.
+OK, FAILED, USAGE, CANNOT_LISTEN, INTERRUPTED = 0, 1, 2, 3, 130
+#: The settings the command line sets by flag, by the flag's name (errors name the flag).
+_FLAGS = {"database_url": "--database-url", "data_dir": "--data-dir"}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; errors print one readable line and exit non-zero."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("MONITOR_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    handler: Handler | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help()
-        return 2
-    global _overrides
-    _overrides = {
-        key: value
-        for key, value in (("database_url", args.database_url), ("data_dir", args.data_dir))
-        if value
-    }
     try:
+        args = _parser().parse_args(argv)
+        _start(args)
+        handler: Handler = args.handler
         return handler(args)
     except KeyboardInterrupt:
-        return 130
+        print("edge-monitor: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except Exception as exc:  # the CLI's promise: one readable line, never a traceback
         return _fail(exc)
+
+
+def _start(args: argparse.Namespace) -> None:
+    """Take the settings flags, read the settings (a bad one is a usage error) and set up
+    logging from them."""
+    from monitor.logs import configure_logging
+
+    global _overrides, _loaded
+    _overrides = {key: getattr(args, key) for key in _FLAGS if getattr(args, key)}
+    _loaded = None
+    try:
+        import pydantic_settings  # noqa: F401
+    except ImportError:  # an edge install (`edge serve`) has no settings: logging's defaults
+        configure_logging(None)
+        return
+    configure_logging(_settings())
 
 
 #: Which extra brings a missing module.
@@ -54,16 +70,28 @@ _EXTRAS = {
 
 
 class UsageError(Exception):
-    """A command was given arguments it cannot use."""
+    """A command was given flags, arguments or settings it cannot use (exit 2)."""
+
+
+class CommandFailed(Exception):
+    """The command cannot do what it was asked, for a reason its message states (exit 1)."""
+
+
+class CannotListen(Exception):
+    """The collector's address cannot be listened on (exit 3)."""
 
 
 def _fail(exc: Exception) -> int:
     from monitor.errors import MonitorError
 
+    code = FAILED
     if isinstance(exc, MonitorError):
         message = exc.message
-    elif isinstance(exc, UsageError):
+    elif isinstance(exc, UsageError | CommandFailed | CannotListen):
         message = str(exc)
+        code = {UsageError: USAGE, CannotListen: CANNOT_LISTEN}.get(type(exc), FAILED)
+    elif type(exc).__name__ == "SettingsError":  # monitor.config's; not imported on an edge
+        message, code = str(exc), USAGE
     else:
         database_errors: tuple[type[Exception], ...] = ()
         try:
@@ -81,22 +109,88 @@ def _fail(exc: Exception) -> int:
         else:
             message = f"{type(exc).__name__}: {exc}"
     print(f"edge-monitor: error: {message}", file=sys.stderr)
-    return 1
+    return code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error convention: a usage error is one line and exit status 2,
+    with a pointer to the command's help instead of the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every help line shows its flag's default, where the flag has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if text is None or "%(default)" in text or not has_default(action):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def has_default(action: argparse.Action) -> bool:
+    """Whether a flag (or optional argument) takes a value of its own when it is not given."""
+    if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+        return False
+    if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+        return False
+    return action.default not in (None, False, [], argparse.SUPPRESS)
+
+
+def _port(text: str) -> int:
+    value = _integer(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+SCENARIOS = ["steady", "sensor-drift", "sudden-shift", "quality", "concept-drift"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="edge-monitor", description="Drift and accuracy monitoring for ML models at the edge."
+    parser = _Parser(
+        prog="edge-monitor",
+        description="Drift and accuracy monitoring for ML models at the edge.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"edge-monitor {__version__}")
-    parser.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in the data dir)")
-    parser.add_argument("--data-dir", help="data directory (default: ~/.local/share/edge-monitor)")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="SQLAlchemy URL of the database (default: MONITOR_DATABASE_URL, else the SQLite "
+        "file edge-monitor.db in the data dir)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="data directory (default: MONITOR_DATA_DIR, else ~/.local/share/edge-monitor)",
+    )
+    commands = _commands(parser)
 
     serve = _command(commands, "serve", _serve, "run the collector (HTTP API)")
-    serve.add_argument("--host", help="listen address (default from settings: 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (default from settings: 8750)")
-    serve.add_argument("--workers", type=int, help="collector processes")
+    serve.add_argument("--host", help="listen address (default: MONITOR_HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=_port, help="listen port (default: MONITOR_PORT, else 8750)")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        help="collector processes (default: MONITOR_COLLECTOR_WORKERS, else 1)",
+    )
     serve.add_argument(
         "--with-worker", action="store_true", help="also run the analysis worker in this process"
     )
@@ -112,34 +206,32 @@ def _parser() -> argparse.ArgumentParser:
         _report,
         "write the HTML report of an analysed window: its verdicts, with Evidently's plots",
     )
-    report.add_argument("--model", required=True, help="the model's name")
+    report.add_argument("--model", required=True, help="the model's name (required)")
     report.add_argument(
         "--window", default="latest", help='the window start (ISO 8601, UTC) or "latest"'
     )
     report.add_argument(
-        "--scope",
-        default="fleet",
-        help='"fleet" (default), "site:NAME", "group:NAME" or "node:NAME"',
+        "--scope", default="fleet", help='"fleet", "site:NAME", "group:NAME" or "node:NAME"'
     )
-    report.add_argument("--out", help="HTML file to write (default: report-<model>-<window>.html)")
+    report.add_argument(
+        "--out", metavar="FILE", help="HTML file to write (default: report-<model>-<window>.html)"
+    )
 
-    db = commands.add_parser("db", help="database schema migrations").add_subparsers(
-        title="db commands", metavar="COMMAND"
-    )
+    db = _commands(_group(commands, "db", "database schema migrations"))
     upgrade = _command(db, "upgrade", _db_upgrade, "migrate the database to the newest schema")
-    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.add_argument("revision", nargs="?", default="head", help="target revision")
     downgrade = _command(db, "downgrade", _db_downgrade, "migrate the database back")
     downgrade.add_argument("revision", help='target revision, e.g. "base" or "0001"')
     _command(db, "current", _db_current, "print the database's schema revision")
 
-    nodes = commands.add_parser("nodes", help="edge nodes and their tokens").add_subparsers(
-        title="nodes commands", metavar="COMMAND"
-    )
+    nodes = _commands(_group(commands, "nodes", "edge nodes and their tokens"))
     add = _command(nodes, "add", _nodes_add, "register a node and print its token (once)")
-    add.add_argument("name")
-    add.add_argument("--group", help="node group (e.g. a site or a hardware class)")
+    add.add_argument("name", help="the node's name, unique in the fleet")
+    add.add_argument("--group", help="node group (e.g. a hardware class)")
     add.add_argument("--site", help="site the node is at")
-    add.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    add.add_argument(
+        "--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag (repeatable)"
+    )
     add.add_argument(
         "--model",
         action="append",
@@ -154,99 +246,109 @@ def _parser() -> argparse.ArgumentParser:
     )
     _command(nodes, "list", _nodes_list, "list nodes")
     revoke = _command(nodes, "revoke", _nodes_revoke, "revoke a node's token at once")
-    revoke.add_argument("name")
+    revoke.add_argument("name", help="the node's name")
     grant = _command(nodes, "grant", _nodes_grant, "let a node fetch a model's versions")
-    grant.add_argument("name")
-    grant.add_argument("model")
+    grant.add_argument("name", help="the node's name")
+    grant.add_argument("model", help="the model's name")
     withdraw = _command(nodes, "withdraw", _nodes_withdraw, "take a model away from a node")
-    withdraw.add_argument("name")
-    withdraw.add_argument("model")
+    withdraw.add_argument("name", help="the node's name")
+    withdraw.add_argument("model", help="the model's name")
 
-    models = commands.add_parser("models", help="monitored models").add_subparsers(
-        title="models commands", metavar="COMMAND"
-    )
+    models = _commands(_group(commands, "models", "monitored models and their versions"))
     madd = _command(models, "add", _models_add, "register a model by name")
-    madd.add_argument("name")
-    madd.add_argument("--description", default="")
+    madd.add_argument("name", help="the model's name")
+    madd.add_argument("--description", default="", help="what the model does")
     _command(models, "list", _models_list, "list models and their versions")
     register = _command(
         models, "register", _models_register, "register a version: ONNX file, card, reference"
     )
-    register.add_argument("name")
-    register.add_argument("--onnx", required=True, help="the ONNX model file")
-    register.add_argument("--card", required=True, help="the model card (JSON)")
-    register.add_argument("--reference", help="reference dataset (.parquet or .csv)")
-    register.add_argument("--version", help="default: the card's version")
+    register.add_argument("name", help="the model's name")
+    register.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX model file")
+    register.add_argument("--card", required=True, metavar="FILE", help="the model card (JSON)")
+    register.add_argument(
+        "--reference", metavar="FILE", help="reference dataset (.parquet or .csv)"
+    )
+    register.add_argument("--version", help="the version's name (default: the card's version)")
     versions = _command(models, "versions", _models_versions, "versions, stages and rollout")
-    versions.add_argument("name")
+    versions.add_argument("name", help="the model's name")
     promote = _command(models, "promote", _models_promote, "make a version production")
-    promote.add_argument("name")
-    promote.add_argument("version")
+    promote.add_argument("name", help="the model's name")
+    promote.add_argument("version", help="the version to promote")
     canary = _command(models, "canary", _models_canary, "send a candidate to a share of nodes")
-    canary.add_argument("name")
+    canary.add_argument("name", help="the model's name")
     canary.add_argument("version", nargs="?", help="the candidate (omit with --stop)")
     canary.add_argument("--share", type=float, help="share of nodes in (0, 1]")
     canary.add_argument("--stop", action="store_true", help="end the canary")
     pin = _command(models, "pin", _models_pin, "run a version on every node of a group")
-    pin.add_argument("name")
-    pin.add_argument("version")
-    pin.add_argument("--group", required=True)
+    pin.add_argument("name", help="the model's name")
+    pin.add_argument("version", help="the version the group runs")
+    pin.add_argument("--group", required=True, help="the node group (required)")
     unpin = _command(models, "unpin", _models_unpin, "let a group follow production again")
-    unpin.add_argument("name")
-    unpin.add_argument("--group", required=True)
+    unpin.add_argument("name", help="the model's name")
+    unpin.add_argument("--group", required=True, help="the node group (required)")
     rollback = _command(models, "rollback", _models_rollback, "put the previous production back")
-    rollback.add_argument("name")
+    rollback.add_argument("name", help="the model's name")
     archive = _command(models, "archive", _models_archive, "retire a version")
-    archive.add_argument("name")
-    archive.add_argument("version")
+    archive.add_argument("name", help="the model's name")
+    archive.add_argument("version", help="the version to retire")
+    build = _command(
+        models,
+        "build-demo",
+        _models_build_demo,
+        "rebuild the demo model's files (needs edge-monitor[train])",
+    )
+    build.add_argument("--out", default="demo-model", metavar="DIR", help="output directory")
+    build.add_argument("--seed", type=int, default=42, help="random seed")
 
     simulate = _command(
         commands, "simulate", _simulate, "run a simulated fleet with a scenario against a collector"
     )
-    simulate.add_argument("--nodes", type=int, default=12, help="simulated nodes (default 12)")
-    simulate.add_argument("--rate", type=float, default=5.0, help="records/s per node")
-    simulate.add_argument(
-        "--scenario",
-        default="steady",
-        choices=["steady", "sensor-drift", "sudden-shift", "quality", "concept-drift"],
-    )
+    simulate.add_argument("--nodes", type=_positive, default=12, help="simulated nodes")
+    simulate.add_argument("--rate", type=float, default=5.0, help="records per second per node")
+    simulate.add_argument("--scenario", default="steady", choices=SCENARIOS, help="what happens")
     simulate.add_argument("--duration", type=float, default=60.0, help="seconds of real time")
-    simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--sites", type=int, default=4)
+    simulate.add_argument("--seed", type=int, default=0, help="random seed of the fleet's data")
+    simulate.add_argument("--sites", type=_positive, default=4, help="sites the nodes are at")
     simulate.add_argument(
         "--speed", type=float, default=96.0, help="simulated seconds per real second"
     )
-    simulate.add_argument("--label-delay", type=float, default=5.0, help="seconds until labels")
-    simulate.add_argument("--label-coverage", type=float, default=0.5, help="share labelled")
+    simulate.add_argument(
+        "--label-delay", type=float, default=5.0, help="seconds until a record's label arrives"
+    )
+    simulate.add_argument(
+        "--label-coverage", type=float, default=0.5, help="share of records labelled"
+    )
     simulate.add_argument("--sample-rate", type=float, default=1.0, help="SDK sampling rate")
     simulate.add_argument("--prefix", help="node name prefix (default: sim-<time>)")
-    simulate.add_argument("--collector", help="a running collector's URL (default: in-process)")
-    simulate.add_argument("--admin-token", help="the collector's admin token (with --collector)")
+    simulate.add_argument(
+        "--collector", metavar="URL", help="a running collector's URL (default: in-process)"
+    )
+    simulate.add_argument(
+        "--admin-token", help="the collector's admin token (needed with --collector)"
+    )
 
     demo = _command(
         commands, "demo", _demo, "the core loop on SQLite: collector, simulated fleet, analysis"
     )
-    demo.add_argument("--nodes", type=int, default=12, help="simulated nodes (default 12)")
-    demo.add_argument("--duration", type=float, default=80.0, help="seconds (default 80)")
-    demo.add_argument(
-        "--window", type=float, default=20.0, help="analysis window in seconds (default 20)"
-    )
-    demo.add_argument(
-        "--scenario",
-        default="sensor-drift",
-        choices=["steady", "sensor-drift", "sudden-shift", "quality", "concept-drift"],
-    )
-    demo.add_argument("--rate", type=float, default=20.0, help="records/s per node")
+    demo.add_argument("--nodes", type=_positive, default=12, help="simulated nodes")
+    demo.add_argument("--duration", type=float, default=80.0, help="seconds of real time")
+    demo.add_argument("--window", type=float, default=20.0, help="analysis window in seconds")
+    demo.add_argument("--scenario", default="sensor-drift", choices=SCENARIOS, help="what happens")
+    demo.add_argument("--rate", type=float, default=20.0, help="records per second per node")
 
-    edge = commands.add_parser("edge", help="the edge inference runtime").add_subparsers(
-        title="edge commands", metavar="COMMAND"
-    )
+    edge = _commands(_group(commands, "edge", "the edge inference runtime"))
     eserve = _command(edge, "serve", _edge_serve, "serve an ONNX model on local HTTP")
-    eserve.add_argument("--model", help="ONNX file (default: the shipped demo model)")
-    eserve.add_argument("--card", help="card JSON (default: <model>.card.json, else card.json)")
-    eserve.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    eserve.add_argument("--port", type=int, default=8760, help="listen port (default 8760)")
-    eserve.add_argument("--collector", help="collector URL: log records, poll for new versions")
+    eserve.add_argument(
+        "--model", metavar="FILE", help="ONNX file (default: the shipped demo model)"
+    )
+    eserve.add_argument(
+        "--card", metavar="FILE", help="card JSON (default: <model>.card.json, else card.json)"
+    )
+    eserve.add_argument("--host", default="127.0.0.1", help="listen address")
+    eserve.add_argument("--port", type=_port, default=8760, help="listen port")
+    eserve.add_argument(
+        "--collector", metavar="URL", help="collector URL: log records, poll for new versions"
+    )
     eserve.add_argument(
         "--token-file",
         metavar="PATH",
@@ -255,21 +357,32 @@ def _parser() -> argparse.ArgumentParser:
     # Refused with a message saying what to use: a token on the command line shows in `ps`.
     eserve.add_argument("--token", nargs="?", const="", help=argparse.SUPPRESS)
     eserve.add_argument("--sample-rate", type=float, default=1.0, help="share of calls logged")
-    eserve.add_argument("--poll-interval", type=float, default=30.0, help="seconds; 0: no polls")
-    eserve.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    eserve.add_argument("--spool-dir", help="root of the per-version SDK spools")
-
-    model = commands.add_parser("model", help="model artifacts").add_subparsers(
-        title="model commands", metavar="COMMAND"
+    eserve.add_argument(
+        "--poll-interval", type=float, default=30.0, help="seconds between registry polls; 0: none"
     )
-    build = _command(model, "build-demo", _model_build_demo, "rebuild the demo model's files")
-    build.add_argument("--out", default="demo-model", help="output directory (./demo-model)")
-    build.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    eserve.add_argument("--threads", type=_positive, default=1, help="onnxruntime intra-op threads")
+    eserve.add_argument(
+        "--spool-dir", metavar="DIR", help="root of the per-version SDK spools (default: none)"
+    )
     return parser
 
 
+def _commands(parser: argparse.ArgumentParser) -> Any:
+    return parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+
+def _group(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A command group: one noun (``nodes``, ``models``), its commands under it."""
+    group: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, description=help_text, formatter_class=_HelpFormatter
+    )
+    return group
+
+
 def _command(commands: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-    sub = commands.add_parser(name, help=help_text, description=help_text)
+    sub: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, description=help_text, formatter_class=_HelpFormatter
+    )
     sub.set_defaults(handler=handler)
     return sub
 
@@ -277,12 +390,16 @@ def _command(commands: Any, name: str, handler: Handler, help_text: str) -> argp
 #: The command line's settings flags; applied when a command first needs the settings, so that
 #: commands of an edge install (`edge serve`) run without the server extra.
 _overrides: dict[str, Any] = {}
+_loaded: Any = None
 
 
 def _settings() -> Any:
     from monitor.config import configure
 
-    return configure(**_overrides)
+    global _loaded
+    if _loaded is None:
+        _loaded = configure(_FLAGS, **_overrides)
+    return _loaded
 
 
 def _engine() -> Any:
@@ -294,18 +411,117 @@ def _engine() -> Any:
     )
 
 
-def _checked_engine() -> Any:
+def _shown_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _upgrade_command() -> str:
+    """The `db upgrade` command the user needs: with the database flags they gave (a
+    password hidden), so that it migrates the database this command looked at."""
+    words = ["edge-monitor"]
+    if "database_url" in _overrides:
+        words += ["--database-url", shlex.quote(_shown_url(_overrides["database_url"]))]
+    if "data_dir" in _overrides:
+        words += ["--data-dir", shlex.quote(str(_overrides["data_dir"]))]
+    return " ".join([*words, "db", "upgrade"])
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL, None for other databases (and in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def _require_database() -> None:
+    """Fail, saying how to create it, when the SQLite database does not exist: connecting to
+    it would create an empty file (and its directory), and a check must leave nothing behind."""
+    path = _sqlite_file(_settings().resolved_database_url)
+    if path is not None and not path.exists():
+        raise CommandFailed(f'no database at {path}: create it with "{_upgrade_command()}"')
+
+
+def _ensure_at_head(engine: Any) -> None:
+    from monitor.errors import SchemaOutOfDate
     from monitor.storage import migrations
 
+    try:
+        migrations.ensure_at_head(engine)
+    except SchemaOutOfDate as exc:
+        # storage's advice names the bare command; this user may need their flags with it.
+        exc.message = exc.message.replace('"edge-monitor db upgrade"', f'"{_upgrade_command()}"')
+        raise
+
+
+def _checked_engine() -> Any:
+    _require_database()
     engine = _engine()
-    migrations.ensure_at_head(engine)
+    try:
+        _ensure_at_head(engine)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from monitor.collector.server import serve
+def _check_listen(host: str, port: int) -> None:
+    """CannotListen, in one line, unless ``host:port`` is free: found before uvicorn starts,
+    which would otherwise report it in several log lines."""
+    import errno
+    import socket
 
+    if port == 0:
+        return
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise CannotListen(f"cannot listen on {where}: {exc.strerror}") from None
+    with socket.socket(family, kind, proto) as probe:
+        # As uvicorn binds: a port whose last connections are in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = (
+                "the address is in use by another process"
+                if exc.errno == errno.EADDRINUSE
+                else (exc.strerror or str(exc)).lower()
+            )
+            raise CannotListen(
+                f"cannot listen on {where}: {reason} (choose another with --port or MONITOR_PORT)"
+            ) from None
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Lines of a table whose columns are as wide as their widest cell, two spaces apart."""
+    lines = [list(headers), *(list(row) for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    ]
+
+
+def _serve(args: argparse.Namespace) -> int:
     settings = _settings()
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    workers = args.workers or settings.collector_workers
+    _check_listen(host, port)  # before the web framework's imports: a second, not three
+    from monitor.collector.server import serve
+    from monitor.logs import uvicorn_log_config
+
     engine = _checked_engine()
     if args.with_worker:
         from monitor.jobs import scheduler
@@ -316,12 +532,14 @@ def _serve(args: argparse.Namespace) -> int:
     # Worker processes build their app from the environment: hand them the CLI's choices.
     os.environ["MONITOR_DATABASE_URL"] = settings.resolved_database_url
     os.environ["MONITOR_DATA_DIR"] = str(settings.data_dir)
-    serve(
-        settings,
-        host=args.host or settings.host,
-        port=settings.port if args.port is None else args.port,
-        workers=args.workers or settings.collector_workers,
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    print(
+        f"collector: database {_shown_url(settings.resolved_database_url)}; listening on "
+        f"http://{where} ({workers} process{'es' if workers > 1 else ''}"
+        f"{', with the worker' if args.with_worker else ''})",
+        flush=True,
     )
+    serve(settings, host=host, port=port, workers=workers, log_config=uvicorn_log_config(settings))
     return 0
 
 
@@ -366,14 +584,14 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _progress(label: str) -> Callable[[int, int], None]:
-    """A one-line progress bar on stderr for long CLI work."""
+    """Progress of ``done`` out of ``total`` steps on stderr: a bar on a terminal, plain lines
+    in a log."""
+    from monitor.progress import Progress
+
+    bar = Progress(label)
 
     def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        end = "\n" if done >= total else ""
-        sys.stderr.write(f"\r{label} [{'#' * filled:<{width}}] {done}/{total}{end}")
-        sys.stderr.flush()
+        bar.show(done / max(total, 1), f"{done}/{total}")
 
     return show
 
@@ -400,9 +618,13 @@ def _db_current(_args: argparse.Namespace) -> int:
     from monitor.storage import migrations
 
     url = _settings().resolved_database_url
-    revision = migrations.current(url)
     head = migrations.head()
-    state = "at head" if revision == head else f"head is {head}: run `edge-monitor db upgrade`"
+    path = _sqlite_file(url)
+    if path is not None and not path.exists():  # asking must not create the file
+        print(f'none (no database at {path}: create it with "{_upgrade_command()}")')
+        return 0
+    revision = migrations.current(url)
+    state = "at head" if revision == head else f'head is {head}: run "{_upgrade_command()}"'
     print(f"{revision or 'none'} ({state})")
     return 0
 
@@ -410,11 +632,8 @@ def _db_current(_args: argparse.Namespace) -> int:
 def _run_command(command: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     """Run a shared command (monitor.commands) on the checked database. The engine is disposed
     at once: a pooled connection left to the garbage collector is closed at a random moment."""
-    from monitor.storage import migrations
-
-    engine = _engine()
+    engine = _checked_engine()
     try:
-        migrations.ensure_at_head(engine)
         return command(engine, *args, **kwargs)
     finally:
         engine.dispose()
@@ -449,15 +668,17 @@ def _nodes_list(_args: argparse.Namespace) -> int:
 
     rows = _run_command(nodes.list_nodes)
     granted = _run_command(nodes.node_models)
-    print(f"{'NAME':24} {'GROUP':12} {'SITE':12} {'TOKEN':10} {'STATUS':8} {'LAST SEEN':25} MODELS")
+    table = []
     for n in rows:
         status = "revoked" if n.revoked_at else "active"
         seen = n.last_seen_at.isoformat(timespec="seconds") if n.last_seen_at else "never"
         can = "(labeller)" if n.role == "labeller" else ",".join(granted.get(n.id, [])) or "-"
-        print(
-            f"{n.name:24} {n.group_name or '-':12} {n.site or '-':12} {n.token_hint + '…':10} "
-            f"{status:8} {seen:25} {can}"
+        table.append(
+            [n.name, n.group_name or "-", n.site or "-", n.token_hint + "…", status, seen, can]
         )
+    headers = ["NAME", "GROUP", "SITE", "TOKEN", "STATUS", "LAST SEEN", "MODELS"]
+    for line in _table(headers, table):
+        print(line)
     return 0
 
 
@@ -544,7 +765,7 @@ def _models_versions(args: argparse.Namespace) -> int:
     from monitor.commands import models
 
     listing = _run_command(models.model_versions, args.name)
-    print(f"{'VERSION':12} {'STAGE':11} {'SHA256':14} {'REGISTERED':20} ROLLOUT")
+    table = []
     for row in listing.roles():
         v = row.version
         roles = ["production"] if row.production else []
@@ -553,7 +774,9 @@ def _models_versions(args: argparse.Namespace) -> int:
         roles += [f"pinned: {group}" for group in row.pinned_groups]
         registered = v.registered_at.isoformat(timespec="seconds") if v.registered_at else "-"
         sha = (v.sha256 or "-")[:12]
-        print(f"{v.version:12} {v.stage:11} {sha:14} {registered:20} {', '.join(roles) or '-'}")
+        table.append([v.version, v.stage, sha, registered, ", ".join(roles) or "-"])
+    for line in _table(["VERSION", "STAGE", "SHA256", "REGISTERED", "ROLLOUT"], table):
+        print(line)
     return 0
 
 
@@ -627,8 +850,10 @@ def _simulate(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    if args.nodes < 1 or args.sites < 1:
-        raise UsageError("--nodes and --sites must be at least 1")
+    if args.collector and not args.admin_token:
+        raise UsageError("--collector needs --admin-token to register the nodes")
+    if not args.collector:
+        _require_database()
     return run_simulation(
         _settings(),
         SimulateArgs(
@@ -647,8 +872,8 @@ def _simulate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo
 
-    if args.nodes < 1 or args.duration <= 0 or args.window <= 0 or args.rate <= 0:
-        raise UsageError("--nodes, --duration, --window and --rate must be positive")
+    if args.duration <= 0 or args.window <= 0 or args.rate <= 0:
+        raise UsageError("--duration, --window and --rate must be positive")
     return run_demo(
         _settings(),
         nodes=args.nodes,
@@ -708,7 +933,7 @@ def _edge_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_build_demo(args: argparse.Namespace) -> int:
+def _models_build_demo(args: argparse.Namespace) -> int:
     from monitor.demo_model.build import build
 
     for line in build(args.out, seed=args.seed).lines():

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -161,12 +164,16 @@ class Settings(BaseSettings):
         pattern="^(zstd|lz4|none)$",
         description="Compression of the columnar record payload stored per batch.",
     )
-    log_level: str = Field(default="INFO", description="Python logging level of the service.")
-    log_format: str = Field(
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO",
+        description="Logging level of every edge-monitor process (the service and the command "
+        "line): `DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`.",
+    )
+    log_format: Literal["text", "json"] = Field(
         default="text",
-        pattern="^(text|json)$",
-        description="`text` (one readable line per event) or `json` (one JSON object per line, "
-        "for log collectors).",
+        description="`text` (one readable line per event) or `json` (one JSON object per line "
+        "with time, level, logger, message and the event's fields, for log collectors); "
+        "uvicorn's error and access logs included.",
     )
     log_heartbeats: bool = Field(
         default=False,
@@ -247,6 +254,11 @@ class Settings(BaseSettings):
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _largest_body_fits_the_budget(self) -> Settings:
         # A body that can never fit would be refused as busy forever, and retried forever.
@@ -272,6 +284,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = os.environ.get(CONFIG_FILE_ENV)
         if config_file:
+            _check_config_file(Path(config_file))
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
 
@@ -283,6 +296,63 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.data_dir / 'edge-monitor.db'}"
 
 
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names each bad one by where it was set:
+    ``MONITOR_PORT``, ``port in FILE`` (the MONITOR_CONFIG file) or the caller's name of an
+    override (the command line's flag)."""
+
+
+def _check_config_file(path: Path) -> None:
+    # pydantic-settings reads a missing file as an empty one: a typo in MONITOR_CONFIG would
+    # silently run on defaults.
+    try:
+        with path.open("rb") as handle:
+            tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"{CONFIG_FILE_ENV}={path}: cannot read it: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{CONFIG_FILE_ENV}={path} is not TOML: {exc}") from None
+
+
+def explain(error: ValidationError, overrides: Mapping[str, str] | None = None) -> str:
+    """One line naming every bad setting by its source, in the order the sources win: an
+    override (named as ``overrides`` maps it: a flag), the environment, the TOML file."""
+    named = dict(overrides or {})
+    config_file = os.environ.get(CONFIG_FILE_ENV)
+    environment = {key.upper() for key in os.environ}
+    problems = []
+    for item in error.errors():
+        message = item["msg"]
+        if item["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        field = str(item["loc"][0]) if item["loc"] else None
+        if field is None:
+            problems.append(message)
+            continue
+        variable = f"MONITOR_{field.upper()}"
+        if field in named:
+            where = named[field]
+        elif variable in environment:
+            where = variable
+        elif config_file:
+            where = f"{config_file} ({CONFIG_FILE_ENV}): {field}"
+        else:
+            where = variable
+        problems.append(f"{where}={item.get('input')!r}: {message[:1].lower()}{message[1:]}")
+    return "; ".join(problems)
+
+
+def load_settings(
+    overrides: Mapping[str, object] | None = None, names: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from ``overrides``, the environment and the TOML file; SettingsError (one line
+    naming each bad setting, ``names`` naming the overrides) when they cannot be used."""
+    try:
+        return Settings(**dict(overrides or {}))  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(explain(exc, names)) from None
+
+
 _current: Settings | None = None
 
 
@@ -290,7 +360,7 @@ def get_settings() -> Settings:
     """The process-wide settings, read once (or as set by ``configure``)."""
     global _current
     if _current is None:
-        _current = Settings()
+        _current = load_settings()
     return _current
 
 
@@ -300,8 +370,9 @@ def reset_settings() -> None:
     _current = None
 
 
-def configure(**overrides: object) -> Settings:
-    """Make the process-wide settings the environment's plus ``overrides`` (the CLI's flags)."""
+def configure(names: Mapping[str, str] | None = None, /, **overrides: object) -> Settings:
+    """Make the process-wide settings the environment's plus ``overrides`` (the CLI's flags,
+    which ``names`` names in errors)."""
     global _current
-    _current = Settings(**overrides)  # type: ignore[arg-type]
+    _current = load_settings(overrides, names)
     return _current

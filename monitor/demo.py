@@ -34,6 +34,8 @@ def run_demo(
     rate: float = 20.0,
 ) -> int:
     """Run the demo; returns the process exit code."""
+    from sqlalchemy.engine import make_url
+
     from monitor.analysis import AnalysisPolicy, DriftPolicy
     from monitor.collector.server import BackgroundCollector
     from monitor.fleet.scenarios import plan_fleet
@@ -45,7 +47,7 @@ def run_demo(
     from monitor.storage.engine import make_engine
 
     url = settings.resolved_database_url
-    say(f"database: {url}")
+    say(f"database: {make_url(url).render_as_string(hide_password=True)}")
     migrations.upgrade(url)
     engine = make_engine(url)
     # One window is one simulated day, so windows compare whole day/night cycles; the run

@@ -8,7 +8,6 @@ the nodes to ``monitor.fleet.simulator``.
 from __future__ import annotations
 
 import json
-import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -49,11 +48,14 @@ def run_simulation(settings: Settings, args: SimulateArgs) -> int:
         tokens = register_remote(args.collector, args.admin_token, plans, card["name"])
         result = _run(args.collector, tokens, plans, plan, model, card, args.config)
     else:
+        from sqlalchemy.engine import make_url
+
         from monitor.collector.server import BackgroundCollector
 
         tokens = register_local(settings, plans, files)
         with BackgroundCollector(settings) as collector:
-            print(f"collector on {collector.url}, database {settings.resolved_database_url}")
+            database = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+            print(f"collector on {collector.url}, database {database}")
             result = _run(collector.url, tokens, plans, plan, model, card, args.config)
     affected = sorted({p.site for p in plans if plan.affects(p)})
     print(
@@ -78,16 +80,17 @@ def _run(
     card: dict[str, Any],
     config: SimulationConfig,
 ) -> SimulationResult:
+    from monitor.progress import Progress
+
     simulator = FleetSimulator(url, tokens, plans, plan, model, card, config)
     print(f"{len(plans)} nodes, {config.rate:g} records/s each, {config.duration:g} s ...")
-    return simulator.run(progress=_bar)
+    # A bar on a terminal; in a log, a line at every tenth of the run.
+    bar = Progress("  simulating")
 
+    def progress(done: float, predictions: int) -> None:
+        bar.show(done, f"{predictions} predictions")
 
-def _bar(done: float, predictions: int) -> None:
-    width = 30
-    end = "\n" if done >= 1 else ""
-    sys.stderr.write(f"\r  [{'#' * int(width * done):<{width}}] {predictions} predictions{end}")
-    sys.stderr.flush()
+    return simulator.run(progress=progress)
 
 
 def register_local(settings: Settings, plans: list[NodePlan], files: Any) -> dict[str, str]:

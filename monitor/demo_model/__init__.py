@@ -1,7 +1,7 @@
 """The shipped demo model: pump-failure ONNX (fp32 and int8), its card and reference data.
 
 ``paths()`` finds the files installed with the package. ``monitor.demo_model.build`` (needing
-the ``train`` extra) rebuilds them deterministically: ``edge-monitor model build-demo``.
+the ``train`` extra) rebuilds them deterministically: ``edge-monitor models build-demo``.
 
 The reference dataset (``reference.parquet``) has one row per reading of the training
 distribution: one column per feature (named as in the card; numeric float64, ``machine_type``

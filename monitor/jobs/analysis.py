@@ -34,6 +34,7 @@ from monitor.schema import (
     FLEET,
     FLEET_KEY,
     NO_REFERENCE,
+    NODE,
     PERFORMANCE,
     QUALITY,
     DriftScope,
@@ -280,42 +281,66 @@ def _no_reference(n_rows: int) -> ResultTable[DriftScope]:
 
 
 def _log_window(model: str, window: Window, analysis: WindowAnalysis) -> None:
-    """One line per window; a window that drifted says where and on what."""
+    """One INFO line per analysed window with its drift verdicts: where it drifted and on
+    which features, or "no drift"; the same facts as fields for JSON logs."""
     drift = analysis.results[DRIFT]
     scopes = drift.scopes.rows()
     fleet = scopes[0]
-    drifting = [s for s in scopes if s.drifted]
-    if not drifting:
-        log.info("%s window %s: %d records, no drift", model, window.key, fleet.n_rows)
+    fields: dict[str, Any] = {
+        "model": model,
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+        "records": fleet.n_rows,
+    }
+    head = f"{model} window {window.key}: {fleet.n_rows} records"
+    if fleet.status == NO_REFERENCE:
+        log.info("%s, no reference data: no drift verdict", head, extra=fields)
         return
-    features = drift.features
-    named: dict[tuple[str, str], list[str]] = {}
-    if features is not None:
-        columns = {name: plain_values(values) for name, values in features.columns.items()}
-        for kind, key, name, role, drifted in zip(
-            columns["scope_kind"],
-            columns["scope_key"],
-            columns["feature"],
-            columns["role"],
-            columns["drifted"],
-            strict=True,
-        ):
-            if drifted and role == "feature":
-                named.setdefault((kind, key), []).append(name)
-    shown = [
-        f"{s.scope_kind}{' ' + s.scope_key if s.scope_key else ''} on "
-        f"{', '.join(named.get((s.scope_kind, s.scope_key), []))}"
+    drifting = [s for s in scopes if s.drifted]
+    nodes = [s for s in scopes if s.scope_kind == NODE]
+    drifting_nodes = [s.scope_key for s in drifting if s.scope_kind == NODE]
+    named = _drifted_features(drift)
+    shown = {
+        f"{s.scope_kind}{' ' + s.scope_key if s.scope_key else ''}": named.get(
+            (s.scope_kind, s.scope_key), []
+        )
         for s in drifting
-        if s.scope_kind != "node"
-    ]
-    nodes = sum(1 for s in drifting if s.scope_kind == "node")
-    log.warning(
-        "%s window %s: drift at %s; %d node(s) drifting",
-        model,
-        window.key,
-        "; ".join(shown) or "no fleet, site or group",
-        nodes,
-    )
+        if s.scope_kind != NODE
+    }
+    fields |= {"drifting": shown, "drifting_nodes": drifting_nodes, "nodes": len(nodes)}
+    if drifting:
+        where = "; ".join(f"{scope} on {', '.join(features)}" for scope, features in shown.items())
+        log.info(
+            "%s; drift at %s; %d of %d node(s) drifting",
+            head,
+            where or "no fleet, site or group",
+            len(drifting_nodes),
+            len(nodes),
+            extra=fields,
+        )
+    elif fleet.drifted is None:
+        log.info("%s, no drift verdict (%s)", head, fleet.status, extra=fields)
+    else:
+        log.info("%s, no drift", head, extra=fields)
+
+
+def _drifted_features(drift: KindResults) -> dict[tuple[str, str], list[str]]:
+    """The drifted input features of each (scope kind, scope key)."""
+    named: dict[tuple[str, str], list[str]] = {}
+    if drift.features is None:
+        return named
+    columns = {name: plain_values(values) for name, values in drift.features.columns.items()}
+    for kind, key, name, role, drifted in zip(
+        columns["scope_kind"],
+        columns["scope_key"],
+        columns["feature"],
+        columns["role"],
+        columns["drifted"],
+        strict=True,
+    ):
+        if drifted and role == "feature":
+            named.setdefault((kind, key), []).append(name)
+    return named
 
 
 class _Lease:

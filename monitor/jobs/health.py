@@ -8,6 +8,8 @@ records, or runtime errors), and ``online`` otherwise.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +20,11 @@ from monitor.storage import health, heartbeats
 from monitor.storage.models import version_names
 from monitor.storage.nodes import list_nodes
 from monitor.storage.types import utcnow
+
+log = logging.getLogger(__name__)
+
+#: Nodes whose change is spelled out in the log line; the rest are counted.
+LOGGED_CHANGES = 10
 
 #: Drop reasons that mean data was lost (sampling and rejections are not a node's trouble).
 LOSS_REASONS = ("queue_full", "spool_overflow", "expired", "too_large")
@@ -39,13 +46,45 @@ def check_fleet(
     now = now or utcnow()
     latest = heartbeats.latest_heartbeats(conn)
     versions = version_names(conn)
+    live = [node for node in list_nodes(conn) if node.revoked_at is None]
     verdicts = [
         _judge(node.id, node.last_heartbeat_at, latest.get(node.id), versions, rules, now)
-        for node in list_nodes(conn)
-        if node.revoked_at is None
+        for node in live
     ]
+    before = {name: row.status for name, row in health.health_by_node(conn).items()}
     health.save_health(conn, verdicts)
+    _log_changes([node.name for node in live], verdicts, before)
     return verdicts
+
+
+def _log_changes(
+    names: list[str], verdicts: list[health.NodeHealth], before: dict[str, str]
+) -> None:
+    """One INFO line for a run that changed a node's status (a first verdict counts); a run
+    that changed nothing logs nothing: it repeats every few seconds."""
+    changed = {
+        name: (before.get(name), verdict.status)
+        for name, verdict in zip(names, verdicts, strict=True)
+        if before.get(name) != verdict.status
+    }
+    if not changed:
+        return
+    counts = Counter(verdict.status for verdict in verdicts)
+    shown = [
+        f"{name} {old} -> {new}" if old else f"{name} {new}"
+        for name, (old, new) in list(changed.items())[:LOGGED_CHANGES]
+    ]
+    if len(changed) > LOGGED_CHANGES:
+        shown.append(f"and {len(changed) - LOGGED_CHANGES} more")
+    log.info(
+        "node health: %s; fleet: %s",
+        ", ".join(shown),
+        ", ".join(f"{count} {status}" for status, count in sorted(counts.items())),
+        extra={
+            "changed": {name: new for name, (_, new) in changed.items()},
+            "statuses": dict(counts),
+        },
+    )
 
 
 def _judge(

@@ -103,7 +103,7 @@ def test_the_same_seed_builds_the_same_files_and_the_cli_prints_the_report(
     built: BuildReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "demo-b"
-    assert main(["model", "build-demo", "--out", str(out), "--seed", str(SEED)]) == 0
+    assert main(["models", "build-demo", "--out", str(out), "--seed", str(SEED)]) == 0
     printed = capsys.readouterr().out
     assert "int8 vs fp32: same label on" in printed
     again = files_in(out)
