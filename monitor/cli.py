@@ -132,11 +132,16 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 def has_default(action: argparse.Action) -> bool:
     """Whether a flag (or optional argument) takes a value of its own when it is not given."""
-    if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+    if isinstance(
+        action, argparse._HelpAction | argparse._VersionAction | argparse._StoreTrueAction
+    ):
         return False
     if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
         return False
-    return action.default not in (None, False, [], argparse.SUPPRESS)
+    # By identity: a default of 0 is a default (0 == False).
+    return not (action.default is None or action.default is argparse.SUPPRESS) and not (
+        isinstance(action.default, list) and not action.default
+    )
 
 
 def _port(text: str) -> int:
