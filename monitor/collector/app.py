@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _ADMIN_PREFIX = f"{wire.API_PREFIX}/admin/"
 _HTTP_CODES = {
+    400: "bad_request",  # FastAPI could not read a body it parses (e.g. invalid UTF-8)
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",

@@ -147,6 +147,9 @@ ADMIN_DISABLED = Refusal(
     403, ("admin_disabled",), "The admin API is off: the collector has no MONITOR_ADMIN_TOKEN."
 )
 
+#: An admin route's body that FastAPI cannot read as text (malformed JSON is 422).
+ADMIN_UNREADABLE = Refusal(400, ("bad_request",), "The body is not JSON text (e.g. not UTF-8).")
+
 
 def not_found(*codes: str) -> Refusal:
     return Refusal(404, codes, "What the path names does not exist.")

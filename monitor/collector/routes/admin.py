@@ -18,6 +18,7 @@ from monitor.collector.auth import require_admin
 from monitor.collector.openapi import (
     ADMIN,
     ADMIN_TOKEN,
+    ADMIN_UNREADABLE,
     Refusal,
     conflict,
     invalid,
@@ -51,12 +52,19 @@ _NO_VERSION = not_found("unknown_model", "unknown_version")
 # Names, versions, groups and shares are checked by monitor.commands, not here, so that the
 # API and the CLI refuse the same input with the same code and message.
 _NAME_RULE = f"letters, digits and _.-:@, at most {wire.MAX_ID_CHARS} characters"
+# The same rules, shown in the document only (json_schema_extra is not validated).
+_NAME_SCHEMA: dict[str, Any] = {"pattern": schemas.NAME_JSON_PATTERN}
+_GROUP_SCHEMA: dict[str, Any] = {"maxLength": 128}
 
 
 class NodeIn(BaseModel):
-    name: str = Field(description=_NAME_RULE)
-    group: str | None = Field(default=None, description="at most 128 characters")
-    site: str | None = Field(default=None, description="at most 128 characters")
+    name: str = Field(description=_NAME_RULE, json_schema_extra=_NAME_SCHEMA)
+    group: str | None = Field(
+        default=None, description="at most 128 characters", json_schema_extra=_GROUP_SCHEMA
+    )
+    site: str | None = Field(
+        default=None, description="at most 128 characters", json_schema_extra=_GROUP_SCHEMA
+    )
     tags: dict[str, str] = Field(default_factory=dict)
     models: list[str] = Field(
         default_factory=list, description="models whose assignment and artifacts it may fetch"
@@ -80,16 +88,19 @@ class VersionIn(BaseModel):
 
 class CanaryIn(BaseModel):
     version: str
-    share: float = Field(description="share of nodes, (0, 1]")
+    share: float = Field(
+        description="share of nodes, (0, 1]",
+        json_schema_extra={"exclusiveMinimum": 0, "maximum": 1},
+    )
 
 
 class PinIn(BaseModel):
     version: str
-    group: str = Field(description="at most 128 characters")
+    group: str = Field(description="at most 128 characters", json_schema_extra=_GROUP_SCHEMA)
 
 
 class ModelIn(BaseModel):
-    name: str = Field(description=_NAME_RULE)
+    name: str = Field(description=_NAME_RULE, json_schema_extra=_NAME_SCHEMA)
     description: str = Field(default="", description="at most 1000 characters")
 
 
@@ -98,7 +109,7 @@ class ModelIn(BaseModel):
     status_code=201,
     summary="Register a node; its token is shown only here",
     response_model=schemas.NewNode,
-    **_declared(_NO_MODEL, conflict("node_exists"), invalid()),
+    **_declared(ADMIN_UNREADABLE, _NO_MODEL, conflict("node_exists"), invalid()),
 )
 async def add_node(request: Request, body: NodeIn) -> JSONResponse:
     added = await run_in_threadpool(
@@ -164,7 +175,7 @@ async def revoke_node(request: Request, name: str) -> JSONResponse:
     status_code=201,
     summary="Register a model",
     response_model=schemas.ModelOut,
-    **_declared(conflict("model_exists"), invalid()),
+    **_declared(ADMIN_UNREADABLE, conflict("model_exists"), invalid()),
 )
 async def add_model(request: Request, body: ModelIn) -> JSONResponse:
     model = await run_in_threadpool(
@@ -188,7 +199,7 @@ _BODY_FIELDS = {"artifact": "artifact_base64", "reference": "reference_base64"}
     status_code=201,
     summary="Register a version (a candidate)",
     response_model=schemas.VersionOut,
-    **_declared(_NO_MODEL, conflict("version_exists"), invalid()),
+    **_declared(ADMIN_UNREADABLE, _NO_MODEL, conflict("version_exists"), invalid()),
 )
 async def register_version(request: Request, name: str, body: VersionIn) -> JSONResponse:
     artifact = _b64(body.artifact_base64, "artifact_base64")
@@ -245,7 +256,7 @@ async def promote(request: Request, name: str, version: str) -> JSONResponse:
     "/models/{name}/canary",
     summary="Send a candidate to a share of the nodes",
     response_model=schemas.Rollout,
-    **_declared(_NO_VERSION, conflict("bad_stage"), invalid()),
+    **_declared(ADMIN_UNREADABLE, _NO_VERSION, conflict("bad_stage"), invalid()),
 )
 async def canary(request: Request, name: str, body: CanaryIn) -> JSONResponse:
     return _rollout_json(
@@ -271,7 +282,7 @@ async def stop_canary(request: Request, name: str) -> JSONResponse:
     "/models/{name}/pins",
     summary="Pin a node group to a version",
     response_model=schemas.Rollout,
-    **_declared(_NO_VERSION, conflict("bad_stage"), invalid()),
+    **_declared(ADMIN_UNREADABLE, _NO_VERSION, conflict("bad_stage"), invalid()),
 )
 async def pin(request: Request, name: str, body: PinIn) -> JSONResponse:
     return _rollout_json(
