@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -104,6 +104,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.warning("database unavailable: %s", exc.orig)
         body = envelope("database_unavailable", "the database is unavailable; retry later")
         return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(DataError)
+    async def on_unstorable(request: Request, exc: DataError) -> JSONResponse:
+        # PostgreSQL refuses what SQLite stores: NUL in text, a value past a column's bounds.
+        # The ingest routes refuse such values before any SQL; a name in a path or a string
+        # of an admin body reaches the database as sent. The caller's value, not a fault here.
+        nul = "NUL" in str(exc.orig)
+        code = "invalid_string" if nul else "invalid_value"
+        message = "text must not hold NUL (\\u0000)" if nul else "a value does not fit the database"
+        log.info("refused %s %s: %s", request.method, request.url.path, str(exc.orig).strip())
+        return JSONResponse(envelope(code, message), status_code=422)
 
     @app.exception_handler(ClientDisconnect)
     async def on_disconnect(request: Request, _exc: ClientDisconnect) -> Response:

@@ -165,6 +165,14 @@ def invalid(
     return Refusal(422, codes or ("validation_failed",), when)
 
 
+#: A name in the path or a string of an admin body that PostgreSQL cannot hold.
+UNSTORABLE = Refusal(
+    422,
+    ("invalid_string", "invalid_value"),
+    "A name in the path or a string of the body holds NUL, or a value does not fit the database.",
+)
+
+
 #: What every route may answer, whatever it does.
 ANY_ROUTE = (TIMEOUT, HEADERS_TOO_LARGE)
 #: What every node route that reads a body may answer besides its own refusals.

@@ -131,7 +131,7 @@ def test_the_statuses_of_the_ingest_routes(document: dict[str, Any]) -> None:
     assert statuses("post", "/v1/heartbeats") == ingest | {"204", "403"}
     assert statuses("post", "/v1/labels") == ingest | {"200"}
     assert statuses("get", "/v1/models/{model}/assignment") == {
-        "200", "304", "401", "403", "404", "408", "429", "431", "503",
+        "200", "304", "401", "403", "404", "408", "422", "429", "431", "503",
     }  # fmt: skip
     codes = str(document["paths"]["/v1/records"]["post"]["responses"]["400"])
     for code in ("malformed_json", "invalid_number", "too_deep", "bad_gzip"):

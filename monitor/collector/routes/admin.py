@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
@@ -19,6 +19,7 @@ from monitor.collector.openapi import (
     ADMIN,
     ADMIN_TOKEN,
     ADMIN_UNREADABLE,
+    UNSTORABLE,
     Refusal,
     conflict,
     invalid,
@@ -41,9 +42,14 @@ def _admin(request: Request) -> None:
 router = APIRouter(prefix=f"{wire.API_PREFIX}/admin", dependencies=[Depends(_admin)])
 
 
-def _declared(*own: Refusal) -> dict[str, Any]:
-    """A route's refusals (the admin token's, the protocol's and its own) and its security."""
-    return {"responses": refusals(ADMIN, *own), "openapi_extra": operation(security=[ADMIN_TOKEN])}
+def _declared(*own: Refusal, takes_input: bool = True) -> dict[str, Any]:
+    """A route's refusals (the admin token's, the protocol's, its own, and for a route with
+    path names or a body, what PostgreSQL cannot store) and its security."""
+    given = (UNSTORABLE,) if takes_input else ()
+    return {
+        "responses": refusals(ADMIN, *own, *given),
+        "openapi_extra": operation(security=[ADMIN_TOKEN]),
+    }
 
 
 _NO_MODEL = not_found("unknown_model")
@@ -57,26 +63,39 @@ _NAME_SCHEMA: dict[str, Any] = {"pattern": schemas.NAME_JSON_PATTERN}
 _GROUP_SCHEMA: dict[str, Any] = {"maxLength": 128}
 
 
+def _text(value: str) -> str:
+    # The wire's rule for every string (PostgreSQL stores no NUL, UTF-8 no lone surrogate):
+    # refused here, with the field's path, on every database alike.
+    if not wire.text_ok(value):
+        raise ValueError("must not hold NUL (\\u0000) or a lone surrogate")
+    return value
+
+
+Text = Annotated[
+    str, AfterValidator(_text), Field(json_schema_extra={"pattern": schemas.TEXT_PATTERN})
+]
+
+
 class NodeIn(BaseModel):
-    name: str = Field(description=_NAME_RULE, json_schema_extra=_NAME_SCHEMA)
-    group: str | None = Field(
+    name: Text = Field(description=_NAME_RULE, json_schema_extra=_NAME_SCHEMA)
+    group: Text | None = Field(
         default=None, description="at most 128 characters", json_schema_extra=_GROUP_SCHEMA
     )
-    site: str | None = Field(
+    site: Text | None = Field(
         default=None, description="at most 128 characters", json_schema_extra=_GROUP_SCHEMA
     )
-    tags: dict[str, str] = Field(default_factory=dict)
-    models: list[str] = Field(
+    tags: dict[str, Text] = Field(default_factory=dict)
+    models: list[Text] = Field(
         default_factory=list, description="models whose assignment and artifacts it may fetch"
     )
-    role: str = Field(
+    role: Text = Field(
         default="node",
         description='"node", or "labeller": a back-office token that labels any node\'s records',
     )
 
 
 class VersionIn(BaseModel):
-    version: str | None = Field(default=None, description=f"{_NAME_RULE}; default: the card's")
+    version: Text | None = Field(default=None, description=f"{_NAME_RULE}; default: the card's")
     artifact_base64: str = Field(description="the ONNX file, base64")
     # Any JSON: the command's card check names what is wrong, as it does for the CLI.
     card: Any = Field(description="the model card", json_schema_extra={"type": "object"})
@@ -87,7 +106,7 @@ class VersionIn(BaseModel):
 
 
 class CanaryIn(BaseModel):
-    version: str
+    version: Text
     share: float = Field(
         description="share of nodes, (0, 1]",
         json_schema_extra={"exclusiveMinimum": 0, "maximum": 1},
@@ -95,13 +114,13 @@ class CanaryIn(BaseModel):
 
 
 class PinIn(BaseModel):
-    version: str
-    group: str = Field(description="at most 128 characters", json_schema_extra=_GROUP_SCHEMA)
+    version: Text
+    group: Text = Field(description="at most 128 characters", json_schema_extra=_GROUP_SCHEMA)
 
 
 class ModelIn(BaseModel):
-    name: str = Field(description=_NAME_RULE, json_schema_extra=_NAME_SCHEMA)
-    description: str = Field(default="", description="at most 1000 characters")
+    name: Text = Field(description=_NAME_RULE, json_schema_extra=_NAME_SCHEMA)
+    description: Text = Field(default="", description="at most 1000 characters")
 
 
 @router.post(
@@ -127,7 +146,12 @@ async def add_node(request: Request, body: NodeIn) -> JSONResponse:
     )
 
 
-@router.get("/nodes", summary="List nodes", response_model=schemas.NodeList, **_declared())
+@router.get(
+    "/nodes",
+    summary="List nodes",
+    response_model=schemas.NodeList,
+    **_declared(takes_input=False),
+)
 async def list_nodes(request: Request) -> JSONResponse:
     engine = state_of(request).engine
     listed = await run_in_threadpool(nodes.list_nodes, engine)
@@ -184,7 +208,12 @@ async def add_model(request: Request, body: ModelIn) -> JSONResponse:
     return JSONResponse(_jsonable(asdict(model)), status_code=201)
 
 
-@router.get("/models", summary="List models", response_model=schemas.ModelList, **_declared())
+@router.get(
+    "/models",
+    summary="List models",
+    response_model=schemas.ModelList,
+    **_declared(takes_input=False),
+)
 async def list_models(request: Request) -> JSONResponse:
     listed = await run_in_threadpool(models.list_models, state_of(request).engine)
     return JSONResponse({"models": [_jsonable(asdict(m.model)) for m in listed]})

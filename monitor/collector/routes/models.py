@@ -19,6 +19,7 @@ from monitor.collector.openapi import (
     NODE_TOKEN,
     NOT_GRANTED,
     RATE_LIMITED,
+    UNSTORABLE,
     WRONG_ROLE,
     not_found,
     operation,
@@ -33,7 +34,15 @@ from monitor.storage.nodes import Node
 router = APIRouter()
 
 #: A node's polls: the checks of admit_node, then the registry's.
-_POLL = (*ANY_ROUTE, NO_NODE_TOKEN, WRONG_ROLE, NOT_GRANTED, RATE_LIMITED, DATABASE_DOWN)
+_POLL = (
+    *ANY_ROUTE,
+    NO_NODE_TOKEN,
+    WRONG_ROLE,
+    NOT_GRANTED,
+    RATE_LIMITED,
+    DATABASE_DOWN,
+    UNSTORABLE,
+)
 _ETAG = {
     "description": "The assignment's version: send it as If-None-Match next time",
     "schema": {"type": "string"},
