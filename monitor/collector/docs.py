@@ -1,8 +1,10 @@
 """/docs: Swagger UI from the files the swagger-ui-bundle package ships, so it works offline.
 
 FastAPI's own /docs and /redoc load their scripts from a CDN, which a factory network often
-cannot reach. Swagger UI's files come with the ``swagger-ui-bundle`` package and are served
-here under ``/docs/assets``; ReDoc ships in no Python package, so the collector has no /redoc.
+cannot reach. Swagger UI's files come with the ``swagger-ui-bundle-v2`` package (imported as
+``swagger_ui_bundle``; Swagger UI 5, the first to read OpenAPI 3.1, which FastAPI writes) and
+are served here under ``/docs/assets``. ReDoc ships in no Python package without a web
+framework of its own, so the collector has no /redoc.
 """
 
 from __future__ import annotations

@@ -12,12 +12,14 @@ from __future__ import annotations
 import copy
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from monitor import wire
 from monitor.collector.app import create_app
@@ -69,6 +71,14 @@ def body_validator(document: dict[str, Any], name: str) -> Draft202012Validator:
 def test_the_document_is_valid_openapi(document: dict[str, Any]) -> None:
     validate(document)
     assert document["openapi"].startswith("3.1")
+
+
+def test_the_packaged_swagger_ui_reads_openapi_3_1() -> None:
+    # Swagger UI 4 (the old swagger-ui-bundle package) shows "Unable to render this
+    # definition" for 3.1; swagger-ui-bundle-v2 ships Swagger UI 5 under the same import.
+    folder = Path(swagger_ui_path).name
+    major = int(folder.removeprefix("swagger-ui-").split(".")[0])
+    assert major >= 5, f"{folder}: install swagger-ui-bundle-v2 instead of swagger-ui-bundle"
 
 
 def test_every_route_that_takes_a_body_describes_it(document: dict[str, Any]) -> None:
