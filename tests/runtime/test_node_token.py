@@ -46,7 +46,7 @@ def edge_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 )
 def test_a_token_on_the_command_line_is_refused_saying_what_to_use(args: list[str]) -> None:
     result = edge_serve("--collector", "http://127.0.0.1:9", *args)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error (README: Exit codes and errors)
     assert result.stderr.strip() == (
         "edge-monitor: error: --token is not accepted (a command line is visible to every user "
         "in ps): use --token-file PATH or the MONITOR_NODE_TOKEN environment variable"
@@ -71,7 +71,7 @@ def test_token_usage_errors_are_one_line(tmp_path: Path) -> None:
     }
     for args, message in cases.items():
         result = edge_serve(*args)
-        assert result.returncode == 1, args
+        assert result.returncode == 2, args
         assert result.stderr.strip() == f"edge-monitor: error: {message}", args
 
 

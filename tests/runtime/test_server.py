@@ -365,7 +365,7 @@ def test_edge_serve_usage_errors_are_one_line() -> None:
         env=env,
         timeout=60,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error (README: Exit codes and errors)
     assert result.stderr.strip() == (
         "edge-monitor: error: --collector needs this node's token: --token-file PATH or "
         "MONITOR_NODE_TOKEN"
