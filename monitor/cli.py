@@ -14,7 +14,7 @@ import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from monitor import __version__
 
@@ -554,15 +554,17 @@ def _worker(args: argparse.Namespace) -> int:
     settings = _settings()
     engine = _checked_engine()
     schedule = scheduler.build_scheduler(engine, settings, blocking=True)
-    analysed = scheduler.catch_up(progress=_progress("analysing windows"))
-    print(f"caught up: {analysed} window(s) analysed", file=sys.stderr)
+    # What the worker tells its operator goes to stdout, so that stderr holds only log
+    # records (one JSON object per line with MONITOR_LOG_FORMAT=json).
+    analysed = scheduler.catch_up(progress=_progress("analysing windows", sys.stdout))
+    print(f"caught up: {analysed} window(s) analysed", flush=True)
     if args.once:
         engine.dispose()
         return 0
     print(
         f"worker running: windows of {settings.analysis_window_minutes} min, checked every "
         f"{settings.analysis_interval_seconds} s (Ctrl-C stops)",
-        file=sys.stderr,
+        flush=True,
     )
     schedule.start()
     return 0
@@ -588,12 +590,12 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(label: str) -> Callable[[int, int], None]:
-    """Progress of ``done`` out of ``total`` steps on stderr: a bar on a terminal, plain lines
-    in a log."""
+def _progress(label: str, stream: TextIO | None = None) -> Callable[[int, int], None]:
+    """Progress of ``done`` out of ``total`` steps (on stderr unless ``stream``): a bar on a
+    terminal, plain lines in a log."""
     from monitor.progress import Progress
 
-    bar = Progress(label)
+    bar = Progress(label, stream)
 
     def show(done: int, total: int) -> None:
         bar.show(done / max(total, 1), f"{done}/{total}")

@@ -97,16 +97,16 @@ def interrupt(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
         ["bash", "-c", command],
         cwd=cwd,
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=as_in_a_terminal,
     ) as process:
-        assert process.stderr is not None
-        first = process.stderr.readline()  # it has started and said so
+        assert process.stdout is not None
+        process.stdout.readline()  # it has started and said so
         os.killpg(process.pid, signal.SIGINT)
-        rest = process.stderr.read()
-        return process.wait(timeout=120), first + rest
+        _, stderr = process.communicate(timeout=120)
+        return process.returncode, stderr
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"{r.code}: {r.command}" for r in ROWS])

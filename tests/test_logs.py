@@ -134,7 +134,7 @@ def test_the_command_line_logs_at_the_settings_level_and_format(
     quiet = run(data, "worker", "--once", MONITOR_LOG_LEVEL="warning")
 
     assert re.search(r" INFO monitor\.jobs\.health: node health: cam-1 silent; ", text.stderr)
-    events = [json.loads(line) for line in as_json.stderr.splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in as_json.stderr.splitlines()]  # nothing but JSON
     health = [e for e in events if e["logger"] == "monitor.jobs.health"]
     assert len(health) == 1
     assert health[0]["level"] == "INFO"
