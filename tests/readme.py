@@ -55,8 +55,8 @@ class Block:
         match = NOT_RUN.fullmatch(self.directive)
         if match is None:
             raise ValueError(
-                f"README.md:{self.line - 1}: unknown directive <!-- readme-test:{self.directive}-->"
-                " (the only one is <!-- readme-test: not run: REASON -->)"
+                f"README.md:{self.line - 1}: the block's comment <!-- readme-test:{self.directive}"
+                "--> is no directive (the only one is <!-- readme-test: not run: REASON -->)"
             )
         return match.group(1).strip()
 

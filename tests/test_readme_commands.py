@@ -15,7 +15,8 @@
   ``simulate --duration 300`` runs as written but only until it shows progress.
 - What a block cannot know is in three small tables: ``REWRITES`` (a service that is not on
   loopback), ``GIVEN`` (the state a block continues from) and, for ``python`` blocks,
-  ``SUBSTITUTIONS`` and ``NAMES``. Nothing else of a block is changed.
+  ``SUBSTITUTIONS`` (served on loopback: one collector per backend for the module). Nothing
+  else of a block is changed.
 - A block is left out only by ``<!-- readme-test: not run: REASON -->`` right before it, with
   a REASON.
 - The command-line synopsis and every inline ``edge-monitor ...`` command of the prose name
@@ -36,21 +37,23 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import Engine, func, select
 
 from monitor.cli import _parser
 from monitor.demo_model import paths
 from tests import readme
+from tests.conftest import BACKENDS, POSTGRES_URL, postgres_problem, require_service
 from tests.readme import Block
-
-pytestmark = pytest.mark.slow
 
 #: The first bash blocks are the demo and the test command: CI runs the second exactly, and
 #: tests/test_readme.py checks both; installing a venv per test run is not this file's job.
@@ -106,29 +109,35 @@ def _migrated(url: str, _work: Path) -> None:
     migrations.upgrade(url)
 
 
+def register_version_1(engine: Engine) -> None:
+    """Model pump-failure, with the demo model registered as version 1 and promoted."""
+    from monitor.commands import models
+
+    demo = paths()
+    models.add_model(engine, "pump-failure")
+    models.register_version(
+        engine,
+        "pump-failure",
+        artifact=demo.model.read_bytes(),
+        card=json.loads(demo.card.read_text()),
+        reference=demo.reference.read_bytes(),
+        version="1",
+    )
+    models.promote(engine, "pump-failure", "1")
+
+
 def _version_1_in_production(url: str, work: Path) -> None:
     """pump-failure 1 registered from the demo model and promoted; card.json is the card of
     the new version 2 that the block registers."""
-    from monitor.commands import models
     from monitor.storage.engine import make_engine
 
     _migrated(url, work)
-    demo = paths()
     engine = make_engine(url)
     try:
-        models.add_model(engine, "pump-failure")
-        models.register_version(
-            engine,
-            "pump-failure",
-            artifact=demo.model.read_bytes(),
-            card=json.loads(demo.card.read_text()),
-            reference=demo.reference.read_bytes(),
-            version="1",
-        )
-        models.promote(engine, "pump-failure", "1")
+        register_version_1(engine)
     finally:
         engine.dispose()
-    card = json.loads(demo.card.read_text())
+    card = json.loads(paths().card.read_text())
     (work / "card.json").write_text(json.dumps({**card, "version": "2"}), encoding="utf-8")
 
 
@@ -141,12 +150,15 @@ GIVEN: dict[str, Given] = {
     "edge-monitor simulate": Given("the simulator needs a migrated database", _migrated),
 }
 
-#: Python blocks: literal text -> what it stands for (the served collector's URL).
-SUBSTITUTIONS: dict[str, str] = {'"http://collector:8750"': "url"}
-#: Python blocks: names a block uses without defining them -> the field of ``Served`` bound
-#: to them (``token``: the token of node press-07, registered for pump-failure).
-NAMES: dict[str, str] = {"token": "token"}
-#: Python blocks: `...` closing a dict literal stands for the demo model's other features.
+#: Python blocks: what a block cannot know -> what the test puts there. Nothing else changes.
+SUBSTITUTIONS: dict[str, str] = {
+    # text: the collector's address -> the served collector's URL
+    '"http://collector:8750"': "url",
+    # a name the block uses and never defines -> node press-07's token (granted pump-failure)
+    "token": "token",
+    # `...` closing a dict literal -> the demo model's other features (the reference's first row)
+    "...": "features",
+}
 ELLIPSIS_IN_DICT = re.compile(r",\s*\.\.\.\s*}")
 
 
@@ -174,9 +186,13 @@ def rewritten_backends(block: Block) -> set[str]:
 
 
 def block_id(block: Block) -> str:
-    first = block.logical_lines()[0][1] if block.logical_lines() else ""
-    words = readme.command_words(first) or first.split()
-    return f"line{block.line}-" + "-".join(w for w in words[:2] if w.isidentifier() or "-" in w)
+    """``line56-db-upgrade``: where the block is and the first command it runs."""
+    parser = _parser()
+    for _, text in block.logical_lines():
+        words = readme.command_words(text)
+        if words:
+            return "-".join([f"line{block.line}", *readme.resolve(parser, words)])
+    return f"line{block.line}"
 
 
 def bash_cases() -> list[Any]:
@@ -203,7 +219,10 @@ def test_every_excluded_block_says_why() -> None:
             problems.append(str(exc))
             continue
         if reason == "":
-            problems.append(f"README.md:{block.line - 1}: `not run:` without a reason")
+            problems.append(
+                f"README.md:{block.line - 1}: the block's <!-- readme-test: not run: --> gives no "
+                "reason"
+            )
     assert problems == []
 
 
@@ -223,7 +242,7 @@ def test_a_block_is_left_out_only_by_a_directive_with_a_reason() -> None:
     gpu, empty, unknown, plain = readme.blocks(text)
     assert gpu.not_run_reason() == "needs a GPU"
     assert empty.not_run_reason() == ""
-    with pytest.raises(ValueError, match="unknown directive"):
+    with pytest.raises(ValueError, match="is no directive"):
         unknown.not_run_reason()
     assert plain.not_run_reason() is None
 
@@ -392,6 +411,7 @@ def stop_with_sigint(
         )
 
 
+@pytest.mark.slow  # a few seconds per block: each command is a process, as the user runs it
 @pytest.mark.parametrize(("block", "backend"), bash_cases(), indirect=["backend"])
 def test_bash_block_runs_as_written(
     block: Block, backend: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -518,31 +538,47 @@ class Served:
     node_id: int
 
 
-@pytest.fixture
-def served(engine: Engine, db_url: str, tmp_path: Path) -> Any:
-    """A collector on loopback over a migrated database where pump-failure 1 (the demo model)
-    is in production and node `press-07` may fetch it."""
+@pytest.fixture(scope="module", params=BACKENDS)
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One collector per backend for the module's python blocks, on loopback, over a migrated
+    database where pump-failure 1 (the demo model) is in production and node `press-07` may
+    fetch it. (Module-scoped, so it makes its own database as tests/conftest.py's db_url
+    does.)"""
     from monitor.collector.server import BackgroundCollector
-    from monitor.commands import models, nodes
+    from monitor.commands import nodes
     from monitor.config import Settings
+    from monitor.storage import migrations
+    from monitor.storage.engine import make_engine
 
-    demo = paths()
-    models.add_model(engine, "pump-failure")
-    models.register_version(
-        engine,
-        "pump-failure",
-        artifact=demo.model.read_bytes(),
-        card=json.loads(demo.card.read_text()),
-        reference=demo.reference.read_bytes(),
-        version="1",
-    )
-    models.promote(engine, "pump-failure", "1")
-    added = nodes.add_node(
-        engine, "press-07", group="line-a", site="plant-1", model_names=["pump-failure"]
-    )
-    settings = Settings(database_url=db_url, data_dir=tmp_path / "collector", admin_token=None)
-    with BackgroundCollector(settings) as running:
-        yield Served(running.url, added.token, engine, added.node.id)
+    tmp = tmp_path_factory.mktemp("served")
+    schema = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'edge-monitor.db'}"
+    else:
+        problem = postgres_problem()
+        require_service(problem is None, problem or "")
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        separator = "&" if "?" in POSTGRES_URL else "?"
+        url = f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+    migrations.upgrade(url)
+    engine = make_engine(url)
+    try:
+        register_version_1(engine)
+        added = nodes.add_node(
+            engine, "press-07", group="line-a", site="plant-1", model_names=["pump-failure"]
+        )
+        settings = Settings(database_url=url, data_dir=tmp / "collector", admin_token=None)
+        with BackgroundCollector(settings) as running:
+            yield Served(running.url, added.token, engine, added.node.id)
+    finally:
+        engine.dispose()
+        if schema is not None:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
 
 
 def remaining_features(given: set[str]) -> dict[str, Any]:
@@ -556,27 +592,33 @@ def remaining_features(given: set[str]) -> dict[str, Any]:
 
 def substituted(block: Block, served: Served) -> tuple[str, dict[str, Any]]:
     """The block's source with the SUBSTITUTIONS made, and the names it is run with."""
-    values = {"url": repr(served.url)}
     source = block.text
-    for literal, name in SUBSTITUTIONS.items():
-        source = source.replace(literal, values[name])
+    names: dict[str, Any] = {}
     rests: dict[str, Any] = {}
+    for placeholder, value in SUBSTITUTIONS.items():
+        if placeholder.isidentifier():
+            names[placeholder] = getattr(served, value)  # the block's own assignment wins
+        elif placeholder != "...":
+            source = source.replace(placeholder, repr(getattr(served, value)))
     while ELLIPSIS_IN_DICT.search(source):
         name = f"_readme_rest_{len(rests)}"
         source = ELLIPSIS_IN_DICT.sub(f", **{name}}}", source, count=1)
         rests[name] = None
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values, strict=True):
-                if key is None and isinstance(value, ast.Name) and value.id in rests:
+            for key, item in zip(node.keys, node.values, strict=True):
+                if key is None and isinstance(item, ast.Name) and item.id in rests:
                     given = {k.value for k in node.keys if isinstance(k, ast.Constant)}
-                    rests[value.id] = remaining_features({str(g) for g in given})
-    names = {name: getattr(served, field) for name, field in NAMES.items()}
+                    rests[item.id] = remaining_features({str(g) for g in given})
     return source, {**names, **rests}
 
 
-def new_objects(kind: type, before: set[int]) -> list[Any]:
-    return [o for o in gc.get_objects() if isinstance(o, kind) and id(o) not in before]
+def made_since(kinds: tuple[type, ...], seen: dict[int, Any]) -> list[Any]:
+    """Objects of ``kinds`` not in ``seen``, which then holds them (a reference held keeps an
+    id from being reused)."""
+    new = [o for o in gc.get_objects() if isinstance(o, kinds) and id(o) not in seen]
+    seen.update((id(o), o) for o in new)
+    return new
 
 
 def counts(served: Served) -> tuple[int, int, int]:
@@ -594,14 +636,15 @@ def counts(served: Served) -> tuple[int, int, int]:
 MAX_RUNS = 200
 
 
+@pytest.mark.slow  # a block that samples 1 record in 10 runs about 10 times
 @pytest.mark.parametrize(
     "block", [pytest.param(b, id=f"line{b.line}") for b in filter(runs, python_blocks())]
 )
 def test_python_block_delivers_through_a_real_collector(
     block: Block, served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each python block runs as written against the served collector (only SUBSTITUTIONS,
-    NAMES and a dict's `...` filled in), and what it logs arrives; one that logs nothing must
+    """Each python block runs as written against the served collector (only SUBSTITUTIONS
+    made), and what it logs arrives; one that logs nothing must
     still reach the collector with its heartbeat."""
     from monitor.runtime import ModelUpdater
     from monitor.sdk import Monitor
@@ -616,15 +659,17 @@ def test_python_block_delivers_through_a_real_collector(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home" / ".cache"))
     source, names = substituted(block, served)
     code = compile(source, f"README.md:{block.line}", "exec")
-    monitors_before = {id(o) for o in gc.get_objects() if isinstance(o, Monitor)}
-    updaters_before = {id(o) for o in gc.get_objects() if isinstance(o, ModelUpdater)}
+    kinds = (Monitor, ModelUpdater)
+    seen: dict[int, Any] = {}
+    made_since(kinds, seen)
     for run in range(MAX_RUNS):
         before = counts(served)
         exec(code, {"__name__": "__readme__", **names})
-        for updater in new_objects(ModelUpdater, updaters_before):
-            updater.close()
-            updaters_before.add(id(updater))
-        monitors = new_objects(Monitor, monitors_before)
+        made = made_since(kinds, seen)
+        for updater in made:
+            if isinstance(updater, ModelUpdater):  # a poller the block started and let go
+                updater.close()
+        monitors = [m for m in made if isinstance(m, Monitor)]
         assert monitors, f"README.md:{block.line}: the block made no Monitor"
         if run == 0:  # the SDK reaches the collector even when the block logs nothing
 
@@ -634,7 +679,6 @@ def test_python_block_delivers_through_a_real_collector(
             _wait_for(heartbeat_arrived, "a heartbeat", block)
         for monitor in monitors:
             monitor.close()
-            monitors_before.add(id(monitor))
         records, labels = sum_stats(monitors, "stats"), sum_stats(monitors, "label_stats")
         after = counts(served)
         assert records["internal_errors"] == 0
