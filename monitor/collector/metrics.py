@@ -92,8 +92,8 @@ class Metrics:
         )
         self._request_seconds = Histogram(
             "edge_monitor_request_seconds",
-            "HTTP request latency, first byte of the request to the end of the answer, by route "
-            "template and method.",
+            "HTTP request latency, from the app receiving the request (its headers read) to the "
+            "end of the answer, by route template and method.",
             ("route", "method"),
             buckets=BUCKETS,
             registry=self.registry,
