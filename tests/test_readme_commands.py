@@ -658,7 +658,8 @@ def test_python_block_delivers_through_a_real_collector(
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home" / ".cache"))
     source, names = substituted(block, served)
-    code = compile(source, f"README.md:{block.line}", "exec")
+    # Blank lines before it, so that a traceback names the README's own line numbers.
+    code = compile("\n" * (block.line - 1) + source, str(readme.README), "exec")
     kinds = (Monitor, ModelUpdater)
     seen: dict[int, Any] = {}
     made_since(kinds, seen)
