@@ -101,13 +101,13 @@ def request(
 def requests_counted(url: str) -> dict[tuple[str, str], int]:
     _, _, text = request(url + "/metrics")
     counted: dict[tuple[str, str], int] = {}
-    for route, status, value in re.findall(
-        r'^edge_monitor_requests_total\{route="([^"]*)",method="[^"]*",status="(\d+)"\} (\S+)$',
-        text.decode(),
-        re.MULTILINE,
+    for labels, value in re.findall(
+        r"^edge_monitor_requests_total\{([^}]*)\} (\S+)$", text.decode(), re.MULTILINE
     ):
+        named = dict(re.findall(r'(\w+)="([^"]*)"', labels))
         # Summed over methods: the bench asks which routes refused how often.
-        counted[(route, status)] = counted.get((route, status), 0) + int(float(value))
+        key = (named["route"], named["status"])
+        counted[key] = counted.get(key, 0) + int(float(value))
     return counted
 
 
