@@ -615,7 +615,9 @@ class Monitor:
                 spool = self._writer.spool
                 if spool is not None:
                     spool.close()
-            else:
+            elif budget > 0:
+                # With no time given (close(0), atexit_timeout=0) the caller chose not to wait:
+                # busy threads are expected then, and unsent data stays in the spool.
                 logger.warning("edge-monitor: close() deadline passed with threads still busy")
             _live.discard(self)
         except Exception as exc:

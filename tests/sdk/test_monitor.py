@@ -261,6 +261,23 @@ def test_close_honours_its_deadline_when_the_collector_hangs(
     assert time.monotonic() - start < 3.0
 
 
+def test_close_without_time_does_not_wait_or_warn_about_busy_threads(
+    collector: ScriptedCollector, make_monitor: MakeMonitor, caplog: pytest.LogCaptureFixture
+) -> None:
+    # close(0) (and atexit_timeout=0, as the fleet simulator uses on Ctrl-C) chose not to
+    # wait: busy threads are expected, not worth a warning per node.
+    collector.always(wire.RECORDS_PATH, Reply(hang=8.0))
+    mon = make_monitor(collector.url, timeout=30.0)
+    mon.log({"a": 1}, "ok")
+    assert wait_until(lambda: collector.to(wire.RECORDS_PATH))
+
+    with caplog.at_level(logging.WARNING, logger="monitor.sdk"):
+        mon.close(0)
+
+    assert [r.getMessage() for r in caplog.records] == []
+    assert mon.stats()["spool_records"] == 1  # kept for the next start
+
+
 def test_close_is_idempotent_and_log_after_close_is_counted(
     collector: ScriptedCollector, make_monitor: MakeMonitor
 ) -> None:
