@@ -119,6 +119,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # argparse reports a flag the command does not know from the top parser; say which
+        # command's help lists the flags there are.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            prog = getattr(parsed, "command_prog", self.prog)
+            raise UsageError(f"unrecognized arguments: {' '.join(extras)} (see {prog} --help)")
+        return parsed
+
 
 class _HelpFormatter(argparse.HelpFormatter):
     """Every help line shows its flag's default, where the flag has one."""
@@ -388,7 +397,7 @@ def _command(commands: Any, name: str, handler: Handler, help_text: str) -> argp
     sub: argparse.ArgumentParser = commands.add_parser(
         name, help=help_text, description=help_text, formatter_class=_HelpFormatter
     )
-    sub.set_defaults(handler=handler)
+    sub.set_defaults(handler=handler, command_prog=sub.prog)
     return sub
 
 
@@ -417,9 +426,9 @@ def _engine() -> Any:
 
 
 def _shown_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    from monitor.config import hide_password
 
-    return make_url(url).render_as_string(hide_password=True)
+    return hide_password(url)
 
 
 def _upgrade_command() -> str:
@@ -434,16 +443,9 @@ def _upgrade_command() -> str:
 
 
 def _sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL, None for other databases (and in-memory SQLite)."""
-    from sqlalchemy.engine import make_url
+    from monitor.config import sqlite_file
 
-    parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return None
-    if database.startswith("file:"):
-        return None
-    return Path(database).expanduser()
+    return sqlite_file(url)
 
 
 def _require_database() -> None:

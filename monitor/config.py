@@ -7,6 +7,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -294,6 +295,32 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'edge-monitor.db'}"
+
+    @property
+    def shown_database_url(self) -> str:
+        """The database URL in force with its password hidden, for messages and logs."""
+        return hide_password(self.resolved_database_url)
+
+
+def hide_password(url: str) -> str:
+    """``url`` with its password, if it has one, shown as ``***`` (as SQLAlchemy shows it)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}"))
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (``sqlite:///relative``, ``sqlite:////absolute``); None for
+    other databases and for in-memory or URI-style SQLite."""
+    scheme, _, rest = url.partition("://")
+    if scheme.split("+")[0] != "sqlite" or not rest.startswith("/"):
+        return None
+    database = rest[1:].split("?", 1)[0]
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
 
 
 class SettingsError(ValueError):

@@ -34,8 +34,6 @@ def run_demo(
     rate: float = 20.0,
 ) -> int:
     """Run the demo; returns the process exit code."""
-    from sqlalchemy.engine import make_url
-
     from monitor.analysis import AnalysisPolicy, DriftPolicy
     from monitor.collector.server import BackgroundCollector
     from monitor.fleet.scenarios import plan_fleet
@@ -47,7 +45,7 @@ def run_demo(
     from monitor.storage.engine import make_engine
 
     url = settings.resolved_database_url
-    say(f"database: {make_url(url).render_as_string(hide_password=True)}")
+    say(f"database: {settings.shown_database_url}")
     migrations.upgrade(url)
     engine = make_engine(url)
     # One window is one simulated day, so windows compare whole day/night cycles; the run

@@ -48,14 +48,11 @@ def run_simulation(settings: Settings, args: SimulateArgs) -> int:
         tokens = register_remote(args.collector, args.admin_token, plans, card["name"])
         result = _run(args.collector, tokens, plans, plan, model, card, args.config)
     else:
-        from sqlalchemy.engine import make_url
-
         from monitor.collector.server import BackgroundCollector
 
         tokens = register_local(settings, plans, files)
         with BackgroundCollector(settings) as collector:
-            database = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
-            print(f"collector on {collector.url}, database {database}")
+            print(f"collector on {collector.url}, database {settings.shown_database_url}")
             result = _run(collector.url, tokens, plans, plan, model, card, args.config)
     affected = sorted({p.site for p in plans if plan.affects(p)})
     print(
@@ -90,7 +87,16 @@ def _run(
     def progress(done: float, predictions: int) -> None:
         bar.show(done, f"{predictions} predictions")
 
-    return simulator.run(progress=progress)
+    try:
+        return simulator.run(progress=progress)
+    except KeyboardInterrupt:
+        # Stop the nodes while their collector still answers: left to the interpreter's exit,
+        # their SDKs would retry against a stopped collector and log it after the CLI's one
+        # `interrupted` line.
+        for node in simulator.nodes:
+            node.updater.close()
+            node.runtime.close(timeout=2)
+        raise
 
 
 def register_local(settings: Settings, plans: list[NodePlan], files: Any) -> dict[str, str]:

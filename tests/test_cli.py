@@ -159,7 +159,7 @@ def test_nodes_add_prints_a_working_token_once_and_revoke_kills_it(
         (
             ["nodes", "list", "--long"],
             2,
-            "unrecognized arguments: --long (see edge-monitor --help)",
+            "unrecognized arguments: --long (see edge-monitor nodes list --help)",
         ),
         (
             ["simulate", "--nodes", "0"],

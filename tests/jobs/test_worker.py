@@ -66,15 +66,16 @@ def test_two_worker_processes_analyse_every_window_exactly_once(
             [sys.executable, "-m", "monitor", "worker", "--once"],
             env=env,
             cwd=REPO,
+            stdout=subprocess.PIPE,  # what the worker tells its operator; stderr: its logs
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)
     ]
-    outputs = [w.communicate(timeout=300)[1] for w in workers]
+    outputs = [w.communicate(timeout=300) for w in workers]
 
     assert [w.returncode for w in workers] == [0, 0], outputs
-    analysed = sum(int(out.split("caught up: ")[1].split()[0]) for out in outputs)
+    analysed = sum(int(out.split("caught up: ")[1].split()[0]) for out, _ in outputs)
     assert analysed == 4
     with engine.connect() as conn:
         attempts = conn.execute(select(job_leases.c.attempts)).scalars().all()
