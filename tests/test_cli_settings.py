@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import main
-from monitor.config import SettingsError, load_settings
+from monitor.config import SettingsError, hide_password, load_settings, sqlite_file
 
 
 @pytest.fixture(autouse=True)
@@ -93,3 +93,24 @@ def test_a_setting_given_by_flag_is_named_by_the_flag() -> None:
         load_settings({"port": "eighty"}, {"port": "--port"})
 
     assert str(raised.value).startswith("--port='eighty': input should be a valid integer")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://fleet:s3cret@db:5432/m", "postgresql+psycopg://fleet:***@db:5432/m"),
+        ("postgresql://fleet:p%40ss@[::1]/m?x=1", "postgresql://fleet:***@[::1]/m?x=1"),
+        ("postgresql://fleet@db/m", "postgresql://fleet@db/m"),
+        ("sqlite:////var/lib/edge-monitor.db", "sqlite:////var/lib/edge-monitor.db"),
+    ],
+)
+def test_a_database_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert hide_password(url) == shown
+
+
+def test_the_sqlite_file_of_a_url_is_found_and_other_databases_have_none() -> None:
+    assert sqlite_file("sqlite:///data/edge-monitor.db") == Path("data/edge-monitor.db")
+    assert sqlite_file("sqlite:////abs/m.db?timeout=5") == Path("/abs/m.db")
+    assert sqlite_file("sqlite://") is None
+    assert sqlite_file("sqlite:///:memory:") is None
+    assert sqlite_file("postgresql+psycopg://u@h/db") is None
