@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+
+# socket.getaddrinfo imports this codec on first use, under the import system's lock for that
+# module; a sender thread caught there when the host forks leaves the child's copy of that lock
+# held forever, and every connection the child makes then hangs. Imported here, once, it is
+# never imported lazily by a sender (the same fix as requests' and urllib3's).
+import encodings.idna  # noqa: F401
 import enum
 import http.client
 import json

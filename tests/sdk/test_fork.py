@@ -190,3 +190,19 @@ def test_a_forked_child_exiting_normally_flushes_and_does_not_hang(
     assert proc.stdout.strip() == "child 0"
     counts = request_ids(collector)
     assert counts == {"parent-0": 1, **{f"child-{i}": 1 for i in range(20)}}
+
+
+def test_the_sdk_never_imports_the_host_name_codec_lazily() -> None:
+    # getaddrinfo imports encodings.idna on first use, holding that module's import lock; a
+    # sender caught there at fork() left the child's lock held and its connections hung (one
+    # run in three of the test above). Imported with the SDK, it is never imported lazily.
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, monitor.sdk; print('encodings.idna' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+
+    assert proc.stdout.strip() == "True", proc.stderr
