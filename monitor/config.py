@@ -66,6 +66,13 @@ class Settings(BaseSettings):
             "Unset: the admin API answers 403 to everyone."
         ),
     )
+    read_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Token that may read results and node health (`GET /v1/models/{model}/windows`, "
+            "`.../results`, `/v1/nodes/health`) and nothing else; the admin token reads them too."
+        ),
+    )
     max_wire_bytes: int = Field(
         default=wire.MAX_WIRE_BYTES, ge=1024, description="Largest request body on the wire."
     )
@@ -189,7 +196,11 @@ class Settings(BaseSettings):
         "database); 0 turns it off. It listens on `host`.",
     )
     analysis_window_minutes: int = Field(
-        default=15, ge=1, le=24 * 60, description="Length of the tumbling analysis windows."
+        default=15,
+        ge=1,
+        le=31 * 24 * 60,
+        description="Length of the analysis windows of a model without its own window policy "
+        "(`edge-monitor models window`), 1 minute to 31 days.",
     )
     analysis_grace_seconds: int = Field(
         default=120,
@@ -203,6 +214,18 @@ class Settings(BaseSettings):
         default=48,
         ge=1,
         description="How far back the worker catches up on windows it has not analysed.",
+    )
+    analysis_late_horizon_hours: int = Field(
+        default=30 * 24,
+        ge=0,
+        description="How far back records that arrive after their window was analysed re-open "
+        "it (a node back from days offline); 0: never.",
+    )
+    analysis_pool_max_windows: int = Field(
+        default=12,
+        ge=1,
+        description="A scope with too few rows for a verdict in one window is judged on up to "
+        "this many consecutive windows pooled (1: never pooled).",
     )
     analysis_min_rows: int = Field(
         default=200,

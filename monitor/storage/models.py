@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +34,9 @@ class Model:
     name: str
     description: str
     created_at: datetime
+    #: Its window policy and baseline as stored (None: the defaults); their modules read them.
+    window_policy: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
 
 
 def add_model(conn: Connection, name: str, *, description: str = "") -> Model:

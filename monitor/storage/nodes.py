@@ -41,6 +41,9 @@ class Node:
     last_seen_at: datetime | None
     last_heartbeat_at: datetime | None
     role: str = NODE
+    #: The last implausible record time it sent: device time minus received time, and when.
+    clock_skew_seconds: float | None = None
+    clock_skew_at: datetime | None = None
 
 
 def new_token() -> str:

@@ -55,6 +55,10 @@ nodes = Table(
     # it is registered for; "labeller": a back-office system whose labels apply to any node's
     # records and which sends nothing else.
     Column("role", String(16), nullable=False, server_default="node"),
+    # The last implausible record time the node sent (a clock never set, or days fast): how far
+    # off it was (device time minus received time) and when it was seen.
+    Column("clock_skew_seconds", Float),
+    Column("clock_skew_at", UTCDateTime),
     CheckConstraint("role IN ('node', 'labeller')", name="role"),
 )
 
@@ -65,6 +69,12 @@ models = Table(
     Column("name", String(128), nullable=False, unique=True),
     Column("description", String(1000), nullable=False, default=""),
     Column("created_at", UTCDateTime, nullable=False),
+    # How the model's records are cut into analysis windows (None: the settings' default);
+    # see monitor.jobs.windows for its JSON form.
+    Column("window_policy", JSON),
+    # What each node (or site) is judged against when the fleet differs by design (None: the
+    # version's reference for every scope); see monitor.jobs.baselines for its JSON form.
+    Column("baseline", JSON),
 )
 
 # A version is created either by registration (with its ONNX artifact, model card and
@@ -85,6 +95,9 @@ model_versions = Table(
     Column("reference", LargeBinary),
     Column("reference_rows", Integer),
     Column("metrics", JSON),
+    # The version's data schema (features and their kinds, prediction, probability and label
+    # columns, task, classes): from the card, or inferred from a reference-only registration.
+    Column("schema", JSON),
     Column("registered_at", UTCDateTime),
     Column("promoted_at", UTCDateTime),
     UniqueConstraint("model_id", "version"),
@@ -244,6 +257,15 @@ def _scope_table(name: str, row_type: type) -> Table:
         Column("model_version_id", Integer, ForeignKey("model_versions.id", ondelete="SET NULL")),
         Column("n_reference", Integer),
         Column("computed_at", UTCDateTime, nullable=False),
+        # 1 for the first analysis of the window; each re-analysis (records or labels that
+        # arrived after it) stores the next revision, with how many rows arrived late.
+        Column("revision", Integer, nullable=False, server_default="1"),
+        Column("n_late", Integer, nullable=False, server_default="0"),
+        # A small scope judged on consecutive windows pooled: where its span starts (None: this
+        # window alone).
+        Column("span_start", UTCDateTime),
+        # Which reference the scope was judged against: "version <name>" or a baseline's name.
+        Column("reference", String(160)),
         *(_result_column(f) for f in schema.fields_of(row_type)),
         UniqueConstraint("model_id", "window_start", "scope_kind", "scope_key"),
         Index(None, "model_id", "scope_kind", "window_start"),
@@ -283,6 +305,19 @@ RESULT_TABLES: dict[str, tuple[Table, Table | None]] = {
     schema.QUALITY: (quality_scopes, quality_features),
     schema.PERFORMANCE: (performance_scopes, None),
 }
+
+# The windows of a model whose policy counts rows: each is cut once, when enough records have
+# arrived, so that its bounds never move when later records land.
+row_windows = Table(
+    "row_windows",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("window_end", UTCDateTime, nullable=False),
+    Column("n_rows", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model_id", "window_start"),
+)
 
 # Evidently's snapshot of a window's fleet-wide drift (on a sample), made when a report is first
 # asked for and kept so that the next one renders at once; re-analysing the window drops it.

@@ -185,6 +185,16 @@ def _insert_sample_rows(engine: Engine) -> None:
             ]
         if "node_models" in existing:  # revision 0005: node-bound labels and model access
             _insert(conn, "node_models", node_id=node, model_id=model, created_at=T0)
+        if "row_windows" in existing:  # revision 0006: your own model and data
+            _insert(
+                conn,
+                "row_windows",
+                model_id=model,
+                window_start=T0,
+                window_end=T0,
+                n_rows=1,
+                created_at=T0,
+            )
         if "job_leases" in existing:  # revision 0003: scheduled analysis
             for table, values in [
                 *results,
@@ -374,9 +384,13 @@ def _rows(conn: Connection, name: str, *order_by: str) -> list[dict[str, object]
 
 
 def _new_rows(conn: Connection, name: str, *order_by: str) -> list[dict[str, object]]:
-    """Rows of a head table read through its definition (aware datetimes, typed JSON)."""
+    """Rows of a head table read through its definition (aware datetimes, typed JSON), the
+    columns a later revision added left out."""
     table = metadata.tables[name]
-    query = sa.select(table).order_by(*(table.c[column] for column in order_by))
+    present = {column["name"] for column in sa.inspect(conn).get_columns(name)}
+    query = sa.select(*(c for c in table.c if c.name in present)).order_by(
+        *(table.c[column] for column in order_by)
+    )
     return [dict(row) for row in conn.execute(query).mappings()]
 
 

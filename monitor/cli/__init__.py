@@ -178,6 +178,10 @@ SCENARIOS = ["steady", "sensor-drift", "sudden-shift", "quality", "concept-drift
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Command families that live in their own modules of this package; imported here, as they
+    # import this module's helpers.
+    from monitor.cli import imports, results, windows
+
     parser = _Parser(
         prog="edge-monitor",
         description="Drift and accuracy monitoring for ML models at the edge.",
@@ -305,6 +309,7 @@ def _parser() -> argparse.ArgumentParser:
     archive = _command(models, "archive", _models_archive, "retire a version")
     archive.add_argument("name", help="the model's name")
     archive.add_argument("version", help="the version to retire")
+    windows.add_model_commands(models)
     build = _command(
         models,
         "build-demo",
@@ -313,6 +318,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--out", default="demo-model", metavar="DIR", help="output directory")
     build.add_argument("--seed", type=int, default=42, help="random seed")
+
+    imports.add_commands(commands)
+    results.add_commands(commands)
 
     simulate = _command(
         commands, "simulate", _simulate, "run a simulated fleet with a scenario against a collector"

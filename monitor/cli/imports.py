@@ -1,0 +1,9 @@
+"""History commands: `edge-monitor import` and `edge-monitor analyse`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def add_commands(commands: Any) -> None:
+    """Add this module's commands to the ``commands`` subparsers."""
