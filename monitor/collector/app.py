@@ -19,7 +19,16 @@ from monitor.collector import docs, openapi
 from monitor.collector.auth import require_admin
 from monitor.collector.metrics import CLIENT_CLOSED, RequestMetrics
 from monitor.collector.protocol import BODY_TIMED_OUT
-from monitor.collector.routes import admin, health, heartbeats, labels, models, records
+from monitor.collector.routes import (
+    admin,
+    health,
+    heartbeats,
+    labels,
+    models,
+    records,
+    results,
+    windows,
+)
 from monitor.collector.state import CollectorState
 from monitor.config import Settings, get_settings
 from monitor.errors import MonitorError, SchemaOutOfDate, envelope
@@ -61,7 +70,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         redoc_url=None,
     )
     app.state.collector = CollectorState(settings=settings, engine=engine)
-    for module in (records, labels, heartbeats, models, health, admin):
+    for module in (records, labels, heartbeats, models, health, admin, windows, results):
         app.include_router(module.router)
     _install_error_handlers(app)
     openapi.install(app)

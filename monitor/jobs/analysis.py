@@ -123,6 +123,19 @@ class Worker:
                         due.append((model, window))
         return sorted(due, key=lambda item: (item[1].start, item[0].id))
 
+    def windows_in(
+        self, conn: Connection, model: Model, start: datetime, end: datetime
+    ) -> list[Window]:
+        """The model's windows that overlap ``[start, end)``, by its window policy, oldest
+        first (closed or not)."""
+        first = window_of(start, self.config.window)
+        windows = []
+        window = first
+        while window.start < end:
+            windows.append(window)
+            window = Window(window.end, window.end + self.config.window)
+        return windows
+
     def run_due(
         self, now: datetime | None = None, progress: Callable[[int, int], None] | None = None
     ) -> int:
