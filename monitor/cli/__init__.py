@@ -180,7 +180,7 @@ SCENARIOS = ["steady", "sensor-drift", "sudden-shift", "quality", "concept-drift
 def _parser() -> argparse.ArgumentParser:
     # Command families that live in their own modules of this package; imported here, as they
     # import this module's helpers.
-    from monitor.cli import imports, results, windows
+    from monitor.cli import baselines, imports, results, windows
 
     parser = _Parser(
         prog="edge-monitor",
@@ -310,6 +310,7 @@ def _parser() -> argparse.ArgumentParser:
     archive.add_argument("name", help="the model's name")
     archive.add_argument("version", help="the version to retire")
     windows.add_model_commands(models)
+    baselines.add_model_commands(models)
     build = _command(
         models,
         "build-demo",
