@@ -227,7 +227,10 @@ def test_the_demo_tells_the_core_loop_window_by_window(tmp_path: Path) -> None:
     assert all("records" in line and "accuracy" in line for line in windows)
     assert "records delivered exactly once" in result.stdout
     assert "dropped: none" in result.stdout
-    assert (tmp_path / "demo-report.html").exists()
+    # The demo keeps to a data directory of its own: the user's database is never touched.
+    assert (tmp_path / "demo" / "demo-report.html").exists()
+    assert (tmp_path / "demo" / "edge-monitor.db").exists()
+    assert not (tmp_path / "edge-monitor.db").exists()
 
 
 def test_register_and_roll_out_a_version_from_files(

@@ -892,8 +892,13 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.duration <= 0 or args.window <= 0 or args.rate <= 0:
         raise UsageError("--duration, --window and --rate must be positive")
+    settings = _settings()
+    if not settings.database_url:
+        # The demo registers its model and a fleet of its own: in a data directory of its own,
+        # so that it never adds them to the user's database.
+        settings = settings.model_copy(update={"data_dir": settings.data_dir / "demo"})
     return run_demo(
-        _settings(),
+        settings,
         nodes=args.nodes,
         duration=args.duration,
         window_seconds=args.window,
