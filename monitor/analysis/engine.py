@@ -89,7 +89,7 @@ def numeric_stats(
     for kind, offset in zip(scopes.kinds, scopes.offsets, strict=False):
         if kind.size == 0:
             continue
-        if kind.name == FLEET:  # one segment, already in order
+        if kind.name == FLEET and scopes.whole_fleet:  # one segment, already in order
             counts = np.array([present.size], np.int64)
             perm = codes = None
         else:

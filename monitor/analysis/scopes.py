@@ -89,16 +89,40 @@ class ScopeSet:
     cells: np.ndarray
     n_cells: int
     cell_maps: tuple[CellMap, ...]
+    #: Every row is in the fleet (the usual window; False when pooled rows ride along).
+    whole_fleet: bool = True
 
     @classmethod
-    def build(cls, n_rows: int, scopes: Mapping[str, Any] | ScopeSet | None) -> ScopeSet:
+    def build(
+        cls,
+        n_rows: int,
+        scopes: Mapping[str, Any] | ScopeSet | None,
+        *,
+        in_fleet: np.ndarray | None = None,
+    ) -> ScopeSet:
         """The scopes of a window of ``n_rows``: from a scope kind -> key per row mapping, or
-        one already built (so that drift, quality and performance share one)."""
+        one already built (so that drift, quality and performance share one).
+
+        ``in_fleet`` (booleans, one per row; default: every row) says which rows the fleet
+        holds: a small node judged on earlier windows pooled brings rows that belong to that
+        node's scope only, never to the fleet's (nor to any other kind: give them no key)."""
         if isinstance(scopes, ScopeSet):
             if scopes.n_rows != n_rows:
                 raise ValueError(f"the scopes are of {scopes.n_rows} rows, not {n_rows}")
+            if in_fleet is not None:
+                raise ValueError("in_fleet is given with the scopes, not with a built ScopeSet")
             return scopes
-        kinds = [ScopeKind.of(FLEET, np.zeros(n_rows, np.int64), (FLEET_KEY,))]
+        fleet_codes = np.zeros(n_rows, np.int64)
+        whole = True
+        if in_fleet is not None:
+            mask = np.asarray(in_fleet)
+            if mask.dtype != np.bool_ or mask.shape != (n_rows,):
+                raise ValueError(
+                    f"in_fleet must be {n_rows} booleans, got {mask.dtype} {mask.shape}"
+                )
+            whole = bool(mask.all())
+            fleet_codes[~mask] = -1
+        kinds = [ScopeKind.of(FLEET, fleet_codes, (FLEET_KEY,))]
         for name, keys in (scopes or {}).items():
             if name == FLEET:
                 raise ValueError("'fleet' is always analysed; do not pass it as a scope")
@@ -114,8 +138,10 @@ class ScopeSet:
                 ScopeKind.of(name, codes.astype(np.int64), tuple(_key(u) for u in uniques))
             )
         offsets = np.cumsum([0] + [k.size for k in kinds])
-        cells, n_cells, maps = _cells(n_rows, kinds)
-        return cls(n_rows, tuple(kinds), tuple(int(o) for o in offsets), cells, n_cells, maps)
+        cells, n_cells, maps = _cells(n_rows, kinds, whole)
+        return cls(
+            n_rows, tuple(kinds), tuple(int(o) for o in offsets), cells, n_cells, maps, whole
+        )
 
     def count_cells(self, weights: np.ndarray | None = None) -> np.ndarray:
         """Rows (or the sum of ``weights``) per cell."""
@@ -139,11 +165,14 @@ class ScopeSet:
         return kinds, keys
 
 
-def _cells(n_rows: int, kinds: list[ScopeKind]) -> tuple[np.ndarray, int, tuple[CellMap, ...]]:
+def _cells(
+    n_rows: int, kinds: list[ScopeKind], whole_fleet: bool = True
+) -> tuple[np.ndarray, int, tuple[CellMap, ...]]:
     """Each row's cell (its combination of scopes) and each kind's map from cells to scopes."""
     cells = np.zeros(n_rows, np.int64)
     n_cells = 1 if n_rows else 0
-    for kind in kinds[1:]:
+    # The fleet splits cells only when some rows are outside it.
+    for kind in kinds if not whole_fleet else kinds[1:]:
         # Renumbered after each kind, so the combined key never outgrows int64.
         combined = cells * (kind.size + 1) + kind.bins
         codes, uniques = pd.factorize(combined)
