@@ -3,7 +3,8 @@
 A worker claims a key for a while (``claim``), does the work, and in the transaction that
 stores the results marks the lease completed (``complete``), which succeeds only while the
 worker still holds it. A worker that dies leaves its lease to expire; another then takes it
-over. A completed key is never claimed again. A worker whose work outlasts a good part of its
+over. A completed key is never claimed again, unless its work is to be redone (``reopen``:
+a re-analysis asked for by a person). A worker whose work outlasts a good part of its
 lease renews it (``renew``). Every function takes the caller's ``now``, so that one clock
 decides (the worker's, or a test's).
 """
@@ -85,6 +86,31 @@ def complete(conn: Connection, key: str, owner: str, now: datetime | None = None
     )
 
 
+def reopen(conn: Connection, key: str, now: datetime | None = None) -> bool:
+    """Make a completed key claimable again (its work is to be redone), as if its lease had
+    expired; False when the key is not completed (free, or someone holds it: wait for them)."""
+    now = now or utcnow()
+    return (
+        conn.execute(
+            update(job_leases)
+            .where(job_leases.c.key == key, job_leases.c.completed_at.is_not(None))
+            .values(completed_at=None, expires_at=now - timedelta(microseconds=1))
+        ).rowcount
+        == 1
+    )
+
+
+def held(conn: Connection, key: str, now: datetime | None = None) -> bool:
+    """Whether someone holds the lease on ``key`` now (claimed, not completed, not expired)."""
+    now = now or utcnow()
+    query = select(job_leases.c.key).where(
+        job_leases.c.key == key,
+        job_leases.c.completed_at.is_(None),
+        job_leases.c.expires_at >= now,
+    )
+    return conn.execute(query).first() is not None
+
+
 def completed_keys(conn: Connection, prefix: str) -> set[str]:
     """The completed keys that start with ``prefix``."""
     query = select(job_leases.c.key).where(
@@ -99,4 +125,4 @@ def lease_info(conn: Connection, key: str) -> dict[str, object] | None:
     return None if row is None else dict(row)
 
 
-__all__ = ["claim", "complete", "completed_keys", "lease_info", "renew"]
+__all__ = ["claim", "complete", "completed_keys", "held", "lease_info", "renew", "reopen"]
