@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,6 +93,15 @@ class WindowAnalysis:
     n_reference: int | None
 
 
+@dataclass(frozen=True)
+class PeriodAnalysis:
+    """What a re-analysis of a period did: the windows analysed (their results now the stored
+    ones), and those it gave up on because another worker kept holding them."""
+
+    analysed: list[Window]
+    busy: list[Window]
+
+
 @dataclass
 class Worker:
     """One analysing process: its identity for leases, its clock and its cache of references."""
@@ -148,6 +158,47 @@ class Worker:
             if progress is not None:
                 progress(index, len(due))
         return analysed
+
+    def analyse_period(
+        self,
+        model: Model,
+        start: datetime,
+        end: datetime,
+        progress: Callable[[int, int], None] | None = None,
+        pause: Callable[[float], None] = time.sleep,
+    ) -> PeriodAnalysis:
+        """(Re)analyse every window of ``model`` in ``[start, end)`` that holds records, even
+        one analysed before: its results are replaced (imported history, a changed reference).
+
+        Each window goes through ``analyse`` under its usual lease, reopened first if it was
+        completed, so a running worker never analyses the same window at the same moment: a
+        window a worker holds is waited for (it finishes, or its lease expires), then analysed
+        again here. A window still held after twice the lease is reported busy."""
+        with self.engine.connect() as conn:
+            windows = [
+                window
+                for window in self.windows_in(conn, model, start, end)
+                if has_records(conn, model.id, window.start, window.end)
+            ]
+        analysed: list[Window] = []
+        busy: list[Window] = []
+        for index, window in enumerate(windows, 1):
+            key = analysis_key(model.id, window)
+            give_up = time.monotonic() + 2 * self.config.lease.total_seconds()
+            while True:
+                with begin_write(self.engine) as conn:
+                    leases.reopen(conn, key, self.clock())
+                    held = leases.held(conn, key, self.clock())
+                if not held and self.analyse(model, window):
+                    analysed.append(window)
+                    break
+                if time.monotonic() > give_up:
+                    busy.append(window)
+                    break
+                pause(0.2)
+            if progress is not None:
+                progress(index, len(windows))
+        return PeriodAnalysis(analysed, busy)
 
     def analyse(self, model: Model, window: Window) -> bool:
         """Analyse one window if this worker gets its lease; True when its results landed."""
