@@ -42,11 +42,23 @@ class KindResults:
 
     scopes: ResultTable[Any]
     features: ResultTable[Any] | None = None
+    #: Scopes judged on consecutive windows pooled: where each one's span starts, by (scope
+    #: kind, scope key); the others were judged on this window alone.
+    span_starts: Mapping[tuple[str, str], datetime] | None = None
+    #: Which reference each scope was judged against ("version <name>", or a baseline's name
+    #: from ``monitor.jobs.baselines``), by (scope kind, scope key); None: not recorded.
+    references: Mapping[tuple[str, str], str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Stored(Generic[R]):
-    """A stored scope row: which window and version it belongs to, and the result itself."""
+    """A stored scope row: which window and version it belongs to, and the result itself.
+
+    ``revision`` is 1 for a window's first analysis and one more for each re-analysis after
+    records arrived late (a node back from days offline), ``n_late`` how many rows of the
+    window arrived after the previous revision. ``span_start`` is set when the scope had too
+    few rows in this window alone and was judged on consecutive windows pooled: the start of
+    the earliest of them. ``reference``: which reference the scope was judged against."""
 
     id: int
     model_id: int
@@ -57,6 +69,10 @@ class Stored(Generic[R]):
     n_reference: int | None
     computed_at: datetime
     result: R
+    revision: int = 1
+    n_late: int = 0
+    span_start: datetime | None = None
+    reference: str | None = None
 
     @property
     def scope_kind(self) -> str:
@@ -138,15 +154,29 @@ def save_window(
     *,
     model_version_id: int | None,
     n_reference: int | None,
+    revision: int | None = None,
+    n_late: int = 0,
+    computed_at: datetime | None = None,
 ) -> dict[str, dict[tuple[str, str], int]]:
     """Store a window's results of these kinds, replacing what was stored for them before (a
     recomputation after late labels replaces the performance rows). Node scopes are linked to
-    their node by name. Returns the scope row ids per kind, by (scope kind, scope key)."""
-    now = utcnow()
+    their node by name. Returns the scope row ids per kind, by (scope kind, scope key).
+
+    ``revision`` and ``n_late`` go on every scope row (a re-analysis after late records stores
+    the next revision); without a revision, a kind's rows keep the revision and late rows they
+    had (1 and 0 for a first analysis). ``computed_at`` (default: now) is the moment the results
+    describe: the worker gives the time it started reading the window, so that a record
+    received after it is known to be missing from them."""
+    now = computed_at or utcnow()
     node_ids = _node_ids(conn)
     ids: dict[str, dict[tuple[str, str], int]] = {}
     for kind, found in results.items():
         scope_table, feature_table = RESULT_TABLES[kind]
+        kept_revision, kept_late = (
+            (revision, n_late)
+            if revision is not None
+            else _revision(conn, scope_table, model_id, window_start)
+        )
         conn.execute(
             delete(scope_table).where(
                 scope_table.c.model_id == model_id, scope_table.c.window_start == window_start
@@ -164,10 +194,22 @@ def save_window(
             "n_reference": n_reference,
             "computed_at": now,
         }
+        # Written only when they differ from the columns' defaults (revision 1, no late rows,
+        # no span, no reference): each column is one more parameter per row in SQLite's
+        # multi-row VALUES, hence more statements for a large window.
+        if (kept_revision, kept_late) != (1, 0):
+            constant |= {"revision": kept_revision, "n_late": kept_late}
         columns = {
             "node_id": [node_ids.get(key) if kind_ == "node" else None for kind_, key in keys],
             **{name: plain_values(values) for name, values in scopes.items()},
         }
+        spans = found.span_starts or {}
+        if spans:
+            columns["span_start"] = _span_column(
+                conn, scope_table, [spans.get(key) for key in keys]
+            )
+        if found.references:
+            columns["reference"] = [found.references.get(key) for key in keys]
         returned = _bulk_insert(conn, scope_table, constant, columns, returning=True)
         by_key = {(kind_, key): id_ for id_, kind_, key in returned}
         ids[kind] = by_key
@@ -191,6 +233,27 @@ def save_window(
             }
             _bulk_insert(conn, feature_table, {}, feature_columns, returning=False)
     return ids
+
+
+def _revision(
+    conn: Connection, table: Table, model_id: int, window_start: datetime
+) -> tuple[int, int]:
+    """The revision and late rows of a window's stored rows of one kind ((1, 0): none)."""
+    row = conn.execute(
+        select(table.c.revision, table.c.n_late)
+        .where(table.c.model_id == model_id, table.c.window_start == window_start)
+        .order_by(table.c.revision.desc())
+        .limit(1)
+    ).first()
+    return (1, 0) if row is None else (int(row.revision), int(row.n_late))
+
+
+def _span_column(conn: Connection, table: Table, spans: list[datetime | None]) -> list[Any]:
+    """Span starts as the bulk insert takes them: aware datetimes for PostgreSQL's array, the
+    column type's own text on SQLite (bound one by one: a few per window)."""
+    if conn.dialect.name == "postgresql":
+        return spans
+    return [None if span is None else _bind(table, "span_start", span, conn) for span in spans]
 
 
 def _node_ids(conn: Connection) -> dict[str, int]:
@@ -280,6 +343,8 @@ def _pg_literal(values: list[Any], array_type: str) -> str:
         items = map(_pg_float, values)
     elif array_type == "bigint[]":
         items = ("NULL" if v is None else str(int(v)) for v in values)
+    elif array_type == "timestamptz[]":
+        items = ("NULL" if v is None else '"' + v.isoformat() + '"' for v in values)
     elif array_type == "boolean[]":
         items = ("NULL" if v is None else "t" if v else "f" for v in values)
     else:  # text: every element quoted, so that no value can read as NULL or a delimiter
@@ -311,6 +376,10 @@ def _bind(table: Table, name: str, value: Any, conn: Connection) -> Any:
 def _pg_array(table: Table, name: str) -> str:
     if name in ("scope_id", "node_id"):
         return "bigint[]"
+    if name == "span_start":
+        return "timestamptz[]"
+    if name == "reference":
+        return "varchar[]"
     declared = {f.name: f.type for f in _fields_of_table(table)}
     return _PG_ARRAYS[declared[name]]
 
@@ -439,6 +508,44 @@ def analysed_windows(conn: Connection, model_id: int) -> list[tuple[datetime, da
     return [(row.window_start, row.window_end) for row in conn.execute(query)]
 
 
+@dataclass(frozen=True, slots=True)
+class Analysed:
+    """When a window was last analysed, on how many rows, and in which revision."""
+
+    window_start: datetime
+    window_end: datetime
+    revision: int
+    n_rows: int
+    computed_at: datetime
+
+
+def analysed_since(conn: Connection, model_id: int, ending_after: datetime) -> list[Analysed]:
+    """The model's analysed windows that end after ``ending_after``, oldest first (from their
+    fleet drift rows: every analysis stores one)."""
+    table, _ = RESULT_TABLES[DRIFT]
+    query = (
+        select(
+            table.c.window_start,
+            table.c.window_end,
+            table.c.revision,
+            table.c.n_rows,
+            table.c.computed_at,
+        )
+        .where(
+            table.c.model_id == model_id,
+            table.c.scope_kind == FLEET,
+            table.c.window_end > ending_after,
+        )
+        .order_by(table.c.window_start)
+    )
+    return [
+        Analysed(
+            row.window_start, row.window_end, int(row.revision), int(row.n_rows), row.computed_at
+        )
+        for row in conn.execute(query)
+    ]
+
+
 def latest_window_start(conn: Connection, model_id: int) -> datetime | None:
     """When the model's latest analysed window starts, or None."""
     table, _ = RESULT_TABLES[DRIFT]
@@ -465,4 +572,8 @@ def _stored(row: Any, row_type: type) -> Stored[Any]:
         n_reference=row["n_reference"],
         computed_at=row["computed_at"],
         result=row_type(*(row[n] for n in names)),
+        revision=row["revision"],
+        n_late=row["n_late"],
+        span_start=row["span_start"],
+        reference=row["reference"],
     )
