@@ -262,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a back-office token that labels any node's records and sends nothing else",
     )
-    _command(nodes, "list", _nodes_list, "list nodes")
+    _command(nodes, "list", _nodes_list, "list nodes: online, degraded, offline, silent or revoked")
     revoke = _command(nodes, "revoke", _nodes_revoke, "revoke a node's token at once")
     revoke.add_argument("name", help="the node's name")
     grant = _command(nodes, "grant", _nodes_grant, "let a node fetch a model's versions")
@@ -682,19 +682,30 @@ def _nodes_add(args: argparse.Namespace) -> int:
 
 
 def _nodes_list(_args: argparse.Namespace) -> int:
-    from monitor.commands import nodes
+    from datetime import timedelta
 
+    from monitor.cli.results import ago, skew
+    from monitor.commands import nodes, results
+    from monitor.storage.types import utcnow
+
+    now = utcnow()
+    offline_after = timedelta(seconds=_settings().health_offline_after_seconds)
     rows = _run_command(nodes.list_nodes)
     granted = _run_command(nodes.node_models)
+    # Online, degraded, offline or silent as judged now (revoked stays revoked); a labeller
+    # sends no heartbeats, so it has no such status.
+    statuses = {s.name: s.status for s in _run_command(results.node_states, offline_after, now=now)}
     table = []
     for n in rows:
-        status = "revoked" if n.revoked_at else "active"
-        seen = n.last_seen_at.isoformat(timespec="seconds") if n.last_seen_at else "never"
+        status = statuses.get(n.name) or ("revoked" if n.revoked_at else "-")
+        seen = ago(n.last_seen_at, now)
+        clock = skew(n.clock_skew_seconds) if n.clock_skew_seconds is not None else "-"
         can = "(labeller)" if n.role == "labeller" else ",".join(granted.get(n.id, [])) or "-"
         table.append(
-            [n.name, n.group_name or "-", n.site or "-", n.token_hint + "…", status, seen, can]
-        )
-    headers = ["NAME", "GROUP", "SITE", "TOKEN", "STATUS", "LAST SEEN", "MODELS"]
+            [n.name, n.group_name or "-", n.site or "-", n.token_hint + "…", status, seen, clock,
+             can]
+        )  # fmt: skip
+    headers = ["NAME", "GROUP", "SITE", "TOKEN", "STATUS", "LAST SEEN", "CLOCK SKEW", "MODELS"]
     for line in _table(headers, table):
         print(line)
     return 0

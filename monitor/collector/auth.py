@@ -1,4 +1,5 @@
-"""Who is calling: a node by its own token, or an operator by the admin token."""
+"""Who is calling: a node by its own token, an operator by the admin token, or a reader of
+results by the read token."""
 
 from __future__ import annotations
 
@@ -51,3 +52,22 @@ def require_admin(request: Request, settings: Settings) -> None:
         raise Forbidden("the admin API is disabled: set MONITOR_ADMIN_TOKEN", code="admin_disabled")
     if not is_admin_token(settings, token):
         raise Unauthorized("invalid admin token", code="invalid_token")
+
+
+def require_reader(request: Request, settings: Settings) -> None:
+    """Allow the request only with the read token or the admin token (the read API).
+
+    The read token reaches nothing else: admin routes compare with the admin token only, and
+    node routes look tokens up among the nodes', where it is not."""
+    token = bearer_token(request)
+    read = settings.read_token.get_secret_value() if settings.read_token else ""
+    admin = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    if not (read or admin):
+        raise Forbidden(
+            "the read API is disabled: set MONITOR_READ_TOKEN (or MONITOR_ADMIN_TOKEN)",
+            code="read_disabled",
+        )
+    # Both compared, each in constant time, so that the answer's time says nothing of which.
+    is_reader = bool(read) & hmac.compare_digest(token.encode(), read.encode())
+    if not (is_reader | is_admin_token(settings, token)):
+        raise Unauthorized("invalid read token", code="invalid_token")

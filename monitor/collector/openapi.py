@@ -29,6 +29,8 @@ REF = "#/components/schemas/"
 NODE_TOKEN = "nodeToken"
 #: The security scheme of the admin token (MONITOR_ADMIN_TOKEN).
 ADMIN_TOKEN = "adminToken"
+#: The security scheme of the read token (MONITOR_READ_TOKEN): results and node health only.
+READ_TOKEN = "readToken"
 
 SECURITY_SCHEMES: dict[str, Any] = {
     NODE_TOKEN: {
@@ -45,6 +47,13 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "bearerFormat": "ema_…",
         "description": "The operator's token (MONITOR_ADMIN_TOKEN); without one the admin API "
         "answers 403 `admin_disabled`.",
+    },
+    READ_TOKEN: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token that may read results and node health and nothing else "
+        "(MONITOR_READ_TOKEN); the admin token reads them too. Without either the read API "
+        "answers 403 `read_disabled`.",
     },
 }
 
@@ -147,6 +156,19 @@ ADMIN_DISABLED = Refusal(
     403, ("admin_disabled",), "The admin API is off: the collector has no MONITOR_ADMIN_TOKEN."
 )
 
+# --- read routes ---------------------------------------------------------------------------
+
+NO_READ_TOKEN = Refusal(
+    401,
+    ("unauthorized", "invalid_token"),
+    "No `Authorization: Bearer` token, or neither the read token nor the admin token.",
+)
+READ_DISABLED = Refusal(
+    403,
+    ("read_disabled",),
+    "The read API is off: the collector has neither MONITOR_READ_TOKEN nor MONITOR_ADMIN_TOKEN.",
+)
+
 #: An admin route's body that FastAPI cannot read as text (malformed JSON is 422).
 ADMIN_UNREADABLE = Refusal(400, ("bad_request",), "The body is not JSON text (e.g. not UTF-8).")
 
@@ -179,6 +201,8 @@ ANY_ROUTE = (TIMEOUT, HEADERS_TOO_LARGE)
 NODE_BODY = (*ANY_ROUTE, UNREADABLE, NO_NODE_TOKEN, TOO_LARGE, RATE_LIMITED, BUSY, DATABASE_DOWN)
 #: What every admin route may answer besides its own refusals.
 ADMIN = (*ANY_ROUTE, NO_ADMIN_TOKEN, ADMIN_DISABLED, DATABASE_DOWN)
+#: What every read route may answer besides its own refusals.
+READER = (*ANY_ROUTE, NO_READ_TOKEN, READ_DISABLED, DATABASE_DOWN)
 
 
 def refusals(*groups: Refusal | Iterable[Refusal]) -> dict[int | str, dict[str, Any]]:

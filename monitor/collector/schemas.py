@@ -13,8 +13,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from monitor import schema as result_schema
 from monitor import wire
 
 #: ``wire.NAME_PATTERN`` as ECMA-262 (JSON Schema's dialect): ``$`` there ends the input, which
@@ -446,3 +447,151 @@ class ErrorEnvelope(BaseModel):
     )
 
     error: ErrorBody
+
+
+# --- results (the read API) ----------------------------------------------------------------
+# The result rows' fields are monitor.schema's dataclasses, so these models are built from
+# them: a field added there is documented here without a second list to keep in step.
+
+
+def _result_fields(row_type: type, *, dropped: tuple[str, ...] = ()) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for f in result_schema.fields_of(row_type):
+        if f.name in ("scope_kind", "scope_key", *dropped):
+            continue
+        kind: Any = dict[str, Any] if f.type is dict else f.type
+        fields[f.name] = (kind | None if f.nullable else kind, ...)
+    return fields
+
+
+#: What every stored scope row says besides its result: which analysis, against what.
+_STORED_FIELDS: dict[str, Any] = {
+    "model_version": (
+        str | None,
+        Field(description="the version whose reference the window was compared with"),
+    ),
+    "n_reference": (int | None, Field(description="rows of that reference")),
+    "computed_at": (datetime, Field(description="when this result was computed")),
+    "revision": (
+        int | None,
+        Field(description="1 for the first analysis of the window, then one per re-analysis"),
+    ),
+    "n_late": (int | None, Field(description="rows that arrived after the first analysis")),
+    "span_start": (
+        datetime | None,
+        Field(description="a small scope judged on pooled windows: where its span starts"),
+    ),
+    "reference": (str | None, Field(description="what the scope was judged against")),
+}
+
+DriftFeatureOut: Any = create_model(
+    "DriftFeatureOut",
+    __doc__="One column at one scope: the statistic, the p-values and the verdict.",
+    **_result_fields(result_schema.DriftFeature),
+)
+DriftOut: Any = create_model(
+    "DriftOut",
+    __doc__="A scope's drift: its verdict (drifted: null when too little data) and features.",
+    **_result_fields(result_schema.DriftScope),
+    **_STORED_FIELDS,
+    drifted_features=(
+        list[str],
+        Field(description="the model's input features drifted at this scope, by name"),
+    ),
+    features=(list[DriftFeatureOut], Field(description="every column, by name")),
+)
+QualityFeatureOut: Any = create_model(
+    "QualityFeatureOut",
+    __doc__="One column's data quality at one scope.",
+    **_result_fields(result_schema.QualityFeature),
+)
+QualityOut: Any = create_model(
+    "QualityOut",
+    __doc__="A scope's data quality.",
+    **_result_fields(result_schema.QualityScope),
+    **_STORED_FIELDS,
+    issues=(list[str], Field(description="the features with a data-quality issue, by name")),
+    features=(list[QualityFeatureOut], Field(description="every column, by name")),
+)
+PerformanceOut: Any = create_model(
+    "PerformanceOut",
+    __doc__="A scope's realised performance (null figures: undefined, or too few labels).",
+    **_result_fields(result_schema.PerformanceScope),
+    **_STORED_FIELDS,
+)
+_ScopeKind: Any = Literal["fleet", "site", "group", "node"]
+ScopeResults: Any = create_model(
+    "ScopeResults",
+    __doc__="One scope's results of one window; a kind not analysed for it is null.",
+    scope=(str, Field(description="fleet, site:NAME, group:NAME or node:NAME")),
+    scope_kind=(_ScopeKind, ...),
+    scope_key=(str, Field(description='the site, group or node name; "" for the fleet')),
+    drift=(DriftOut | None, ...),
+    quality=(QualityOut | None, ...),
+    performance=(PerformanceOut | None, ...),
+)
+WindowResults: Any = create_model(
+    "WindowResults",
+    window_start=(datetime, ...),
+    window_end=(datetime, ...),
+    scopes=(list[ScopeResults], Field(description="fleet, then sites, groups, nodes")),
+)
+ResultList: Any = create_model(
+    "ResultList",
+    model=(str, ...),
+    windows=(
+        list[WindowResults],
+        Field(description="newest first; empty when no window is analysed yet"),
+    ),
+)
+
+
+class WindowSummary(BaseModel):
+    """One analysed window: the fleet's drift verdict and how many nodes drifted."""
+
+    window_start: datetime
+    window_end: datetime
+    n_rows: int = Field(description="records in the window")
+    status: str = Field(description="ok, insufficient_data, no_reference, ...")
+    drifted: bool | None = Field(description="the fleet's verdict (null: too little data)")
+    n_features: int
+    n_drifted: int
+    share_drifted: float | None
+    nodes: int = Field(description="nodes judged in the window")
+    nodes_drifting: int = Field(description="nodes whose verdict is drifted")
+    revision: int = Field(description="1 for the first analysis, then one per re-analysis")
+    n_late: int = Field(description="rows that arrived after the first analysis")
+    computed_at: datetime
+
+
+class WindowList(BaseModel):
+    model: str
+    windows: list[WindowSummary] = Field(description="newest first")
+
+
+class NodeHealthOut(BaseModel):
+    """A node's status now."""
+
+    name: str
+    group_name: str | None
+    site: str | None
+    role: Literal["node", "labeller"]
+    status: Literal["online", "degraded", "offline", "silent", "revoked"] | None = Field(
+        description="offline: no heartbeat for MONITOR_HEALTH_OFFLINE_AFTER_SECONDS; silent: "
+        "never one; degraded: the health job found trouble (problems); null for a labeller"
+    )
+    last_seen_at: datetime | None
+    last_heartbeat_at: datetime | None
+    checked_at: datetime | None = Field(description="when the health job last judged it")
+    problems: list[str]
+    model_version: str | None = Field(description="the version it last said it runs")
+    clock_skew_seconds: float | None = Field(
+        description="how far off its last implausible record time was (device minus received)"
+    )
+    clock_skew_at: datetime | None
+
+
+class NodeHealthList(BaseModel):
+    offline_after_seconds: int
+    counts: dict[str, int] = Field(description="nodes per status")
+    nodes: list[NodeHealthOut] = Field(description="by name")

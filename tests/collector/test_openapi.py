@@ -38,7 +38,10 @@ BODIES = {
     ("post", "/v1/admin/models/{name}/versions"): "VersionIn",
     ("post", "/v1/admin/models/{name}/canary"): "CanaryIn",
     ("post", "/v1/admin/models/{name}/pins"): "PinIn",
+    ("put", "/v1/admin/models/{model}/window"): "WindowIn",
 }
+#: The read API: the read token or the admin token.
+READ_PATHS = {"/v1/models/{model}/windows", "/v1/models/{model}/results", "/v1/nodes/health"}
 #: Answers without a body.
 EMPTY = {("post", "/v1/heartbeats", "204"), ("get", "/v1/models/{model}/assignment", "304")}
 
@@ -153,10 +156,13 @@ def test_routes_name_their_bearer_schemes(document: dict[str, Any]) -> None:
     assert {name: (s["type"], s["scheme"]) for name, s in schemes.items()} == {
         "nodeToken": ("http", "bearer"),
         "adminToken": ("http", "bearer"),
+        "readToken": ("http", "bearer"),
     }
     for method, path, op in operations(document):
         security = op.get("security")
-        if path.startswith("/v1/admin/"):
+        if path in READ_PATHS:
+            assert security == [{"readToken": []}, {"adminToken": []}], (method, path)
+        elif path.startswith("/v1/admin/"):
             assert security == [{"adminToken": []}], (method, path)
         elif path == "/v1/labels":
             assert security == [{"nodeToken": []}, {"adminToken": []}]

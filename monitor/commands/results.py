@@ -1,0 +1,394 @@
+"""Reading results: analysed windows, their verdicts and node health, as the JSON documents the
+read API answers and `edge-monitor results --json` prints (one serializer, so both say the
+same), and the fleet at a glance for `edge-monitor status`.
+
+Verdicts are read through ``storage.results`` only: a scope drifted when its stored
+``DriftScope.drifted`` says so, its drifted features are ``WindowResults.drifted_features``,
+its quality issues ``WindowResults.quality_issues``. Nothing here recomputes a verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from monitor.errors import NotFound, ValidationFailed
+from monitor.storage import models, readout, results
+from monitor.storage.readout import (
+    FLEET,
+    FLEET_KEY,
+    GROUP,
+    NODE,
+    SCOPE_KINDS,
+    SITE,
+    NodeState,
+    WindowSummary,
+)
+from monitor.storage.results import Stored, WindowResults
+from monitor.storage.types import utcnow
+
+LATEST = "latest"
+#: Windows listed when no limit is given, and the most one request may ask for.
+DEFAULT_WINDOWS = 20
+MAX_WINDOWS = 1000
+#: Windows of results when no limit is given, and the most one request may ask for (each
+#: window's every scope and feature is in the answer).
+DEFAULT_RESULT_WINDOWS = 1
+MAX_RESULT_WINDOWS = 100
+#: A clock skew seen this recently is shown by `status`.
+RECENT_SKEW = timedelta(hours=24)
+
+_SCOPE_ORDER = {kind: i for i, kind in enumerate(SCOPE_KINDS)}
+
+
+# --- Query values, checked alike for the API and the CLI ----------------------------------------
+
+
+def invalid(field_name: str, message: str) -> ValidationFailed:
+    """A refused query value, its field named as the query names it."""
+    return ValidationFailed(
+        message, details=[{"code": "invalid_field", "field": field_name, "message": message}]
+    )
+
+
+def parse_scope(text: str | None) -> tuple[str, str] | None:
+    """``fleet``, ``site:NAME``, ``group:NAME`` or ``node:NAME`` as (scope kind, scope key);
+    None for no scope (every scope)."""
+    if text is None:
+        return None
+    if text == FLEET:
+        return FLEET, FLEET_KEY
+    kind, _, key = text.partition(":")
+    if kind not in (SITE, GROUP, NODE) or not key:
+        raise invalid(
+            "scope", f"scope must be fleet, site:NAME, group:NAME or node:NAME, got {text!r}"
+        )
+    return kind, key
+
+
+def parse_time(text: str, field_name: str) -> datetime:
+    """An ISO 8601 time; UTC unless it carries an offset."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise invalid(
+            field_name,
+            f"{field_name} must be an ISO 8601 time such as 2026-11-20T08:00:00Z, got {text!r}",
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_window(text: str) -> datetime | None:
+    """``latest`` (None) or a time the window holds."""
+    if text == LATEST:
+        return None
+    try:
+        return parse_time(text, "window")
+    except ValidationFailed:
+        raise invalid(
+            "window",
+            f"window must be latest or an ISO 8601 time the window holds, got {text!r}",
+        ) from None
+
+
+def check_limit(limit: int, most: int) -> int:
+    if not 1 <= limit <= most:
+        raise invalid("limit", f"limit must be 1 to {most}, got {limit}")
+    return limit
+
+
+# --- Documents ----------------------------------------------------------------------------------
+
+
+def windows_document(
+    engine: Engine, model: str, *, limit: int = DEFAULT_WINDOWS, since: datetime | None = None
+) -> dict[str, Any]:
+    """The model's analysed windows, newest first: what `edge-monitor windows` shows and
+    ``GET /v1/models/{model}/windows`` answers."""
+    check_limit(limit, MAX_WINDOWS)
+    with engine.connect() as conn:
+        found = models.get_model(conn, model)
+        summaries = readout.window_summaries(conn, found.id, limit=limit, since=since)
+    return {"model": found.name, "windows": [_summary(s) for s in summaries]}
+
+
+def _summary(summary: WindowSummary) -> dict[str, Any]:
+    fleet = summary.fleet.result
+    return _plain(
+        {
+            "window_start": summary.window_start,
+            "window_end": summary.window_end,
+            "n_rows": fleet.n_rows,
+            "status": fleet.status,
+            "drifted": fleet.drifted,
+            "n_features": fleet.n_features,
+            "n_drifted": fleet.n_drifted,
+            "share_drifted": fleet.share_drifted,
+            "nodes": summary.nodes,
+            "nodes_drifting": summary.nodes_drifting,
+            "revision": summary.revision,
+            "n_late": summary.n_late,
+            "computed_at": summary.fleet.computed_at,
+        }
+    )
+
+
+def results_document(
+    engine: Engine,
+    model: str,
+    *,
+    window: str = LATEST,
+    since: datetime | None = None,
+    scope: str | None = None,
+    limit: int = DEFAULT_RESULT_WINDOWS,
+) -> dict[str, Any]:
+    """The verdicts of the model's latest window, of the window that holds ``window`` (an
+    ISO time), or of the windows starting at or after ``since`` (newest first, at most
+    ``limit``), for every scope or one: what `edge-monitor results --json` prints and
+    ``GET /v1/models/{model}/results`` answers."""
+    moment = parse_window(window)
+    wanted = parse_scope(scope)
+    if moment is not None and since is not None:
+        raise invalid("since", "give window or since, not both")
+    check_limit(limit, MAX_RESULT_WINDOWS)
+    with engine.connect() as conn:
+        found = models.get_model(conn, model)
+        if moment is not None:
+            start = readout.window_holding(conn, found.id, moment)
+            if start is None:
+                raise NotFound(
+                    f"no analysed window of {found.name} holds {moment.isoformat()}",
+                    code="no_window",
+                )
+            starts = [start]
+        elif since is not None:
+            summaries = readout.window_summaries(conn, found.id, limit=limit, since=since)
+            starts = [s.window_start for s in summaries]
+        else:
+            latest = results.latest_window_start(conn, found.id)
+            starts = [] if latest is None else [latest]
+        versions = models.version_names(conn)
+        stored = [results.window(conn, found.id, start) for start in starts]
+    return {
+        "model": found.name,
+        "windows": [_window(w, versions, wanted) for w in stored if w is not None],
+    }
+
+
+def _window(
+    stored: WindowResults, versions: dict[int, str], wanted: tuple[str, str] | None
+) -> dict[str, Any]:
+    rows: list[Stored[Any]] = [*stored.drift, *stored.quality, *stored.performance]
+    keys = {(row.scope_kind, row.scope_key) for row in rows}
+    if wanted is not None:
+        keys &= {wanted}
+    ordered = sorted(keys, key=lambda k: (_SCOPE_ORDER.get(k[0], len(_SCOPE_ORDER)), k[1]))
+    return {
+        "window_start": _plain(stored.window_start),
+        "window_end": _plain(stored.window_end),
+        "scopes": [_scope(stored, kind, key, versions) for kind, key in ordered],
+    }
+
+
+def scope_name(scope_kind: str, scope_key: str) -> str:
+    """A scope as the CLI and the API name it: ``fleet`` or ``KIND:NAME``."""
+    return FLEET if scope_kind == FLEET else f"{scope_kind}:{scope_key}"
+
+
+def _scope(stored: WindowResults, kind: str, key: str, versions: dict[int, str]) -> dict[str, Any]:
+    drift = _find(stored.drift, kind, key)
+    quality = _find(stored.quality, kind, key)
+    performance = _find(stored.performance, kind, key)
+    out: dict[str, Any] = {"scope": scope_name(kind, key), "scope_kind": kind, "scope_key": key}
+    out["drift"] = (
+        None
+        if drift is None
+        else {
+            **_row(drift, versions),
+            "drifted_features": stored.drifted_features(kind, key),
+            "features": [_feature(f) for f in stored.drift_features.get(drift.id, [])],
+        }
+    )
+    out["quality"] = (
+        None
+        if quality is None
+        else {
+            **_row(quality, versions),
+            "issues": stored.quality_issues(kind, key),
+            "features": [_feature(f) for f in stored.quality_features.get(quality.id, [])],
+        }
+    )
+    out["performance"] = None if performance is None else _row(performance, versions)
+    return out
+
+
+def _find(rows: Sequence[Stored[Any]], kind: str, key: str) -> Stored[Any] | None:
+    return next((r for r in rows if r.scope_kind == kind and r.scope_key == key), None)
+
+
+#: What a stored scope row says besides its result: which analysis, against what. The last
+#: four are the result revisions' columns; read by name so that a row without them says None.
+_STORED = ("n_reference", "computed_at", "revision", "n_late", "span_start", "reference")
+
+
+def _row(row: Stored[Any], versions: dict[int, str]) -> dict[str, Any]:
+    result = {k: v for k, v in dataclasses.asdict(row.result).items() if k not in _SCOPE_FIELDS}
+    context = {name: getattr(row, name, None) for name in _STORED}
+    version = None if row.model_version_id is None else versions.get(row.model_version_id)
+    return _plain({**result, "model_version": version, **context})
+
+
+_SCOPE_FIELDS = ("scope_kind", "scope_key")
+
+
+def _feature(row: Any) -> dict[str, Any]:
+    return _plain({k: v for k, v in dataclasses.asdict(row).items() if k not in _SCOPE_FIELDS})
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON: times in ISO 8601 (UTC), and a float JSON cannot hold (an infinite
+    statistic) as null."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def health_document(
+    engine: Engine, offline_after: timedelta, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """Every node's status now and the counts per status: ``GET /v1/nodes/health``."""
+    states = node_states(engine, offline_after, now=now)
+    counts = dict.fromkeys(readout.STATUSES, 0)
+    for state in states:
+        if state.status is not None:
+            counts[state.status] += 1
+    return {
+        "offline_after_seconds": int(offline_after.total_seconds()),
+        "counts": counts,
+        "nodes": [_plain(dataclasses.asdict(s)) for s in states],
+    }
+
+
+def node_states(
+    engine: Engine, offline_after: timedelta, *, now: datetime | None = None
+) -> list[NodeState]:
+    """Every node with its status now (online, degraded, offline, silent, revoked)."""
+    now = now or utcnow()
+    with engine.connect() as conn:
+        return readout.node_states(conn, now - offline_after)
+
+
+# --- The fleet at a glance ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """One model at a glance: its latest analysed window and what was found in it."""
+
+    model: str
+    latest: WindowSummary | None = None
+    #: The fleet's drifted features in the latest window.
+    fleet_drifted: list[str] = field(default_factory=list)
+    #: Per scope kind, the drifting scopes and their drifted features.
+    drifting: dict[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
+    #: Per drifted feature, how many scopes of each kind found it drifted.
+    features_where: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Scopes whose drift had too little data for a verdict.
+    insufficient: int = 0
+    quality_issues: list[str] = field(default_factory=list)
+    #: The fleet's performance in the latest window that had labels.
+    performance: Stored[Any] | None = None
+
+
+@dataclass(frozen=True)
+class FleetStatus:
+    """The fleet at a glance: its nodes' statuses, clock skews seen lately, and each model."""
+
+    nodes: list[NodeState]
+    counts: dict[str, int]
+    skewed: list[NodeState]
+    models: list[ModelStatus]
+
+
+def fleet_status(
+    engine: Engine,
+    offline_after: timedelta,
+    *,
+    model: str | None = None,
+    now: datetime | None = None,
+) -> FleetStatus:
+    """Nodes by status, recent clock skews, and per model (or the one named) its latest
+    window's drift, quality and the latest labelled performance."""
+    now = now or utcnow()
+    states = node_states(engine, offline_after, now=now)
+    counts = dict.fromkeys(readout.STATUSES, 0)
+    for state in states:
+        if state.status is not None:
+            counts[state.status] += 1
+    skewed = [
+        s
+        for s in states
+        if s.clock_skew_at is not None
+        and s.clock_skew_seconds is not None
+        and s.clock_skew_at >= now - RECENT_SKEW
+    ]
+    with engine.connect() as conn:
+        chosen = [models.get_model(conn, model)] if model else models.list_models(conn)
+        statuses = [_model_status(conn, m) for m in chosen]
+    return FleetStatus(states, counts, skewed, statuses)
+
+
+def _model_status(conn: Connection, model: models.Model) -> ModelStatus:
+    summaries = readout.window_summaries(conn, model.id, limit=1)
+    performance = readout.latest_labelled_performance(conn, model.id)
+    if not summaries:
+        return ModelStatus(model.name, performance=performance)
+    latest = summaries[0]
+    stored = results.window(conn, model.id, latest.window_start)
+    if stored is None:  # removed between the two reads (retention)
+        return ModelStatus(model.name, performance=performance)
+    drifting: dict[str, list[tuple[str, list[str]]]] = {}
+    where: dict[str, dict[str, int]] = {}
+    for kind in (SITE, GROUP, NODE):
+        found = [
+            (row.scope_key, stored.drifted_features(kind, row.scope_key))
+            for row in sorted(stored.drifting_scopes(kind), key=lambda r: r.scope_key)
+        ]
+        if found:
+            drifting[kind] = found
+    for row in stored.drift:
+        if not row.result.drifted:
+            continue
+        for feature in stored.drifted_features(row.scope_kind, row.scope_key):
+            counts = where.setdefault(feature, dict.fromkeys(SCOPE_KINDS, 0))
+            counts[row.scope_kind] += 1
+    return ModelStatus(
+        model.name,
+        latest=latest,
+        fleet_drifted=stored.drifted_features() if _fleet_drifted(stored) else [],
+        drifting=drifting,
+        features_where=dict(sorted(where.items())),
+        insufficient=sum(1 for row in stored.drift if row.result.drifted is None),
+        quality_issues=stored.quality_issues(),
+        performance=performance,
+    )
+
+
+def _fleet_drifted(stored: WindowResults) -> bool:
+    try:
+        fleet = stored.drift_of()
+    except KeyError:
+        return False
+    return bool(fleet.result.drifted)
