@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine
 
 from monitor.analysis import AnalysisPolicy, analyse_drift, analyse_performance, analyse_quality
 from monitor.analysis.scopes import ScopeSet
+from monitor.jobs.baselines import BaselineCache, with_baselines
 from monitor.jobs.reference import Reference, ReferenceCache
 from monitor.jobs.windows import Window, closed_windows, window_of
 from monitor.schema import (
@@ -112,6 +113,8 @@ class Worker:
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     )
     references: ReferenceCache = field(default_factory=ReferenceCache)
+    #: Per-node (or per-site) baseline profiles of models that judge scopes by their own.
+    baselines: BaselineCache = field(default_factory=BaselineCache)
     clock: Clock = utcnow
     #: Labels received before this moment have been looked at.
     label_watermark: datetime | None = None
@@ -209,6 +212,15 @@ class Worker:
         data = self._load(model, window)
         lease.keep()
         analysis = analyse_window(data, self.config.policy, lease.keep)
+        analysis = with_baselines(
+            self.engine,
+            model.id,
+            window.start,
+            data,
+            analysis,
+            self.config.policy.drift,
+            self.baselines,
+        )
         with begin_write(self.engine) as conn:
             if not leases.complete(conn, key, self.owner, self.clock()):
                 log.warning("lost the lease on %s; another worker stores it", key)
