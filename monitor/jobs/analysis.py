@@ -17,7 +17,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +30,7 @@ from monitor.analysis import AnalysisPolicy, analyse_drift, analyse_performance,
 from monitor.analysis.scopes import ScopeSet
 from monitor.jobs.baselines import BaselineCache, with_baselines
 from monitor.jobs.reference import Reference, ReferenceCache
-from monitor.jobs.windows import Window, closed_windows, window_of
+from monitor.jobs.windows import Window, cut_row_windows, model_windows, schedule_of
 from monitor.schema import (
     DRIFT,
     FLEET,
@@ -43,11 +43,12 @@ from monitor.schema import (
     ResultTable,
     plain_values,
 )
-from monitor.storage import leases, registry, results
+from monitor.storage import leases, policies, registry, results
 from monitor.storage.engine import begin_write
 from monitor.storage.labels import labelled_since, window_labels
 from monitor.storage.models import Model, list_models
 from monitor.storage.nodes import list_nodes
+from monitor.storage.policies import Rows
 from monitor.storage.results import KindResults
 from monitor.storage.types import utcnow
 from monitor.storage.windows import first_record_time, has_records, load_window
@@ -120,19 +121,32 @@ class Worker:
     label_watermark: datetime | None = None
 
     def due_windows(self, now: datetime | None = None) -> list[tuple[Model, Window]]:
-        """Closed windows with data that nobody has completed, oldest first."""
+        """Closed windows with data that nobody has completed, oldest first, by each model's
+        window policy (its row windows that are due are cut first)."""
         now = now or self.clock()
+        grace, default = self.config.grace, self.config.window
         due = []
         with self.engine.connect() as conn:
-            for model in list_models(conn):
+            listed = list_models(conn)
+        for model in listed:
+            schedule = schedule_of(model.window_policy)
+            spans = schedule.spans(default)
+            if any(isinstance(span.policy, Rows) for span in spans):
+                with begin_write(self.engine) as conn:
+                    cut_row_windows(conn, model.id, schedule, default, now, grace)
+            with self.engine.connect() as conn:
                 earliest = first_record_time(conn, model.id)
                 if earliest is None:
                     continue
                 earliest = max(earliest, now - self.config.lookback)
                 done = leases.completed_keys(conn, f"analysis:{model.id}:")
-                for window in closed_windows(earliest, now, self.config.window, self.config.grace):
+                for window in model_windows(conn, model.id, spans, earliest, now):
                     key = analysis_key(model.id, window)
-                    if key not in done and has_records(conn, model.id, window.start, window.end):
+                    if (
+                        window.end + grace <= now
+                        and key not in done
+                        and has_records(conn, model.id, window.start, window.end)
+                    ):
                         due.append((model, window))
         return sorted(due, key=lambda item: (item[1].start, item[0].id))
 
@@ -140,14 +154,11 @@ class Worker:
         self, conn: Connection, model: Model, start: datetime, end: datetime
     ) -> list[Window]:
         """The model's windows that overlap ``[start, end)``, by its window policy, oldest
-        first (closed or not)."""
-        first = window_of(start, self.config.window)
-        windows = []
-        window = first
-        while window.start < end:
-            windows.append(window)
-            window = Window(window.end, window.end + self.config.window)
-        return windows
+        first (closed or not; of a rows policy, those cut and those due to be cut now)."""
+        spans = schedule_of(model.window_policy).spans(self.config.window)
+        return model_windows(
+            conn, model.id, spans, start, end, now=self.clock(), grace=self.config.grace
+        )
 
     def run_due(
         self, now: datetime | None = None, progress: Callable[[int, int], None] | None = None
@@ -451,23 +462,33 @@ def analysis_key(model_id: int, window: Window) -> str:
 
 
 def _windows_with_new_labels(
-    conn: Connection, since: datetime, size: timedelta
+    conn: Connection, since: datetime, default: timedelta
 ) -> dict[tuple[int, Window], datetime]:
-    """Windows holding records labelled at or after ``since``, with the newest label time."""
-    newest: dict[tuple[int, Window], datetime] = {}
+    """Windows (by each model's window policy, row windows as cut) holding records labelled at
+    or after ``since``, with the newest label time."""
+    # One entry per label: each labelled batch is looked at once, with its newest label.
+    batches: dict[tuple[int, datetime, datetime], datetime] = {}
     for span in labelled_since(conn, since):
-        for window in _spanned(span.min_ts, span.max_ts, size):
-            key = (span.model_id, window)
-            if key not in newest or span.received_at > newest[key]:
-                newest[key] = span.received_at
+        batch = (span.model_id, span.min_ts, span.max_ts)
+        batches[batch] = max(span.received_at, batches.get(batch, span.received_at))
+    spans = {
+        model_id: schedule.spans(default) for model_id, schedule in policies.schedules(conn).items()
+    }
+    cut: dict[int, list[Window]] = {}
+    newest: dict[tuple[int, Window], datetime] = {}
+    for (model_id, first, last), received_at in batches.items():
+        if model_id not in spans:
+            continue
+        if model_id not in cut and any(isinstance(s.policy, Rows) for s in spans[model_id]):
+            cut[model_id] = [w for w, _ in policies.list_row_windows(conn, model_id)]
+        after_last = last + timedelta(microseconds=1)
+        for window in model_windows(
+            conn, model_id, spans[model_id], first, after_last, cut=cut.get(model_id, [])
+        ):
+            key = (model_id, window)
+            if key not in newest or received_at > newest[key]:
+                newest[key] = received_at
     return newest
-
-
-def _spanned(start: datetime, end: datetime, size: timedelta) -> Iterable[Window]:
-    window = window_of(start, size)
-    while window.start <= end:
-        yield window
-        window = Window(window.end, window.end + size)
 
 
 def _scopes(conn: Connection, frame: pd.DataFrame) -> dict[str, Any]:
