@@ -67,8 +67,10 @@ from monitor.storage import registry
 from monitor.storage.baselines import (
     BaselinePeriod,
     BaselineSetting,
+    FirstSeen,
     baseline_period,
     baseline_rows,
+    first_seen,
     get_baseline,
 )
 from monitor.storage.nodes import list_nodes
@@ -211,6 +213,7 @@ def baseline_drift(
     judged: list[tuple[str, str]] = []
     collecting: list[tuple[str, str]] = []
     collecting_rows: list[DriftScope] = []
+    seen: list[FirstSeen] | None = None
     for key, rows in sorted(positions.items(), key=lambda item: str(item[0])):
         key = str(key)
         version_id = int(np.bincount(versions_per_row[rows]).argmax())
@@ -225,7 +228,16 @@ def baseline_drift(
         cache_key = (model_id, version_id, kind, key, tuple(sorted(setting.to_json().items())))
         baseline = cache.get(cache_key)
         if baseline is None:
-            period = baseline_period(conn, model_id, version_id, scope_nodes, setting)
+            if seen is None:  # one query for every scope of the window without a baseline yet
+                seen = first_seen(
+                    conn,
+                    model_id,
+                    sorted(
+                        {int(n) for n in np.unique(node_ids)}
+                        | {n for ids in members.values() for n in ids}
+                    ),
+                )
+            period = baseline_period(conn, model_id, version_id, scope_nodes, setting, seen=seen)
             if period is not None and period.complete_before(window_start):
                 assert period.end is not None
                 sample = _sampled(

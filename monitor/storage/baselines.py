@@ -156,17 +156,25 @@ def baseline_period(
     version_id: int,
     node_ids: Sequence[int],
     setting: BaselineSetting,
+    *,
+    seen: Sequence[FirstSeen] | None = None,
 ) -> BaselinePeriod | None:
     """The baseline period of the scope made of ``node_ids`` for one version, or None when
-    none of these nodes has sent records of it."""
-    seen = [s for s in first_seen(conn, model_id, node_ids) if s.model_version_id == version_id]
-    if not seen:
+    none of these nodes has sent records of it. ``seen``: ``first_seen`` of (at least) these
+    nodes, already read (one query for a whole window's scopes)."""
+    members = set(node_ids)
+    if seen is None:
+        seen = first_seen(conn, model_id, node_ids)
+    mine = [s for s in seen if s.model_version_id == version_id and s.node_id in members]
+    if not mine:
         return None
-    start = min(s.first_ts for s in seen)
-    count = sum(s.n_records for s in seen)
+    start = min(s.first_ts for s in mine)
+    count = sum(s.n_records for s in mine)
     if setting.days is not None:
         return BaselinePeriod(start, start + timedelta(days=setting.days), count)
     assert setting.rows is not None
+    if count < setting.rows:  # not there yet: no need to look for the n-th record
+        return BaselinePeriod(start, None, count)
     last = nth_record_time(conn, model_id, version_id, node_ids, setting.rows)
     return BaselinePeriod(start, None if last is None else last + _TICK, count)
 
