@@ -405,6 +405,24 @@ class VersionList(BaseModel):
     deployment: Deployment
 
 
+class WindowPolicyOut(BaseModel):
+    """A model's current window policy (monitor.storage.policies describes the JSON form)."""
+
+    model: str
+    kind: Literal["fixed", "calendar", "rows"]
+    description: str = Field(description='e.g. "every 15 min", "calendar month in Europe/Berlin"')
+    default: bool = Field(description="the settings' default (MONITOR_ANALYSIS_WINDOW_MINUTES)")
+    since: datetime | None = Field(
+        description="where it took over: the end of the last window analysed before it was "
+        "set; null: from the first record"
+    )
+    policy: dict[str, Any] = Field(
+        description='its JSON form: {"kind": "fixed", "minutes": 15, "origin"?: ISO}, '
+        '{"kind": "calendar", "unit": "month", "timezone": "Europe/Berlin"} or '
+        '{"kind": "rows", "rows": 5000}'
+    )
+
+
 # --- errors --------------------------------------------------------------------------------
 
 
