@@ -584,7 +584,8 @@ class _Importer:
             request_ids = np.array(ids.to_pylist(), dtype=object)
             uids = self._request_uids(request_ids, bad)
         else:
-            uids = np.array([f"{self.row_prefix}{row}" for row in rows.tolist()], dtype=object)
+            # Zero-padded: record ids sort in file order, so their index grows at its end.
+            uids = np.array([f"{self.row_prefix}{row:012d}" for row in rows.tolist()], dtype=object)
             request_ids = uids
         labels = None
         if roles.label:

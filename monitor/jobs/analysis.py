@@ -29,6 +29,8 @@ from sqlalchemy import Connection, Engine
 from monitor.analysis import AnalysisPolicy, analyse_drift, analyse_performance, analyse_quality
 from monitor.analysis.scopes import ScopeSet
 from monitor.jobs.baselines import BaselineCache, with_baselines
+from monitor.jobs.late import IN_FLIGHT, LateWindow, late_windows, windows_reached
+from monitor.jobs.pooling import Pooled, pool
 from monitor.jobs.reference import Reference, ReferenceCache
 from monitor.jobs.windows import Window, cut_row_windows, model_windows, schedule_of
 from monitor.schema import (
@@ -44,6 +46,7 @@ from monitor.schema import (
     plain_values,
 )
 from monitor.storage import leases, policies, registry, results
+from monitor.storage.arrivals import received_since
 from monitor.storage.engine import begin_write
 from monitor.storage.labels import labelled_since, window_labels
 from monitor.storage.models import Model, list_models
@@ -72,6 +75,12 @@ class AnalysisConfig:
     #: Every verdict's policy: drift (minimum rows, FDR), quality thresholds, minimum labels.
     policy: AnalysisPolicy = field(default_factory=AnalysisPolicy)
     lease: timedelta = timedelta(minutes=10)
+    #: Records that arrive after their window was analysed re-open it while the window ended
+    #: less than this long ago (``monitor.jobs.late``); zero: never.
+    late_horizon: timedelta = timedelta(hours=720)
+    #: A scope too small for a drift verdict in one window is judged on up to this many
+    #: consecutive windows pooled, this one included (``monitor.jobs.pooling``); 1: never.
+    pool_windows: int = 12
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,6 +93,8 @@ class WindowData:
     scopes: dict[str, Any]
     #: Labels by row key.
     labels: dict[int, Any]
+    #: The window's rows and its small scopes' earlier rows, for drift (None: none pooled).
+    pooled: Pooled | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,6 +130,10 @@ class Worker:
     clock: Clock = utcnow
     #: Labels received before this moment have been looked at.
     label_watermark: datetime | None = None
+    #: Batches received before this moment (wall clock) have been looked at for late records,
+    #: and the ids of those received shortly before it (they are read again, being in flight).
+    late_watermark: datetime | None = None
+    late_seen: set[int] = field(default_factory=set)
 
     def due_windows(self, now: datetime | None = None) -> list[tuple[Model, Window]]:
         """Closed windows with data that nobody has completed, oldest first, by each model's
@@ -216,11 +231,29 @@ class Worker:
 
     def analyse(self, model: Model, window: Window) -> bool:
         """Analyse one window if this worker gets its lease; True when its results landed."""
-        key = analysis_key(model.id, window)
+        return self._analyse(model, window, analysis_key(model.id, window))
+
+    def _analyse(
+        self, model: Model, window: Window, key: str, late: LateWindow | None = None
+    ) -> bool:
+        """Claim ``key``, then load, analyse and store the window; ``late``: a re-analysis after
+        late records, which stores the next revision (and nothing if no row arrived after all)."""
         lease = _Lease(self.engine, key, self.owner, self.config.lease, self.clock)
         if not lease.claim():
             return False
+        # The wall clock, as the collector stamps received_at: a batch received after this
+        # moment may be missing from these results, and re-opens the window.
+        as_of = utcnow()
         data = self._load(model, window)
+        revision: int | None = None
+        n_late = 0
+        if late is not None and late.previous is not None:
+            n_late = len(data.frame) - late.previous.n_rows
+            if n_late <= 0:  # batches stored while the previous analysis read the window
+                with begin_write(self.engine) as conn:
+                    leases.complete(conn, key, self.owner, self.clock())
+                return False
+            revision = late.revision
         lease.keep()
         analysis = analyse_window(data, self.config.policy, lease.keep)
         analysis = with_baselines(
@@ -245,9 +278,63 @@ class Worker:
                 analysis.results,
                 model_version_id=analysis.model_version_id,
                 n_reference=analysis.n_reference,
+                revision=revision,
+                n_late=n_late,
+                computed_at=as_of,
             )
-        _log_window(model.name, window, analysis)
+        _log_window(model.name, window, analysis, revision, n_late)
         return True
+
+    def reopen_late(
+        self, now: datetime | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Analyse again every window (ended within the late horizon) whose records arrived
+        after its analysis, and analyse windows never analysed that records reached; returns
+        how many windows got new results."""
+        now = now or self.clock()
+        horizon = self.config.late_horizon
+        if horizon <= timedelta(0):
+            return 0
+        wall = utcnow()  # received_at is the collector's wall clock
+        since = wall - horizon if self.late_watermark is None else self.late_watermark - IN_FLIGHT
+        work: list[tuple[Model, LateWindow]] = []
+        with self.engine.connect() as conn:
+            arrivals = received_since(conn, since, reaching=now - horizon)
+            models = {m.id: m for m in list_models(conn)}
+            for model_id in sorted({a.model_id for a in arrivals}):
+                model = models.get(model_id)
+                mine = [a for a in arrivals if a.model_id == model_id]
+                reached = windows_reached(mine)
+                if model is None or reached is None:
+                    continue
+                windows = [
+                    w
+                    for w in self.windows_in(conn, model, reached[0], reached[1] + _EPSILON)
+                    if w.end + self.config.grace <= now and w.end > now - horizon
+                ]
+                analysed = {
+                    a.window_start: a for a in results.analysed_since(conn, model_id, now - horizon)
+                }
+                done = leases.completed_keys(conn, f"late:{model_id}:")
+                # Never-analysed windows: only for arrivals this worker has just seen arrive.
+                fresh = (
+                    set()
+                    if self.late_watermark is None
+                    else {a.batch_id for a in mine} - self.late_seen
+                )
+                for late in late_windows(model_id, mine, windows, analysed, fresh):
+                    if late.key not in done:
+                        work.append((model, late))
+        reanalysed = 0
+        for index, (model, late) in enumerate(work, 1):
+            key = late.key if late.previous is not None else analysis_key(model.id, late.window)
+            if self._analyse(model, late.window, key, late):
+                reanalysed += 1
+            if progress is not None:
+                progress(index, len(work))
+        self.late_watermark = wall
+        self.late_seen = {a.batch_id for a in arrivals if a.received_at >= wall - IN_FLIGHT}
+        return reanalysed
 
     def refresh_performance(self, now: datetime | None = None) -> int:
         """Recompute the performance of analysed windows whose records got labels since."""
@@ -290,12 +377,48 @@ class Worker:
     def _load(self, model: Model, window: Window) -> WindowData:
         with self.engine.connect() as conn:
             frame = load_window(conn, model.id, window.start, window.end)
+            reference = self._reference(conn, model.id, frame)
+            scopes = _scopes(conn, frame)
+            pooled = None
+            if reference is not None and len(frame) and self.config.pool_windows > 1:
+                pooled = pool(
+                    conn,
+                    model.id,
+                    frame,
+                    scopes,
+                    self._preceding(conn, model, window, self.config.pool_windows - 1),
+                    list_nodes(conn),
+                    self.config.policy.drift.min_rows,
+                )
+            if pooled is not None:
+                # The window's rows are the pooled frame's first rows: one copy in memory.
+                frame = pooled.frame.iloc[: pooled.n_window]
             return WindowData(
                 frame=frame,
-                reference=self._reference(conn, model.id, frame),
-                scopes=_scopes(conn, frame),
+                reference=reference,
+                scopes=scopes,
                 labels=window_labels(conn, model.id, window.start, window.end),
+                pooled=pooled,
             )
+
+    def _preceding(
+        self, conn: Connection, model: Model, window: Window, count: int
+    ) -> list[Window]:
+        """Up to ``count`` of the model's windows before ``window``, oldest first, by its
+        window policy (looked for further back while windows are missing and records exist)."""
+        if count < 1:
+            return []
+        earliest = first_record_time(conn, model.id)
+        if earliest is None or earliest >= window.start:
+            return []
+        span = max(window.end - window.start, timedelta(seconds=1)) * count
+        while True:
+            start = max(window.start - span, earliest)
+            listed = self.windows_in(conn, model, start, window.start)
+            found = [w for w in listed if w.end <= window.start]
+            if len(found) >= count or start <= earliest:
+                return found[-count:]
+            span *= 2
 
     def _reference(self, conn: Connection, model_id: int, frame: pd.DataFrame) -> Reference | None:
         """The reference of the version most of the window ran, else of production."""
@@ -325,8 +448,21 @@ def analyse_window(
     # Built once: every kind cuts the window the same way.
     scopes = ScopeSet.build(len(data.frame), data.scopes)
     if reference is not None and len(data.frame):
-        drift = analyse_drift(reference.profile, data.frame, scopes, policy=policy.drift)
-        found[DRIFT] = KindResults(drift.scope_table, drift.feature_table)
+        pooled = data.pooled
+        if pooled is None:
+            drift = analyse_drift(reference.profile, data.frame, scopes, policy=policy.drift)
+            found[DRIFT] = KindResults(drift.scope_table, drift.feature_table)
+        else:
+            # One analysis, so that pooled verdicts share the window's false-discovery family.
+            pooled_scopes = ScopeSet.build(
+                len(pooled.frame), pooled.scopes, in_fleet=pooled.in_fleet
+            )
+            drift = analyse_drift(
+                reference.profile, pooled.frame, pooled_scopes, policy=policy.drift
+            )
+            found[DRIFT] = KindResults(
+                drift.scope_table, drift.feature_table, span_starts=pooled.span_starts
+            )
         between()
         quality = analyse_quality(reference.profile, data.frame, scopes, thresholds=policy.quality)
         found[QUALITY] = KindResults(quality.scope_table, quality.feature_table)
@@ -367,9 +503,16 @@ def _no_reference(n_rows: int) -> ResultTable[DriftScope]:
     return ResultTable.from_rows(DriftScope, [row])
 
 
-def _log_window(model: str, window: Window, analysis: WindowAnalysis) -> None:
+def _log_window(
+    model: str,
+    window: Window,
+    analysis: WindowAnalysis,
+    revision: int | None = None,
+    n_late: int = 0,
+) -> None:
     """One INFO line per analysed window with its drift verdicts: where it drifted and on
-    which features, or "no drift"; the same facts as fields for JSON logs."""
+    which features, or "no drift"; the same facts as fields for JSON logs. A re-analysis after
+    late records says so: "revision 2, 1,234 late rows"."""
     drift = analysis.results[DRIFT]
     scopes = drift.scopes.rows()
     fleet = scopes[0]
@@ -380,6 +523,9 @@ def _log_window(model: str, window: Window, analysis: WindowAnalysis) -> None:
         "records": fleet.n_rows,
     }
     head = f"{model} window {window.key}: {fleet.n_rows} records"
+    if revision is not None:
+        fields |= {"revision": revision, "late_rows": n_late}
+        head += f" (revision {revision}, {n_late:,} late rows)"
     if fleet.status == NO_REFERENCE:
         log.info("%s, no reference data: no drift verdict", head, extra=fields)
         return
@@ -454,6 +600,9 @@ class _Lease:
                 self.renewed_at = now
             else:
                 log.warning("could not renew the lease on %s (expired or taken over)", self.key)
+
+
+_EPSILON = timedelta(microseconds=1)
 
 
 def analysis_key(model_id: int, window: Window) -> str:
