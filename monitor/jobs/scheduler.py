@@ -51,6 +51,8 @@ def analysis_config(settings: Settings) -> AnalysisConfig:
             min_labels=settings.analysis_min_labels,
         ),
         lease=timedelta(seconds=settings.analysis_lease_seconds),
+        late_horizon=timedelta(hours=settings.analysis_late_horizon_hours),
+        pool_windows=settings.analysis_pool_max_windows,
     )
 
 
@@ -75,12 +77,16 @@ def worker_metrics() -> WorkerMetrics:
 
 
 def analyse_windows() -> None:
-    """Job: analyse every closed window nobody has analysed yet."""
+    """Job: analyse every closed window nobody has analysed yet, then again every window whose
+    records arrived after its analysis."""
     started = time.perf_counter()
     count = _current().run_due()
-    worker_metrics().analysed(count, time.perf_counter() - started)
+    late = _current().reopen_late()
+    worker_metrics().analysed(count + late, time.perf_counter() - started)
     if count:
         log.info("analysed %d window(s)", count)
+    if late:
+        log.info("analysed %d window(s) for records that arrived after their analysis", late)
 
 
 def refresh_performance() -> None:
@@ -99,6 +105,7 @@ def catch_up(progress: Callable[[int, int], None] | None = None) -> int:
     worker = _current()
     started = time.perf_counter()
     analysed = worker.run_due(progress=progress)
+    analysed += worker.reopen_late(progress=progress)
     worker_metrics().analysed(analysed, time.perf_counter() - started)
     worker.refresh_performance()
     check_health()
