@@ -210,6 +210,7 @@ def _windows(args: argparse.Namespace) -> int:
     from monitor.commands import results
 
     since = _checked(results.parse_time, args.since, "since") if args.since else None
+    _checked(results.check_limit, args.limit, results.MAX_WINDOWS)
     document = _run_command(results.windows_document, args.model, limit=args.limit, since=since)
     windows = document["windows"]
     if not windows:
@@ -251,6 +252,7 @@ def _results(args: argparse.Namespace) -> int:
 
     _checked(results.parse_window, args.window)
     _checked(results.parse_scope, args.scope)
+    _checked(results.check_limit, args.limit, results.MAX_RESULT_WINDOWS)
     since = _checked(results.parse_time, args.since, "since") if args.since else None
     document = _run_command(
         results.results_document,
