@@ -21,6 +21,11 @@ def add_model_commands(models: Any) -> None:
         _models_window,
         "show or set how a model's records are cut into analysis windows",
     )
+    window.epilog = (
+        "Without a policy flag, prints the model's current policy. A new policy takes over at "
+        "the end of the model's last analysed window (from its first record when none was "
+        "analysed): analysed windows keep their bounds and results."
+    )
     window.add_argument("name", help="the model")
     choice = window.add_mutually_exclusive_group()
     choice.add_argument(
