@@ -100,8 +100,11 @@ SQL_AND_HTTP += ("http", "urllib.request")
 
 RULES = {
     "sdk-and-wire-are-stdlib-only": Rule(
-        "monitor.sdk, monitor.wire and monitor.card import only the standard library and ours",
-        lambda module: within(module, "monitor.sdk", "monitor.wire", "monitor.card"),
+        "monitor.sdk, monitor.wire, monitor.card and monitor.dataschema import only the standard "
+        "library and ours",
+        lambda module: within(
+            module, "monitor.sdk", "monitor.wire", "monitor.card", "monitor.dataschema"
+        ),
         _not_stdlib_sdk_or_wire,
     ),
     "fleet-is-edge-side": Rule(
@@ -144,8 +147,8 @@ RULES = {
         lambda name: within(name, "monitor.jobs", "monitor.analysis", "monitor.sdk"),
     ),
     "commands-below-collector-jobs-and-cli": Rule(
-        "monitor.commands (shared by the CLI and the admin API) imports storage, card, wire, "
-        "errors and config of ours; never collector, jobs, analysis, sdk or cli",
+        "monitor.commands (shared by the CLI and the admin API) imports storage, card, "
+        "dataschema, wire, errors and config of ours; never collector, jobs, analysis, sdk or cli",
         lambda module: within(module, "monitor.commands"),
         lambda name: (
             within(name, "monitor")
@@ -155,6 +158,7 @@ RULES = {
                 "monitor.commands",
                 "monitor.storage",
                 "monitor.card",
+                "monitor.dataschema",
                 "monitor.wire",
                 "monitor.errors",
                 "monitor.config",

@@ -227,7 +227,8 @@ def _roc_auc(
     """ROC AUC per scope: of the positive class, or one-vs-rest averaged over the classes
     (NaN when a scope lacks a class or a probability column is missing)."""
     targets = [positive] if positive is not None else names
-    if any(name not in proba for name in targets):
+    # No class known (no labels, no probabilities, no classes): no AUC, and no 0/0 either.
+    if not targets or any(name not in proba for name in targets):
         return np.full(n_scopes, np.nan)
     total = np.zeros(n_scopes)
     for name in targets:

@@ -278,15 +278,61 @@ def _parser() -> argparse.ArgumentParser:
     madd.add_argument("--description", default="", help="what the model does")
     _command(models, "list", _models_list, "list models and their versions")
     register = _command(
-        models, "register", _models_register, "register a version: ONNX file, card, reference"
+        models,
+        "register",
+        _models_register,
+        "register a version: ONNX file and card (and reference), or a reference alone",
     )
     register.add_argument("name", help="the model's name")
-    register.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX model file")
-    register.add_argument("--card", required=True, metavar="FILE", help="the model card (JSON)")
     register.add_argument(
-        "--reference", metavar="FILE", help="reference dataset (.parquet or .csv)"
+        "--onnx", metavar="FILE", help="the ONNX model file, for the bundled runtime (with --card)"
     )
-    register.add_argument("--version", help="the version's name (default: the card's version)")
+    register.add_argument("--card", metavar="FILE", help="the model card (JSON), with --onnx")
+    register.add_argument(
+        "--reference",
+        metavar="FILE",
+        help="reference dataset (.parquet or .csv); alone, a model that runs elsewhere",
+    )
+    register.add_argument(
+        "--version", help="the version's name (default: the card's; required without a card)"
+    )
+    schema = register.add_argument_group(
+        "data schema of a reference alone (inferred from the reference and printed)"
+    )
+    for flag, what in (
+        ("categorical", "compare category by category (e.g. integer codes)"),
+        ("numerical", "compare as numbers"),
+        ("ignore", "leave out of the analysis (ids, timestamps)"),
+    ):
+        schema.add_argument(
+            f"--{flag}",
+            nargs="+",
+            action="extend",
+            default=[],
+            metavar="COL",
+            help=f"features to {what} (repeatable)",
+        )
+    schema.add_argument(
+        "--prediction", metavar="COL", help="prediction column (default: prediction)"
+    )
+    schema.add_argument("--label", metavar="COL", help="label column (default: label)")
+    schema.add_argument(
+        "--probability",
+        action="append",
+        default=[],
+        metavar="CLASS=COL",
+        help="a class's probability column (repeatable; default: proba:<class>, "
+        "probability_<class>)",
+    )
+    schema.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        help="the model's task (default: inferred from the prediction)",
+    )
+    schema.add_argument("--positive-class", metavar="CLASS", help="the class binary metrics score")
+    schema.add_argument(
+        "--schema", metavar="FILE", help="the whole schema as JSON (see monitor/dataschema.py)"
+    )
     versions = _command(models, "versions", _models_versions, "versions, stages and rollout")
     versions.add_argument("name", help="the model's name")
     promote = _command(models, "promote", _models_promote, "make a version production")
@@ -759,6 +805,30 @@ def _models_register(args: argparse.Namespace) -> int:
 
     from monitor.commands import models
 
+    schema_flags = {
+        "--categorical": args.categorical,
+        "--numerical": args.numerical,
+        "--ignore": args.ignore,
+        "--prediction": args.prediction,
+        "--label": args.label,
+        "--probability": args.probability,
+        "--task": args.task,
+        "--positive-class": args.positive_class,
+        "--schema": args.schema,
+    }
+    if args.onnx is None and args.card is None:
+        if args.reference is None:
+            raise UsageError("give --onnx and --card, or --reference (see models register --help)")
+        if args.version is None:
+            raise UsageError("a reference without a card needs --version")
+        return _register_reference(args)
+    if args.onnx is None or args.card is None:
+        raise UsageError("--onnx and --card go together (a reference alone needs neither)")
+    given = [flag for flag, value in schema_flags.items() if value]
+    if given:
+        raise UsageError(
+            f"{given[0]} is for a reference alone: with --card, the card gives the schema"
+        )
     artifact = _read_file(args.onnx)
     try:
         card = json.loads(_read_file(args.card))
@@ -779,6 +849,75 @@ def _models_register(args: argparse.Namespace) -> int:
         f"(sha256 {registered.sha256}, {registered.size} bytes"
         + (f", {rows} reference rows)" if rows is not None else ", no reference data)")
     )
+    return 0
+
+
+#: The schema choices by the flag that makes them, for error messages.
+_SCHEMA_FLAGS = {
+    "categorical": "--categorical",
+    "numerical": "--numerical",
+    "ignore": "--ignore",
+    "prediction": "--prediction",
+    "label": "--label",
+    "probabilities": "--probability",
+    "task": "--task",
+    "positive_class": "--positive-class",
+    "schema": "--schema",
+}
+
+
+def _register_reference(args: argparse.Namespace) -> int:
+    """``models register NAME --version V --reference FILE``: a model that runs elsewhere."""
+    import json
+
+    from monitor.commands import models
+    from monitor.commands.datasets import SchemaChoice, UnknownColumn
+
+    probabilities = {}
+    for item in args.probability:
+        cls, sep, column = item.partition("=")
+        if not sep or not cls or not column:
+            raise UsageError(f"--probability must look like CLASS=COLUMN, got {item!r}")
+        probabilities[cls] = column
+    whole = None
+    if args.schema is not None:
+        try:
+            whole = json.loads(_read_file(args.schema))
+        except ValueError as exc:
+            raise UsageError(f"--schema {args.schema} is not JSON: {exc}") from exc
+    choice = SchemaChoice(
+        categorical=tuple(args.categorical),
+        numerical=tuple(args.numerical),
+        ignore=tuple(args.ignore),
+        prediction=args.prediction,
+        label=args.label,
+        probabilities=probabilities,
+        task=args.task,
+        positive_class=args.positive_class,
+        schema=whole,
+        field_names=_SCHEMA_FLAGS,
+    )
+    reference = _read_file(args.reference)
+    try:
+        registered = _run_command(
+            models.register_reference, args.name, args.version, reference, choice
+        )
+    except UnknownColumn as exc:
+        raise UsageError(exc.message) from exc
+    version = registered.version
+    print(
+        f"{args.name} {version.version} registered as a candidate with reference data only "
+        f"({version.reference_rows} rows; a model that runs elsewhere: nodes are not sent it)"
+    )
+    schema = registered.schema
+    print(
+        f"task: {schema.task}"
+        + (f", classes: {', '.join(map(str, schema.classes))}" if schema.classes else "")
+    )
+    rows = [[column, role, kind or "-"] for column, role, kind in schema.columns()]
+    rows += [[column, "ignored", "-"] for column in registered.ignored]
+    for line in _table(["COLUMN", "ROLE", "KIND"], rows):
+        print(line)
     return 0
 
 

@@ -384,6 +384,14 @@ class VersionOut(BaseModel):
     created_at: datetime
     registered_at: datetime | None
     promoted_at: datetime | None
+    # "schema" is a BaseModel method's name: the field is named otherwise, shown as "schema".
+    data_schema: dict[str, Any] | None = Field(
+        default=None,
+        alias="schema",
+        description="the data schema (features and kinds, prediction, probability and label "
+        "columns, task, classes): from the card, or of a reference-only registration; null "
+        "for versions registered before schemas were kept",
+    )
 
 
 class Deployment(BaseModel):

@@ -18,6 +18,13 @@ from monitor.commands.checks import (
     invalid,
     reference_parquet,
 )
+from monitor.commands.datasets import (
+    SchemaChoice,
+    infer_schema,
+    read_reference,
+    reference_columns,
+)
+from monitor.dataschema import DataSchema
 from monitor.storage import models, registry
 from monitor.storage.engine import begin_write
 from monitor.storage.models import Model
@@ -105,7 +112,7 @@ def register_version(
     metrics: dict[str, Any] | None = None,
 ) -> Version:
     """Register a version as a candidate: its ONNX artifact, its card and, optionally, its
-    reference data (Parquet or CSV, stored as Parquet).
+    reference data (Parquet or CSV, stored as Parquet). Its data schema is the card's.
 
     The version is ``version`` when given, else the card's. Metrics default to the card's.
     """
@@ -117,6 +124,8 @@ def register_version(
     if not artifact:
         raise invalid("artifact", "empty", "the artifact is empty")
     data = reference_parquet(reference) if reference is not None else None
+    columns = reference_columns(data.parquet) if data else ()
+    schema = DataSchema.from_card(card, columns)
     with begin_write(engine) as conn:
         return registry.register_version(
             conn,
@@ -127,7 +136,50 @@ def register_version(
             reference=data.parquet if data else None,
             reference_rows=data.rows if data else None,
             metrics=card.get("metrics") if metrics is None else metrics,
+            schema=schema.to_json(),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceRegistration:
+    """A version registered with reference data only, its schema and the columns left out."""
+
+    version: Version
+    schema: DataSchema
+    ignored: tuple[str, ...]
+
+
+def register_reference(
+    engine: Engine,
+    model: str,
+    version: str,
+    reference: bytes,
+    choice: SchemaChoice | None = None,
+    *,
+    metrics: dict[str, Any] | None = None,
+) -> ReferenceRegistration:
+    """Register a version by its reference data alone (Parquet or CSV), for a model that runs
+    outside the bundled runtime: its drift is measured, nodes are never sent it.
+
+    The data schema is inferred from the reference, with ``choice`` applied (or is the whole
+    schema it gives). A version that nodes already reported gets its reference now.
+    """
+    check_name(version, "version", "version")
+    data = reference_parquet(reference)
+    inferred = infer_schema(read_reference(data.parquet), choice)
+    with begin_write(engine) as conn:
+        registered = registry.register_version(
+            conn,
+            models.get_model(conn, model).id,
+            version,
+            artifact=None,
+            card=None,
+            reference=data.parquet,
+            reference_rows=data.rows,
+            metrics=metrics,
+            schema=inferred.schema.to_json(),
+        )
+    return ReferenceRegistration(registered, inferred.schema, inferred.ignored)
 
 
 def model_versions(engine: Engine, model: str) -> ModelVersions:

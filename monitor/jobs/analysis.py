@@ -484,13 +484,20 @@ def _performance(
 ) -> KindResults | None:
     if not len(data.frame):
         return None
+    # The version's data schema knows the task of a model without a card (reference-only).
+    schema = data.reference.schema if data.reference else None
     card = data.reference.card if data.reference else {}
+    if schema is not None:
+        task, classes, positive = schema.task, schema.classes or None, schema.positive_class
+    else:
+        task = card.get("task", "classification")
+        classes, positive = card.get("classes"), card.get("positive_class")
     performance = analyse_performance(
         data.frame,
         data.labels,
-        card.get("task", "classification"),
-        classes=card.get("classes"),
-        positive_class=card.get("positive_class"),
+        task,  # type: ignore[arg-type]  # a DataSchema holds only valid tasks
+        classes=classes,
+        positive_class=positive,
         scopes=data.scopes if scopes is None else scopes,
         min_labels=policy.min_labels,
     )

@@ -40,6 +40,9 @@ class Version:
     created_at: datetime
     registered_at: datetime | None
     promoted_at: datetime | None
+    #: The data schema (``monitor.dataschema`` JSON): from the card, or given with a
+    #: reference-only registration; None for versions registered before schemas were kept.
+    schema: dict[str, Any] | None = None
 
     @property
     def deployable(self) -> bool:
@@ -85,6 +88,7 @@ _VERSION_COLUMNS = [
         "created_at",
         "registered_at",
         "promoted_at",
+        "schema",
     )
 ]
 
@@ -94,24 +98,33 @@ def register_version(
     model_id: int,
     version: str,
     *,
-    artifact: bytes,
-    card: dict[str, Any],
+    artifact: bytes | None,
+    card: dict[str, Any] | None,
     reference: bytes | None = None,
     reference_rows: int | None = None,
     metrics: dict[str, Any] | None = None,
+    schema: dict[str, Any] | None = None,
 ) -> Version:
-    """Register a version's artifact as a candidate. A version first seen in traffic (no
-    artifact yet) gets its artifact now; registering the same version twice is a conflict."""
-    if not artifact:
+    """Register a version as a candidate: its artifact and card, or only its reference data
+    (a model that runs elsewhere: drift without our runtime; nodes are never sent it). A
+    version first seen in traffic gets them now; registering the same version twice is a
+    conflict."""
+    if artifact is None:
+        if reference is None:
+            raise ValidationFailed(
+                "a version needs an artifact or reference data", details=[{"field": "reference"}]
+            )
+    elif not artifact:
         raise ValidationFailed("the artifact is empty", details=[{"field": "artifact"}])
     values = {
         "artifact": artifact,
-        "sha256": hashlib.sha256(artifact).hexdigest(),
-        "size": len(artifact),
+        "sha256": hashlib.sha256(artifact).hexdigest() if artifact is not None else None,
+        "size": len(artifact) if artifact is not None else None,
         "card": card,
         "reference": reference,
         "reference_rows": reference_rows,
         "metrics": metrics,
+        "schema": schema,
         "registered_at": utcnow(),
     }
     existing = find_version(conn, model_id, version)
@@ -121,14 +134,20 @@ def register_version(
                 model_id=model_id, version=version, created_at=utcnow(), stage="candidate", **values
             )
         )
-    elif existing.deployable:
+    elif existing.registered_at is not None or existing.deployable:
         raise Conflict(f"version {version!r} is already registered", code="version_exists")
     else:
         conn.execute(
             update(model_versions).where(model_versions.c.id == existing.id).values(values)
         )
     registered = get_version(conn, model_id, version)
-    _event(conn, model_id, "register", registered, {"sha256": registered.sha256})
+    _event(
+        conn,
+        model_id,
+        "register",
+        registered,
+        {"sha256": registered.sha256, "reference_rows": registered.reference_rows},
+    )
     return registered
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -29,6 +29,7 @@ from monitor.collector.openapi import (
 )
 from monitor.collector.state import state_of
 from monitor.commands import models, nodes
+from monitor.commands.datasets import SchemaChoice
 from monitor.commands.models import Rollout
 from monitor.errors import ValidationFailed
 from monitor.storage.nodes import Node
@@ -95,14 +96,74 @@ class NodeIn(BaseModel):
 
 
 class VersionIn(BaseModel):
-    version: Text | None = Field(default=None, description=f"{_NAME_RULE}; default: the card's")
-    artifact_base64: str = Field(description="the ONNX file, base64")
+    """An ONNX artifact with its card (and optionally reference data), or reference data alone
+    (a model that runs elsewhere: drift without the bundled runtime) with its version."""
+
+    version: Text | None = Field(
+        default=None,
+        description=f"{_NAME_RULE}; default: the card's (required for a reference alone)",
+    )
+    artifact_base64: str | None = Field(
+        default=None, description="the ONNX file, base64 (with card; omit for a reference alone)"
+    )
     # Any JSON: the command's card check names what is wrong, as it does for the CLI.
-    card: Any = Field(description="the model card", json_schema_extra={"type": "object"})
+    card: Any = Field(
+        default=None,
+        description="the model card (with artifact_base64)",
+        json_schema_extra={"type": "object"},
+    )
     reference_base64: str | None = Field(
         default=None, description="the reference dataset as Parquet or CSV, base64"
     )
     metrics: dict[str, Any] | None = Field(default=None, description="default: the card's")
+    # A reference alone: its schema is inferred, with these overrides, or given whole.
+    categorical: list[Text] = Field(
+        default_factory=list, description="reference alone: columns compared as categories"
+    )
+    numerical: list[Text] = Field(
+        default_factory=list, description="reference alone: columns compared as numbers"
+    )
+    ignore: list[Text] = Field(
+        default_factory=list, description="reference alone: columns left out of the analysis"
+    )
+    prediction: Text | None = Field(
+        default=None, description="reference alone: the prediction's column (default: prediction)"
+    )
+    label: Text | None = Field(
+        default=None, description="reference alone: the label's column (default: label)"
+    )
+    probabilities: dict[Text, Text] = Field(
+        default_factory=dict,
+        description="reference alone: class -> its probability's column "
+        "(default: proba:<class>, probability_<class>)",
+    )
+    task: Literal["classification", "regression"] | None = Field(
+        default=None, description="reference alone: default inferred from the prediction"
+    )
+    positive_class: Text | None = Field(
+        default=None, description="reference alone: the class binary metrics score"
+    )
+    # "schema" is a BaseModel method's name: the field is named otherwise, read as "schema".
+    data_schema: Any = Field(
+        default=None,
+        alias="schema",
+        description="reference alone: the whole data schema, instead of inference and the "
+        "overrides (the format of monitor/dataschema.py)",
+        json_schema_extra={"type": "object"},
+    )
+
+    def choice(self) -> SchemaChoice:
+        return SchemaChoice(
+            categorical=tuple(self.categorical),
+            numerical=tuple(self.numerical),
+            ignore=tuple(self.ignore),
+            prediction=self.prediction,
+            label=self.label,
+            probabilities=self.probabilities,
+            task=self.task,
+            positive_class=self.positive_class,
+            schema=self.data_schema,
+        )
 
 
 class CanaryIn(BaseModel):
@@ -231,26 +292,61 @@ _BODY_FIELDS = {"artifact": "artifact_base64", "reference": "reference_base64"}
     **_declared(ADMIN_UNREADABLE, _NO_MODEL, conflict("version_exists"), invalid()),
 )
 async def register_version(request: Request, name: str, body: VersionIn) -> JSONResponse:
-    artifact = _b64(body.artifact_base64, "artifact_base64")
+    engine = state_of(request).engine
     reference = (
         _b64(body.reference_base64, "reference_base64")
         if body.reference_base64 is not None
         else None
     )
     try:
-        version = await run_in_threadpool(
-            models.register_version,
-            state_of(request).engine,
-            name,
-            artifact=artifact,
-            card=body.card,
-            reference=reference,
-            version=body.version,
-            metrics=body.metrics,
-        )
+        if body.artifact_base64 is None and body.card is None:
+            version = await run_in_threadpool(_register_reference, engine, name, body, reference)
+        else:
+            _runtime_registration(body)
+            assert body.artifact_base64 is not None
+            version = await run_in_threadpool(
+                models.register_version,
+                engine,
+                name,
+                artifact=_b64(body.artifact_base64, "artifact_base64"),
+                card=body.card,
+                reference=reference,
+                version=body.version,
+                metrics=body.metrics,
+            )
     except ValidationFailed as exc:
         raise _in_body_terms(exc) from exc
     return JSONResponse(version_json(version), status_code=201)
+
+
+def _register_reference(
+    engine: Any, name: str, body: VersionIn, reference: bytes | None
+) -> Version:
+    if reference is None:
+        raise _missing("reference_base64", "give artifact_base64 and card, or reference_base64")
+    if body.version is None:
+        raise _missing("version", "a reference without a card needs a version")
+    registered = models.register_reference(
+        engine, name, body.version, reference, body.choice(), metrics=body.metrics
+    )
+    return registered.version
+
+
+def _runtime_registration(body: VersionIn) -> None:
+    """An artifact goes with its card, and the card gives the schema."""
+    if body.artifact_base64 is None:
+        raise _missing("artifact_base64", "a card goes with its artifact_base64")
+    if body.card is None:
+        raise _missing("card", "artifact_base64 goes with its card")
+    given = body.choice().overrides + (["schema"] if body.data_schema is not None else [])
+    if given:
+        raise _missing(given[0], f"{given[0]} is for a reference alone: the card gives the schema")
+
+
+def _missing(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(
+        message, details=[{"code": "invalid_field", "field": field, "message": message}]
+    )
 
 
 @router.get(
