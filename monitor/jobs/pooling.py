@@ -71,30 +71,46 @@ def pool(
     if not have or not preceding:
         return None
     members = _members(nodes, have)
-    taken: dict[tuple[str, str], list[pd.DataFrame]] = {scope: [] for scope in have}
+    numbered = list(have)
+    number = {scope: i for i, scope in enumerate(numbered)}
+    parts: list[pd.DataFrame] = []
+    #: Per part, the number of the scope each of its rows was taken for.
+    owners: list[np.ndarray] = []
     starts: dict[tuple[str, str], datetime] = {}
     for window in reversed(preceding):
-        short = [scope for scope, n in have.items() if n < min_rows]
+        short = [scope for scope, n in have.items() if n < min_rows and members.get(scope)]
         if not short:
             break
-        node_ids = sorted({node_id for scope in short for node_id in members.get(scope, ())})
-        if not node_ids:
-            break
+        node_ids = sorted({node_id for scope in short for node_id in members[scope]})
         earlier = load_window(conn, model_id, window.start, window.end, node_ids=node_ids)
         if not len(earlier):
             continue
-        node_of_row = earlier[NODE_ID].to_numpy()
+        # Row positions per node, once: thousands of small nodes cost one grouping, not a
+        # scan of the earlier rows each.
+        positions = pd.Series(np.arange(len(earlier))).groupby(earlier[NODE_ID].to_numpy()).indices
+        picks: list[np.ndarray] = []
+        taken_for: list[np.ndarray] = []
         for scope in short:
-            rows = earlier[np.isin(node_of_row, list(members.get(scope, ())))]
-            if len(rows):
-                taken[scope].append(rows)
-                have[scope] += len(rows)
-                starts[scope] = window.start
+            found = [positions[n] for n in members[scope] if n in positions]
+            if not found:
+                continue
+            rows = np.concatenate(found)
+            picks.append(rows)
+            taken_for.append(np.full(rows.size, number[scope]))
+            have[scope] += int(rows.size)
+            starts[scope] = window.start
+        if picks:
+            parts.append(earlier.take(np.concatenate(picks)))
+            owners.append(np.concatenate(taken_for))
     # A scope that never reached the minimum stays on its window alone (no verdict anyway).
-    reached = [s for s, n in have.items() if n >= min_rows and taken[s]]
-    if not reached:
+    reached = np.array([have[s] >= min_rows and s in starts for s in numbered])
+    if not reached.any():
         return None
-    return _stack(frame, scopes, [(s, taken[s]) for s in reached], {s: starts[s] for s in reached})
+    kept = [(part, own) for part, own in zip(parts, owners, strict=True) if reached[own].any()]
+    parts = [part[reached[own]] for part, own in kept]
+    owners = [own[reached[own]] for _, own in kept]
+    spans = {s: starts[s] for s, ok in zip(numbered, reached.tolist(), strict=True) if ok}
+    return _stack(frame, scopes, parts, np.concatenate(owners), numbered, spans)
 
 
 def _members(
@@ -117,24 +133,23 @@ def _members(
 def _stack(
     frame: pd.DataFrame,
     scopes: Mapping[str, pd.Categorical],
-    taken: list[tuple[tuple[str, str], list[pd.DataFrame]]],
+    parts: list[pd.DataFrame],
+    owners: np.ndarray,
+    numbered: list[tuple[str, str]],
     span_starts: dict[tuple[str, str], datetime],
 ) -> Pooled:
-    """The window's rows, then each pooled scope's earlier rows, with their scope keys."""
-    parts = [rows for _, frames in taken for rows in frames]
-    owners = [scope for scope, frames in taken for _ in frames]
-    lengths = [len(rows) for rows in parts]
+    """The window's rows, then the earlier rows (``owners``: the number of the scope in
+    ``numbered`` each was taken for), with their scope keys."""
     n_window = len(frame)
     stacked = _concat(frame, parts)
     per_kind: dict[str, pd.Categorical] = {}
     for kind, keys in scopes.items():
-        codes = np.full(len(stacked), -1, dtype=keys.codes.dtype)
-        codes[:n_window] = keys.codes
-        at = n_window
-        for (owner_kind, owner_key), length in zip(owners, lengths, strict=True):
-            if owner_kind == kind:
-                codes[at : at + length] = keys.categories.get_loc(owner_key)
-            at += length
+        # Each numbered scope's code in this kind (-1: a scope of another kind).
+        lookup = np.array(
+            [keys.categories.get_loc(key) if k == kind else -1 for k, key in numbered],
+            dtype=np.int64,
+        )
+        codes = np.concatenate([np.asarray(keys.codes, dtype=np.int64), lookup[owners]])
         per_kind[kind] = pd.Categorical.from_codes(codes, categories=keys.categories)
     in_fleet = np.zeros(len(stacked), bool)
     in_fleet[:n_window] = True

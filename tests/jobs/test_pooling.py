@@ -136,3 +136,26 @@ def test_a_node_too_small_even_pooled_stays_insufficient(engine: Engine) -> None
     assert [(r.result.status, r.result.n_rows, r.span_start) for r in rows] == [
         (INSUFFICIENT_DATA, 30, None)
     ] * 4
+
+
+def test_a_small_group_is_pooled_apart_from_its_nodes(engine: Engine) -> None:
+    fleet = SensorFleet.register(
+        engine, ["big-1", "yard-1", "yard-2"], groups={"yard-1": "yard", "yard-2": "yard"}
+    )
+    for window in range(5):
+        fleet.send("big-1", window, 400)
+        fleet.send("yard-1", window, 60)
+        fleet.send("yard-2", window, 60)
+
+    Worker(engine, CONFIG).run_due(now=window_start(5) + timedelta(hours=2))
+
+    with engine.connect() as conn:
+        stored = results.window(conn, fleet.model_id, window_start(4))
+    assert stored is not None
+    group = stored.drift_of("group", "yard")
+    node = stored.drift_of("node", "yard-1")
+    # The group needs two windows of its 120 rows; each node four of its 60.
+    assert (group.result.n_rows, group.span_start) == (240, window_start(3))
+    assert (node.result.n_rows, node.span_start) == (240, window_start(1))
+    assert group.result.status == node.result.status == OK
+    assert stored.drift_of().result.n_rows == 520
