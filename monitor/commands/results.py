@@ -37,9 +37,9 @@ LATEST = "latest"
 #: Windows listed when no limit is given, and the most one request may ask for.
 DEFAULT_WINDOWS = 20
 MAX_WINDOWS = 1000
-#: Windows of results when no limit is given, and the most one request may ask for (each
-#: window's every scope and feature is in the answer).
-DEFAULT_RESULT_WINDOWS = 1
+#: Windows of results since a time when no limit is given, and the most one request may ask
+#: for (each window's every scope and feature is in the answer).
+DEFAULT_RESULT_WINDOWS = 20
 MAX_RESULT_WINDOWS = 100
 #: A clock skew seen this recently is shown by `status`.
 RECENT_SKEW = timedelta(hours=24)

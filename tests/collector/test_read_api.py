@@ -175,6 +175,27 @@ def test_an_unknown_model_or_a_time_no_window_holds_is_a_404(
     assert (no_window.status_code, no_window.json()["error"]["code"]) == (404, "no_window")
 
 
+def test_a_nul_in_the_model_or_a_query_value_is_refused_as_documented(
+    http: httpx.Client, token: str
+) -> None:
+    document = http.get("/openapi.json").json()
+    for path, params in [
+        ("/v1/models/a%00b/results", {}),
+        ("/v1/models/a%00b/windows", {}),
+        (f"/v1/models/{MODEL}/results", {"window": "2026\x00"}),
+        (f"/v1/models/{MODEL}/results", {"since": "\x00"}),
+    ]:
+        answer = http.get(path, params=params, headers=READER)
+        status, code = answer.status_code, answer.json()["error"]["code"]
+        assert (status, code) in {
+            (422, "invalid_string"),  # PostgreSQL cannot hold the name
+            (404, "unknown_model"),  # SQLite finds no such model
+            (422, "validation_failed"),
+        }, (path, answer.text)
+        template = path.replace("a%00b", "{model}").replace(MODEL, "{model}")
+        assert str(status) in document["paths"][template]["get"]["responses"]
+
+
 # --- who may read -------------------------------------------------------------------------------
 
 
