@@ -27,7 +27,6 @@ from sqlalchemy import Engine
 
 from monitor import wire
 from monitor.commands.checks import check_name, invalid
-from monitor.schema import feature_column, proba_column
 from monitor.storage import imports, models
 from monitor.storage.engine import begin_write
 from monitor.storage.records import PreparedBatch
@@ -541,28 +540,27 @@ class _Importer:
         ts_us, ts_bad = _timestamps(chunk.column(roles.ts))
         reject(ts_bad, f"{roles.ts}: not a time")
         reject((ts_us < _MIN_US) | (ts_us > _MAX_US), f"{roles.ts}: out of range")
-        columns: dict[str, pa.Array] = {"ts": pa.array(ts_us, pa.int64()).cast(_TS_TYPE)}
         if roles.latency:
             latency, problem = _numbers(chunk.column(roles.latency))
             reject(problem, f"{roles.latency}: not a finite number")
             reject(_filled(pc.less(latency, 0.0), False), f"{roles.latency}: negative")
-            columns["latency_ms"] = latency
         else:
-            columns["latency_ms"] = pa.nulls(n, pa.float64())
+            latency = pa.nulls(n, pa.float64())
         prediction, problem = _values(chunk.column(roles.prediction))
         reject(problem, f"{roles.prediction}: not a finite number")
         reject(_mask(prediction.is_null()), f"{roles.prediction}: missing")
-        columns["prediction"] = prediction
+        features: dict[str, pa.Array] = {}
         for name, column in roles.features.items():
             values, problem = _values(chunk.column(column))
             reject(problem, f"{column}: not a finite number")
-            columns[feature_column(name)] = values
+            features[name] = values
+        probabilities: dict[str, pa.Array] = {}
         for label, column in roles.probabilities.items():
             values, problem = _numbers(chunk.column(column))
             reject(problem, f"{column}: not a finite number")
             outside = pc.or_(pc.less(values, 0.0), pc.greater(values, 1.0))
             reject(_filled(outside, False), f"{column}: a probability outside [0, 1]")
-            columns[proba_column(label)] = values
+            probabilities[label] = values
         rows = np.arange(first, first + n, dtype=np.int64)
         if roles.node:
             node_names = _texts(chunk.column(roles.node))
@@ -595,7 +593,8 @@ class _Importer:
         good = ~bad
         if not good.any():
             return None
-        table = pa.table(columns)
+        ts = pa.array(ts_us, pa.int64()).cast(_TS_TYPE)
+        table = imports.payload_table(ts, latency, prediction, features, probabilities)
         if bad.any():
             keep = pa.array(good)
             table = table.filter(keep)

@@ -4,13 +4,15 @@ history names."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import Connection, select
 
 from monitor.errors import Conflict
+from monitor.schema import feature_column, proba_column
 from monitor.storage import labels, nodes
 from monitor.storage.records import IngestResult, PreparedBatch, insert_batch
 from monitor.storage.tables import nodes as nodes_table
@@ -23,6 +25,26 @@ class StoredImport:
 
     result: IngestResult
     labels: int
+
+
+def payload_table(
+    ts: pa.Array,
+    latency_ms: pa.Array,
+    prediction: pa.Array,
+    features: Mapping[str, pa.Array],
+    probabilities: Mapping[str, pa.Array],
+) -> pa.Table:
+    """Imported rows in the payload's layout (``monitor.storage.payload``): ``ts`` (UTC
+    microseconds), ``latency_ms``, ``prediction``, a column per feature and per class."""
+    return pa.table(
+        {
+            "ts": ts,
+            "latency_ms": latency_ms,
+            "prediction": prediction,
+            **{feature_column(name): values for name, values in features.items()},
+            **{proba_column(label): values for label, values in probabilities.items()},
+        }
+    )
 
 
 def store_batch(
