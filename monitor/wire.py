@@ -95,7 +95,7 @@ DROP_REASONS: Final = (
     "queue_full",  # the in-memory queue was full when log() was called
     "spool_overflow",  # the on-disk spool was at its size cap
     "rejected",  # the collector refused the record (4xx other than the retryable ones)
-    "expired",  # older than the spool's age cap before it could be delivered
+    "expired",  # waited in the spool longer than its age cap before it could be delivered
     "too_large",  # a single record larger than the collector accepts
     "invalid",  # log() was called with a value the SDK cannot encode
     "poisoned",  # the collector kept failing (5xx) on this one record; kept in a dead-letter file
@@ -113,17 +113,23 @@ DROP_REASONS: Final = (
 #   id: send it as a string): ``number_ok``.
 # * Names (ids, request ids, model names and versions, feature names, class names): 1 to
 #   MAX_ID_CHARS characters of text: ``name_ok``.
-# * Times (``ts`` of records, labels and heartbeats): seconds since the Unix epoch, from MIN_TS
-#   (2000-01-01) to MAX_FUTURE_SKEW ahead of the receiver's clock: ``ts_ok``.
+# * Times (``ts`` of records, labels and heartbeats): seconds since the Unix epoch, a number
+#   that travels (``number_ok``). A time before MIN_TS (2000-01-01: a clock that was never set,
+#   such as a device that booted in 1970) or more than MAX_FUTURE_SKEW ahead of the receiver's
+#   clock is implausible (``ts_ok`` is False) but not refused: the collector stores such a
+#   record at the time it received it, keeps the device's time beside it (``device_ts``) and
+#   marks the node as having clock skew; a label or heartbeat takes its received time. The
+#   SDK never drops a record for its time: a wrong clock must not lose data.
 # * ``latency_ms``: a number >= 0 or null. Probabilities: numbers in [0, 1], at most MAX_CLASSES.
 # * A nested array or object where a scalar belongs is refused; a body nested deeper than
 #   MAX_JSON_DEPTH is refused whole.
 # * Heartbeats: ``sdk`` holds counters (``sdk_problem``); ``runtime`` is free-form telemetry
 #   within bounds of depth, entries, string length and size (``runtime_problem``).
 
-#: Earliest time of a record, label or heartbeat (2000-01-01 UTC): earlier is an unset clock.
+#: Earliest plausible time of a record, label or heartbeat (2000-01-01 UTC): earlier is an
+#: unset clock.
 MIN_TS: Final = 946_684_800.0
-#: How far ahead of the receiver's clock a time may be, in seconds.
+#: How far ahead of the receiver's clock a time is plausible, in seconds.
 MAX_FUTURE_SKEW: Final = 24 * 3600.0
 #: Largest magnitude of an integer value: 2**53, the last integer a float64 holds exactly.
 MAX_SAFE_INTEGER: Final = 2**53
@@ -176,7 +182,8 @@ def number_ok(value: object) -> bool:
 
 
 def ts_ok(value: object, now: float) -> bool:
-    """Whether ``value`` is a time: a number of seconds in [MIN_TS, now + MAX_FUTURE_SKEW]."""
+    """Whether ``value`` is a plausible time: a number of seconds in [MIN_TS, now +
+    MAX_FUTURE_SKEW]. An implausible one is a wrong clock (see the rules above)."""
     if type(value) is float or type(value) is int:
         return MIN_TS <= value <= now + MAX_FUTURE_SKEW
     return False

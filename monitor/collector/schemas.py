@@ -28,7 +28,11 @@ _NUMBER_RULE = (
     f"integers within +-2**53 ({wire.MAX_SAFE_INTEGER:,}): every value is analysed as a float64; "
     "send a larger integer (an id) as a string"
 )
-_TS_RULE = "seconds since the Unix epoch (UTC), from 2000-01-01 to one day ahead of the collector"
+_TS_RULE = (
+    "seconds since the Unix epoch (UTC); a time before 2000-01-01 or more than one day ahead "
+    "of the collector is a wrong clock, not refused: the time it arrives is used instead "
+    "(a record keeps its own as `device_ts` and its node shows clock skew)"
+)
 
 #: A model or node name: it appears in URL paths.
 Name = Annotated[
@@ -44,7 +48,7 @@ Name = Annotated[
 Id = Annotated[str, Field(min_length=1, max_length=wire.MAX_ID_CHARS, pattern=TEXT_PATTERN)]
 #: A feature or class name (an object's key: JSON Schema bounds it by ``propertyNames``).
 Key = Annotated[str, Field(min_length=1, max_length=wire.MAX_ID_CHARS)]
-Time = Annotated[float, Field(ge=wire.MIN_TS, description=_TS_RULE)]
+Time = Annotated[float, Field(description=_TS_RULE)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 #: A prediction or a label.
 Scalar = Annotated[

@@ -7,6 +7,11 @@ every batch, and a record's problems must reject that record only, not its batch
 NaN and infinite numbers, numbers beyond float64, nesting beyond ``wire.MAX_JSON_DEPTH``, and
 strings that are not text (NUL, lone surrogates). What is left to check here is shape, types,
 lengths, integer ranges and times.
+
+A time that is a number but implausible (``wire.ts_ok`` is False: before 2000, or more than a
+day ahead) is a device's wrong clock, not bad data: the record is kept with the time it was
+received as its ``ts`` (what analysis windows it by) and its own time as ``device_ts``
+(``DEVICE_TS``); a label or a heartbeat takes the time it was received.
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ from typing import Any
 
 from monitor import wire
 from monitor.errors import PayloadTooLarge, ValidationFailed
+from monitor.storage import payload
 
-#: Earliest record time accepted (2000-01-01): anything before is a clock that was never set.
+#: Earliest plausible record time (2000-01-01): anything before is a clock that was never set.
 MIN_TS = wire.MIN_TS
-#: How far ahead of the collector's clock a record time may be, in seconds.
+#: How far ahead of the collector's clock a record time is plausible, in seconds.
 MAX_FUTURE_SKEW = wire.MAX_FUTURE_SKEW
+#: The key under which a stored record keeps the time its device gave it, when that time was
+#: implausible and its received time took its place as ``ts``.
+DEVICE_TS = payload.DEVICE_TS
 
 _MAX_INT = wire.MAX_SAFE_INTEGER
 _MAX_FLOAT = sys.float_info.max
@@ -34,7 +43,10 @@ _FEATURE_TYPES = frozenset({str, int, float, bool, type(None)})
 _RECORD_FIELDS = frozenset(
     {"id", "request_id", "ts", "features", "prediction", "probabilities", "latency_ms"}
 )
-_TS_RULE = "must be seconds since the Unix epoch, from 2000-01-01 to one day ahead"
+_TS_RULE = (
+    "must be a number of seconds since the Unix epoch (one before 2000-01-01 or more than a "
+    "day ahead is taken as a wrong clock: the time it was received is used instead)"
+)
 _NUMBER_RULE = f"integers must be within +-2**53 ({_MAX_INT:,}), the range float64 holds"
 
 
@@ -65,6 +77,12 @@ class RecordsBatch:
     model_version: str
     records: list[dict[str, Any]]
     rejected: list[Rejection] = field(default_factory=list)
+    #: When the batch was received (seconds since the epoch): the ``ts`` of its records whose
+    #: own time was implausible.
+    received: float = 0.0
+    #: The device time minus ``received`` of the last record with an implausible time, or
+    #: None when every record's time was plausible.
+    clock_skew: float | None = None
 
 
 class _Reject(Exception):
@@ -90,16 +108,24 @@ def records_batch(body: Any) -> RecordsBatch:
         raise _invalid("records", "must hold at least one record")
     if len(items) > wire.MAX_RECORDS_PER_BATCH:
         raise _invalid("records", f"holds more than {wire.MAX_RECORDS_PER_BATCH} records")
-    batch = RecordsBatch(batch_id, model, version, [])
-    latest = time.time() + MAX_FUTURE_SKEW
+    now = time.time()
+    batch = RecordsBatch(batch_id, model, version, [], received=now)
+    latest = now + MAX_FUTURE_SKEW
     names: set[str] = set()
     keep = batch.records.append
     for index, item in enumerate(items):
         try:
-            keep(_record(item, latest, names))
+            record = _record(item, latest, names)
         except _Reject as reject:
             path = f"records[{index}]{'.' if reject.path else ''}{reject.path}"
             batch.rejected.append(Rejection(index, reject.code, path, reject.message))
+            continue
+        ts = record["ts"]
+        if not MIN_TS <= ts <= latest:
+            # A wrong clock: the record is analysed at the time it arrived.
+            batch.clock_skew = ts - now
+            record = {**record, "ts": now, DEVICE_TS: float(ts)}
+        keep(record)
     return batch
 
 
@@ -115,8 +141,11 @@ def _record(item: Any, latest: float, names: set[str]) -> dict[str, Any]:
     ts = item.get("ts")
     if type(ts) is not float and type(ts) is not int:  # exact types: a bool is no time
         raise _field_error(item, "ts", "a number of seconds since the Unix epoch")
-    if not MIN_TS <= ts <= latest:
-        raise _Reject("invalid_value", "ts", "is before 2000 or more than a day ahead")
+    if not MIN_TS <= ts <= latest and not wire.number_ok(ts):
+        # Only a plausible time skips this; an implausible one is kept (see records_batch).
+        if type(ts) is int:
+            raise _Reject("out_of_range", "ts", _NUMBER_RULE)
+        raise _Reject("invalid_value", "ts", "must be finite")
     request_id = item.get("request_id")
     if request_id is not None and (
         type(request_id) is not str or not 0 < len(request_id) <= wire.MAX_ID_CHARS
@@ -245,7 +274,10 @@ def labels_body(body: Any) -> tuple[str, list[dict[str, Any]]]:
                 )
         ts = item.get("ts")
         if ts is not None and not wire.ts_ok(ts, now):
-            problems.append(_problem("invalid_value", f"{path}.ts", _TS_RULE))
+            if wire.number_ok(ts):
+                item["ts"] = None  # a wrong clock: the label takes the time it arrives
+            else:
+                problems.append(_problem("invalid_value", f"{path}.ts", _TS_RULE))
     if problems:
         raise ValidationFailed(f"{len(problems)} invalid label field(s)", details=problems)
     return model, items
@@ -269,7 +301,9 @@ def heartbeat_body(body: Any) -> HeartbeatBody:
     now = time.time()
     ts = body.get("ts", now)
     if not wire.ts_ok(ts, now):
-        raise _invalid("ts", _TS_RULE)
+        if not wire.number_ok(ts):
+            raise _invalid("ts", _TS_RULE)
+        ts = now  # a wrong clock: the heartbeat is the node's news as of its arrival
     model = _optional_name(body, "model")
     version = _optional_name(body, "model_version")
     sdk = body.get("sdk", {})

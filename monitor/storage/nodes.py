@@ -171,12 +171,18 @@ def may_use_model(conn: Connection, node: Node, model_id: int) -> bool:
     return bool(conn.execute(select(registered | pinned)).scalar())
 
 
-def touch_node(conn: Connection, node_id: int, *, heartbeat: bool = False) -> None:
-    """Remember that a node was heard from now."""
+def touch_node(
+    conn: Connection, node_id: int, *, heartbeat: bool = False, clock_skew: float | None = None
+) -> None:
+    """Remember that a node was heard from now; ``clock_skew`` (its device time minus the
+    time received, in seconds) when it sent a time its clock cannot have been right about."""
     now = utcnow()
     values: dict[str, Any] = {"last_seen_at": now}
     if heartbeat:
         values["last_heartbeat_at"] = now
+    if clock_skew is not None:
+        values["clock_skew_seconds"] = clock_skew
+        values["clock_skew_at"] = now
     conn.execute(update(nodes).where(nodes.c.id == node_id).values(**values))
 
 

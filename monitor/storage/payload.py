@@ -1,6 +1,7 @@
 """The columnar payload of a batch: its new records as one compressed Arrow IPC stream.
 
-Columns: ``ts`` (UTC, microseconds), ``latency_ms``, ``prediction``, ``feature:<name>`` per
+Columns: ``ts`` (UTC, microseconds), ``latency_ms``, ``prediction``, ``device_ts`` only in a
+batch that holds a record whose device clock was wrong (``DEVICE_TS``), ``feature:<name>`` per
 feature and ``proba:<class>`` per class probability. A record is row ``pos`` of its batch's
 payload; ``row_key(batch_id, pos)`` names it in windows and label joins (the row key, a
 storage-internal integer; the record id is the wire's UUID).
@@ -17,6 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from monitor.schema import feature_column, proba_column
+
+#: A record's own time (float64 seconds since the epoch, null for the others) when it was
+#: implausible and the time the collector received it became its ``ts``. Not a feature:
+#: analysis reads only ``feature:`` and ``proba:`` columns.
+DEVICE_TS = "device_ts"
 
 #: Rows per batch payload are below this, so ``batch_id * ROW_KEY_STRIDE + pos`` is unique.
 ROW_KEY_STRIDE = 1 << 16
@@ -61,6 +67,8 @@ def _columns_fast(records: Sequence[dict[str, Any]]) -> dict[str, pa.Array]:
     }
     if columns["latency_ms"] is None:
         columns["latency_ms"] = pa.nulls(len(records), pa.float64())
+    if DEVICE_TS in kinds:
+        columns[DEVICE_TS] = _floats(rows.field(DEVICE_TS))
     features = rows.field("features")
     for i, field in enumerate(features.type):
         columns[feature_column(field.name)] = _normalised(features.field(i))
@@ -80,6 +88,8 @@ def _columns_by_value(records: Sequence[dict[str, Any]]) -> dict[str, pa.Array]:
         "latency_ms": pa.array([r.get("latency_ms") for r in records], pa.float64()),
         "prediction": _column([r["prediction"] for r in records]),
     }
+    if any(DEVICE_TS in r for r in records):
+        columns[DEVICE_TS] = pa.array([r.get(DEVICE_TS) for r in records], pa.float64())
     features = [r["features"] for r in records]
     for name in _keys(features):
         columns[feature_column(name)] = _column([f.get(name) for f in features])

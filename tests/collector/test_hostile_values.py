@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -57,6 +59,9 @@ def test_values_the_storage_cannot_hold_never_leave_the_sdk_and_never_stall_it(
 ) -> None:
     mon = Monitor(collector.url, token, MODEL, "1", **FAST)
     good = [mon.log({"temperature": 70.0 + i, "machine_type": "press"}, "ok") for i in range(5)]
+    # A wrong clock is not a hostile value: these are stored at the time they arrive.
+    good.append(mon.log({"t": 1.0}, "ok", ts=1e300))
+    good.append(mon.log({"t": 1.0}, "ok", ts=1.0))
     hostile_logs: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
         (({"\ud800": 1.0}, "ok"), {}),  # a feature named with a lone surrogate
         (({"t": 1.0}, "ok"), {"latency_ms": 10**400}),  # an int beyond float64
@@ -70,27 +75,28 @@ def test_values_the_storage_cannot_hold_never_leave_the_sdk_and_never_stall_it(
         (({"t": 1.0}, "ok"), {"probabilities": {"a\x00": 0.5}}),
         (({"t": 1.0}, "ok"), {"probabilities": [1.5]}),
         (({"t": 1.0}, "ok"), {"latency_ms": -1.0}),
-        (({"t": 1.0}, "ok"), {"ts": 1e300}),
-        (({"t": 1.0}, "ok"), {"ts": 1.0}),
+        (({"t": 1.0}, "ok"), {"ts": math.inf}),
         (({"t": [[[1]]]}, "ok"), {}),
     ]
     for args, kwargs in hostile_logs:
         mon.log(*args, **kwargs)
-    mon.log_label(good[0], "fail", ts=1e300)  # far in the future: no datetime holds it
+    mon.log_label(good[0], "fail", ts=math.nan)
     mon.log_label(good[1], 2**60)
     mon.log_label(good[2], "a\x00b")
     mon.log_label(good[3], "fail")
+    mon.log_label(good[4], "fail", ts=1e300)  # a wrong clock: stored at its arrival
 
-    assert mon.flush(30)
+    assert mon.flush(30) is False  # the refused values are lost, and flush() says so
+    assert mon.flush(30) is True  # ... once: the rest was delivered
 
     records, labels = mon.stats(), mon.label_stats()
     mon.close(timeout=5)
     assert records["delivered"] == len(good)
     assert records["dropped"]["invalid"] == len(hostile_logs)
-    assert (labels["delivered"], labels["dropped"]["invalid"]) == (1, 3)
+    assert (labels["delivered"], labels["dropped"]["invalid"]) == (2, 3)
     assert {reason for reason, n in records["dropped"].items() if n} == {"invalid"}
     assert stored(engine)["records"] == len(good)
-    assert stored(engine)["labels"] == 1
+    assert stored(engine)["labels"] == 2
 
 
 # --- the collector answers every such body with a 4xx naming the field ------------------------
@@ -171,9 +177,9 @@ HOSTILE_BODIES = [
         "body",
     ),
     Hostile(
-        "label time far in the future",
+        "label time beyond 2**53",
         wire.LABELS_PATH,
-        _text({"model": MODEL, "labels": [{"request_id": "r1", "label": "x", "ts": 1e300}]}),
+        _text({"model": MODEL, "labels": [{"request_id": "r1", "label": "x", "ts": 2**60}]}),
         422,
         "invalid_value",
         "labels[0].ts",
@@ -195,9 +201,9 @@ HOSTILE_BODIES = [
         "labels[0].label",
     ),
     Hostile(
-        "heartbeat time far in the future",
+        "heartbeat time beyond 2**53",
         wire.HEARTBEATS_PATH,
-        _text({"ts": 1e300, "sdk": {}}),
+        _text({"ts": 2**60, "sdk": {}}),
         422,
         "invalid_field",
         "ts",
@@ -268,7 +274,8 @@ def test_values_a_parser_lets_through_are_rejected_one_record_at_a_time(
         record(features={"rpm": _deep(900)}),
         record(probabilities={f"c{i}": 0.0 for i in range(wire.MAX_CLASSES + 1)}),
         record(probabilities={"": 0.5}),
-        record(ts=1e300),
+        record(ts=2**60),
+        record(ts=1e300),  # a wrong clock: stored at the time it arrived
         record(extra=2**64 - 1),  # not a wire field: left out, whatever it holds
     ]
 
@@ -276,7 +283,7 @@ def test_values_a_parser_lets_through_are_rejected_one_record_at_a_time(
 
     assert answer.status_code == 200, answer.text[:500]
     result = answer.json()
-    assert (result["accepted"], result["duplicate"]) == (2, 0)
+    assert (result["accepted"], result["duplicate"]) == (3, 0)
     assert [(r["index"], r["code"], r["field"]) for r in result["rejected"]] == [
         (1, "out_of_range", "records[1].features.rpm"),
         (2, "out_of_range", "records[2].prediction"),
@@ -284,9 +291,21 @@ def test_values_a_parser_lets_through_are_rejected_one_record_at_a_time(
         (4, "invalid_type", "records[4].features.rpm"),
         (5, "too_large", "records[5].probabilities"),
         (6, "invalid_value", "records[6].probabilities"),
-        (7, "invalid_value", "records[7].ts"),
+        (7, "out_of_range", "records[7].ts"),
     ]
-    assert stored(engine)["records"] == 2
+    assert stored(engine)["records"] == 3
+
+
+def test_a_heartbeat_from_a_wrong_clock_is_stored_at_the_time_it_arrived(
+    http: httpx.Client, token: str, engine: Engine
+) -> None:
+    before = datetime.now(UTC)
+    for ts in (1.0, before.timestamp() + 3 * 86_400, 2**53):
+        answer = http.post(wire.HEARTBEATS_PATH, json={"ts": ts, "sdk": {}}, headers=auth(token))
+        assert answer.status_code == 204, answer.text
+        with engine.connect() as conn:
+            beat = latest_heartbeat(conn, get_node(conn, "node-1").id)
+        assert beat is not None and before <= beat.ts <= datetime.now(UTC)
 
 
 # --- the heartbeats our own SDK and runtime send pass the rules ---------------------------------

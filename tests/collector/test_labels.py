@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from monitor import wire
+from monitor.storage.tables import labels
 from tests.collector.conftest import ADMIN_TOKEN, MODEL, auth, stored, stored_labels
 
 
@@ -78,3 +81,38 @@ def test_labels_need_a_token(http: httpx.Client, token: str) -> None:
 
     assert http.post(wire.LABELS_PATH, json=body).status_code == 401
     assert http.post(wire.LABELS_PATH, json=body, headers=auth("emn_x")).status_code == 401
+
+
+def test_a_label_from_a_wrong_clock_takes_the_time_it_arrived(
+    http: httpx.Client, token: str, engine: Engine
+) -> None:
+    before = datetime.now(UTC)
+    body = {
+        "model": MODEL,
+        "labels": [
+            {"request_id": "r1", "label": "fail", "ts": 1.0},  # a clock that was never set
+            {"request_id": "r2", "label": "ok", "ts": before.timestamp() + 3 * 86_400},
+            {"request_id": "r3", "label": "ok", "ts": 1.7e9},
+        ],
+    }
+
+    answer = http.post(wire.LABELS_PATH, json=body, headers=auth(token))
+    after = datetime.now(UTC)
+
+    assert answer.json() == {"accepted": 3}
+    with engine.connect() as conn:
+        times = dict(conn.execute(select(labels.c.request_id, labels.c.ts)).all())
+    assert before <= times["r1"] <= after and before <= times["r2"] <= after
+    assert times["r3"] == datetime.fromtimestamp(1.7e9, UTC)
+
+
+def test_a_label_time_that_is_no_number_is_refused_with_its_field(
+    http: httpx.Client, token: str, engine: Engine
+) -> None:
+    body = {"model": MODEL, "labels": [{"request_id": "r1", "label": "ok", "ts": "1970"}]}
+
+    answer = http.post(wire.LABELS_PATH, json=body, headers=auth(token))
+
+    assert answer.status_code == 422
+    assert [d["field"] for d in answer.json()["error"]["details"]] == ["labels[0].ts"]
+    assert stored(engine)["labels"] == 0

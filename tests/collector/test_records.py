@@ -154,6 +154,109 @@ def test_stored_values_come_back_in_the_window(
     assert str(frame["ts"].dt.tz) == "UTC"
 
 
+def test_a_record_from_a_wrong_clock_is_stored_at_the_time_it_arrived(
+    http: httpx.Client, token: str, engine: Engine
+) -> None:
+    before = datetime.now(UTC)
+    rows = [
+        record(ts=0.5, features={"temperature": 1.0}),  # a device that booted in 1970
+        record(ts=before.timestamp() - 60, features={"temperature": 2.0}),
+        record(ts=before.timestamp() + 3 * 86_400, features={"temperature": 3.0}),  # ahead
+        record(ts=2**53, features={"temperature": 4.0}),  # the last int a float64 holds
+    ]
+
+    answer = post(http, token, batch(rows))
+    after = datetime.now(UTC)
+
+    assert answer.json() == {"accepted": 4, "duplicate": 0, "rejected": []}
+    with engine.connect() as conn:
+        frame = load_window(
+            conn, get_model(conn, "pump-failure").id, before, after + timedelta(microseconds=1)
+        )
+        node = nodes.get_node(conn, "node-1")
+    frame = frame.sort_values("feature:temperature").reset_index(drop=True)
+    # The plausible record keeps its time (a minute before); the others are analysed at their
+    # arrival, in the window of the time they were received, and keep their own beside it.
+    assert frame["feature:temperature"].tolist() == [1.0, 3.0, 4.0]
+    assert all(before <= ts <= after for ts in frame["ts"])
+    assert frame["device_ts"].tolist() == [0.5, before.timestamp() + 3 * 86_400, 2.0**53]
+    assert node.clock_skew_at is not None and before <= node.clock_skew_at <= after
+    # The last implausible record's skew: its device time minus the time it was received.
+    assert node.clock_skew_seconds is not None
+    received = 2.0**53 - node.clock_skew_seconds
+    assert before.timestamp() - 1 <= received <= after.timestamp() + 1
+    with engine.connect() as conn:
+        earlier = load_window(
+            conn,
+            get_model(conn, "pump-failure").id,
+            before - timedelta(minutes=2),
+            before,
+        )
+    assert earlier["feature:temperature"].tolist() == [2.0]
+    assert earlier["device_ts"].isna().all()
+
+
+def test_a_window_of_batches_with_and_without_device_times_loads_whole(
+    http: httpx.Client, token: str, engine: Engine
+) -> None:
+    for i, ts in enumerate([None, 1.0, None, 5.0]):
+        rows = [record(features={"temperature": float(10 * i + j)}) for j in range(3)]
+        if ts is not None:
+            rows[1]["ts"] = ts
+        post(http, token, batch(rows))
+
+    with engine.connect() as conn:
+        frame = load_window(
+            conn,
+            get_model(conn, "pump-failure").id,
+            datetime.now(UTC) - timedelta(hours=1),
+            datetime.now(UTC) + timedelta(hours=1),
+        )
+
+    frame = frame.sort_values("feature:temperature").reset_index(drop=True)
+    assert frame["feature:temperature"].tolist() == [
+        float(10 * i + j) for i in range(4) for j in range(3)
+    ]
+    device = dict(zip(frame["feature:temperature"], frame["device_ts"], strict=True))
+    assert {t: d for t, d in device.items() if d == d} == {11.0: 1.0, 31.0: 5.0}  # NaN elsewhere
+    assert frame["feature:temperature"].dtype == "float64"
+
+
+def test_a_batch_of_plausible_times_marks_no_skew_and_holds_no_device_ts(
+    http: httpx.Client, token: str, engine: Engine
+) -> None:
+    post(http, token, batch([record(), record()]))
+    with engine.connect() as conn:
+        node = nodes.get_node(conn, "node-1")
+        frame = load_window(
+            conn,
+            get_model(conn, "pump-failure").id,
+            datetime.now(UTC) - timedelta(hours=1),
+            datetime.now(UTC) + timedelta(hours=1),
+        )
+    assert (node.clock_skew_seconds, node.clock_skew_at) == (None, None)
+    assert len(frame) == 2 and "device_ts" not in frame.columns
+
+
+@pytest.mark.parametrize(
+    ("ts", "code"),
+    [
+        ("1970", "invalid_type"),
+        (True, "invalid_type"),
+        (None, "invalid_type"),
+        (2**60, "out_of_range"),
+    ],
+)
+def test_a_time_that_is_no_number_is_still_rejected_with_its_field(
+    ts: Any, code: str, http: httpx.Client, token: str, engine: Engine
+) -> None:
+    answer = post(http, token, batch([record(), record(ts=ts)]))
+
+    assert answer.status_code == 200
+    assert [(r["code"], r["field"]) for r in answer.json()["rejected"]] == [(code, "records[1].ts")]
+    assert stored(engine)["records"] == 1
+
+
 @dataclass(frozen=True)
 class BadInput:
     name: str

@@ -90,3 +90,19 @@ def test_every_compression_setting_round_trips(compression: str) -> None:
     table = payload.decode(payload.serialise(payload.build_table(records), compression))
 
     assert table.column("feature:t").to_pylist() == [float(i) for i in range(100)]
+
+
+@pytest.mark.parametrize("careful", [False, True], ids=["fast", "careful"])
+def test_device_times_are_a_float_column_only_where_a_record_had_one(careful: bool) -> None:
+    records = rows(temperature=[70.5, 71.0, 72.0])
+    records[1]["device_ts"] = 0.5  # its clock said 1970: ts is when it arrived
+    records[2]["device_ts"] = 2**53
+    if careful:
+        records[0]["probabilities"] = [0.5, 0.5]  # lists take the careful path
+
+    table = roundtrip(records)
+
+    assert table.column_names[:4] == ["ts", "latency_ms", "prediction", payload.DEVICE_TS]
+    assert table.schema.field(payload.DEVICE_TS).type == pa.float64()
+    assert table.column(payload.DEVICE_TS).to_pylist() == [None, 0.5, 2.0**53]
+    assert payload.DEVICE_TS not in roundtrip(rows(temperature=[1.0])).column_names

@@ -83,7 +83,7 @@ def _ingest(state: CollectorState, token: str, body: ReadBody) -> dict[str, Any]
             batch=prepared,
             compression=state.settings.payload_compression,
         )
-        touch_node(conn, node.id)
+        touch_node(conn, node.id, clock_skew=batch.clock_skew)
     state.metrics.records("accepted", result.accepted)
     state.metrics.records("duplicate", result.duplicate)
     return {"accepted": result.accepted, "duplicate": result.duplicate, "rejected": rejected}
