@@ -7,10 +7,11 @@ from typing import Any
 
 from monitor.wire import DROP_REASONS
 
-#: Drops of items that ``log()`` had accepted (counted in ``enqueued``): the ones that make a
-#: ``flush()`` report that not everything it waited for was delivered. ``sampled_out``,
-#: ``queue_full`` and ``invalid`` are decided inside ``log()``, before anything is queued.
-LOST_AFTER_QUEUEING = ("spool_overflow", "expired", "too_large", "rejected", "poisoned")
+#: Drops of items the caller asked to deliver: every reason but ``sampled_out`` (the sampling
+#: the caller chose). Any of them makes the next ``flush()`` return False, so that a loss is
+#: never silent: ``queue_full`` and ``invalid`` (decided inside ``log()``) as much as those
+#: after queueing.
+LOST_REASONS = tuple(reason for reason in DROP_REASONS if reason != "sampled_out")
 
 
 class Counters:
@@ -68,9 +69,9 @@ class Counters:
                 self.auth_failures += 1
 
     def lost(self) -> int:
-        """How many accepted items were dropped since start (``LOST_AFTER_QUEUEING``)."""
+        """How many items were lost since start: dropped for any of ``LOST_REASONS``."""
         with self.lock:
-            return sum(self.dropped[reason] for reason in LOST_AFTER_QUEUEING)
+            return sum(self.dropped[reason] for reason in LOST_REASONS)
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as plain data (a consistent copy)."""

@@ -535,12 +535,14 @@ class Monitor:
 
         Returns True only if all of it was delivered: False if ``timeout`` seconds passed
         first (the rest stays queued or spooled and is still sent later), and False if any
-        record or label that ``log()``/``log_label()`` had accepted was dropped since the
-        previous flush() returned (or since start): ``rejected``, ``poisoned``, ``too_large``,
-        ``expired`` or ``spool_overflow`` (``stats()``/``label_stats()`` say which). Drops
-        decided inside ``log()`` itself (``sampled_out``, ``queue_full``, ``invalid``) do not
-        count: those never reached the queue that flush() empties. A drop of something logged
-        concurrently with the flush also makes it return False.
+        record or label given to ``log()``/``log_label()`` was dropped since the previous
+        flush() returned (or since start), for any reason but sampling: ``queue_full`` or
+        ``invalid`` (decided inside ``log()``), ``spool_overflow``, ``expired`` (it waited in
+        the spool longer than ``spool_max_age``), ``too_large``, ``rejected`` or ``poisoned``
+        (``stats()``/``label_stats()`` count each under its reason). ``sampled_out`` is the
+        sampling asked for, not a loss. A drop of something logged concurrently with the flush
+        also makes it return False. A record's ``ts`` never drops it: one from a clock that
+        was never set (1970) is delivered, and the collector stores it at its arrival.
         """
         try:
             if not self._started:

@@ -79,8 +79,9 @@ class MonitorOptions:
         spool_max_bytes: cap on unacknowledged bytes in the spool (records and labels
             together). When an append would exceed it, the *newest* record is dropped as
             ``spool_overflow``, so acknowledged positions stay valid and the count is exact.
-        spool_max_age: seconds; older records (by their ``ts``) are dropped as ``expired``
-            when the sender reaches them instead of being sent (``math.inf``: never).
+        spool_max_age: seconds; records that have waited in the spool longer (since they
+            were spooled, whatever their ``ts``) are dropped as ``expired`` when the sender
+            reaches them instead of being sent (``math.inf``: never).
         timeout: seconds for one HTTP request (connect, send, answer).
         max_backoff: cap, in seconds, on the exponential backoff between retries.
         backoff_base: first backoff ceiling in seconds; retry ``n`` sleeps

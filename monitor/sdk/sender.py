@@ -22,7 +22,8 @@ What an answer does to the batch in flight:
 
 Every failed attempt is counted in ``retries`` and logged by a ``RetryLog``: a WARNING when a
 stream starts failing, at most one a minute per kind of failure while it goes on, an INFO line
-when it works again. While a batch waits, its records still age out (``spool_max_age``).
+when it works again. While a batch waits, its records still age out (``spool_max_age``: the
+time since each was spooled, never the age of its ``ts``).
 
 **The poison rule.** A collector bug triggered by one record fails every batch that holds it,
 and retrying it forever would stop the stream for good. But a collector failing on everything
@@ -205,6 +206,10 @@ class Sender:
         self._server_errors = 0
         self._suspects: collections.OrderedDict[bytes, _Suspect] = collections.OrderedDict()
         self._quarantine_log: tuple[float, int] | None = None  # (logged at, suppressed since)
+        # The chunks of the batch in flight, and (built when a retry first needs it) when each
+        # of their lines was spooled, by line: parts keep the very lines they were read as.
+        self._chunks: list[Chunk] = []
+        self._spooled: dict[bytes, float] | None = None
         self.thread = threading.Thread(target=self._run, name=f"edge-monitor-{kind}", daemon=True)
 
     def start(self) -> None:
@@ -270,6 +275,7 @@ class Sender:
         chunk: Chunk | None = stream.peek(self._batch_size, MAX_BATCH_BYTES)
         if chunk is None:
             return True
+        self._chunks, self._spooled = [chunk], None
         extensions = 0
 
         def more() -> list[bytes] | None:
@@ -281,6 +287,8 @@ class Sender:
                 if later is None:
                     return None
                 chunk = chunk.then(later)
+                self._chunks.append(later)
+                self._spooled = None
                 extensions += 1
                 if later.lines:
                     return later.lines
@@ -291,7 +299,20 @@ class Sender:
         self._counters.drop("expired", chunk.expired)
         self._counters.drop("too_large", chunk.too_large)
         stream.ack(chunk)
+        self._chunks, self._spooled = [], None
         return True
+
+    def _unexpired(self, stream: Stream, lines: list[bytes]) -> list[bytes]:
+        """``lines`` (of the batch in flight, being retried) without those that have now
+        waited in the spool longer than its age cap."""
+        if self._spooled is None:
+            spooled: dict[bytes, float] = {}
+            for chunk in self._chunks:
+                for line, at in zip(chunk.lines, chunk.spooled, strict=True):
+                    spooled.setdefault(line, at)  # a repeated line: its first (older) time
+            self._spooled = spooled
+        horizon = stream.horizon()
+        return [line for line in lines if self._spooled.get(line, horizon) >= horizon]
 
     def _body(self, lines: list[bytes]) -> bytes:
         if self.kind == "records":
@@ -327,7 +348,7 @@ class Sender:
                 return False
             part = work[0]
             if part.failed:
-                kept = stream.unexpired(part.lines)
+                kept = self._unexpired(stream, part.lines)
                 if len(kept) < len(part.lines):
                     counters.drop("expired", len(part.lines) - len(kept))
                     work.popleft()

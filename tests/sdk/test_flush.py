@@ -61,15 +61,47 @@ def test_flush_is_false_when_a_label_was_rejected(
     assert mon.label_stats()["dropped"]["rejected"] == 1
 
 
-def test_log_time_drops_do_not_fail_a_flush(
+def test_sampling_does_not_fail_a_flush(
     collector: ScriptedCollector, make_monitor: MakeMonitor
 ) -> None:
-    # Sampled-out and invalid records never reached the queue that flush() empties.
+    # Sampled-out records are the sampling asked for, not a loss.
     mon = make_monitor(collector.url, sample_rate=0.5)
     for i in range(50):
         mon.log({"i": i}, "ok", request_id=f"r{i}")
-    kept = next(f"bad-{i}" for i in itertools.count() if is_sampled(f"bad-{i}", 0.5))
-    mon.log(None, "ok", request_id=kept)  # type: ignore[arg-type]
     assert mon.flush(10) is True
     stats = mon.stats()
-    assert stats["dropped"]["sampled_out"] > 0 and stats["dropped"]["invalid"] == 1
+    assert stats["dropped"]["sampled_out"] > 0
+    assert stats["delivered"] == 50 - stats["dropped"]["sampled_out"]
+
+
+def test_flush_is_false_when_log_itself_dropped_a_record(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    mon = make_monitor(collector.url, sample_rate=0.5)
+    kept = next(f"bad-{i}" for i in itertools.count() if is_sampled(f"bad-{i}", 0.5))
+    mon.log(None, "ok", request_id=kept)  # type: ignore[arg-type]
+    mon.log({"i": 0}, "ok", request_id=kept + "-ok")
+    assert mon.flush(10) is False
+    assert mon.stats()["dropped"]["invalid"] == 1
+    assert mon.flush(10) is True  # nothing was lost since the previous flush
+
+
+def test_flush_is_false_when_the_queue_was_full(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    mon = make_monitor(collector.url)
+    mon.close(5)  # after close, log() counts every record as queue_full
+    mon.log({"i": 0}, "ok")
+    assert mon.stats()["dropped"]["queue_full"] == 1
+    assert mon.flush(1) is False
+
+
+def test_a_record_from_a_clock_that_was_never_set_is_delivered(
+    collector: ScriptedCollector, make_monitor: MakeMonitor
+) -> None:
+    mon = make_monitor(collector.url, spool_max_age=60.0)
+    mon.log({"i": 0}, "ok", ts=1.0)  # a device that booted in 1970
+    mon.log({"i": 1}, "ok", ts=86_400.0 * 365 * 300)  # a clock centuries ahead
+    assert mon.flush(10) is True
+    assert sorted(r["ts"] for r in collector.records.values()) == [1.0, 86_400.0 * 365 * 300]
+    assert mon.stats()["dropped"]["expired"] == 0

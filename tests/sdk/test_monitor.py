@@ -94,7 +94,7 @@ def test_log_never_raises_and_counts_invalid(
         result = mon.log(*args, **kwargs)
         assert isinstance(result, str)
     good = mon.log({"a": math.nan, "b": 1}, "ok")
-    assert mon.flush(10)
+    assert mon.flush(10) is False  # the invalid records are lost, and flush() says so
     stats = check_invariants(mon)
     assert stats["dropped"]["invalid"] == len(GARBAGE)
     assert stats["delivered"] == 1
@@ -228,7 +228,7 @@ def test_queue_full_is_counted(collector: ScriptedCollector, make_monitor: MakeM
     mon = make_monitor(collector.url, queue_size=10, batch_size=1000)
     for i in range(5000):
         mon.log({"i": i}, "ok")
-    assert mon.flush(10)
+    assert mon.flush(10) is False  # records were lost to the full queue
     stats = check_invariants(mon)
     assert stats["dropped"]["queue_full"] > 0
     assert stats["delivered"] == stats["enqueued"] == len(collector.records)
@@ -361,16 +361,23 @@ def test_spool_size_cap_is_counted_exactly(dead_url: str, make_monitor: MakeMoni
     assert stats["spool_bytes"] <= 4000
 
 
-def test_spool_age_cap_is_counted_exactly(
-    collector: ScriptedCollector, make_monitor: MakeMonitor
+def test_spool_age_cap_counts_time_in_the_spool_exactly(
+    dead_url: str, collector: ScriptedCollector, make_monitor: MakeMonitor, tmp_path: Path
 ) -> None:
-    mon = make_monitor(collector.url, spool_max_age=60.0)
+    spool = tmp_path / "aged"
+    first = make_monitor(dead_url, spool_dir=spool)
+    for i in range(5):
+        first.log({"i": i}, "ok")
+    first.close(0.3)
+    time.sleep(1.1)  # the five have now waited longer than the second Monitor's age cap
+
+    second = make_monitor(collector.url, spool_dir=spool, spool_max_age=1.0)
     now = time.time()
-    for i in range(10):
-        mon.log({"i": i}, "ok", ts=now - 120 if i % 2 else now - 1)
-    assert mon.flush(10) is False  # done, but not everything it waited for was delivered
-    assert sorted(r["features"]["i"] for r in collector.records.values()) == [0, 2, 4, 6, 8]
-    stats = mon.stats()
+    for i in range(5, 10):  # fresh in the spool, whatever their ts says
+        second.log({"i": i}, "ok", ts=now - 120 if i % 2 else 1.0)
+    assert second.flush(10) is False  # done, but not everything it waited for was delivered
+    assert sorted(r["features"]["i"] for r in collector.records.values()) == [5, 6, 7, 8, 9]
+    stats = second.stats()
     assert stats["dropped"]["expired"] == 5
     assert stats["delivered"] == 5
 

@@ -13,10 +13,11 @@ import pytest
 from monitor.sdk.spool import (
     Spool,
     SpoolLocked,
-    _classify_line,
     _line_ts,
+    _split,
     open_disk_spool,
     open_memory_spool,
+    spool_stamp,
 )
 from monitor.sdk.worker import encode_line
 
@@ -32,6 +33,8 @@ class Clock:
 
 
 NOW = time.time()
+#: Bytes a disk spool writes before each line: its spool time and a tab.
+STAMP = len(spool_stamp(NOW))
 
 
 def line(i: int, ts: float = NOW, pad: int = 0) -> bytes:
@@ -40,6 +43,11 @@ def line(i: int, ts: float = NOW, pad: int = 0) -> bytes:
 
 def ids(lines: list[bytes]) -> list[str]:
     return [json.loads(raw)["id"] for raw in lines]
+
+
+def stored(spool: Spool, raw: bytes) -> int:
+    """Bytes of the spool's cap that the line ``raw`` takes: on disk, with its spool time."""
+    return len(raw) + (0 if spool.path is None else STAMP)
 
 
 def drain(spool: Spool, batch: int = 1000) -> list[bytes]:
@@ -95,7 +103,9 @@ def test_batch_respects_max_bytes(open_any: OpenSpool) -> None:
 
 
 def test_size_cap_drops_newest_and_counts_exactly(open_any: OpenSpool) -> None:
-    size = len(line(0))
+    probe = open_any(max_bytes=0)
+    size = stored(probe, line(0))
+    probe.close()
     spool = open_any(max_bytes=10 * size + size // 2)
     assert spool.records.append([line(i) for i in range(25)]) == 10
     assert spool.records.pending_bytes == 10 * size
@@ -106,7 +116,9 @@ def test_size_cap_drops_newest_and_counts_exactly(open_any: OpenSpool) -> None:
 
 
 def test_cap_is_shared_by_records_and_labels(open_any: OpenSpool) -> None:
-    size = len(line(0))
+    probe = open_any(max_bytes=0)
+    size = stored(probe, line(0))
+    probe.close()
     spool = open_any(max_bytes=4 * size)
     assert spool.records.append([line(i) for i in range(3)]) == 3
     assert spool.labels.append([line(i) for i in range(3)]) == 1
@@ -116,17 +128,33 @@ def test_cap_is_shared_by_records_and_labels(open_any: OpenSpool) -> None:
 def test_age_cap_counts_expired_exactly(open_any: OpenSpool) -> None:
     clock = Clock()
     spool = open_any(max_age=60.0, clock=clock)
-    old, new = clock.now - 120, clock.now - 10
-    spool.records.append([line(i, ts=old if i % 3 == 0 else new) for i in range(30)])
+    spool.records.append([line(i) for i in range(10)])
+    clock.now += 50
+    spool.records.append([line(i) for i in range(10, 30)])
+    clock.now += 20  # the first ten have waited 70 s, the others 20 s
     expired = 0
     kept: list[bytes] = []
     while (chunk := spool.records.peek(7, MB)) is not None:
         expired += chunk.expired
         kept += chunk.lines
+        assert chunk.spooled == [clock.now - 20] * len(chunk.lines)
         spool.records.ack(chunk)
     assert expired == 10
-    assert len(kept) == 20
+    assert ids(kept) == [f"r{i}" for i in range(10, 30)]
     assert spool.records.pending_records == 0
+    spool.close()
+
+
+def test_age_is_time_in_the_spool_not_the_age_of_ts(open_any: OpenSpool) -> None:
+    # A device whose clock was never set stamps its records 1970; they are as fresh as any.
+    clock = Clock(NOW)
+    spool = open_any(max_age=60.0, clock=clock)
+    spool.records.append([line(0, ts=1.0), line(1, ts=NOW - 7 * 86400), line(2, ts=NOW + 1e9)])
+    clock.now += 59
+    chunk = spool.records.peek(10, MB)
+    assert chunk is not None and chunk.expired == 0
+    assert ids(chunk.lines) == ["r0", "r1", "r2"]
+    assert [json.loads(raw)["ts"] for raw in chunk.lines] == [1.0, NOW - 7 * 86400, NOW + 1e9]
     spool.close()
 
 
@@ -178,7 +206,7 @@ def test_segments_rotate_and_are_deleted_once_acknowledged(tmp_path: Path) -> No
         spool.records.append([line(i) for i in range(start, start + 10)])
     segments = sorted(tmp_path.glob("records-*.jsonl"))
     assert len(segments) > 5
-    assert all(p.stat().st_size <= 1000 + len(line(0)) for p in segments)
+    assert all(p.stat().st_size <= 1000 + STAMP + len(line(0)) for p in segments)
     assert ids(drain(spool, batch=33)) == [f"r{i}" for i in range(200)]
     assert len(list(tmp_path.glob("records-*.jsonl"))) == 1
     spool.close()
@@ -243,30 +271,68 @@ def test_ts_scan_reads_what_the_sdk_writes(obj: dict[str, object], ts: float) ->
     assert _line_ts(raw) == ts == json.loads(raw)["ts"]
 
 
+def test_a_line_is_its_spool_time_then_its_wire_json() -> None:
+    raw = encode_line({"id": "r", "ts": 1.5, "features": {"a": "x\ty"}})[:-1]
+    line = spool_stamp(1732530000.125) + raw
+    assert line.count(b"\t") == 1  # JSON escapes a tab, so the first one ends the time
+    assert _split(line, 0, len(line)) == (raw, 1732530000.125)
+    assert _split(b"xx" + line + b"yy", 2, 2 + len(line)) == (raw, 1732530000.125)
+
+
 @pytest.mark.parametrize(
-    ("raw", "verdict"),
+    ("line", "expected"),
     [
-        (b"", "corrupt"),
-        (b"[1, 2]", "corrupt"),
-        (b'{"id": "r0", "ts": 1', "corrupt"),  # torn
-        (b'{"id": "r0", "t\x00\x00\x00s": 1}', "corrupt"),  # zero-filled
-        (b'{"id": "r0", "ts": "soon"}', "corrupt"),
-        (b'{"id": "r0", "ts": NaN}', "ok"),  # json.loads decides, as before the scan
-        (b'{"id": "r0"}', "corrupt"),
-        ('{"id": "é", "ts": 1}'.encode(), "ok"),  # not ASCII: json.loads decides
-        (b' {"id": "r0", "ts": -1}', "expired"),
+        (b"", None),
+        (b"12.5\t", None),
+        (b"12.5\t[1, 2]", None),
+        (b"soon\t{}", None),
+        (b"nan\t{}", None),
+        (b"inf\t{}", None),
+        (b"12.5" + b"0" * 40 + b"\t{}", None),  # no tab where a spool time ends
+        (b'12.5\t{"id": "r0", "ts": 1', None),  # torn
+        (b'12.5\t{"id": "r0\x00\x00"}', None),  # zero-filled
+        (b'12.5\t{"id": "r0"}', (b'{"id": "r0"}', 12.5)),  # ts is the collector's to judge
+        ('12.5\t{"id": "é"}'.encode(), ('{"id": "é"}'.encode(), 12.5)),  # json decides
     ],
 )
-def test_ts_scan_leaves_odd_lines_to_json(raw: bytes, verdict: str) -> None:
-    assert _line_ts(raw) is None
-    assert _classify_line(raw, 0.0) == verdict
+def test_damaged_lines_are_told_from_good_ones(
+    line: bytes, expected: tuple[bytes, float] | None
+) -> None:
+    assert _split(line, 0, len(line)) == expected
 
 
-def test_classify_by_age() -> None:
-    raw = encode_line({"id": "r", "ts": 100.5})[:-1]
-    assert _classify_line(raw, 100.0) == "ok"
-    assert _classify_line(raw, 101.0) == "expired"
-    assert _classify_line(b'{"id": "r", "ts": 100.5, "a": "\xc3\xa9"}', 101.0) == "expired"
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"[1, 2]", None),
+        (b'{"id": "r0", "ts": 1', None),  # torn
+        (b'{"id": "r0", "t\x00\x00\x00s": 1}', None),  # zero-filled
+        (b'{"id": "r0", "ts": "soon"}', None),
+        (b'{"id": "r0", "ts": NaN}', None),
+        (b'{"id": "r0"}', None),
+        ('{"id": "é", "ts": 1}'.encode(), 1.0),  # not ASCII: json.loads decides
+        (b'{"id": "r0", "ts": -1}', -1.0),
+        (b'{"id": "r0", "ts": 100.5}', 100.5),
+    ],
+)
+def test_a_line_spooled_before_spool_times_is_aged_by_its_ts(
+    raw: bytes, expected: float | None
+) -> None:
+    assert _split(raw, 0, len(raw)) == (None if expected is None else (raw, expected))
+
+
+def test_a_spool_written_before_spool_times_is_read_and_aged_by_ts(tmp_path: Path) -> None:
+    clock = Clock(NOW)
+    open_disk_spool(tmp_path, 100 * MB, 60.0).close()
+    (segment,) = tmp_path.glob("records-*.jsonl")
+    segment.write_bytes(line(0, ts=NOW - 120) + line(1, ts=NOW - 10))
+    spool = open_disk_spool(tmp_path, 100 * MB, 60.0, clock=clock)
+    spool.records.append([line(2, ts=1.0)])
+    chunk = spool.records.peek(10, MB)
+    assert chunk is not None
+    assert (chunk.expired, ids(chunk.lines)) == (1, ["r1", "r2"])
+    assert chunk.spooled == [NOW - 10, round(NOW, 3)]
+    spool.close()
 
 
 def test_unreadable_ack_file_replays_everything(tmp_path: Path) -> None:
@@ -290,7 +356,7 @@ def test_ack_file_is_replaced_atomically(tmp_path: Path) -> None:
     spool.records.ack(chunk)
     assert json.loads((tmp_path / "records.ack").read_text()) == {
         "segment": 1,
-        "offset": 3 * len(line(0)),
+        "offset": 3 * (STAMP + len(line(0))),
     }
     assert not list(tmp_path.glob("*.tmp"))
     spool.close()
@@ -340,7 +406,7 @@ def test_peek_after_reads_past_an_unacknowledged_chunk(open_any: OpenSpool) -> N
 
 
 def test_peek_after_crosses_segments(tmp_path: Path) -> None:
-    spool = open_disk_spool(tmp_path / "spool", 100 * MB, 1e9, segment_bytes=200)
+    spool = open_disk_spool(tmp_path / "spool", 100 * MB, 1e9, segment_bytes=250)
     spool.records.append([line(i, pad=60) for i in range(6)])  # two lines a segment
     seen: list[str] = []
     chunk = spool.records.peek(1, 10 * MB)
