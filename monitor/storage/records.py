@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, case, delete, func, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.storage import payload
 from monitor.storage.tables import batches, records
-from monitor.storage.types import utcnow
+from monitor.storage.types import aware, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,3 +179,56 @@ def count_records(conn: Connection, *, model_id: int | None = None) -> int:
 
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How late one node's batches received since some time arrived."""
+
+    node_id: int
+    batches: int
+    #: Batches received more than the asked lag after their newest record was made.
+    late: int
+    #: The age, when it arrived, of the oldest record among them (seconds).
+    oldest_age_seconds: float
+    #: When the oldest record among them was made.
+    oldest_ts: datetime
+
+
+def deliveries(conn: Connection, since: datetime, lag_seconds: float) -> dict[int, Delivery]:
+    """Per node, the batches received since ``since``: how many, how many of them arrived more
+    than ``lag_seconds`` after their newest record, and the oldest record among them.
+
+    One aggregate over the ``received_at`` index, computed by the database: nothing per batch
+    travels. A node delivering a backlog (its spool after an outage) has most of its batches
+    late; a live node's arrive seconds after their records."""
+    late = case((_seconds(conn, batches.c.received_at, batches.c.max_ts) > lag_seconds, 1), else_=0)
+    query = (
+        select(
+            batches.c.node_id,
+            func.count(),
+            func.sum(late),
+            func.max(_seconds(conn, batches.c.received_at, batches.c.min_ts)),
+            func.min(batches.c.min_ts),
+        )
+        .where(batches.c.received_at >= since)
+        .group_by(batches.c.node_id)
+    )
+    found: dict[int, Delivery] = {}
+    for node_id, n, n_late, oldest_age, oldest in conn.execute(query):
+        found[node_id] = Delivery(
+            node_id,
+            int(n),
+            int(n_late or 0),
+            float(oldest_age or 0.0),
+            aware(conn, oldest) or since,
+        )
+    return found
+
+
+def _seconds(conn: Connection, later: Any, earlier: Any) -> ColumnElement[Any]:
+    """``later - earlier`` in seconds, computed by the database."""
+    if conn.dialect.name == "postgresql":
+        return func.extract("epoch", later - earlier)
+    # SQLite keeps UTC times as text, which julianday() reads (days as a float).
+    return (func.julianday(later) - func.julianday(earlier)) * 86_400.0
