@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from monitor import wire
 from monitor.dataschema import (
     CATEGORICAL,
     CLASSIFICATION,
@@ -123,6 +124,12 @@ def infer_schema(frame: pd.DataFrame, choice: SchemaChoice | None = None) -> Inf
     """The schema of a reference frame: inferred, with ``choice`` applied."""
     choice = choice or SchemaChoice()
     columns = [str(c) for c in frame.columns]
+    for column in columns:
+        # The schema is stored as JSON: PostgreSQL stores no NUL, UTF-8 no lone surrogate.
+        if not wire.text_ok(column):
+            raise _invalid(
+                "reference", f"the reference has a column name that is not text: {column!r}"
+            )
     if choice.schema is not None:
         if choice.overrides:
             raise _invalid(
@@ -190,6 +197,12 @@ def _inferred(frame: pd.DataFrame, columns: list[str], choice: SchemaChoice) -> 
             kind = infer_kind(frame[column])
         if kind is not None:
             features.append((column.removeprefix(_FEATURE_PREFIX), kind))
+    if not features:
+        raise _invalid(
+            "reference",
+            f"the reference has no feature column (its columns: {', '.join(columns)}); "
+            f"name one with {choice.name_of('categorical')} or {choice.name_of('numerical')}",
+        )
     task = choice.task or _infer_task(frame, prediction, label, probabilities)
     if task not in TASKS:
         raise _invalid(choice.name_of("task"), f"the task must be one of {', '.join(TASKS)}")

@@ -362,10 +362,34 @@ def test_the_api_refuses_a_bad_reference_registration_with_the_field(
     assert models.model_versions(engine, MODEL).versions == []
 
 
-def test_a_reference_registration_without_a_reference_is_refused(engine: Engine) -> None:
+REFUSED_REFERENCES = {
+    "a header without rows": (
+        b"machine,temp\n",
+        "the reference is neither Parquet nor CSV with a header row and data rows",
+    ),
+    "no feature column": (
+        b"ts,request_id,prediction\n1,a,ok\n",
+        "the reference has no feature column (its columns: ts, request_id, prediction); "
+        "name one with categorical or numerical",
+    ),
+    "a column name with a NUL": (
+        parquet_bytes(pd.DataFrame({"te\x00mp": [1.0, 2.0]})),
+        "the reference has a column name that is not text: 'te\\x00mp'",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"), REFUSED_REFERENCES.values(), ids=REFUSED_REFERENCES.keys()
+)
+def test_a_reference_that_cannot_be_used_is_refused(
+    engine: Engine, reference: bytes, message: str
+) -> None:
     models.add_model(engine, MODEL)
 
     with pytest.raises(ValidationFailed) as refused:
-        models.register_reference(engine, MODEL, "1", b"machine,temp\n")
+        models.register_reference(engine, MODEL, "1", reference)
 
     assert refused.value.details[0]["field"] == "reference"
+    assert refused.value.message == message
+    assert models.model_versions(engine, MODEL).versions == []
