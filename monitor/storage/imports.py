@@ -4,19 +4,22 @@ history names."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select
 
 from monitor.errors import Conflict
 from monitor.schema import feature_column, proba_column
-from monitor.storage import labels, nodes
+from monitor.storage import labels, nodes, payload
 from monitor.storage.records import IngestResult, PreparedBatch, insert_batch
+from monitor.storage.tables import batches, records
 from monitor.storage.tables import nodes as nodes_table
-from monitor.storage.tables import records
+from monitor.storage.types import utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +65,7 @@ def store_batch(
     records it stored (``(request id, label)`` pairs, bound to the node as a node's own labels
     are). Labels of records stored before are not written again, so a re-import stores nothing.
     """
-    result = insert_batch(
+    result = _insert_new(
         conn,
         node_id=node_id,
         model_id=model_id,
@@ -86,6 +89,95 @@ def store_batch(
     rows = [{"request_id": rid, "label": value, "ts": None} for rid, value in wanted]
     labels.upsert_labels(conn, model_id=model_id, node_id=node_id, rows=rows)
     return StoredImport(result, len({rid for rid, _ in wanted}))
+
+
+def _insert_new(
+    conn: Connection,
+    *,
+    node_id: int,
+    model_id: int,
+    model_version_id: int,
+    batch_uid: str | None,
+    batch: PreparedBatch,
+    compression: str,
+) -> IngestResult:
+    """``records.insert_batch``, with a faster path for what an import mostly holds: batches
+    whose records are all new, or all stored before (a re-run). The index rows go in without
+    RETURNING (the new record ids come back one Python object each: a fifth of an import's
+    time), counted instead; a batch that is partly new is undone here and stored by
+    ``insert_batch``, which finds out which of its records are new."""
+    if not batch.uids:
+        return IngestResult(0, batch.in_batch_duplicates, None)
+    batch_id = conn.execute(
+        batches.insert()
+        .values(
+            node_id=node_id,
+            model_id=model_id,
+            model_version_id=model_version_id,
+            batch_uid=batch_uid,
+            received_at=utcnow(),
+            min_ts=datetime.fromtimestamp(min(batch.timestamps), UTC),
+            max_ts=datetime.fromtimestamp(max(batch.timestamps), UTC),
+            n_records=len(batch.uids),
+            payload=payload.serialise(batch.table, compression),
+        )
+        .returning(batches.c.id)
+    ).scalar_one()
+    new = _insert_index_counted(conn, batch_id, node_id, model_id, batch)
+    if new == len(batch.uids):
+        return IngestResult(new, batch.in_batch_duplicates, batch_id)
+    conn.execute(delete(records).where(records.c.batch_id == batch_id))
+    conn.execute(delete(batches).where(batches.c.id == batch_id))
+    if new == 0:
+        return IngestResult(0, batch.in_batch_duplicates + len(batch.uids), None)
+    return insert_batch(
+        conn,
+        node_id=node_id,
+        model_id=model_id,
+        model_version_id=model_version_id,
+        batch_uid=batch_uid,
+        batch=batch,
+        compression=compression,
+    )
+
+
+_INDEX_ROW = "INSERT INTO records (batch_id, pos, node_id, uid, model_id, request_id) "
+_SQLITE_INDEX = _INDEX_ROW + "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (node_id, uid) DO NOTHING"
+_POSTGRES_INDEX = (
+    _INDEX_ROW + "SELECT %s, pos, %s, uid, %s, request_id "
+    "FROM unnest(%s::integer[], %s::varchar[], %s::varchar[]) AS t(pos, uid, request_id) "
+    "ON CONFLICT (node_id, uid) DO NOTHING"
+)
+
+
+def _insert_index_counted(
+    conn: Connection, batch_id: int, node_id: int, model_id: int, batch: PreparedBatch
+) -> int:
+    """Insert a batch's index rows, skipping record ids the node sent before; how many were
+    new (the database decides, as for the collector)."""
+    n = len(batch.uids)
+    if conn.dialect.name == "postgresql":
+        params: Any = (
+            batch_id,
+            node_id,
+            model_id,
+            list(range(n)),
+            list(batch.uids),
+            list(batch.request_ids),
+        )
+        return int(conn.exec_driver_sql(_POSTGRES_INDEX, params).rowcount)
+    rows = list(
+        zip(
+            itertools.repeat(batch_id, n),
+            range(n),
+            itertools.repeat(node_id, n),
+            batch.uids,
+            itertools.repeat(model_id, n),
+            batch.request_ids,
+            strict=True,
+        )
+    )
+    return int(conn.exec_driver_sql(_SQLITE_INDEX, rows).rowcount)
 
 
 def node_ids(conn: Connection, names: Iterable[str]) -> dict[str, int]:

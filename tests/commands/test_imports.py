@@ -233,3 +233,23 @@ def test_batches_hold_one_node_and_end_at_window_boundaries_once_full_enough() -
         (4, 5),
         (5, 7),
     ]
+
+
+def test_an_export_overlapping_an_imported_one_stores_only_its_new_requests_and_labels(
+    engine: Engine, pump: int, tmp_path: Path
+) -> None:
+    rows = history(rows=120, nodes=1)
+    rows.iloc[:50].to_parquet(tmp_path / "january.parquet")
+    rows.to_parquet(tmp_path / "january-and-february.parquet")
+    import_history(engine, tmp_path / "january.parquet", options())
+
+    overlapping = import_history(engine, tmp_path / "january-and-february.parquet", options())
+
+    assert (overlapping.stored, overlapping.duplicates) == (70, 50)
+    assert overlapping.labels == 35  # the labels of the 70 new records, every other row
+    with engine.connect() as conn:
+        assert count_records(conn, model_id=pump) == 120
+        labels = window_labels(conn, pump, T0, T0 + timedelta(hours=2))
+        frame = load_window(conn, pump, T0, T0 + timedelta(hours=2))
+    assert len(labels) == 60
+    assert len(frame) == 120
