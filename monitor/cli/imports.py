@@ -19,6 +19,13 @@ def add_commands(commands: Any) -> None:
         _import,
         "import history (Parquet or CSV, any size) as records of a model version, exactly once",
     )
+    imp.epilog = (
+        "Every other column is a feature; proba:<class> or probability_<class> columns are "
+        "class probabilities, latency_ms the latency. A record is known by its request id "
+        "(without one, by the file's content and its row), so importing a file again, or "
+        "again after an interruption, stores only what is missing. Times of any era are "
+        "accepted; analyse them with `edge-monitor analyse --from --to`."
+    )
     imp.add_argument("file", metavar="FILE", help="a Parquet or CSV file, one record per row")
     imp.add_argument("--model", required=True, help="the model's name (registered; required)")
     imp.add_argument(
