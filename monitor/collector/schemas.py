@@ -503,10 +503,10 @@ _STORED_FIELDS: dict[str, Any] = {
     "n_reference": (int | None, Field(description="rows of that reference")),
     "computed_at": (datetime, Field(description="when this result was computed")),
     "revision": (
-        int | None,
+        int,
         Field(description="1 for the first analysis of the window, then one per re-analysis"),
     ),
-    "n_late": (int | None, Field(description="rows that arrived after the first analysis")),
+    "n_late": (int, Field(description="rows that arrived after the previous revision")),
     "span_start": (
         datetime | None,
         Field(description="a small scope judged on pooled windows: where its span starts"),
@@ -590,7 +590,7 @@ class WindowSummary(BaseModel):
     nodes: int = Field(description="nodes judged in the window")
     nodes_drifting: int = Field(description="nodes whose verdict is drifted")
     revision: int = Field(description="1 for the first analysis, then one per re-analysis")
-    n_late: int = Field(description="rows that arrived after the first analysis")
+    n_late: int = Field(description="rows that arrived after the previous revision")
     computed_at: datetime
 
 

@@ -232,16 +232,20 @@ def _find(rows: Sequence[Stored[Any]], kind: str, key: str) -> Stored[Any] | Non
     return next((r for r in rows if r.scope_kind == kind and r.scope_key == key), None)
 
 
-#: What a stored scope row says besides its result: which analysis, against what. The last
-#: four are the result revisions' columns; read by name so that a row without them says None.
-_STORED = ("n_reference", "computed_at", "revision", "n_late", "span_start", "reference")
-
-
 def _row(row: Stored[Any], versions: dict[int, str]) -> dict[str, Any]:
     result = {k: v for k, v in dataclasses.asdict(row.result).items() if k not in _SCOPE_FIELDS}
-    context = {name: getattr(row, name, None) for name in _STORED}
     version = None if row.model_version_id is None else versions.get(row.model_version_id)
-    return _plain({**result, "model_version": version, **context})
+    # What the stored row says besides its result: which analysis, against what.
+    context = {
+        "model_version": version,
+        "n_reference": row.n_reference,
+        "computed_at": row.computed_at,
+        "revision": row.revision,
+        "n_late": row.n_late,
+        "span_start": row.span_start,
+        "reference": row.reference,
+    }
+    return _plain({**result, **context})
 
 
 _SCOPE_FIELDS = ("scope_kind", "scope_key")

@@ -53,12 +53,10 @@ _EPSILON = timedelta(microseconds=1)
 
 @dataclass(frozen=True, slots=True)
 class WindowSummary:
-    """One analysed window: its fleet drift row, how many node scopes it judged and how many
-    of them drifted, and which analysis of the window this is (1 for the first)."""
+    """One analysed window: its fleet drift row (with the window's revision: 1 for the first
+    analysis), how many node scopes it judged and how many of them drifted."""
 
     fleet: Stored[DriftScope]
-    revision: int
-    n_late: int
     nodes: int
     nodes_drifting: int
 
@@ -69,6 +67,14 @@ class WindowSummary:
     @property
     def window_end(self) -> datetime:
         return self.fleet.window_end
+
+    @property
+    def revision(self) -> int:
+        return self.fleet.revision
+
+    @property
+    def n_late(self) -> int:
+        return self.fleet.n_late
 
 
 def window_summaries(
@@ -103,19 +109,10 @@ def window_summaries(
         .group_by(drift_scopes.c.window_start)
     )
     node_counts = {_key(row.window_start): (row.nodes, row.drifting) for row in conn.execute(nodes)}
-    revisions = {
-        _key(row.window_start): (row.revision, row.n_late)
-        for row in conn.execute(
-            select(drift_scopes.c.window_start, drift_scopes.c.revision, drift_scopes.c.n_late)
-            .where(drift_scopes.c.model_id == model_id, fleet)
-            .where(drift_scopes.c.window_start >= first, drift_scopes.c.window_start <= last)
-        )
-    }
     out = []
     for row in reversed(rows):
         n_nodes, drifting = node_counts.get(_key(row.window_start), (0, 0))
-        revision, n_late = revisions.get(_key(row.window_start), (1, 0))
-        out.append(WindowSummary(row, int(revision), int(n_late), int(n_nodes), int(drifting or 0)))
+        out.append(WindowSummary(row, int(n_nodes), int(drifting or 0)))
     return out
 
 
