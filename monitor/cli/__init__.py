@@ -300,9 +300,9 @@ def _parser() -> argparse.ArgumentParser:
         "data schema of a reference alone (inferred from the reference and printed)"
     )
     for flag, what in (
-        ("categorical", "compare category by category (e.g. integer codes)"),
-        ("numerical", "compare as numbers"),
-        ("ignore", "leave out of the analysis (ids, timestamps)"),
+        ("categorical", "features compared category by category (e.g. integer codes)"),
+        ("numerical", "features compared as numbers"),
+        ("ignore", "columns left out of the analysis (ids, timestamps)"),
     ):
         schema.add_argument(
             f"--{flag}",
@@ -310,7 +310,7 @@ def _parser() -> argparse.ArgumentParser:
             action="extend",
             default=[],
             metavar="COL",
-            help=f"features to {what} (repeatable)",
+            help=f"{what} (repeatable)",
         )
     schema.add_argument(
         "--prediction", metavar="COL", help="prediction column (default: prediction)"
