@@ -328,7 +328,9 @@ class Worker:
         reanalysed = 0
         for index, (model, late) in enumerate(work, 1):
             key = late.key if late.previous is not None else analysis_key(model.id, late.window)
-            if self._analyse(model, late.window, key, late):
+            if self._in_flight_only(late) and not self._grew(model, late):
+                pass  # the batches were in the results after all: no lease, nothing stored
+            elif self._analyse(model, late.window, key, late):
                 reanalysed += 1
             if progress is not None:
                 progress(index, len(work))
@@ -355,7 +357,7 @@ class Worker:
             lease = _Lease(self.engine, key, self.owner, self.config.lease, self.clock)
             if not done or not lease.claim():
                 continue
-            data = self._load(models[model_id], window)
+            data = self._load(models[model_id], window, pooled=False)
             performance = _performance(data, self.config.policy)
             with begin_write(self.engine) as conn:
                 if performance is None or not leases.complete(conn, key, self.owner, self.clock()):
@@ -374,14 +376,29 @@ class Worker:
         self.label_watermark = now
         return refreshed
 
-    def _load(self, model: Model, window: Window) -> WindowData:
+    @staticmethod
+    def _in_flight_only(late: LateWindow) -> bool:
+        """Whether the window's newest batch was received before its results were read (within
+        ``IN_FLIGHT``): it may well be in them."""
+        return late.previous is not None and late.newest <= late.previous.computed_at
+
+    def _grew(self, model: Model, late: LateWindow) -> bool:
+        """Whether the window now holds more rows than its results were computed on."""
+        assert late.previous is not None
+        with self.engine.connect() as conn:
+            frame = load_window(conn, model.id, late.window.start, late.window.end)
+        return len(frame) > late.previous.n_rows
+
+    def _load(self, model: Model, window: Window, *, pooled: bool = True) -> WindowData:
+        """The window's rows, reference, scope keys and labels; with ``pooled``, the earlier
+        rows its small scopes need for a drift verdict (only drift uses them)."""
         with self.engine.connect() as conn:
             frame = load_window(conn, model.id, window.start, window.end)
             reference = self._reference(conn, model.id, frame)
             scopes = _scopes(conn, frame)
-            pooled = None
-            if reference is not None and len(frame) and self.config.pool_windows > 1:
-                pooled = pool(
+            found = None
+            if pooled and reference is not None and len(frame) and self.config.pool_windows > 1:
+                found = pool(
                     conn,
                     model.id,
                     frame,
@@ -390,15 +407,15 @@ class Worker:
                     list_nodes(conn),
                     self.config.policy.drift.min_rows,
                 )
-            if pooled is not None:
+            if found is not None:
                 # The window's rows are the pooled frame's first rows: one copy in memory.
-                frame = pooled.frame.iloc[: pooled.n_window]
+                frame = found.frame.iloc[: found.n_window]
             return WindowData(
                 frame=frame,
                 reference=reference,
                 scopes=scopes,
                 labels=window_labels(conn, model.id, window.start, window.end),
-                pooled=pooled,
+                pooled=found,
             )
 
     def _preceding(
