@@ -30,7 +30,7 @@ from monitor.analysis import AnalysisPolicy, analyse_drift, analyse_performance,
 from monitor.analysis.scopes import ScopeSet
 from monitor.jobs.baselines import BaselineCache, with_baselines
 from monitor.jobs.late import IN_FLIGHT, LateWindow, late_windows, windows_reached
-from monitor.jobs.pooling import Pooled, pool
+from monitor.jobs.pooling import Pooled, pool, small_scopes
 from monitor.jobs.reference import Reference, ReferenceCache
 from monitor.jobs.windows import Window, cut_row_windows, model_windows, schedule_of
 from monitor.schema import (
@@ -397,7 +397,13 @@ class Worker:
             reference = self._reference(conn, model.id, frame)
             scopes = _scopes(conn, frame)
             found = None
-            if pooled and reference is not None and len(frame) and self.config.pool_windows > 1:
+            min_rows = self.config.policy.drift.min_rows
+            if (
+                pooled
+                and reference is not None
+                and self.config.pool_windows > 1
+                and small_scopes(scopes, min_rows)
+            ):
                 found = pool(
                     conn,
                     model.id,
@@ -405,7 +411,7 @@ class Worker:
                     scopes,
                     self._preceding(conn, model, window, self.config.pool_windows - 1),
                     list_nodes(conn),
-                    self.config.policy.drift.min_rows,
+                    min_rows,
                 )
             if found is not None:
                 # The window's rows are the pooled frame's first rows: one copy in memory.
