@@ -7,7 +7,9 @@ split the windows between them and a crashed worker's window is taken over when 
 expires. Each window goes claim -> load -> analyse -> save -> complete; results and the lease's
 completion commit in one transaction, so a worker that lost its lease stores nothing. A long
 analysis renews its lease as it goes. Late labels re-open only the performance part of their
-windows.
+windows; late records re-open the whole window, as its next revision (``monitor.jobs.late``). A
+scope too small for a drift verdict in one window is judged on consecutive windows pooled
+(``monitor.jobs.pooling``).
 """
 
 from __future__ import annotations
