@@ -40,11 +40,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine, func, select
@@ -141,13 +144,123 @@ def _version_1_in_production(url: str, work: Path) -> None:
     (work / "card.json").write_text(json.dumps({**card, "version": "2"}), encoding="utf-8")
 
 
+def _quickstart_reference(_url: str, work: Path) -> None:
+    """reference.csv as the quickstart describes it: the SDK example's inputs, prediction and
+    class probabilities, as the model saw them in training."""
+    rng = np.random.default_rng(3)
+    n = 2000
+    fail = rng.random(n) < 0.15
+    pd.DataFrame(
+        {
+            "temperature": rng.normal(70.0, 3.0, n).round(2),
+            "vibration": rng.gamma(4.0, 0.6, n).round(3),
+            "machine_type": rng.choice(["press", "pump", "fan"], n),
+            "prediction": np.where(fail, "fail", "ok"),
+            "proba:ok": np.where(fail, 0.2, 0.9),
+            "proba:fail": np.where(fail, 0.8, 0.1),
+        }
+    ).to_csv(work / "reference.csv", index=False)
+
+
+def _cli(url: str, *args: str) -> None:
+    from monitor.cli import main
+
+    assert main(["--database-url", url, *args]) == 0, args
+
+
+def _pump_failure_added(url: str, work: Path) -> None:
+    _migrated(url, work)
+    _cli(url, "models", "add", "pump-failure")
+
+
+def _quickstart_nodes_reported(url: str, work: Path) -> None:
+    """The quickstart after its nodes have reported for a day: pump-failure 3 registered from
+    reference.csv, press-07 and two more nodes, yesterday's records (press-07's temperature
+    10 degrees hot from noon) stored and analysed."""
+    _quickstart_reference(url, work)
+    _pump_failure_added(url, work)
+    _cli(
+        url,
+        "models",
+        "register",
+        "pump-failure",
+        "--version",
+        "3",
+        "--reference",
+        str(work / "reference.csv"),
+    )
+    day = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    reference = pd.read_csv(work / "reference.csv")
+    rng = np.random.default_rng(4)
+    rows = reference.sample(3 * 600, replace=True, random_state=5).reset_index(drop=True)
+    rows.insert(0, "node", np.repeat(["press-07", "press-08", "press-09"], 600))
+    rows.insert(
+        0,
+        "ts",
+        [
+            day + timedelta(seconds=float(s))
+            for s in np.tile(np.sort(rng.uniform(0, 86_000, 600)), 3)
+        ],
+    )
+    hot = (rows["node"] == "press-07") & (rows["ts"] >= day + timedelta(hours=12))
+    rows.loc[hot, "temperature"] += 10.0
+    history = work / "yesterday.parquet"
+    rows.to_parquet(history, index=False)
+    _cli(
+        url,
+        "import",
+        str(history),
+        "--model",
+        "pump-failure",
+        "--version",
+        "3",
+        "--node-column",
+        "node",
+    )
+    _cli(
+        url,
+        "analyse",
+        "--model",
+        "pump-failure",
+        "--from",
+        day.isoformat(),
+        "--to",
+        (day + timedelta(days=1)).isoformat(),
+    )
+    history.unlink()
+
+
+def _own_history(_url: str, work: Path) -> None:
+    """The walk-through's files: reference.csv and a year of history.parquet, the temperature
+    sensor 9 degrees hot from July on (tests/e2e/history.py)."""
+    from tests.e2e import history
+
+    history.write(work)
+
+
 #: Text a block contains -> the state it starts from. Blocks that run `db upgrade` start empty.
 GIVEN: dict[str, Given] = {
-    "edge-monitor models register": Given(
+    "edge-monitor models register pump-failure --onnx": Given(
         "the rollout block continues a fleet running version 1 and registers version 2",
         _version_1_in_production,
     ),
     "edge-monitor simulate": Given("the simulator needs a migrated database", _migrated),
+    "edge-monitor models register pump-failure --version 3 --reference reference.csv": Given(
+        "the quickstart's reference file is the user's own", _quickstart_reference
+    ),
+    "edge-monitor results --model pump-failure": Given(
+        "reading results continues a fleet that has reported and been analysed",
+        _quickstart_nodes_reported,
+    ),
+    "edge-monitor models window pump-failure --every 15m": Given(
+        "window policies are set on a registered model", _pump_failure_added
+    ),
+    "edge-monitor models baseline pump-failure --per node": Given(
+        "baselines are set on a registered model", _pump_failure_added
+    ),
+    "edge-monitor import history.parquet": Given(
+        "the walk-through's reference and history files are the user's own", _own_history
+    ),
 }
 
 #: Python blocks: what a block cannot know -> what the test puts there. Nothing else changes.

@@ -29,7 +29,7 @@ from monitor import wire
 from monitor.commands.checks import check_name, invalid
 from monitor.storage import imports, models
 from monitor.storage.engine import begin_write
-from monitor.storage.records import PreparedBatch
+from monitor.storage.records import IMPORT_BATCH_PREFIX, PreparedBatch
 
 #: Rows per stored batch: a batch's rows are numbered below payload.ROW_KEY_STRIDE (65,536).
 MAX_BATCH_ROWS = 65_535
@@ -406,7 +406,7 @@ class _Importer:
         self.node_ids: dict[str, int] = {}
         self.row_prefix = f"i{identity[:24]}:"
         self.request_prefix = "r" + hashlib.sha256(options.model.encode()).hexdigest()[:12] + ":"
-        self.batch_uid = f"import:{identity[:32]}"
+        self.batch_uid = f"{IMPORT_BATCH_PREFIX}{identity[:32]}"
         self.span_us = max(int(options.span.total_seconds() * 1_000_000), 1)
 
     # -- nodes

@@ -8,12 +8,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Connection, case, delete, func, select, update
+from sqlalchemy import Connection, case, delete, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from monitor.storage import payload
 from monitor.storage.tables import batches, records
 from monitor.storage.types import aware, utcnow
+
+#: The batch id prefix of imported batches (``edge-monitor import``): history, old by nature,
+#: which health must not take for a node delivering a backlog.
+IMPORT_BATCH_PREFIX = "import:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +215,13 @@ def deliveries(conn: Connection, since: datetime, lag_seconds: float) -> dict[in
             func.max(_seconds(conn, batches.c.received_at, batches.c.min_ts)),
             func.min(batches.c.min_ts),
         )
-        .where(batches.c.received_at >= since)
+        .where(
+            batches.c.received_at >= since,
+            or_(
+                batches.c.batch_uid.is_(None),
+                batches.c.batch_uid.not_like(f"{IMPORT_BATCH_PREFIX}%"),
+            ),
+        )
         .group_by(batches.c.node_id)
     )
     found: dict[int, Delivery] = {}

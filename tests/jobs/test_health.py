@@ -11,7 +11,7 @@ from monitor.jobs.health import HealthRules, check_fleet
 from monitor.storage import heartbeats, models, nodes
 from monitor.storage.engine import begin_write
 from monitor.storage.health import health_by_node
-from monitor.storage.records import insert_batch, prepare_batch
+from monitor.storage.records import IMPORT_BATCH_PREFIX, insert_batch, prepare_batch
 from monitor.storage.tables import batches
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -71,7 +71,9 @@ def test_each_node_gets_its_verdict(engine: Engine) -> None:
 # --- what the collector saw: clock skew and backlog delivery -----------------------------------
 
 
-def batch_of(conn, name: str, *, made: datetime, received: datetime, n: int = 3) -> None:
+def batch_of(
+    conn, name: str, *, made: datetime, received: datetime, n: int = 3, uid: str | None = None
+) -> None:
     """A batch of ``n`` records of ``name``, the newest made at ``made``, stored as received."""
     node = nodes.get_node(conn, name)
     model = models.find_model(conn, "pump") or models.add_model(conn, "pump")
@@ -89,7 +91,7 @@ def batch_of(conn, name: str, *, made: datetime, received: datetime, n: int = 3)
         node_id=node.id,
         model_id=model.id,
         model_version_id=models.version_id(conn, model.id, "3"),
-        batch_uid=None,
+        batch_uid=uid,
         batch=prepare_batch(rows),
     )
     conn.execute(
@@ -131,7 +133,7 @@ def test_a_node_delivering_a_backlog_shows_how_old_its_oldest_record_was(
     now = datetime.now(UTC)
     received = now - timedelta(minutes=5)
     with begin_write(engine) as conn:
-        for name in ("catching-up", "live", "once-late"):
+        for name in ("catching-up", "live", "once-late", "imported-into"):
             nodes.add_node(conn, name)
             beat(conn, name, sdk={})
         for days in (3, 2, 1):  # spooled during a three-day outage, sent now
@@ -142,6 +144,16 @@ def test_a_node_delivering_a_backlog_shows_how_old_its_oldest_record_was(
         batch_of(conn, "once-late", made=received - timedelta(hours=1), received=received)
         for _ in range(2):
             batch_of(conn, "once-late", made=received - timedelta(seconds=2), received=received)
+        # A year of history imported onto a live node (edge-monitor import): not a backlog.
+        for days in (300, 200, 100):
+            batch_of(
+                conn,
+                "imported-into",
+                made=received - timedelta(days=days),
+                received=received,
+                uid=f"{IMPORT_BATCH_PREFIX}history",
+            )
+        batch_of(conn, "imported-into", made=received - timedelta(seconds=2), received=received)
         # Received before the window: not judged.
         batch_of(conn, "live", made=now - timedelta(days=9), received=now - timedelta(hours=2))
 
@@ -153,6 +165,7 @@ def test_a_node_delivering_a_backlog_shows_how_old_its_oldest_record_was(
         "catching-up": "degraded",
         "live": "online",
         "once-late": "online",
+        "imported-into": "online",
     }
     backlog = verdicts["catching-up"].details["backlog"]
     # The oldest record: made 3 days and 2 s (its batch's third record) before it arrived.
@@ -163,6 +176,7 @@ def test_a_node_delivering_a_backlog_shows_how_old_its_oldest_record_was(
         "(3 of 4 batches in the last 1 h arrived more than 10 min late)"
     ]
     assert "backlog" not in verdicts["once-late"].details
+    assert "backlog" not in verdicts["imported-into"].details
 
 
 def nodes_seen(engine: Engine) -> dict[str, nodes.Node]:
