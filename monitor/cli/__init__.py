@@ -619,7 +619,8 @@ def _worker(args: argparse.Namespace) -> int:
         engine.dispose()
         return 0
     print(
-        f"worker running: windows of {settings.analysis_window_minutes} min, checked every "
+        f"worker running: windows by each model's policy (default "
+        f"{settings.analysis_window_minutes} min), checked every "
         f"{settings.analysis_interval_seconds} s (Ctrl-C stops)",
         flush=True,
     )

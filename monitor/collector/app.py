@@ -98,7 +98,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             }
             for err in exc.errors()
         ]
-        return JSONResponse(envelope("validation_failed", "invalid body", details), 422)
+        # A bad query or path value is not a bad body: say which part of the request it was.
+        parts = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+        what = "invalid " + (" and ".join(sorted(parts)) if parts - {"body"} else "body")
+        return JSONResponse(envelope("validation_failed", what, details), 422)
 
     @app.exception_handler(HTTPException)
     async def on_http(_request: Request, exc: HTTPException) -> JSONResponse:

@@ -156,6 +156,7 @@ def test_a_bad_query_value_is_a_422_naming_its_field(
     error = answer.json()["error"]
     assert error["code"] == "validation_failed"
     assert [d["field"] for d in error["details"]] == [field]
+    assert "body" not in error["message"]  # a GET has none: the message names the query
 
 
 def test_an_unknown_model_or_a_time_no_window_holds_is_a_404(
