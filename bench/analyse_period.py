@@ -23,7 +23,11 @@ on every month (one month times 12, June's, is printed too: one 0.6 s run is noi
 loaded machine than twelve). Interleaved repetitions (alternating which goes first), PostgreSQL
 ``VACUUM ANALYZE``d before each (as autovacuum would; the benchmark server runs none); ratio =
 median of per-repetition ratios, subject / baseline. Goal: <= 1.0 (cold), i.e. the period
-costs no more than its windows analysed one by one.
+costs no more than its windows analysed one by one. As in P4, ``gc.collect()`` runs before each
+timed call, untimed: before each month alone (12 per baseline) and once before the period,
+whose windows then pay the automatic collections Python makes as they go (about 0.3 s a year
+at 100,000 rows a month, seen as slower ``labels`` and ``drift`` steps), which the baseline's
+untimed collections (about 0.8 s) spare it.
 
     .venv/bin/python bench/analyse_period.py            # 12 x 100,000 rows, both databases
     .venv/bin/python bench/analyse_period.py --profile  # and a cProfile of one cold period
