@@ -14,7 +14,14 @@ SCRIPTS = sorted(p for p in BENCH.glob("*.py") if p.name != "common.py")
 
 
 def test_there_are_benchmarks() -> None:
-    assert {"p1_log_cost.py", "p3_ingest.py", "p7_window_load.py"} <= {p.name for p in SCRIPTS}
+    assert {
+        "p1_log_cost.py",
+        "p3_ingest.py",
+        "p7_window_load.py",
+        "import_history.py",
+        "analyse_period.py",
+        "pooled_detection.py",
+    } <= {p.name for p in SCRIPTS}
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
