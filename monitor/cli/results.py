@@ -311,6 +311,16 @@ def _scope_lines(s: dict[str, Any]) -> list[str]:
         )
     lines = [head]
     if drift is not None:
+        # How it was judged, when it is not simply this window against the version's reference.
+        how = []
+        if drift.get("reference") and not str(drift["reference"]).startswith("version "):
+            how.append(f"against {drift['reference']}")
+        if drift.get("span_start"):
+            how.append(f"on the windows pooled since {drift['span_start']}")
+        if drift.get("revision", 1) > 1:
+            how.append(f"revision {drift['revision']}, {drift['n_late']} late rows")
+        if how:
+            lines.append(f"  judged {'; '.join(how)}")
         for f in drift["features"]:
             if f["drifted"]:
                 lines.append(

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
+from monitor.cli import main
 from monitor.jobs.analysis import AnalysisConfig, Worker
 from monitor.storage import results
 from monitor.storage.results import WindowResults
@@ -76,6 +77,22 @@ def test_records_that_arrive_late_reopen_their_windows(
     assert len(lines) == len(OFFLINE)
     assert all("(revision 2, 250 late rows)" in line for line in lines)
     assert any(getattr(r, "late_rows", None) == 250 for r in caplog.records)
+
+
+def test_the_results_command_says_a_window_was_revised_with_late_rows(
+    engine: Engine, db_url: str, fleet: SensorFleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    come_back(fleet)
+    Worker(engine, CONFIG).reopen_late(now=NOW)
+    window = window_start(5).isoformat()
+
+    code = main(["--database-url", db_url, "results", "--model", "sensors", "--window", window,
+                 "--scope", "node:edge-7"])  # fmt: skip
+
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[1].startswith("node:edge-7: drifted")
+    assert out[2] == "  judged revision 2, 250 late rows"
 
 
 def test_a_window_is_reopened_once_and_again_for_each_later_arrival(

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
+from monitor.cli import main
 from monitor.jobs.analysis import AnalysisConfig, Worker
 from monitor.schema import INSUFFICIENT_DATA, OK
 from monitor.storage import results
@@ -82,6 +83,20 @@ def test_a_small_node_is_judged_on_its_windows_pooled(
     assert stored.drift_of().result.n_rows == 2 * 400 + 2 * 110
     assert stored.drift_of("group", "hall").result.n_rows == 800
     assert {q.result.n_rows for q in quality} == {110}
+
+
+def test_the_results_command_says_where_a_pooled_span_starts(
+    db_url: str, analysed: SensorFleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    window = window_start(5).isoformat()
+
+    code = main(["--database-url", db_url, "results", "--model", "sensors", "--window", window,
+                 "--scope", "node:small-clean"])  # fmt: skip
+
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[1] == "node:small-clean: no drift (0 of 3 features, 220 records)"
+    assert out[2] == f"  judged on the windows pooled since {window_start(4).isoformat()}"
 
 
 def test_a_small_node_whose_feature_moves_is_flagged_within_two_windows(
