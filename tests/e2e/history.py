@@ -33,7 +33,7 @@ class History:
     frame: pd.DataFrame
 
 
-def _rows(rng: np.random.Generator, n: int, shifted: np.ndarray | bool) -> pd.DataFrame:
+def rows(rng: np.random.Generator, n: int, shifted: np.ndarray | bool) -> pd.DataFrame:
     temperature = rng.normal(60.0, 4.0, n) + np.where(shifted, SHIFT, 0.0)
     vibration = rng.gamma(4.0, 0.5, n)
     machine = rng.choice(MACHINES, n, p=[0.5, 0.3, 0.2])
@@ -58,7 +58,7 @@ def write(directory: Path, *, rows_per_month: int = 900, seed: int = 7) -> Histo
     year, ``rows_per_month`` per month spread over the nodes, with node, ts and request id)."""
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
-    reference = _rows(rng, 2000, False)
+    reference = rows(rng, 2000, False)
     reference_path = directory / "reference.csv"
     reference.to_csv(reference_path, index=False)
     months = []
@@ -67,7 +67,7 @@ def write(directory: Path, *, rows_per_month: int = 900, seed: int = 7) -> Histo
         end = start + pd.offsets.MonthBegin(1)
         seconds = np.sort(rng.uniform(0, (end - start).total_seconds(), rows_per_month))
         ts = start + pd.to_timedelta(seconds, unit="s")
-        part = _rows(rng, rows_per_month, bool(start >= pd.Timestamp(SHIFT_FROM)))
+        part = rows(rng, rows_per_month, bool(start >= pd.Timestamp(SHIFT_FROM)))
         part.insert(0, "ts", ts.floor("ms"))
         part.insert(1, "node", rng.choice(NODES, rows_per_month))
         months.append(part)

@@ -9,9 +9,10 @@ import). SQLite and PostgreSQL; the commands are the README walk-through's.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score
@@ -87,3 +88,57 @@ def test_a_year_of_ones_own_history_is_judged_month_by_month(
         assert fleet["performance"]["accuracy"] == pytest.approx(
             accuracy_score(rows["label"], rows["prediction"]), abs=1e-12
         )
+
+
+def test_a_node_of_110_rows_a_month_is_flagged_within_two_months_and_a_clean_one_never(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two years of monthly windows: a node sending 110 rows a month (too few for a verdict in
+    one window) whose temperature moves far past the threshold from 2025 on is flagged within
+    two months; a clean node of the same size is never flagged in 24 months."""
+    rng = np.random.default_rng(11)
+    reference = history.rows(rng, 2000, False)
+    reference.to_csv(tmp_path / "reference.csv", index=False)
+    change = datetime(2025, 1, 1, tzinfo=UTC)
+    parts = []
+    for month in range(24):
+        start = pd.Timestamp(datetime(2024 + month // 12, month % 12 + 1, 1, tzinfo=UTC))
+        seconds = (start + pd.offsets.MonthBegin(1) - start).total_seconds()
+        for node, n in (("steady", 110), ("shifting", 110), ("big", 600)):
+            part = history.rows(rng, n, node == "shifting" and start >= pd.Timestamp(change))
+            part.insert(0, "ts", start + pd.to_timedelta(rng.uniform(0, seconds, n), unit="s"))
+            part.insert(1, "node", node)
+            parts.append(part)
+    pd.concat(parts, ignore_index=True).to_parquet(tmp_path / "small.parquet", index=False)
+    run = lambda *args: _run(db_url, capsys, *args)  # noqa: E731
+    run("db", "upgrade")
+    run("models", "add", "small-fleet")
+    run("models", "register", "small-fleet", "--version", "1", "--reference",
+        str(tmp_path / "reference.csv"))  # fmt: skip
+    run("models", "window", "small-fleet", "--calendar", "month")
+    run("import", str(tmp_path / "small.parquet"), "--model", "small-fleet", "--version", "1",
+        "--node-column", "node")  # fmt: skip
+    run("analyse", "--model", "small-fleet", "--from", "2024-01-01", "--to", "2026-01-01")
+
+    document = json.loads(
+        run(
+            "results", "--model", "small-fleet", "--since", "2024-01-01", "--limit", "100", "--json"
+        )
+    )
+    windows = sorted(document["windows"], key=lambda w: w["window_start"])
+    assert len(windows) == 24
+    verdicts: dict[str, list[bool | None]] = {"steady": [], "shifting": []}
+    for window in windows:
+        scopes = {s["scope"]: s for s in window["scopes"]}
+        for node, seen in verdicts.items():
+            drift = scopes[f"node:{node}"]["drift"]
+            assert drift["n_rows"] >= 110
+            seen.append(drift["drifted"])
+            if drift["drifted"] is not None:
+                # Judged on this month and the one before it: pooled, and it says so.
+                assert drift["span_start"] is not None and drift["n_rows"] >= 200
+    assert True not in verdicts["steady"]
+    assert verdicts["steady"].count(False) >= 23  # only the first month has nothing to pool
+    first_flagged = verdicts["shifting"].index(True)
+    assert 12 <= first_flagged <= 13, verdicts["shifting"]  # January or February 2025
+    assert True not in verdicts["shifting"][:12]
