@@ -4,10 +4,8 @@ history names."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -15,11 +13,16 @@ from sqlalchemy import Connection, delete, select
 
 from monitor.errors import Conflict
 from monitor.schema import feature_column, proba_column
-from monitor.storage import labels, nodes, payload
-from monitor.storage.records import IngestResult, PreparedBatch, insert_batch
+from monitor.storage import labels, nodes
+from monitor.storage.records import (
+    IngestResult,
+    PreparedBatch,
+    insert_batch,
+    insert_batch_row,
+    insert_index_counted,
+)
 from monitor.storage.tables import batches, records
 from monitor.storage.tables import nodes as nodes_table
-from monitor.storage.types import utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,22 +111,16 @@ def _insert_new(
     ``insert_batch``, which finds out which of its records are new."""
     if not batch.uids:
         return IngestResult(0, batch.in_batch_duplicates, None)
-    batch_id = conn.execute(
-        batches.insert()
-        .values(
-            node_id=node_id,
-            model_id=model_id,
-            model_version_id=model_version_id,
-            batch_uid=batch_uid,
-            received_at=utcnow(),
-            min_ts=datetime.fromtimestamp(min(batch.timestamps), UTC),
-            max_ts=datetime.fromtimestamp(max(batch.timestamps), UTC),
-            n_records=len(batch.uids),
-            payload=payload.serialise(batch.table, compression),
-        )
-        .returning(batches.c.id)
-    ).scalar_one()
-    new = _insert_index_counted(conn, batch_id, node_id, model_id, batch)
+    batch_id = insert_batch_row(
+        conn,
+        node_id=node_id,
+        model_id=model_id,
+        model_version_id=model_version_id,
+        batch_uid=batch_uid,
+        batch=batch,
+        compression=compression,
+    )
+    new = insert_index_counted(conn, batch_id, node_id, model_id, batch)
     if new == len(batch.uids):
         return IngestResult(new, batch.in_batch_duplicates, batch_id)
     conn.execute(delete(records).where(records.c.batch_id == batch_id))
@@ -139,45 +136,6 @@ def _insert_new(
         batch=batch,
         compression=compression,
     )
-
-
-_INDEX_ROW = "INSERT INTO records (batch_id, pos, node_id, uid, model_id, request_id) "
-_SQLITE_INDEX = _INDEX_ROW + "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (node_id, uid) DO NOTHING"
-_POSTGRES_INDEX = (
-    _INDEX_ROW + "SELECT %s, pos, %s, uid, %s, request_id "
-    "FROM unnest(%s::integer[], %s::varchar[], %s::varchar[]) AS t(pos, uid, request_id) "
-    "ON CONFLICT (node_id, uid) DO NOTHING"
-)
-
-
-def _insert_index_counted(
-    conn: Connection, batch_id: int, node_id: int, model_id: int, batch: PreparedBatch
-) -> int:
-    """Insert a batch's index rows, skipping record ids the node sent before; how many were
-    new (the database decides, as for the collector)."""
-    n = len(batch.uids)
-    if conn.dialect.name == "postgresql":
-        params: Any = (
-            batch_id,
-            node_id,
-            model_id,
-            list(range(n)),
-            list(batch.uids),
-            list(batch.request_ids),
-        )
-        return int(conn.exec_driver_sql(_POSTGRES_INDEX, params).rowcount)
-    rows = list(
-        zip(
-            itertools.repeat(batch_id, n),
-            range(n),
-            itertools.repeat(node_id, n),
-            batch.uids,
-            itertools.repeat(model_id, n),
-            batch.request_ids,
-            strict=True,
-        )
-    )
-    return int(conn.exec_driver_sql(_SQLITE_INDEX, rows).rowcount)
 
 
 def node_ids(conn: Connection, names: Iterable[str]) -> dict[str, int]:
