@@ -8,6 +8,7 @@ import hmac
 from sqlalchemy import Connection
 from starlette.requests import Request
 
+from monitor.collector.state import state_of
 from monitor.config import Settings
 from monitor.errors import Forbidden, Unauthorized
 from monitor.storage.nodes import LABELLER, NODE, Node, node_for_token
@@ -71,3 +72,13 @@ def require_reader(request: Request, settings: Settings) -> None:
     is_reader = bool(read) & hmac.compare_digest(token.encode(), read.encode())
     if not (is_reader | is_admin_token(settings, token)):
         raise Unauthorized("invalid read token", code="invalid_token")
+
+
+def admin_only(request: Request) -> None:
+    """Route dependency: the admin token of the app's settings."""
+    require_admin(request, state_of(request).settings)
+
+
+def readers_only(request: Request) -> None:
+    """Route dependency: the read or the admin token of the app's settings."""
+    require_reader(request, state_of(request).settings)

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
 from monitor.collector import schemas
-from monitor.collector.auth import require_admin
+from monitor.collector.auth import admin_only
 from monitor.collector.openapi import (
     ADMIN,
     ADMIN_TOKEN,
@@ -35,12 +35,7 @@ from monitor.errors import ValidationFailed
 from monitor.storage.nodes import Node
 from monitor.storage.registry import Deployment, Version
 
-
-def _admin(request: Request) -> None:
-    require_admin(request, state_of(request).settings)
-
-
-router = APIRouter(prefix=f"{wire.API_PREFIX}/admin", dependencies=[Depends(_admin)])
+router = APIRouter(prefix=f"{wire.API_PREFIX}/admin", dependencies=[Depends(admin_only)])
 
 
 def _declared(*own: Refusal, takes_input: bool = True) -> dict[str, Any]:

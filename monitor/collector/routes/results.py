@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
 from monitor.collector import schemas
-from monitor.collector.auth import require_reader
+from monitor.collector.auth import readers_only
 from monitor.collector.openapi import (
     ADMIN_TOKEN,
     READ_TOKEN,
@@ -34,11 +34,7 @@ from monitor.errors import ValidationFailed
 _T = TypeVar("_T")
 
 
-def _reader(request: Request) -> None:
-    require_reader(request, state_of(request).settings)
-
-
-router = APIRouter(prefix=wire.API_PREFIX, dependencies=[Depends(_reader)])
+router = APIRouter(prefix=wire.API_PREFIX, dependencies=[Depends(readers_only)])
 
 _SECURITY = operation(security=[READ_TOKEN, ADMIN_TOKEN])
 _BAD_QUERY = invalid(

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from monitor import wire
 from monitor.collector import schemas
-from monitor.collector.auth import require_admin
+from monitor.collector.auth import admin_only
 from monitor.collector.openapi import (
     ADMIN,
     ADMIN_TOKEN,
@@ -27,12 +27,7 @@ from monitor.collector.state import state_of
 from monitor.commands import windows
 from monitor.storage.policies import MAX_ROWS, UNITS
 
-
-def _admin(request: Request) -> None:
-    require_admin(request, state_of(request).settings)
-
-
-router = APIRouter(prefix=f"{wire.API_PREFIX}/admin", dependencies=[Depends(_admin)])
+router = APIRouter(prefix=f"{wire.API_PREFIX}/admin", dependencies=[Depends(admin_only)])
 
 _NO_MODEL = not_found("unknown_model")
 # validation_failed: the body is not the shape below; invalid_value: a value breaks a rule
