@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, case, func, select
+from sqlalchemy import Connection, and_, func, select
 
 from monitor.schema import FLEET, NODE
-from monitor.storage.tables import drift_scopes, models, node_health, nodes
+from monitor.storage import readout
+from monitor.storage.tables import drift_scopes, models
 from monitor.storage.types import aware
 
 #: Health statuses, in the words of the health job (monitor.jobs.health).
@@ -28,29 +29,13 @@ class ModelAnalysis:
 
 
 def nodes_by_status(conn: Connection, offline_before: datetime) -> dict[str, int]:
-    """Live devices (not revoked, role ``node``) by health status, every status present.
-
-    Reachability is judged now, by the health job's rule: ``silent`` without a heartbeat,
-    ``offline`` when the last one is older than ``offline_before``; a reachable node is
-    ``degraded`` when the health job last judged it so, else ``online``."""
-    heard = nodes.c.last_heartbeat_at
-    status = case(
-        (heard.is_(None), "silent"),
-        (heard < offline_before, "offline"),
-        (node_health.c.status == "degraded", "degraded"),
-        else_="online",
-    ).label("status")
-    judged = (
-        select(status)
-        .select_from(nodes.outerjoin(node_health, node_health.c.node_id == nodes.c.id))
-        .where(nodes.c.revoked_at.is_(None), nodes.c.role == "node")
-        .subquery()
-    )
-    # Grouped outside: PostgreSQL does not see a CASE with bound values in GROUP BY as the
-    # selected one.
-    counted = conn.execute(select(judged.c.status, func.count()).group_by(judged.c.status)).all()
+    """Live devices (not revoked, role ``node``) by health status, every status present,
+    judged now by the one rule of ``readout.node_states`` (what `nodes list`, `status` and
+    the read API show)."""
     found = dict.fromkeys(STATUSES, 0)
-    found.update({str(name): int(n) for name, n in counted})
+    for state in readout.node_states(conn, offline_before):
+        if state.status in found:  # revoked nodes and labellers are not devices in service
+            found[state.status] += 1
     return found
 
 

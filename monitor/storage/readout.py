@@ -188,7 +188,7 @@ def node_states(conn: Connection, offline_before: datetime) -> list[NodeState]:
     """Every node by name, with its state judged now by the health job's rule: ``silent``
     without a heartbeat, ``offline`` when the last one is older than ``offline_before``, and a
     reachable node ``degraded`` when the health job last judged it so, else ``online``
-    (as ``storage.fleet.nodes_by_status`` counts them)."""
+    (``storage.fleet.nodes_by_status`` counts these)."""
     judged = health.health_by_node(conn)
     out = []
     for node in list_nodes(conn):
