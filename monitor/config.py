@@ -273,6 +273,66 @@ class Settings(BaseSettings):
         default=120, ge=1, description="A node with no heartbeat for this long is offline."
     )
 
+    alerts_file: Path | None = Field(
+        default=None,
+        description=(
+            "A TOML file of alert rules, webhook endpoints and retrain hooks (see "
+            "`edge-monitor alerts apply`); the worker applies it when it starts."
+        ),
+    )
+    alerts_interval_seconds: int = Field(
+        default=30,
+        ge=1,
+        description=(
+            "How often the worker judges the node rules (offline, clock skew, SDK drops, "
+            "latency) and sends due webhook messages."
+        ),
+    )
+    webhook_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=60,
+        description="How long one webhook delivery may take (connect, send, answer).",
+    )
+    webhook_disable_after_days: float = Field(
+        default=3.0,
+        gt=0,
+        description=(
+            "An endpoint whose every delivery has failed for this long is disabled (a 410 "
+            "disables it at once); its pending messages are dropped."
+        ),
+    )
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Networks (CIDR, e.g. `127.0.0.1/32`) that webhook and retrain-hook targets may "
+            "be on although they are loopback, link-local or private; refused otherwise."
+        ),
+    )
+    retrain_promotion_margin: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description=(
+            "A retrained candidate is promoted to the canary only when its accuracy on the "
+            "held-out recent labelled records beats production's by at least this much."
+        ),
+    )
+    retrain_canary_share: float = Field(
+        default=0.25,
+        gt=0,
+        lt=1,
+        description="Share of the nodes that run a candidate during its canary.",
+    )
+    retrain_canary_windows: int = Field(
+        default=3,
+        ge=1,
+        description=(
+            "Analysis windows a canary runs before it is judged: rolled out to every node, or "
+            "rolled back when its accuracy or drift regresses against the rest of the fleet."
+        ),
+    )
+
     @field_validator("data_dir")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

@@ -147,7 +147,7 @@ RULES = {
         lambda name: within(name, "monitor.jobs", "monitor.analysis", "monitor.sdk"),
     ),
     "commands-below-collector-jobs-and-cli": Rule(
-        "monitor.commands (shared by the CLI and the admin API) imports storage, card, "
+        "monitor.commands (shared by the CLI and the admin API) imports storage, alerts, card, "
         "dataschema, wire, errors and config of ours; never collector, jobs, analysis, sdk or cli",
         lambda module: within(module, "monitor.commands"),
         lambda name: (
@@ -157,6 +157,7 @@ RULES = {
                 name,
                 "monitor.commands",
                 "monitor.storage",
+                "monitor.alerts",
                 "monitor.card",
                 "monitor.dataschema",
                 "monitor.wire",
@@ -164,6 +165,26 @@ RULES = {
                 "monitor.config",
             )
         ),
+    ),
+    "alerts-hold-no-sql": Rule(
+        "monitor.alerts (rules, evaluation, signing, payloads) never imports storage, "
+        "collector, jobs, commands, retrain or SQL",
+        lambda module: within(module, "monitor.alerts"),
+        lambda name: within(
+            name,
+            "monitor.storage",
+            "monitor.collector",
+            "monitor.jobs",
+            "monitor.commands",
+            "monitor.retrain",
+            "sqlalchemy",
+            "alembic",
+        ),
+    ),
+    "retrain-not-collector-or-jobs": Rule(
+        "monitor.retrain never imports monitor.collector or monitor.jobs",
+        lambda module: within(module, "monitor.retrain"),
+        lambda name: within(name, "monitor.collector", "monitor.jobs"),
     ),
     "only-analysis-imports-evidently": Rule(
         "only monitor.analysis imports evidently",
@@ -215,6 +236,9 @@ def test_each_rule_catches_a_violation(tmp_path: Path) -> None:
         "cli.py": "",
         "commands/__init__.py": "",
         "commands/models.py": "from monitor.storage import registry\nfrom .. import cli\n",
+        "alerts/__init__.py": "",
+        "alerts/rules.py": "from monitor.storage import tables\n",
+        "retrain/__init__.py": "def f():\n    from monitor.jobs import analysis\n",
     }
     root = tmp_path / "monitor"
     for relative, source in files.items():
@@ -240,6 +264,11 @@ def test_each_rule_catches_a_violation(tmp_path: Path) -> None:
             "monitor.collector imports monitor.sdk.spool",
         ],
         "commands-below-collector-jobs-and-cli": ["monitor.commands.models imports monitor.cli"],
+        "alerts-hold-no-sql": [
+            "monitor.alerts.rules imports monitor.storage",
+            "monitor.alerts.rules imports monitor.storage.tables",
+        ],
+        "retrain-not-collector-or-jobs": ["monitor.retrain imports monitor.jobs"],
         "only-analysis-imports-evidently": ["monitor.config imports evidently"],
     }
 

@@ -180,7 +180,7 @@ SCENARIOS = ["steady", "sensor-drift", "sudden-shift", "quality", "concept-drift
 def _parser() -> argparse.ArgumentParser:
     # Command families that live in their own modules of this package; imported here, as they
     # import this module's helpers.
-    from monitor.cli import baselines, imports, results, windows
+    from monitor.cli import alerts, baselines, imports, results, retrain, webhooks, windows
 
     parser = _Parser(
         prog="edge-monitor",
@@ -368,6 +368,9 @@ def _parser() -> argparse.ArgumentParser:
 
     imports.add_commands(commands)
     results.add_commands(commands)
+    alerts.add_commands(commands)
+    webhooks.add_commands(commands)
+    retrain.add_commands(commands)
 
     simulate = _command(
         commands, "simulate", _simulate, "run a simulated fleet with a scenario against a collector"

@@ -21,12 +21,15 @@ from monitor.collector.metrics import CLIENT_CLOSED, RequestMetrics
 from monitor.collector.protocol import BODY_TIMED_OUT
 from monitor.collector.routes import (
     admin,
+    alerts,
     health,
     heartbeats,
     labels,
     models,
     records,
     results,
+    retrains,
+    webhooks,
     windows,
 )
 from monitor.collector.state import CollectorState
@@ -70,7 +73,19 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         redoc_url=None,
     )
     app.state.collector = CollectorState(settings=settings, engine=engine)
-    for module in (records, labels, heartbeats, models, health, admin, windows, results):
+    for module in (
+        records,
+        labels,
+        heartbeats,
+        models,
+        health,
+        admin,
+        windows,
+        results,
+        alerts,
+        webhooks,
+        retrains,
+    ):
         app.include_router(module.router)
     _install_error_handlers(app)
     openapi.install(app)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Unicode,
     UniqueConstraint,
+    true,
 )
 
 from monitor import schema
@@ -359,6 +360,223 @@ node_health = Table(
     Column("latency_p95_ms", Float),
     Column("errors", BigInteger),
     Column("details", JSON, nullable=False),
+)
+
+# --- Alerts, webhooks, retraining ------------------------------------------------------------
+
+# Alert rules: from a rules file (``alerts apply``), the CLI or the admin API. ``kind`` names what
+# is judged (see monitor.alerts.rules), ``params`` its figures; ``scope`` is fleet, site, group,
+# node or each_node, narrowed by ``scope_key``; ``group_by`` folds subjects into one alert.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    # None: every model (node rules such as offline or clock skew).
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE")),
+    Column("kind", String(32), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("scope_key", String(128)),
+    Column("group_by", String(16)),
+    Column("fire_m", Integer, nullable=False, server_default="1"),
+    Column("fire_n", Integer, nullable=False, server_default="1"),
+    Column("resolve_m", Integer, nullable=False, server_default="1"),
+    Column("resolve_n", Integer, nullable=False, server_default="1"),
+    Column("cooldown_seconds", Integer, nullable=False, server_default="0"),
+    Column("severity", String(16), nullable=False, server_default="warning"),
+    # Webhook endpoints to notify by name (None: every enabled endpoint) and retrain hooks to
+    # start when the rule fires.
+    Column("endpoints", JSON),
+    Column("hooks", JSON, nullable=False, default=list),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    # "file" (kept in step with the rules file by ``alerts apply``), "cli" or "api".
+    Column("source", String(16), nullable=False, server_default="api"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# What a rule saw of one subject (a scope, or a node) in one window: only breaches and what an
+# open or pending alert needs are written; no row for a window the rule judged means "clear".
+alert_observations = Table(
+    "alert_observations",
+    metadata,
+    Column("rule_id", Integer, ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("window_end", UTCDateTime, nullable=False),
+    # "breach", "clear" or "unknown" (too little evidence either way).
+    Column("state", String(8), nullable=False),
+    Column("value", Float),
+    Column("bound", Float),
+    Column("details", JSON, nullable=False),
+    Column("observed_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("rule_id", "subject", "window_start"),
+)
+
+# The windows (or health ticks) each rule has judged: with the observations, the M-of-N memory.
+alert_evaluations = Table(
+    "alert_evaluations",
+    metadata,
+    Column("rule_id", Integer, ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE")),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("window_end", UTCDateTime, nullable=False),
+    Column("evaluated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("rule_id", "window_start"),
+)
+
+# An alert: one rule's trouble in one group (a scope, a site, or the fleet), firing until resolved.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("rule_id", Integer, ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE")),
+    Column("group_key", String(300), nullable=False),
+    # Alerts of one (rule, group) are numbered: at most one is open, and a second worker that
+    # would open the same one collides on the number.
+    Column("episode", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("summary", String(2000), nullable=False),
+    # The subjects in trouble now (and those that were, with when they recovered).
+    Column("subjects", JSON, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("first_window_start", UTCDateTime),
+    Column("last_window_start", UTCDateTime),
+    Column("fired_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+    UniqueConstraint("rule_id", "group_key", "episode"),
+    CheckConstraint("state IN ('firing', 'resolved')", name="state"),
+    Index(None, "state", "fired_at"),
+)
+
+# Each transition of an alert (fired, updated as subjects join or leave, resolved): what is
+# notified. ``message_id`` is the Standard Webhooks ``webhook-id``: one per transition, stable
+# across retries and endpoints, so receivers can deduplicate.
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("message_id", String(64), nullable=False, unique=True),
+    Column("window_start", UTCDateTime),
+    Column("payload", JSON, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    UniqueConstraint("alert_id", "seq"),
+)
+
+# Where notifications go: a URL with its own signing secret (``whsec_`` + base64).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("url", String(2000), nullable=False),
+    Column("secret", String(200), nullable=False),
+    Column("description", String(1000), nullable=False, server_default=""),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("disabled_reason", String(300)),
+    # Since when every delivery to it has failed (None: its last one succeeded).
+    Column("failing_since", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The outbox: one message for one endpoint, written in the transaction that caused it and sent
+# by the delivery job until delivered or given up. The body is kept as the exact bytes signed.
+webhook_messages = Table(
+    "webhook_messages",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column(
+        "endpoint_id",
+        Integer,
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("message_id", String(64), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("event_id", BigInteger, ForeignKey("alert_events.id", ondelete="SET NULL")),
+    # pending, delivering, delivered, failed (gave up) or dropped (its endpoint was disabled).
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("claimed_by", String(128)),
+    Column("claimed_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Column("last_error", String(1000)),
+    UniqueConstraint("endpoint_id", "message_id"),
+    Index(None, "status", "next_attempt_at"),
+)
+
+# Every delivery attempt, for the delivery log.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column(
+        "message_id",
+        BigInteger,
+        ForeignKey("webhook_messages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("error", String(1000)),
+    Column("duration_ms", Float, nullable=False),
+    Column("retry_after_seconds", Float),
+    Index(None, "message_id", "attempt"),
+)
+
+# Retraining hooks: what to start when a rule fires (or by hand): a signed webhook to a
+# pipeline, a command, a Python entry point, or the bundled reference retrainer.
+retrain_hooks = Table(
+    "retrain_hooks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    # webhook, command, python or reference.
+    Column("kind", String(16), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("timeout_seconds", Float, nullable=False),
+    Column("cooldown_seconds", Integer, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("source", String(16), nullable=False, server_default="api"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Every retrain: what started it, how it went, what it produced, and the promotion that followed
+# (gate figures, canary, rollout or rollback in ``details``).
+retrain_runs = Table(
+    "retrain_runs",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("hook_id", Integer, ForeignKey("retrain_hooks.id", ondelete="SET NULL")),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id", ondelete="SET NULL")),
+    # "alert" or "manual".
+    Column("trigger", String(16), nullable=False),
+    # queued, running, failed, timed_out, produced, gated, canary, promoted, rolled_back.
+    Column("status", String(16), nullable=False),
+    Column("version", String(128)),
+    Column("output", String(20000), nullable=False, server_default=""),
+    Column("details", JSON, nullable=False),
+    Column("claimed_by", String(128)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "model_id", "created_at"),
 )
 
 # APScheduler's job store, declared here so that migrations create it and autogenerate knows

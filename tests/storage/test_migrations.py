@@ -195,6 +195,103 @@ def _insert_sample_rows(engine: Engine) -> None:
                 n_rows=1,
                 created_at=T0,
             )
+        if "alert_rules" in existing:  # revision 0007: alerts, webhooks and retraining
+            stamps = {"created_at": T0, "updated_at": T0}
+            rule = _insert(
+                conn,
+                "alert_rules",
+                name="r",
+                model_id=model,
+                kind="scope_drift",
+                params={},
+                scope="fleet",
+                hooks=[],
+                **stamps,
+            )
+            _insert(
+                conn,
+                "alert_evaluations",
+                rule_id=rule,
+                model_id=model,
+                window_start=T0,
+                window_end=T0,
+                evaluated_at=T0,
+            )
+            _insert(
+                conn,
+                "alert_observations",
+                rule_id=rule,
+                subject="fleet",
+                window_start=T0,
+                window_end=T0,
+                state="breach",
+                details={},
+                observed_at=T0,
+            )
+            alert = _insert(
+                conn,
+                "alerts",
+                rule_id=rule,
+                model_id=model,
+                group_key="fleet",
+                episode=1,
+                state="firing",
+                severity="warning",
+                summary="s",
+                subjects=[],
+                details={},
+                fired_at=T0,
+                updated_at=T0,
+            )
+            event = _insert(
+                conn,
+                "alert_events",
+                alert_id=alert,
+                seq=1,
+                kind="fired",
+                message_id="msg_1",
+                payload={},
+                at=T0,
+            )
+            endpoint = _insert(
+                conn, "webhook_endpoints", name="e", url="https://x", secret="whsec_x", **stamps
+            )
+            message = _insert(
+                conn,
+                "webhook_messages",
+                endpoint_id=endpoint,
+                message_id="msg_1",
+                event_type="alert.fired",
+                body=b"{}",
+                event_id=event,
+                status="pending",
+                next_attempt_at=T0,
+                created_at=T0,
+            )
+            _insert(conn, "webhook_attempts", message_id=message, attempt=1, at=T0, duration_ms=1.0)
+            hook = _insert(
+                conn,
+                "retrain_hooks",
+                name="h",
+                model_id=model,
+                kind="command",
+                config={},
+                timeout_seconds=1.0,
+                cooldown_seconds=0,
+                **stamps,
+            )
+            _insert(
+                conn,
+                "retrain_runs",
+                model_id=model,
+                hook_id=hook,
+                alert_id=alert,
+                trigger="alert",
+                status="queued",
+                details={},
+                created_at=T0,
+                updated_at=T0,
+            )
         if "job_leases" in existing:  # revision 0003: scheduled analysis
             for table, values in [
                 *results,
