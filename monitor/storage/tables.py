@@ -483,6 +483,7 @@ webhook_endpoints = Table(
     Column("disabled_reason", String(300)),
     # Since when every delivery to it has failed (None: its last one succeeded).
     Column("failing_since", UTCDateTime),
+    Column("source", String(16), nullable=False, server_default="api"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
