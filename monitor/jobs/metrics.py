@@ -57,6 +57,9 @@ class FleetCollector(Collector):
         with self.engine.connect() as conn:
             statuses = fleet.nodes_by_status(conn, now - self.offline_after)
             analysed = fleet.analysis_by_model(conn)
+            firing = fleet.firing_alerts(conn)
+            outbox = fleet.webhook_messages_by_status(conn)
+            retrains = fleet.retrain_runs_by_status(conn)
         due = self.worker.due_windows(now)
         nodes = GaugeMetricFamily(
             "edge_monitor_fleet_nodes",
@@ -106,7 +109,30 @@ class FleetCollector(Collector):
             behind = oldest.get(row.model)
             lag.add_metric([row.model], (now - behind).total_seconds() if behind else 0.0)
             waiting.add_metric([row.model], pending.get(row.model, 0))
-        return [nodes, drifting, windows, latest, lag, waiting]
+        alerting = GaugeMetricFamily(
+            "edge_monitor_alerts_firing",
+            "Alerts firing now, by the severity of their rule.",
+            labels=["severity"],
+        )
+        for severity, count in firing.items():
+            alerting.add_metric([severity], count)
+        messages = GaugeMetricFamily(
+            "edge_monitor_webhook_messages",
+            "Webhook messages by status: pending and delivering (the outbox), delivered, "
+            "failed (retries given up) and dropped (their endpoint was disabled).",
+            labels=["status"],
+        )
+        for status, count in outbox.items():
+            messages.add_metric([status], count)
+        runs = GaugeMetricFamily(
+            "edge_monitor_retrain_runs",
+            "Retrain runs by status (queued, running, produced, gated, canary, promoted, "
+            "rolled_back, failed, timed_out).",
+            labels=["status"],
+        )
+        for status, count in sorted(retrains.items()):
+            runs.add_metric([status], count)
+        return [nodes, drifting, windows, latest, lag, waiting, alerting, messages, runs]
 
 
 class WorkerMetrics:

@@ -1,5 +1,6 @@
 """Fleet-wide figures for the worker's gauges: nodes by health, analysed windows and drifting
-nodes per model. Each is one aggregate query, cheap enough to run at every scrape."""
+nodes per model, firing alerts, the webhook outbox and retrain runs. Each is one aggregate
+query, cheap enough to run at every scrape."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from sqlalchemy import Connection, and_, func, select
 
 from monitor.schema import FLEET, NODE
 from monitor.storage import readout
-from monitor.storage.tables import drift_scopes, models
+from monitor.storage.tables import (
+    alerts,
+    drift_scopes,
+    models,
+    retrain_runs,
+    webhook_messages,
+)
 from monitor.storage.types import aware
 
 #: Health statuses, in the words of the health job (monitor.jobs.health).
@@ -87,3 +94,37 @@ def analysis_by_model(conn: Connection) -> list[ModelAnalysis]:
         )
         for row in conn.execute(query)
     ]
+
+
+#: Severities of alert rules (monitor.alerts.rules.SEVERITIES), every one present in the gauge.
+SEVERITIES = ("info", "warning", "critical")
+#: Outbox statuses (webhook_messages.status), every one present in the gauge.
+MESSAGE_STATUSES = ("pending", "delivering", "delivered", "failed", "dropped")
+
+
+def firing_alerts(conn: Connection) -> dict[str, int]:
+    """Alerts firing now, by severity."""
+    found = dict.fromkeys(SEVERITIES, 0)
+    query = (
+        select(alerts.c.severity, func.count())
+        .where(alerts.c.state == "firing")
+        .group_by(alerts.c.severity)
+    )
+    for severity, count in conn.execute(query):
+        found[severity] = count
+    return found
+
+
+def webhook_messages_by_status(conn: Connection) -> dict[str, int]:
+    """Webhook messages in the outbox by status (delivered and given-up ones included)."""
+    found = dict.fromkeys(MESSAGE_STATUSES, 0)
+    query = select(webhook_messages.c.status, func.count()).group_by(webhook_messages.c.status)
+    for status, count in conn.execute(query):
+        found[status] = count
+    return found
+
+
+def retrain_runs_by_status(conn: Connection) -> dict[str, int]:
+    """Retrain runs by status (queued, running, canary, promoted, rolled back, ...)."""
+    query = select(retrain_runs.c.status, func.count()).group_by(retrain_runs.c.status)
+    return {status: count for status, count in conn.execute(query)}

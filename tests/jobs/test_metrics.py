@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from monitor.config import Settings
 from monitor.jobs import scheduler
@@ -18,7 +18,7 @@ from monitor.jobs.health import HealthRules, check_fleet
 from monitor.jobs.metrics import WorkerMetrics
 from monitor.jobs.windows import Window, window_of
 from monitor.schema import DriftScope, ResultTable
-from monitor.storage import heartbeats, models, nodes, results
+from monitor.storage import heartbeats, models, nodes, results, tables
 from monitor.storage.engine import begin_write
 from monitor.storage.records import insert_batch, prepare_batch
 from monitor.storage.results import KindResults
@@ -136,6 +136,80 @@ def test_fleet_gauges_read_the_database(fleet: dict[str, Window], worker_metrics
     assert metrics.value("edge_monitor_analysis_windows_due", model="pump") == 2
     assert metrics.value("edge_monitor_analysis_lag_seconds", model="idle") == 0
     assert metrics.value("process_resident_memory_bytes") > 0
+
+
+def test_alerts_the_outbox_and_retrain_runs_are_gauges(engine: Engine, worker_metrics: str) -> None:
+    stamps = {"created_at": NOW, "updated_at": NOW}
+    with begin_write(engine) as conn:
+        model = models.add_model(conn, "pump").id
+        rule = conn.execute(
+            insert(tables.alert_rules).values(
+                name="r",
+                model_id=model,
+                kind="scope_drift",
+                params={},
+                scope="fleet",
+                hooks=[],
+                **stamps,
+            )
+        ).inserted_primary_key[0]
+        alert = {
+            "rule_id": rule,
+            "model_id": model,
+            "summary": "s",
+            "subjects": [],
+            "details": {},
+            "fired_at": NOW,
+            "updated_at": NOW,
+        }
+        for episode, (state, severity) in enumerate(
+            [
+                ("firing", "critical"),
+                ("firing", "warning"),
+                ("firing", "warning"),
+                ("resolved", "warning"),
+            ],
+            1,
+        ):
+            conn.execute(
+                insert(tables.alerts).values(
+                    group_key="fleet", episode=episode, state=state, severity=severity, **alert
+                )
+            )
+        endpoint = conn.execute(
+            insert(tables.webhook_endpoints).values(
+                name="ops", url="https://example.com/hook", secret="whsec_x", **stamps
+            )
+        ).inserted_primary_key[0]
+        for n, status in enumerate(["pending", "pending", "delivered", "failed"]):
+            conn.execute(
+                insert(tables.webhook_messages).values(
+                    endpoint_id=endpoint,
+                    message_id=f"msg_{n}",
+                    event_type="alert.fired",
+                    body=b"{}",
+                    status=status,
+                    next_attempt_at=NOW,
+                    created_at=NOW,
+                )
+            )
+        for status in ("promoted", "rolled_back", "rolled_back"):
+            conn.execute(
+                insert(tables.retrain_runs).values(
+                    model_id=model, trigger="alert", status=status, details={}, **stamps
+                )
+            )  # fmt: skip
+
+    metrics = scrape(worker_metrics)
+
+    firing = {labels["severity"]: v for labels, v in metrics.matching("edge_monitor_alerts_firing")}
+    assert firing == {"info": 0, "warning": 2, "critical": 1}
+    assert metrics.value("edge_monitor_webhook_messages", status="pending") == 2
+    assert metrics.value("edge_monitor_webhook_messages", status="delivered") == 1
+    assert metrics.value("edge_monitor_webhook_messages", status="failed") == 1
+    assert metrics.value("edge_monitor_webhook_messages", status="dropped") == 0
+    assert metrics.value("edge_monitor_retrain_runs", status="rolled_back") == 2
+    assert metrics.value("edge_monitor_retrain_runs", status="promoted") == 1
 
 
 def test_a_scrape_reads_the_database_again(
