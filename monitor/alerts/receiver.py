@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,6 +55,8 @@ class Receiver:
     A bad or missing signature gets 401; a message id seen before is acknowledged (204) without
     being reported again, as a receiver that deduplicates by ``webhook-id`` should. ``down``
     makes it answer 503 (a receiver that is there but failing); ``close`` stops it altogether.
+    Tests set ``status`` and ``answer_headers`` to answer otherwise (a verified message answered
+    with a non-2xx status is not counted as received), and ``stall_seconds`` to answer late.
     """
 
     def __init__(
@@ -71,6 +74,8 @@ class Receiver:
         self.on_message = on_message
         self.tolerance = tolerance
         self.status = status
+        self.answer_headers: dict[str, str] = {}
+        self.stall_seconds = 0.0
         self.down = False
         self.received: list[Received] = []
         self.deliveries = 0  # every verified POST, duplicates included
@@ -130,6 +135,8 @@ class Receiver:
                 self.rejected += 1
             log.warning("webhook rejected: %s", exc)
             return 401
+        if not 200 <= self.status < 300:
+            return self.status
         try:
             payload: Any = json.loads(body)
         except ValueError:
@@ -161,10 +168,15 @@ class Receiver:
                     return
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if receiver.stall_seconds > 0:
+                    time.sleep(receiver.stall_seconds)
                 self._answer(receiver.accept(headers, body))
 
             def _answer(self, status: int) -> None:
                 self.send_response(status)
+                if not 200 <= status < 300:
+                    for name, value in receiver.answer_headers.items():
+                        self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
