@@ -12,6 +12,12 @@ nodes from an onset (a third of the way in) on; before the onset every scenario 
   the affected sites.
 * ``concept-drift`` -- failures come from a new mode (seal wear from humidity, pressure and
   load) instead of bearing wear, ramping in: accuracy drops while the inputs do not move.
+* ``story`` -- the demo's three acts: steady, then the temperature and vibration sensors at
+  the affected sites read high at once (as in ``sensor-drift``) until they are recalibrated,
+  when failures switch to the seal mode fleet-wide at once (full ``concept-drift``) for the rest
+  of the run. The acts start at ``Scenario.acts`` (by default a sixth and a third of the way
+  in). The seal mode is learnable from the inputs (humidity, pressure, load), so a model
+  retrained on recent labels wins back the accuracy the shipped model loses.
 
 Every site has the training site's climate: sites differ in who is affected, not in weather,
 so that a steady fleet matches its reference data.
@@ -25,7 +31,7 @@ from typing import Any
 
 from monitor.fleet.machines import SITES, SensorDrift, SensorFault, Site
 
-SCENARIOS = ("steady", "sensor-drift", "sudden-shift", "quality", "concept-drift")
+SCENARIOS = ("steady", "sensor-drift", "sudden-shift", "quality", "concept-drift", "story")
 #: The climate every simulated site shares (the demo model's training site).
 CLIMATE: Site = SITES["temperate"]
 #: The machine mix after a sudden shift.
@@ -71,10 +77,20 @@ class Scenario:
     name: str
     hours: float
     affected_sites: frozenset[str] = field(default_factory=frozenset)
+    #: The story's acts: (sensor drift from, concept drift from), in simulated hours; None:
+    #: a sixth and a third of the way in. Other scenarios ignore it.
+    acts: tuple[float, float] | None = None
 
     @property
     def onset_hour(self) -> float:
+        if self.name == "story":
+            return self.story_acts[0]
         return self.hours / 3
+
+    @property
+    def story_acts(self) -> tuple[float, float]:
+        """When the story's sensor drift and its concept drift begin, in simulated hours."""
+        return self.acts if self.acts is not None else (self.hours / 6, self.hours / 3)
 
     @property
     def ramp_hours(self) -> float:
@@ -84,7 +100,7 @@ class Scenario:
         """Whether this node's data changes in this scenario."""
         if self.name == "steady":
             return False
-        if self.name in ("sudden-shift", "concept-drift"):
+        if self.name in ("sudden-shift", "concept-drift", "story"):
             return True
         return node.site in self.affected_sites
 
@@ -92,6 +108,7 @@ class Scenario:
         """The inputs whose distribution the scenario moves (concept drift moves none)."""
         return {
             "sensor-drift": ("temperature_c", "vibration_mm_s"),
+            "story": ("temperature_c", "vibration_mm_s"),
             "sudden-shift": (
                 "machine_type",
                 "rpm",
@@ -130,17 +147,35 @@ class Scenario:
             ]
         elif self.name == "concept-drift":
             knobs["concept"] = min(1.0, max(0.0, (hour - onset) / ramp))
+        elif self.name == "story":
+            drift_from, concept_from = self.story_acts
+            if hour >= concept_from:
+                knobs["concept"] = 1.0
+            elif hour >= drift_from and node.site in self.affected_sites:
+                # A step, not a ramp: the story's windows are few, and each act must show.
+                knobs["sensor_drift"] = {
+                    "temperature_c": SensorDrift(offset=12.0, start_hour=drift_from),
+                    "vibration_mm_s": SensorDrift(gain=0.6, start_hour=drift_from),
+                }
         return knobs
 
 
 def scenario(
-    name: str, hours: float, sites: Sequence[str], *, affected: Mapping[str, Any] | None = None
+    name: str,
+    hours: float,
+    sites: Sequence[str],
+    *,
+    affected: Mapping[str, Any] | None = None,
+    acts: tuple[float, float] | None = None,
 ) -> Scenario:
     """The named scenario over a run of ``hours``; site-bound scenarios hit the first site (a
-    quarter of a four-site fleet) unless ``affected`` names others."""
+    quarter of a four-site fleet) unless ``affected`` names others. ``acts`` places the
+    story's sensor drift and concept drift (simulated hours)."""
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
     if hours <= 0:
         raise ValueError("a run needs a positive duration")
+    if acts is not None and not 0 <= acts[0] <= acts[1]:
+        raise ValueError("the story's sensor drift must begin before its concept drift")
     chosen = frozenset(affected or ([sites[0]] if sites else []))
-    return Scenario(name, hours, chosen)
+    return Scenario(name, hours, chosen, acts)
