@@ -37,6 +37,8 @@ INPUT_NAME = "input"
 TRAIN_ROWS, VALIDATION_ROWS, TEST_ROWS, REFERENCE_ROWS = 20_000, 5_000, 5_000, 5_000
 SPAN_HOURS = 24.0 * 28
 HIDDEN_LAYERS = (64, 32)
+#: The training recipe this module implements, as a card names it (``metrics.recipe``).
+RECIPE = "demo-mlp"
 #: Single-row inferences timed per model for the report's latency.
 LATENCY_CALLS = 2_000
 
@@ -171,10 +173,6 @@ def train_pipeline(seed: int) -> tuple[Any, ModelCard, dict[str, Any]]:
     ``data[split]`` is ``(readings, float32 matrix, y_fail bool array)`` for ``train``,
     ``validation``, ``test`` and ``reference``.
     """
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
     gen = machines.MachineFleetGenerator(seed)
     sizes = {
         "train": TRAIN_ROWS,
@@ -190,6 +188,18 @@ def train_pipeline(seed: int) -> tuple[Any, ModelCard, dict[str, Any]]:
         for split, r in readings.items()
     }
     _, x_train, y_train = data["train"]
+    pipeline = fit_pipeline(x_train, np.where(y_train, machines.FAIL, machines.OK), seed)
+    assert tuple(pipeline.classes_) == card.classes
+    return pipeline, card, data
+
+
+def fit_pipeline(x: np.ndarray, y: np.ndarray, seed: int, *, max_iter: int = 300) -> Any:
+    """The recipe (``RECIPE``): fit ``StandardScaler + MLPClassifier`` on the card's float32
+    columns ``x`` and class labels ``y``; the reference retrainer fits its candidates here."""
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     pipeline = Pipeline(
         [
             ("scale", StandardScaler()),
@@ -198,16 +208,15 @@ def train_pipeline(seed: int) -> tuple[Any, ModelCard, dict[str, Any]]:
                 MLPClassifier(
                     HIDDEN_LAYERS,
                     alpha=1e-3,
-                    max_iter=300,
+                    max_iter=max_iter,
                     early_stopping=True,
                     random_state=seed,
                 ),
             ),
         ]
     )
-    pipeline.fit(x_train, np.where(y_train, machines.FAIL, machines.OK))
-    assert tuple(pipeline.classes_) == card.classes
-    return pipeline, card, data
+    pipeline.fit(x, y)
+    return pipeline
 
 
 def export_onnx(pipeline: Any, width: int) -> bytes:

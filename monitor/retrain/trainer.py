@@ -1,0 +1,348 @@
+"""The bundled reference retrainer: recent labelled records + the production reference, the
+card's recipe, ONNX (and int8) out, registered as the next candidate version.
+
+What it trains on: the model's labelled records of the last ``Plan.recent`` (newest
+``Plan.max_rows`` of them) up to its newest record, except the newest ``Plan.held_out_share``
+of them, which are held out for the promotion gate; plus the production version's reference
+rows with their labels, at most ``Plan.reference_share`` of the training set (the recent
+records are what changed, the reference keeps what did not). The decision threshold is chosen on
+the newest fifth of the recent training records: the best F1 of the positive class among the
+thresholds nearly as accurate as the most accurate one (the gate judges accuracy). The candidate's
+reference is its training data; its metrics and the run's details hold the gate's figures.
+
+Recipes (named by a card's ``metrics.recipe``; the demo model's is ``demo-mlp`` whatever its
+card says): ``demo-mlp``, the demo model's ``StandardScaler + MLPClassifier``
+(``monitor.demo_model.build``). scikit-learn and skl2onnx (the ``train`` extra) are imported
+only when a model is trained.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from monitor.card import ModelCard
+from monitor.errors import Conflict
+from monitor.retrain import gate
+from monitor.schema import TS, feature_column
+from monitor.storage import models, registry
+from monitor.storage.engine import begin_write
+from monitor.storage.labelled import LABEL, labelled_records, latest_record_time
+from monitor.storage.types import utcnow
+
+logger = logging.getLogger(__name__)
+
+#: Recipes this retrainer knows.
+RECIPES = ("demo-mlp",)
+#: How much validation accuracy a threshold may give up for a better F1 (see ``_threshold``).
+ACCURACY_SLACK = 0.005
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How much data the retrainer reads and how it splits it."""
+
+    #: How far back from the newest record "recent" reaches.
+    recent: timedelta = timedelta(days=7)
+    #: The newest labelled records read, at most.
+    max_rows: int = 50_000
+    #: The newest share of them held out for the gate.
+    held_out_share: float = 0.25
+    #: Fewest labelled records worth retraining on.
+    min_labelled: int = 400
+    #: Largest share of the training set taken from the production reference.
+    reference_share: float = 0.2
+    #: Optimiser iterations (the recipe's default; tests use fewer).
+    max_iter: int = 300
+
+
+def recipe_of(card: ModelCard) -> str | None:
+    """The training recipe the card names, or None."""
+    from monitor.demo_model import MODEL_NAME
+
+    named = card.metrics.get("recipe")
+    if isinstance(named, str):
+        return named
+    return "demo-mlp" if card.name == MODEL_NAME else None
+
+
+def retrain(
+    engine: Engine,
+    model: str,
+    *,
+    run_id: int,
+    say: Callable[[str], None],
+    plan: Plan | None = None,
+) -> str:
+    """Train, export and register the next version of ``model`` as a candidate; its name."""
+    plan = plan or Plan()
+    with engine.connect() as conn:
+        found = models.get_model(conn, model)
+        production = registry.deployment(conn, found.id).production
+        if production is None or production.card is None:
+            raise Conflict(
+                f"{model} has no production version with a model card to retrain",
+                code="no_production",
+            )
+        card = ModelCard.from_dict(production.card)
+        recipe = recipe_of(card)
+        if recipe is None:
+            raise Conflict(
+                f"the card of {model} {production.version} names no training recipe "
+                f"(metrics.recipe); the reference retrainer knows: {', '.join(RECIPES)}",
+                code="no_recipe",
+            )
+        if recipe not in RECIPES:
+            raise Conflict(
+                f"unknown training recipe {recipe!r}; known: {', '.join(RECIPES)}",
+                code="unknown_recipe",
+            )
+        latest = latest_record_time(conn, found.id)
+        if latest is None:
+            raise Conflict(f"{model} has no stored records to retrain on", code="no_records")
+        end = latest + timedelta(microseconds=1)
+        say(f"reading labelled records of {model} from the last {plan.recent}")
+        recent = labelled_records(conn, found.id, end - plan.recent, end, limit=plan.max_rows)
+        reference_blob = registry.reference(conn, production.id)
+        names = [v.version for v in registry.versions(conn, found.id)]
+    if len(recent) < plan.min_labelled:
+        raise Conflict(
+            f"{len(recent)} labelled records in the last {plan.recent}, fewer than "
+            f"{plan.min_labelled}: not enough to retrain on",
+            code="too_few_labels",
+        )
+    n_held = max(gate.MIN_HELD_OUT, math.ceil(len(recent) * plan.held_out_share))
+    held = recent.iloc[len(recent) - n_held :]
+    train_recent = recent.iloc[: len(recent) - n_held]
+    held_out = gate.HeldOut(_moment(held[TS].iloc[0]), end)
+    say(
+        f"{len(recent)} labelled records: {len(train_recent)} to train on, {n_held} held out "
+        f"from {held_out.start.isoformat()}"
+    )
+
+    rows, valid = gate.feature_rows(train_recent, [card])
+    features = [r for r, ok in zip(rows, valid.tolist(), strict=True) if ok]
+    labels = [str(x) for x in train_recent[LABEL].to_numpy()[valid].tolist()]
+    reference_rows, reference_labels = _reference_rows(
+        reference_blob,
+        card,
+        math.floor(len(features) * plan.reference_share / (1 - plan.reference_share)),
+    )
+    say(f"training set: {len(features)} recent records + {len(reference_rows)} reference rows")
+
+    # The threshold is chosen on the newest fifth of the recent training records: the nearest
+    # to what the model will serve.
+    n_val = max(1, len(features) // 5)
+    fit_rows = reference_rows + features[: len(features) - n_val]
+    fit_labels = reference_labels + labels[: len(labels) - n_val]
+    candidate = _next_version(names)
+    trained = _train(card, fit_rows, fit_labels, features[-n_val:], labels[-n_val:], run_id, plan)
+    say(f"trained {recipe} on {len(fit_rows)} rows; threshold {trained.threshold:.2f}")
+
+    say(f"evaluating {candidate} and {production.version} on the held-out records")
+    draft = replace(card, version=candidate, threshold=trained.threshold)
+    with engine.connect() as conn:
+        production_artifact = registry.artifact(conn, production.id)
+    compared = gate.compare(held, (trained.fp32, draft), (production_artifact, card))
+    figures = {
+        "held_out": held_out.to_dict(),
+        "held_out_rows": compared.rows,
+        "candidate_accuracy": compared.candidate,
+        "production_accuracy": compared.production,
+        "production": production.version,
+    }
+    say(
+        f"held-out accuracy: {candidate} {compared.candidate} vs {production.version} "
+        f"{compared.production} on {compared.rows} records"
+    )
+    new_card = replace(
+        draft,
+        metrics={
+            "recipe": recipe,
+            "retrained_from": production.version,
+            "run_id": run_id,
+            "trained_at": utcnow().isoformat(),
+            "train_rows": len(fit_rows) + n_val,
+            "recent_rows": len(features),
+            "reference_rows": len(reference_rows),
+            "int8": trained.int8,
+            **figures,
+        },
+    )
+    reference = _reference_parquet(
+        new_card, reference_rows + features, reference_labels + labels, trained
+    )
+    say(f"exported ONNX ({len(trained.fp32):,} bytes) and int8 ({trained.int8['bytes']:,} bytes)")
+
+    from monitor.commands.models import register_version
+
+    register_version(
+        engine,
+        model,
+        artifact=trained.fp32,
+        card=new_card.to_dict(),
+        reference=reference,
+        version=candidate,
+    )
+    _save_figures(engine, run_id, {"version": candidate, **figures})
+    say(f"registered {model} {candidate} as a candidate")
+    return candidate
+
+
+@dataclass(frozen=True, slots=True)
+class _Trained:
+    fp32: bytes
+    threshold: float
+    int8: dict[str, Any]
+    session: Any
+
+
+def _train(
+    card: ModelCard,
+    rows: list[dict[str, Any]],
+    labels: list[str],
+    val_rows: list[dict[str, Any]],
+    val_labels: list[str],
+    seed: int,
+    plan: Plan,
+) -> _Trained:
+    """Fit the recipe, export, pick the threshold, quantize and compare int8 with fp32."""
+    import onnxruntime as ort
+
+    from monitor.demo_model import build
+    from monitor.runtime.preprocess import Preprocessor
+    from monitor.runtime.runtime import session_options
+
+    prep = Preprocessor(card)
+    classes = [str(c) for c in card.classes]
+    if sorted(set(labels)) != sorted(classes):
+        raise Conflict(
+            f"the training labels {sorted(set(labels))} are not the card's classes {classes}",
+            code="bad_labels",
+        )
+    pipeline = build.fit_pipeline(prep.matrix(rows), np.array(labels), seed, max_iter=plan.max_iter)
+    if [str(c) for c in pipeline.classes_] != classes:
+        raise Conflict("the card's classes are not in sorted order", code="bad_classes")
+    fp32 = build.export_onnx(pipeline, len(card.columns))
+    int8 = build.quantize_int8(fp32)
+    sessions = {
+        name: ort.InferenceSession(blob, session_options(1), providers=["CPUExecutionProvider"])
+        for name, blob in (("fp32", fp32), ("int8", int8))
+    }
+    x_val = prep.matrix(val_rows)
+    threshold = card.threshold
+    figures: dict[str, Any] = {"bytes": len(int8)}
+    if card.positive_class is not None and len(val_rows):
+        positive = card.classes.index(card.positive_class)
+        y_val = np.array(val_labels) == str(card.positive_class)
+        p = {
+            name: s.run([card.probabilities_output], {card.input_name: x_val})[0][:, positive]
+            for name, s in sessions.items()
+        }
+        if y_val.any():
+            threshold = _threshold(y_val, p["fp32"])
+        figures["agreement"] = round(
+            float(np.mean((p["fp32"] >= threshold) == (p["int8"] >= threshold))), 6
+        )
+    return _Trained(fp32, threshold, figures, sessions["fp32"])
+
+
+def _threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The best F1 of the positive class among the thresholds whose accuracy is within
+    ``ACCURACY_SLACK`` of the best accuracy: the gate and the accuracy alerts judge accuracy, and
+    among nearly-as-accurate thresholds the one that finds the most positives is worth more."""
+    grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    predicted = p[None, :] >= grid[:, None]
+    accuracy = (predicted == y[None, :]).mean(axis=1)
+    tp = (predicted & y[None, :]).sum(axis=1)
+    f1 = 2 * tp / np.maximum(predicted.sum(axis=1) + y.sum(), 1)
+    near = accuracy >= accuracy.max() - ACCURACY_SLACK
+    return float(grid[int(np.argmax(np.where(near, f1, -1.0)))])  # first best: deterministic
+
+
+def _reference_rows(
+    blob: bytes | None, card: ModelCard, most: int
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Up to ``most`` labelled rows of the production reference (evenly spread), as features."""
+    if blob is None or most <= 0:
+        return [], []
+    frame = pd.read_parquet(io.BytesIO(blob))
+    if LABEL not in frame.columns or not set(card.feature_names) <= set(frame.columns):
+        return [], []
+    frame = frame[frame[LABEL].notna()]
+    if len(frame) > most:
+        frame = frame.iloc[np.linspace(0, len(frame) - 1, most).astype(int)]
+    renamed = frame.rename(columns={n: feature_column(n) for n in card.feature_names})
+    rows, valid = gate.feature_rows(renamed, [card])
+    kept = [r for r, ok in zip(rows, valid.tolist(), strict=True) if ok]
+    return kept, [str(x) for x in frame[LABEL].to_numpy()[valid].tolist()]
+
+
+def _reference_parquet(
+    card: ModelCard, rows: list[dict[str, Any]], labels: list[str], trained: _Trained
+) -> bytes:
+    """The training data as reference (the demo's format): features, the candidate's
+    prediction and class probabilities, the label."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from monitor.runtime.preprocess import Preprocessor
+
+    p = trained.session.run(
+        [card.probabilities_output], {card.input_name: Preprocessor(card).matrix(rows)}
+    )[0]
+    columns: dict[str, Any] = {}
+    for f in card.features:
+        values = [r.get(f.name) for r in rows]
+        if f.type == "categorical":
+            columns[f.name] = pa.array(values, pa.string())
+        else:
+            columns[f.name] = pa.array(values, pa.float64())
+    if card.positive_class is not None and len(card.classes) == 2:
+        positive = card.classes.index(card.positive_class)
+        prediction = np.where(
+            p[:, positive] >= trained.threshold, card.classes[positive], card.classes[1 - positive]
+        )
+    else:
+        prediction = np.asarray(card.classes, dtype=object)[np.argmax(p, axis=1)]
+    columns["prediction"] = pa.array([str(x) for x in prediction.tolist()], pa.string())
+    for i, cls in enumerate(card.classes):
+        columns[f"probability_{cls}"] = pa.array(np.round(p[:, i].astype(np.float64), 6))
+    columns[LABEL] = pa.array(labels, pa.string())
+    sink = io.BytesIO()
+    pq.write_table(pa.table(columns), sink, compression="zstd")
+    return sink.getvalue()
+
+
+def _next_version(names: list[str]) -> str:
+    """The next free version name: one more than the largest numeric one, else ``r<n>``."""
+    taken = set(names)
+    numbers = [int(n) for n in names if n.isdigit()]
+    n = max(numbers) + 1 if numbers else 1
+    name = str(n) if numbers else f"r{n}"
+    while name in taken:
+        n += 1
+        name = str(n) if numbers else f"r{n}"
+    return name
+
+
+def _save_figures(engine: Engine, run_id: int, figures: dict[str, Any]) -> None:
+    """The held-out figures in the run's details (the version's metrics hold them too)."""
+    from monitor.storage import retrains
+
+    with begin_write(engine) as conn:
+        retrains.set_run(conn, run_id, status="running", now=utcnow(), details={"trained": figures})
+
+
+def _moment(value: Any) -> datetime:
+    stamp = pd.Timestamp(value)
+    return stamp.to_pydatetime() if stamp.tzinfo else stamp.tz_localize("UTC").to_pydatetime()
