@@ -323,7 +323,9 @@ def _secret_problem(secret: str) -> str | None:
     if not secret.startswith(SECRET_PREFIX):
         return f'does not start with "{SECRET_PREFIX}"'
     try:
-        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+        raw = secret.removeprefix(SECRET_PREFIX)
+        # Unpadded base64 is a secret too, as Standard Webhooks' libraries read it.
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
     except (binascii.Error, ValueError):
         return f'is not "{SECRET_PREFIX}" followed by base64'
     low, high = SECRET_BYTES
