@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +49,12 @@ class Outcome:
     def delivered(self) -> bool:
         """Whether the receiver took it (2xx)."""
         return self.result == DELIVERED
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    # Loading the trust store costs ~0.1 s; once per process is enough.
+    return ssl.create_default_context()
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -107,6 +115,7 @@ def send(
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,
         transport=transport,
+        verify=_tls(),
         trust_env=False,
     ) as client:
         for address in target.addresses:

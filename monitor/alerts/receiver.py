@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,8 +75,10 @@ class Receiver:
         self.status = status
         self.answer_headers: dict[str, str] = {}
         self.stall_seconds = 0.0
+        self._release = threading.Event()
         self.down = False
         self.received: list[Received] = []
+        self.requests = 0  # every POST that arrived, answered or not yet
         self.deliveries = 0  # every verified POST, duplicates included
         self.rejected = 0
         self._seen: set[str] = set()
@@ -111,7 +112,8 @@ class Receiver:
         self._server.serve_forever()
 
     def close(self) -> None:
-        """Stop serving and free the port."""
+        """Stop serving and free the port (a stalled answer is let go first)."""
+        self._release.set()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
@@ -167,9 +169,11 @@ class Receiver:
                     self._answer(413)
                     return
                 body = self.rfile.read(length)
+                with receiver._lock:
+                    receiver.requests += 1
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 if receiver.stall_seconds > 0:
-                    time.sleep(receiver.stall_seconds)
+                    receiver._release.wait(receiver.stall_seconds)
                 self._answer(receiver.accept(headers, body))
 
             def _answer(self, status: int) -> None:
