@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine
 
 from monitor.analysis import AnalysisPolicy, analyse_drift, analyse_performance, analyse_quality
 from monitor.analysis.scopes import ScopeSet
+from monitor.jobs.alerts import evaluate_window
 from monitor.jobs.baselines import BaselineCache, with_baselines
 from monitor.jobs.late import IN_FLIGHT, LateWindow, late_windows, windows_reached
 from monitor.jobs.pooling import Pooled, pool, small_scopes
@@ -284,6 +285,14 @@ class Worker:
                 n_late=n_late,
                 computed_at=as_of,
             )
+            # In the same transaction: alerts and their outbox rows commit with the results.
+            evaluate_window(
+                conn,
+                model.id,
+                window.start,
+                now=self.clock(),
+                min_labels=self.config.policy.min_labels,
+            )
         _log_window(model.name, window, analysis, revision, n_late)
         return True
 
@@ -373,6 +382,9 @@ class Worker:
                     {PERFORMANCE: performance},
                     model_version_id=data.reference.version_id if data.reference else None,
                     n_reference=data.reference.profile.n_rows if data.reference else None,
+                )
+                evaluate_window(
+                    conn, model_id, window.start, now=now, min_labels=self.config.policy.min_labels
                 )
             refreshed += 1
         self.label_watermark = now

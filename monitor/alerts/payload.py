@@ -1,0 +1,206 @@
+"""The webhook payload of an alert transition, its JSON Schema, and its one-paragraph text.
+
+The body is a JSON object::
+
+    {"type": "alert.fired" | "alert.updated" | "alert.resolved",
+     "timestamp": "2026-01-01T10:15:00+00:00",
+     "data": {"alert_id": 7, "rule": "site drift", "kind": "feature_drift", "model": "pump",
+              "severity": "warning", "state": "firing", "group": "site:hot-humid",
+              "episode": 1, "subjects": ["node:n1", ...], "joined": [...], "left": [...],
+              "window": {"start": ..., "end": ...}, "summary": "...", "value": 0.01,
+              "bound": 0.05, "details": {...}, "fired_at": ..., "resolved_at": null,
+              "event": {"seq": 1, "message_id": "msg_..."}},
+     "text": "FIRING [warning] site drift: 12 nodes at site hot-humid drift on vibration ..."}
+
+``text`` is a Slack-compatible summary (a Slack incoming webhook shows it as is); ``data`` is
+for machines. ``PAYLOAD_SCHEMA`` is its JSON Schema (draft 2020-12).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from monitor.alerts.state import FIRED, RESOLVED, UPDATED
+
+EVENT_TYPES = {FIRED: "alert.fired", UPDATED: "alert.updated", RESOLVED: "alert.resolved"}
+
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_NAMES = {"type": "array", "items": {"type": "string"}}
+
+PAYLOAD_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "edge-monitor alert transition",
+    "description": "The body of an alert.fired, alert.updated or alert.resolved webhook.",
+    "type": "object",
+    "required": ["type", "timestamp", "data", "text"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"enum": list(EVENT_TYPES.values())},
+        "timestamp": {"type": "string", "format": "date-time"},
+        "text": {"type": "string", "description": "Slack-compatible one-paragraph summary"},
+        "data": {
+            "type": "object",
+            "required": [
+                "alert_id",
+                "rule",
+                "kind",
+                "model",
+                "severity",
+                "state",
+                "group",
+                "episode",
+                "subjects",
+                "joined",
+                "left",
+                "window",
+                "summary",
+                "fired_at",
+                "resolved_at",
+                "event",
+            ],
+            "properties": {
+                "alert_id": {"type": "integer"},
+                "rule": {"type": "string"},
+                "kind": {"type": "string"},
+                "model": {"type": ["string", "null"]},
+                "severity": {"enum": ["info", "warning", "critical"]},
+                "state": {"enum": ["firing", "resolved"]},
+                "group": {
+                    "type": "string",
+                    "description": "fleet, site:X, group:G, node:N or rule",
+                },
+                "episode": {"type": "integer", "minimum": 1},
+                "subjects": {**_NAMES, "description": "the subjects in trouble now"},
+                "joined": {**_NAMES, "description": "subjects that joined in this transition"},
+                "left": {**_NAMES, "description": "subjects that recovered in this transition"},
+                "window": {
+                    "type": "object",
+                    "required": ["start", "end"],
+                    "properties": {"start": _TIME, "end": _TIME},
+                },
+                "summary": {"type": "string"},
+                "value": {"type": ["number", "null"]},
+                "bound": {"type": ["number", "null"]},
+                "details": {"type": "object"},
+                "fired_at": {"type": "string", "format": "date-time"},
+                "resolved_at": _TIME,
+                "event": {
+                    "type": "object",
+                    "required": ["seq", "message_id"],
+                    "properties": {
+                        "seq": {"type": "integer", "minimum": 1},
+                        "message_id": {"type": "string", "pattern": "^msg_[a-z2-7]+$"},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def summary(
+    rule_name: str,
+    kind: str,
+    group: str,
+    subjects: Sequence[str],
+    details: Mapping[str, Any] | None = None,
+) -> str:
+    """What is wrong, in one phrase: "12 nodes at site hot-humid drift on vibration_mm_s"."""
+    details = details or {}
+    where = _where(group, subjects)
+    features = details.get("drifted_features") or []
+    if kind in ("scope_drift", "feature_drift") and features:
+        shown = ", ".join(features[:5]) + (
+            f" and {len(features) - 5} more" if len(features) > 5 else ""
+        )
+        return f"{where} drift on {shown}"
+    what = {
+        "scope_drift": "drift",
+        "feature_drift": "drift",
+        "share_drifted": "have too many drifted features",
+        "prediction_drift": "drift in prediction",
+        "performance": f"{details.get('metric', 'performance')} beyond its bound",
+        "performance_drop": f"{details.get('metric', 'performance')} below its reference",
+        "quality": f"{details.get('figure', 'data quality')} too high",
+        "node_offline": "offline",
+        "clock_skew": "clock skew",
+        "sdk_drops": "dropping records",
+        "latency_p95": "p95 latency too high",
+    }.get(kind, kind)
+    return f"{where}: {what}"
+
+
+def _where(group: str, subjects: Sequence[str]) -> str:
+    nodes = [s for s in subjects if s.startswith("node:")]
+    kind, _, key = group.partition(":")
+    if nodes and len(nodes) == len(subjects) and len(nodes) > 1:
+        at = f" at {kind} {key}" if kind in ("site", "group") else ""
+        return f"{len(nodes)} nodes{at}"
+    if len(subjects) == 1:
+        return subjects[0].replace(":", " ", 1)
+    if not subjects:
+        return group.replace(":", " ", 1)
+    return f"{len(subjects)} scopes"
+
+
+def text(
+    *,
+    transition: str,
+    severity: str,
+    rule: str,
+    summary: str,
+    model: str | None,
+    window_start: datetime | None,
+    window_end: datetime | None,
+) -> str:
+    """The Slack-compatible line: "FIRING [warning] site drift: <summary> (pump, window
+    10:00-10:15)"."""
+    head = {FIRED: "FIRING", UPDATED: "UPDATED", RESOLVED: "RESOLVED"}[transition]
+    where = []
+    if model:
+        where.append(model)
+    if window_start is not None and window_end is not None:
+        fmt = "%H:%M" if window_start.date() == window_end.date() else "%Y-%m-%d %H:%M"
+        where.append(
+            f"window {window_start:%Y-%m-%d} {window_start:%H:%M}-{window_end.strftime(fmt)}"
+        )
+    tail = f" ({', '.join(where)})" if where else ""
+    return f"{head} [{severity}] {rule}: {summary}{tail}"
+
+
+def build(
+    *,
+    transition: str,
+    timestamp: datetime,
+    data: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The payload object of a transition (``data`` as the schema's ``data``)."""
+    window = data.get("window") or {}
+    return {
+        "type": EVENT_TYPES[transition],
+        "timestamp": timestamp.isoformat(),
+        "data": dict(data),
+        "text": text(
+            transition=transition,
+            severity=str(data["severity"]),
+            rule=str(data["rule"]),
+            summary=str(data["summary"]),
+            model=data.get("model"),
+            window_start=_parse(window.get("start")),
+            window_end=_parse(window.get("end")),
+        ),
+    }
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    """The exact bytes sent (and signed): compact JSON, keys in order."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+
+
+def _parse(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))

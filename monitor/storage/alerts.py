@@ -1,0 +1,405 @@
+"""Alert state as stored: what each rule observed per window, the windows it judged, the alerts
+it raised and each alert's transitions (the events that are notified).
+
+Observations are kept per (rule, subject, window): judging a window again replaces its rows,
+never adds to them. Alerts of one (rule, group) are numbered by episode and at most one is
+firing; on PostgreSQL an evaluation holds its rule's row locked (``lock_rule``) so that two
+workers judging two windows of one model at once take turns (SQLite has one writer already).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+
+from monitor.errors import NotFound
+from monitor.storage.dialect import upsert
+from monitor.storage.tables import (
+    alert_evaluations,
+    alert_observations,
+    alert_rules,
+    alerts,
+    models,
+)
+from monitor.storage.tables import (
+    alert_events as events_table,
+)
+from monitor.storage.types import aware
+
+FIRING = "firing"
+RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a rule saw of one subject in one window."""
+
+    subject: str
+    window_start: datetime
+    state: str
+    value: float | None = None
+    bound: float | None = None
+    details: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One rule's trouble in one group, firing until resolved."""
+
+    id: int
+    rule_id: int
+    rule: str
+    kind: str
+    model_id: int | None
+    model: str | None
+    group_key: str
+    episode: int
+    state: str
+    severity: str
+    summary: str
+    #: The subjects in trouble now (empty once resolved).
+    subjects: tuple[str, ...]
+    details: dict[str, Any]
+    first_window_start: datetime | None
+    last_window_start: datetime | None
+    fired_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One transition of an alert, as notified."""
+
+    id: int
+    alert_id: int
+    seq: int
+    kind: str
+    message_id: str
+    window_start: datetime | None
+    payload: dict[str, Any]
+    at: datetime
+
+
+def message_id(alert_id: int, seq: int) -> str:
+    """The Standard Webhooks ``webhook-id`` of an alert's ``seq``-th transition: stable (the
+    same transition always has the same id, across retries and endpoints) and unique."""
+    digest = hashlib.sha256(f"edge-monitor alert {alert_id} event {seq}".encode()).digest()
+    return "msg_" + base64.b32encode(digest).decode().rstrip("=").lower()[:32]
+
+
+# --- Evaluations and observations ---------------------------------------------------------------
+
+
+def lock_rule(conn: Connection, rule_id: int) -> None:
+    """Hold the rule's row until the transaction ends, so that evaluations of one rule take
+    turns (PostgreSQL; SQLite ignores the clause and has one writer at a time)."""
+    conn.execute(select(alert_rules.c.id).where(alert_rules.c.id == rule_id).with_for_update())
+
+
+def record_evaluation(
+    conn: Connection,
+    rule_id: int,
+    model_id: int | None,
+    window_start: datetime,
+    window_end: datetime,
+    *,
+    now: datetime,
+) -> None:
+    """Remember that the rule judged this window (again: its time is updated)."""
+    conn.execute(
+        upsert(
+            conn, alert_evaluations, ["rule_id", "window_start"], ["window_end", "evaluated_at"]
+        ),
+        [
+            {
+                "rule_id": rule_id,
+                "model_id": model_id,
+                "window_start": window_start,
+                "window_end": window_end,
+                "evaluated_at": now,
+            }
+        ],
+    )
+
+
+def judged_windows(
+    conn: Connection, rule_id: int, count: int, *, through: datetime | None = None
+) -> list[datetime]:
+    """The starts of the rule's last ``count`` judged windows (those starting at or before
+    ``through``), oldest first."""
+    query = select(alert_evaluations.c.window_start).where(alert_evaluations.c.rule_id == rule_id)
+    if through is not None:
+        query = query.where(alert_evaluations.c.window_start <= through)
+    query = query.order_by(alert_evaluations.c.window_start.desc()).limit(count)
+    return sorted(row[0] for row in conn.execute(query))
+
+
+def save_observations(
+    conn: Connection,
+    rule_id: int,
+    window_start: datetime,
+    window_end: datetime,
+    rows: Iterable[Observation],
+    *,
+    now: datetime,
+) -> None:
+    """Replace the rule's observations of this window with ``rows``."""
+    conn.execute(
+        delete(alert_observations).where(
+            alert_observations.c.rule_id == rule_id,
+            alert_observations.c.window_start == window_start,
+        )
+    )
+    values = [
+        {
+            "rule_id": rule_id,
+            "subject": o.subject,
+            "window_start": window_start,
+            "window_end": window_end,
+            "state": o.state,
+            "value": o.value,
+            "bound": o.bound,
+            "details": dict(o.details or {}),
+            "observed_at": now,
+        }
+        for o in rows
+    ]
+    if values:
+        conn.execute(insert(alert_observations), values)
+
+
+def observations(
+    conn: Connection, rule_id: int, window_starts: Sequence[datetime]
+) -> list[Observation]:
+    """The rule's observations in these windows."""
+    if not window_starts:
+        return []
+    query = select(alert_observations).where(
+        alert_observations.c.rule_id == rule_id,
+        alert_observations.c.window_start >= min(window_starts),
+        alert_observations.c.window_start <= max(window_starts),
+    )
+    wanted = set(window_starts)
+    return [
+        Observation(
+            row.subject, row.window_start, row.state, row.value, row.bound, row.details or {}
+        )
+        for row in conn.execute(query)
+        if row.window_start in wanted
+    ]
+
+
+# --- Alerts and their events --------------------------------------------------------------------
+
+
+def open_alerts(conn: Connection, rule_id: int) -> list[Alert]:
+    """The rule's firing alerts."""
+    query = _alerts_query().where(alerts.c.rule_id == rule_id, alerts.c.state == FIRING)
+    return [_alert(row) for row in conn.execute(query.order_by(alerts.c.id))]
+
+
+def last_resolved(conn: Connection, rule_id: int) -> dict[str, datetime]:
+    """When each group's latest alert of the rule resolved."""
+    query = (
+        select(alerts.c.group_key, func.max(alerts.c.resolved_at))
+        .where(alerts.c.rule_id == rule_id, alerts.c.state == RESOLVED)
+        .group_by(alerts.c.group_key)
+    )
+    out: dict[str, datetime] = {}
+    for key, at in conn.execute(query):
+        moment = aware(conn, at)  # SQLite hands an aggregate back as its text
+        if moment is not None:
+            out[key] = moment
+    return out
+
+
+def open_alert(
+    conn: Connection,
+    *,
+    rule_id: int,
+    model_id: int | None,
+    group_key: str,
+    severity: str,
+    summary: str,
+    subjects: Sequence[str],
+    details: Mapping[str, Any],
+    window_start: datetime | None,
+    now: datetime,
+) -> int:
+    """A new firing alert of (rule, group), numbered after the group's previous ones; its id.
+    A second worker opening the same episode collides on (rule, group, episode)."""
+    episode = (
+        conn.execute(
+            select(func.max(alerts.c.episode)).where(
+                alerts.c.rule_id == rule_id, alerts.c.group_key == group_key
+            )
+        ).scalar()
+        or 0
+    ) + 1
+    return int(
+        conn.execute(
+            insert(alerts)
+            .values(
+                rule_id=rule_id,
+                model_id=model_id,
+                group_key=group_key,
+                episode=episode,
+                state=FIRING,
+                severity=severity,
+                summary=summary[:2000],
+                subjects=list(subjects),
+                details=dict(details),
+                first_window_start=window_start,
+                last_window_start=window_start,
+                fired_at=now,
+                updated_at=now,
+            )
+            .returning(alerts.c.id)
+        ).scalar_one()
+    )
+
+
+def update_alert(
+    conn: Connection,
+    alert_id: int,
+    *,
+    subjects: Sequence[str],
+    summary: str,
+    details: Mapping[str, Any],
+    window_start: datetime | None,
+    now: datetime,
+    resolve: bool = False,
+) -> None:
+    """Set an alert's subjects and summary; ``resolve``: it is resolved now."""
+    values: dict[str, Any] = {
+        "subjects": list(subjects),
+        "summary": summary[:2000],
+        "details": dict(details),
+        "updated_at": now,
+    }
+    if window_start is not None:
+        values["last_window_start"] = window_start
+    if resolve:
+        values |= {"state": RESOLVED, "resolved_at": now}
+    conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
+
+
+def add_event(
+    conn: Connection,
+    alert_id: int,
+    *,
+    kind: str,
+    window_start: datetime | None,
+    payload: Mapping[str, Any],
+    seq: int,
+    now: datetime,
+) -> AlertEvent:
+    """Record an alert's ``seq``-th transition (with its stable message id)."""
+    msg = message_id(alert_id, seq)
+    event_id = conn.execute(
+        insert(events_table)
+        .values(
+            alert_id=alert_id,
+            seq=seq,
+            kind=kind,
+            message_id=msg,
+            window_start=window_start,
+            payload=dict(payload),
+            at=now,
+        )
+        .returning(events_table.c.id)
+    ).scalar_one()
+    return AlertEvent(int(event_id), alert_id, seq, kind, msg, window_start, dict(payload), now)
+
+
+def next_seq(conn: Connection, alert_id: int) -> int:
+    """The number the alert's next transition gets."""
+    last = conn.execute(
+        select(func.max(events_table.c.seq)).where(events_table.c.alert_id == alert_id)
+    ).scalar()
+    return int(last or 0) + 1
+
+
+def list_alerts(
+    conn: Connection, *, state: str | None = None, model_id: int | None = None, limit: int = 100
+) -> list[Alert]:
+    """Alerts, newest first; optionally only firing or resolved ones, or one model's."""
+    query = _alerts_query()
+    if state is not None:
+        query = query.where(alerts.c.state == state)
+    if model_id is not None:
+        query = query.where(alerts.c.model_id == model_id)
+    query = query.order_by(alerts.c.fired_at.desc(), alerts.c.id.desc()).limit(limit)
+    return [_alert(row) for row in conn.execute(query)]
+
+
+def get_alert(conn: Connection, alert_id: int) -> Alert:
+    """One alert; NotFound when there is none."""
+    row = conn.execute(_alerts_query().where(alerts.c.id == alert_id)).first()
+    if row is None:
+        raise NotFound(f"no alert {alert_id}")
+    return _alert(row)
+
+
+def alert_events(conn: Connection, alert_id: int) -> list[AlertEvent]:
+    """An alert's transitions in order."""
+    query = (
+        select(events_table).where(events_table.c.alert_id == alert_id).order_by(events_table.c.seq)
+    )
+    return [
+        AlertEvent(
+            row.id,
+            row.alert_id,
+            row.seq,
+            row.kind,
+            row.message_id,
+            row.window_start,
+            dict(row.payload or {}),
+            row.at,
+        )
+        for row in conn.execute(query)
+    ]
+
+
+def _alerts_query() -> Any:
+    return select(
+        alerts,
+        alert_rules.c.name.label("rule_name"),
+        alert_rules.c.kind.label("rule_kind"),
+        models.c.name.label("model_name"),
+    ).select_from(
+        alerts.join(alert_rules, alert_rules.c.id == alerts.c.rule_id).outerjoin(
+            models, and_(models.c.id == alerts.c.model_id)
+        )
+    )
+
+
+def _alert(row: Any) -> Alert:
+    m = row._mapping
+    return Alert(
+        id=int(m["id"]),
+        rule_id=m["rule_id"],
+        rule=m["rule_name"],
+        kind=m["rule_kind"],
+        model_id=m["model_id"],
+        model=m["model_name"],
+        group_key=m["group_key"],
+        episode=m["episode"],
+        state=m["state"],
+        severity=m["severity"],
+        summary=m["summary"],
+        subjects=tuple(m["subjects"] or ()),
+        details=dict(m["details"] or {}),
+        first_window_start=m["first_window_start"],
+        last_window_start=m["last_window_start"],
+        fired_at=m["fired_at"],
+        updated_at=m["updated_at"],
+        resolved_at=m["resolved_at"],
+    )

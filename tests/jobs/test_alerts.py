@@ -1,0 +1,223 @@
+"""Alert evaluation as the worker runs it: stored window results -> observations -> alerts,
+their events and outbox rows, in the results' own transaction (both databases)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from monitor.alerts.rules import Rule
+from monitor.storage import alerts, retrains, webhooks
+from monitor.storage.alert_rules import upsert_rule
+from monitor.storage.engine import begin_write
+from monitor.storage.tables import alert_observations, webhook_messages
+from tests.alerts.windows import T0, fleet, node_names, store
+
+SITES = {"hot": 12, "cold": 4}
+NODES = node_names(SITES)
+
+
+def add_rule(engine: Engine, **fields) -> Rule:
+    fields.setdefault("model", "pump")
+    with begin_write(engine) as conn:
+        return upsert_rule(conn, Rule(**fields), now=T0)
+
+
+def add_endpoint(engine: Engine, name: str = "ops") -> None:
+    with begin_write(engine) as conn:
+        webhooks.upsert_endpoint(
+            conn, name=name, url="https://hooks.example/alerts", secret="whsec_" + "A" * 32, now=T0
+        )
+
+
+def all_alerts(engine: Engine) -> list[alerts.Alert]:
+    with engine.connect() as conn:
+        return alerts.list_alerts(conn)
+
+
+def events(engine: Engine, alert_id: int) -> list[alerts.AlertEvent]:
+    with engine.connect() as conn:
+        return alerts.alert_events(conn, alert_id)
+
+
+def vibration_rule(engine: Engine, **overrides) -> Rule:
+    return add_rule(
+        engine,
+        **{
+            "name": "site drift",
+            "kind": "feature_drift",
+            "params": {"feature": "vibration_mm_s"},
+            "scope": "each_node",
+            "group_by": "site",
+            **overrides,
+        },
+    )
+
+
+def test_twelve_drifting_nodes_at_one_site_make_one_alert_updated_as_nodes_join(
+    engine: Engine,
+) -> None:
+    model_id = fleet(engine, SITES)
+    vibration_rule(engine)
+    add_endpoint(engine)
+    hot = [n for n in NODES if n.startswith("hot")]
+
+    first = store(
+        engine, model_id, 0, node_list=NODES, drifting={n: ["vibration_mm_s"] for n in hot[:5]}
+    )
+    second = store(
+        engine, model_id, 1, node_list=NODES, drifting={n: ["vibration_mm_s"] for n in hot}
+    )
+
+    [alert] = all_alerts(engine)
+    assert alert.state == "firing" and alert.group_key == "site:hot"
+    assert sorted(alert.subjects) == sorted(f"node:{n}" for n in hot)
+    assert alert.summary == "12 nodes at site hot drift on vibration_mm_s"
+    assert [e.kind for e in events(engine, alert.id)] == ["fired", "updated"]
+    assert [c.event.kind for c in first + second] == ["fired", "updated"]
+    assert second[0].event.payload["data"]["joined"] == sorted(f"node:{n}" for n in hot[5:])
+    assert second[0].text.startswith("UPDATED [warning] site drift: 12 nodes at site hot drift")
+
+
+def test_a_flapping_figure_inside_the_m_of_n_band_never_fires(engine: Engine) -> None:
+    model_id = fleet(engine, SITES)
+    vibration_rule(engine, scope="site", group_by=None, fire_m=3, fire_n=4)
+    changes = []
+    for i in range(16):
+        drifting = {n: ["vibration_mm_s"] for n in NODES if n.startswith("hot")} if i % 2 else {}
+        changes += store(engine, model_id, i, node_list=NODES, drifting=drifting)
+
+    assert changes == []
+    assert all_alerts(engine) == []
+
+
+def test_an_accuracy_drop_on_too_few_labels_makes_no_alert_and_on_many_labels_fires(
+    engine: Engine,
+) -> None:
+    model_id = fleet(engine, SITES)
+    add_rule(
+        engine, name="accuracy", kind="performance", params={"metric": "accuracy", "below": 0.8}
+    )
+    few = store(engine, model_id, 0, node_list=NODES, performance={("fleet", ""): (40, 0.7)})
+    assert few == [] and all_alerts(engine) == []
+
+    many = store(engine, model_id, 1, node_list=NODES, performance={("fleet", ""): (1000, 0.7)})
+    [alert] = all_alerts(engine)
+    assert [c.event.kind for c in many] == ["fired"]
+    assert alert.group_key == "fleet"
+    data = many[0].event.payload["data"]
+    assert data["value"] == pytest.approx(0.7) and data["bound"] == pytest.approx(0.8)
+    low, high = data["details"]["interval"]
+    assert low < 0.7 < high < 0.8
+
+
+def test_a_steady_fleet_over_100_windows_makes_no_alert(engine: Engine) -> None:
+    model_id = fleet(engine, {"hot": 3, "cold": 3})
+    names = node_names({"hot": 3, "cold": 3})
+    vibration_rule(engine)
+    add_rule(engine, name="any drift", kind="scope_drift", scope="site")
+    add_rule(
+        engine, name="accuracy", kind="performance", params={"metric": "accuracy", "below": 0.8}
+    )
+    changes = []
+    for i in range(100):
+        changes += store(
+            engine, model_id, i, node_list=names, performance={("fleet", ""): (300, 0.93)}
+        )
+    assert changes == [] and all_alerts(engine) == []
+
+
+def test_judging_a_window_again_creates_no_second_alert_and_no_second_event(
+    engine: Engine,
+) -> None:
+    model_id = fleet(engine, SITES)
+    vibration_rule(engine)
+    add_endpoint(engine)
+    drifting = {n: ["vibration_mm_s"] for n in NODES if n.startswith("hot")}
+    store(engine, model_id, 0, node_list=NODES, drifting=drifting)
+    again = store(engine, model_id, 0, node_list=NODES, drifting=drifting)
+
+    assert again == []
+    [alert] = all_alerts(engine)
+    assert len(events(engine, alert.id)) == 1
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(webhook_messages)).scalar() == 1
+        observed = conn.execute(select(func.count()).select_from(alert_observations)).scalar()
+    assert observed == 12  # replaced, not added to
+
+
+def test_firing_then_resolved_records_both_with_distinct_stable_message_ids(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    model_id = fleet(engine, SITES)
+    vibration_rule(engine, resolve_m=2, resolve_n=2)
+    add_endpoint(engine)
+    drifting = {n: ["vibration_mm_s"] for n in NODES if n.startswith("hot")}
+    with caplog.at_level(logging.INFO, logger="monitor.jobs.alerts"):
+        store(engine, model_id, 0, node_list=NODES, drifting=drifting)
+        assert store(engine, model_id, 1, node_list=NODES) == []  # 1 of 2 clear: still firing
+        resolved = store(engine, model_id, 2, node_list=NODES)
+
+    [alert] = all_alerts(engine)
+    assert alert.state == "resolved" and alert.subjects == ()
+    assert [c.event.kind for c in resolved] == ["resolved"]
+    fired, done = events(engine, alert.id)
+    assert (fired.kind, done.kind) == ("fired", "resolved")
+    assert fired.message_id != done.message_id
+    assert fired.message_id == alerts.message_id(alert.id, 1)
+    assert done.payload["type"] == "alert.resolved" and done.payload["data"]["resolved_at"]
+    assert len(done.payload["data"]["left"]) == 12
+    with engine.connect() as conn:
+        queued = conn.execute(
+            select(webhook_messages.c.message_id, webhook_messages.c.event_type).order_by(
+                webhook_messages.c.id
+            )
+        ).all()
+    assert queued == [(fired.message_id, "alert.fired"), (done.message_id, "alert.resolved")]
+    lines = [r.getMessage() for r in caplog.records if r.name == "monitor.jobs.alerts"]
+    assert lines[0].startswith("alert FIRING: FIRING [warning] site drift")
+    assert lines[-1].startswith("alert RESOLVED: RESOLVED [warning] site drift")
+
+
+def test_a_resolved_alert_does_not_fire_again_within_its_cooldown(engine: Engine) -> None:
+    model_id = fleet(engine, SITES)
+    vibration_rule(engine, cooldown_seconds=3600)
+    drifting = {n: ["vibration_mm_s"] for n in NODES if n.startswith("hot")}
+    store(engine, model_id, 0, node_list=NODES, drifting=drifting)
+    store(engine, model_id, 1, node_list=NODES)  # resolved at window 2's start
+    assert store(engine, model_id, 2, node_list=NODES, drifting=drifting) == []  # cooling down
+    later = store(
+        engine, model_id, 3, node_list=NODES, drifting=drifting, now=T0 + timedelta(hours=3)
+    )
+    assert [c.event.kind for c in later] == ["fired"]
+    episodes = sorted(a.episode for a in all_alerts(engine))
+    assert episodes == [1, 2]
+
+
+def test_a_rule_with_hooks_requests_a_retrain_run_when_it_fires(engine: Engine) -> None:
+    model_id = fleet(engine, SITES)
+    with begin_write(engine) as conn:
+        retrains.upsert_hook(
+            conn,
+            name="retrain",
+            model_id=model_id,
+            kind="command",
+            config={"argv": ["true"]},
+            timeout_seconds=60,
+            cooldown_seconds=0,
+            now=T0,
+        )
+    add_rule(
+        engine,
+        name="accuracy",
+        kind="performance",
+        params={"metric": "accuracy", "below": 0.8},
+        hooks=("retrain",),
+    )
+    fired = store(engine, model_id, 0, node_list=NODES, performance={("fleet", ""): (1000, 0.6)})
+    with engine.connect() as conn:
+        [run] = retrains.list_runs(conn, model_id=model_id)
+    assert run.alert_id == fired[0].alert_id and run.trigger == "alert"
