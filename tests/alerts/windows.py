@@ -64,10 +64,10 @@ def store(
     scopes: dict[tuple[str, str], set[str]] = {("fleet", ""): set()}
     for name in node_list:
         site = name.rsplit("-", 1)[0]
-        found = set(drifting.get(name, ()))
-        scopes[("node", name)] = found
-        scopes.setdefault(("site", site), set()).update(found)
-        scopes[("fleet", "")].update(found)
+        mine = set(drifting.get(name, ()))
+        scopes[("node", name)] = mine
+        scopes.setdefault(("site", site), set()).update(mine)
+        scopes[("fleet", "")].update(mine)
     drift_rows = [
         DriftScope(
             k, key, OK, 100, len(FEATURES), len(f), len(f) / len(FEATURES), bool(f), False, None
