@@ -221,3 +221,43 @@ def test_a_rule_with_hooks_requests_a_retrain_run_when_it_fires(engine: Engine) 
     with engine.connect() as conn:
         [run] = retrains.list_runs(conn, model_id=model_id)
     assert run.alert_id == fired[0].alert_id and run.trigger == "alert"
+
+
+def test_the_worker_raises_one_site_alert_and_re_analysing_the_period_adds_nothing(
+    engine: Engine,
+) -> None:
+    from monitor.demo_model import MODEL_NAME
+    from monitor.jobs.analysis import Worker
+    from monitor.storage.models import get_model
+    from tests.jobs.test_analysis import CONFIG, NOW, run_scenario
+    from tests.jobs.test_analysis import T0 as SCENARIO_T0
+
+    _, plans, _ = run_scenario(engine, "sensor-drift", windows=3, per_node=250)
+    add_rule(
+        engine,
+        name="temperature drift",
+        model=MODEL_NAME,
+        kind="feature_drift",
+        params={"feature": "temperature_c"},
+        scope="each_node",
+        group_by="site",
+    )
+    add_endpoint(engine)
+    worker = Worker(engine, CONFIG, clock=lambda: NOW)
+
+    assert worker.run_due(now=NOW) == 3
+
+    [alert] = all_alerts(engine)
+    assert alert.group_key == "site:site-a" and alert.state == "firing"
+    assert set(alert.subjects) == {f"node:{p.name}" for p in plans if p.site == "site-a"}
+    before = events(engine, alert.id)
+    with engine.connect() as conn:
+        model = get_model(conn, MODEL_NAME)
+    again = worker.analyse_period(model, SCENARIO_T0, SCENARIO_T0 + 3 * CONFIG.window)
+    assert len(again.analysed) == 3
+    assert [a.id for a in all_alerts(engine)] == [alert.id]
+    assert events(engine, alert.id) == before
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(webhook_messages)).scalar() == len(
+            before
+        )
