@@ -147,3 +147,40 @@ def version_names(engine: Engine, model_id: int) -> dict[str, str]:
 def model_id_of(engine: Engine) -> int:
     with engine.connect() as conn:
         return models.get_model(conn, MODEL_NAME).id
+
+
+def produced_run(engine: Engine, model_id: int, version: str) -> int:
+    """A run that produced ``version`` (as the hook runner leaves it)."""
+    run_id = new_run(engine, model_id)
+    with begin_write(engine) as conn:
+        retrains.set_run(conn, run_id, status="produced", now=utcnow(), version=version)
+    return run_id
+
+
+def register_worse_candidate(engine: Engine, version: str = "2") -> str:
+    """Production's network with a threshold that calls every machine failing: ~10% accurate."""
+    import json
+
+    from monitor.commands import models as model_commands
+    from monitor.demo_model import paths
+
+    card = json.loads(paths().card.read_text())
+    card.update(version=version, threshold=0.0)
+    model_commands.register_version(
+        engine, MODEL_NAME, artifact=paths().model.read_bytes(), card=card
+    )
+    return version
+
+
+def drifted_fleet(
+    engine: Engine, *, windows: int = 4, per_node: int = 250, nodes: int = 8
+) -> tuple[int, list[NodePlan], Served]:
+    """The demo model in production; one steady window, then failures in the new mode
+    everywhere (concept drift); each node served by its assigned version."""
+    model_id = register_demo_model(engine)
+    plans = register_fleet(engine, nodes)
+    served = Served(engine, model_id)
+    for index in range(windows):
+        concept = 0.0 if index == 0 else 1.0
+        store_window(engine, model_id, plans, index, per_node, concept=concept, served=served)
+    return model_id, plans, served

@@ -18,6 +18,7 @@ from monitor.errors import Conflict
 from monitor.retrain.trainer import Plan, retrain
 from monitor.storage import registry, retrains
 from monitor.storage.labelled import LABEL, NODE, labelled_records
+from tests.retrain import retraindata
 from tests.retrain.retraindata import (
     T0,
     WINDOW,
@@ -34,13 +35,7 @@ QUICK = Plan(max_iter=60)
 
 
 def drifted_fleet(engine: Engine, *, windows: int = 4, per_node: int = 250) -> int:
-    """The demo model in production; one steady window, then failures in the new mode."""
-    model_id = register_demo_model(engine)
-    plans = register_fleet(engine, 8)
-    served = Served(engine, model_id)
-    for index in range(windows):
-        concept = 0.0 if index == 0 else 1.0
-        store_window(engine, model_id, plans, index, per_node, concept=concept, served=served)
+    model_id, _, served = retraindata.drifted_fleet(engine, windows=windows, per_node=per_node)
     served.close()
     return model_id
 
