@@ -342,6 +342,18 @@ def find_run(conn: Connection, run_id: int) -> Run | None:
     return None if row is None else _run(row)
 
 
+def lock_run(conn: Connection, run_id: int) -> Run:
+    """The run, locked until the end of the transaction (to change it from what it is now)."""
+    if (
+        conn.execute(
+            select(retrain_runs.c.id).where(retrain_runs.c.id == run_id).with_for_update()
+        ).first()
+        is None
+    ):
+        raise NotFound(f"no retrain run {run_id}", code="unknown_run")
+    return get_run(conn, run_id)
+
+
 def get_run(conn: Connection, run_id: int) -> Run:
     """The run; NotFound when there is none."""
     run = find_run(conn, run_id)
@@ -402,17 +414,22 @@ def set_run(
     conn.execute(update(retrain_runs).where(retrain_runs.c.id == run_id).values(values))
 
 
-def claim_run(conn: Connection, *, owner: str, now: datetime) -> Run | None:
-    """Take the oldest queued run for this worker (status running, claimed by ``owner``), or
-    None. On PostgreSQL concurrent workers skip each other's rows (SKIP LOCKED); SQLite has one
-    writer at a time."""
-    run_id = conn.execute(
+def claim_run(
+    conn: Connection, *, owner: str, now: datetime, run_id: int | None = None
+) -> Run | None:
+    """Take the oldest queued run (or run ``run_id`` when it is queued) for this worker: status
+    running, claimed by ``owner``; None when there is none. On PostgreSQL concurrent workers
+    skip each other's rows (SKIP LOCKED); SQLite has one writer at a time."""
+    query = (
         select(retrain_runs.c.id)
         .where(retrain_runs.c.status == "queued")
         .order_by(retrain_runs.c.id)
         .limit(1)
         .with_for_update(skip_locked=True)
-    ).scalar()
+    )
+    if run_id is not None:
+        query = query.where(retrain_runs.c.id == run_id)
+    run_id = conn.execute(query).scalar()
     if run_id is None:
         return None
     conn.execute(
@@ -521,6 +538,7 @@ __all__ = [
     "hook_by_name",
     "list_hooks",
     "list_runs",
+    "lock_run",
     "queue_run",
     "reap",
     "refusal",
