@@ -466,6 +466,51 @@ def drop_undelivered(conn: Connection, endpoint_id: int, *, reason: str, now: da
     ).rowcount
 
 
+def log_sent(
+    conn: Connection,
+    endpoint_id: int,
+    *,
+    message_id: str,
+    event_type: str,
+    body: bytes,
+    delivered: bool,
+    status_code: int | None,
+    error: str | None,
+    duration_ms: float,
+    retry_after_seconds: float | None,
+    now: datetime,
+) -> int:
+    """Log a message sent directly (a test), not through the outbox: delivered or failed, with
+    its one attempt. Returns its row key."""
+    row = conn.execute(
+        insert(webhook_messages)
+        .values(
+            endpoint_id=endpoint_id,
+            message_id=message_id,
+            event_type=event_type,
+            body=body,
+            status="delivered" if delivered else "failed",
+            attempts=1,
+            next_attempt_at=now,
+            created_at=now,
+            delivered_at=now if delivered else None,
+            last_error=None if error is None else error[:ERROR_CHARS],
+        )
+        .returning(webhook_messages.c.id)
+    ).scalar_one()
+    record_attempt(
+        conn,
+        row,
+        attempt=1,
+        at=now,
+        status_code=status_code,
+        error=error,
+        duration_ms=duration_ms,
+        retry_after_seconds=retry_after_seconds,
+    )
+    return int(row)
+
+
 # --- the delivery log -------------------------------------------------------------------------
 
 
