@@ -184,3 +184,7 @@ def drifted_fleet(
         concept = 0.0 if index == 0 else 1.0
         store_window(engine, model_id, plans, index, per_node, concept=concept, served=served)
     return model_id, plans, served
+
+
+def quiet(_line: str) -> None:
+    """A ``say`` that keeps the retrainer's progress to itself."""

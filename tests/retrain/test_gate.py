@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from monitor.demo_model import MODEL_NAME
 from monitor.retrain import gate
 from monitor.retrain.trainer import Plan, retrain
-from tests.retrain.retraindata import drifted_fleet, new_run, register_worse_candidate
+from tests.retrain.retraindata import drifted_fleet, new_run, quiet, register_worse_candidate
 
 QUICK = Plan(max_iter=60)
 
@@ -17,7 +17,7 @@ QUICK = Plan(max_iter=60)
 def test_a_candidate_retrained_after_concept_drift_passes_the_gate(engine: Engine) -> None:
     model_id, _, served = drifted_fleet(engine)
     served.close()
-    version = retrain(engine, MODEL_NAME, run_id=new_run(engine, model_id), say=str, plan=QUICK)
+    version = retrain(engine, MODEL_NAME, run_id=new_run(engine, model_id), say=quiet, plan=QUICK)
 
     verdict = gate.evaluate(engine, MODEL_NAME, version, margin=0.02)
 
@@ -31,7 +31,7 @@ def test_a_candidate_retrained_after_concept_drift_passes_the_gate(engine: Engin
 def test_a_margin_the_candidate_does_not_reach_fails_it(engine: Engine) -> None:
     model_id, _, served = drifted_fleet(engine, windows=3, per_node=150)
     served.close()
-    version = retrain(engine, MODEL_NAME, run_id=new_run(engine, model_id), say=str, plan=QUICK)
+    version = retrain(engine, MODEL_NAME, run_id=new_run(engine, model_id), say=quiet, plan=QUICK)
     passed = gate.evaluate(engine, MODEL_NAME, version, margin=0.0)
     assert passed.candidate_accuracy is not None and passed.production_accuracy is not None
     beyond = passed.candidate_accuracy - passed.production_accuracy + 0.01

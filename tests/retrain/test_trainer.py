@@ -24,6 +24,7 @@ from tests.retrain.retraindata import (
     WINDOW,
     Served,
     new_run,
+    quiet,
     register_demo_model,
     register_fleet,
     store_window,
@@ -73,7 +74,7 @@ def test_the_held_out_slice_is_the_newest_records_and_none_of_it_is_trained_on(
     engine: Engine,
 ) -> None:
     model_id = drifted_fleet(engine, windows=2, per_node=150)
-    version = retrain(engine, MODEL_NAME, run_id=new_run(engine, model_id), say=str, plan=QUICK)
+    version = retrain(engine, MODEL_NAME, run_id=new_run(engine, model_id), say=quiet, plan=QUICK)
 
     with engine.connect() as conn:
         candidate = registry.get_version(conn, model_id, version)
@@ -99,7 +100,7 @@ def test_a_card_that_names_no_recipe_cannot_be_retrained(engine: Engine) -> None
         model_id = models.get_model(conn, "vendor-model").id
 
     with pytest.raises(Conflict, match="names no training recipe") as caught:
-        retrain(engine, "vendor-model", run_id=new_run(engine, model_id), say=str)
+        retrain(engine, "vendor-model", run_id=new_run(engine, model_id), say=quiet)
     assert caught.value.code == "no_recipe"
 
 
@@ -110,7 +111,7 @@ def test_too_few_labelled_records_is_a_clear_error(engine: Engine) -> None:
     store_window(engine, model_id, plans, 0, 100, concept=1.0, served=served, labelled=0.5)
 
     with pytest.raises(Conflict, match="100 labelled records") as caught:
-        retrain(engine, MODEL_NAME, run_id=new_run(engine, model_id), say=str)
+        retrain(engine, MODEL_NAME, run_id=new_run(engine, model_id), say=quiet)
     assert caught.value.code == "too_few_labels"
 
 
