@@ -6,8 +6,9 @@ The hook contract (README "Retraining hooks"):
 - **command**: ``argv`` runs without a shell, in its own process group, with the run's context
   as JSON on stdin and in the environment (``EDGE_MONITOR_RUN_ID``, ``EDGE_MONITOR_MODEL``,
   ``EDGE_MONITOR_CONTEXT``), beside the worker's own environment (so that
-  ``edge-monitor models register`` reaches the same database). The version it produced is read
-  from the last stdout line that is a JSON object with ``"version"``. A non-zero exit fails the
+  ``edge-monitor models register`` reaches the same database) and the hook's ``env`` table.
+  The version it produced is read from the last stdout line that is a JSON object with
+  ``"version"``. A non-zero exit fails the
   run; at the timeout the whole process group is killed (timed_out). stdout and stderr are kept,
   their last ``OUTPUT_LIMIT`` characters.
 - **python**: ``module:function`` is imported and called with the context dict; it returns
@@ -154,7 +155,13 @@ def run_hook(
     failures (they are the outcome). ``engine`` is the reference retrainer's;
     ``allowed_networks`` and ``webhook_timeout`` are the settings' for webhooks."""
     if hook.kind == "command":
-        return run_command(list(hook.config.get("argv") or []), context, hook.timeout_seconds)
+        extra = hook.config.get("env")
+        return run_command(
+            list(hook.config.get("argv") or []),
+            context,
+            hook.timeout_seconds,
+            env=dict(extra) if isinstance(extra, Mapping) else None,
+        )
     if hook.kind == "python":
         return run_python(str(hook.config.get("entry_point") or ""), context, hook.timeout_seconds)
     if hook.kind == "webhook":
@@ -227,8 +234,11 @@ def version_of_line(line: str) -> str | None:
     return version if isinstance(version, str) and version.strip() else None
 
 
-def _environment(context: dict[str, Any], payload: str) -> dict[str, str]:
+def _environment(
+    context: dict[str, Any], payload: str, extra: Mapping[str, str] | None
+) -> dict[str, str]:
     env = dict(os.environ)
+    env.update({str(k): str(v) for k, v in (extra or {}).items()})
     env[ENV_RUN_ID] = str(context.get("run_id", ""))
     env[ENV_MODEL] = str(context.get("model", ""))
     if len(payload) > ENV_CONTEXT_LIMIT:
@@ -240,8 +250,15 @@ def _environment(context: dict[str, Any], payload: str) -> dict[str, str]:
     return env
 
 
-def run_command(argv: list[str], context: dict[str, Any], timeout: float) -> Outcome:
-    """Run ``argv`` (no shell) with the context on stdin and in the environment."""
+def run_command(
+    argv: list[str],
+    context: dict[str, Any],
+    timeout: float,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Outcome:
+    """Run ``argv`` (no shell) with the context on stdin and in the environment, beside the
+    worker's environment and the hook's ``env``."""
     if not argv or not all(isinstance(a, str) for a in argv):
         return Outcome("failed", output="the hook's argv is not a list of strings")
     payload = json.dumps(context, sort_keys=True)
@@ -252,7 +269,7 @@ def run_command(argv: list[str], context: dict[str, Any], timeout: float) -> Out
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_environment(context, payload),
+            env=_environment(context, payload, env),
             # Its own process group, so that a timeout kills what it started as well.
             start_new_session=True,
         )

@@ -57,6 +57,18 @@ def test_a_command_reads_its_context_on_stdin_and_in_its_environment() -> None:
     assert outcome.details["exit_code"] == 0
 
 
+def test_a_command_gets_its_hooks_env_beside_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_DATABASE_URL", "sqlite:///worker.db")
+    code = (
+        "import os\n"
+        "print(os.environ['MONITOR_DATABASE_URL'], os.environ['RECIPE'])\n"
+        'print(\'{"version": "4"}\')\n'
+    )
+    config = {"argv": python(code), "env": {"RECIPE": "demo-mlp"}}
+    outcome = hooks.run_hook(hook("command", config), CONTEXT)
+    assert outcome.output.splitlines()[0] == "sqlite:///worker.db demo-mlp"
+
+
 def test_the_version_is_the_last_stdout_json_line_that_names_one() -> None:
     code = (
         "import sys\n"
