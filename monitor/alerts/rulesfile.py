@@ -127,6 +127,12 @@ class RulesFile:
     rules: tuple[Rule, ...] = ()
     endpoints: tuple[EndpointSpec, ...] = ()
     hooks: tuple[HookSpec, ...] = ()
+    #: Where each section is in the file, by (kind, name): ``rule[2] (site drift)``.
+    paths: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False)
+
+    def path_of(self, kind: str, name: str) -> str:
+        """The path problems of a section name it by (its first, if the name repeats)."""
+        return self.paths.get((kind, name), f"{kind} ({name})")
 
 
 class RulesFileInvalid(ValidationFailed):
@@ -158,19 +164,30 @@ def load(
 ) -> RulesFile:
     """Read and check the rules file at ``path``: RulesFileInvalid (every problem) otherwise.
     A file that cannot be read is one problem of the file itself."""
-    source = str(path)
+    parsed, problems = read_file(
+        path, environ=environ, known_endpoints=known_endpoints, known_hooks=known_hooks
+    )
+    if problems:
+        raise RulesFileInvalid(str(path), problems)
+    return parsed
+
+
+def read_file(
+    path: str | Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    known_endpoints: Collection[str] = (),
+    known_hooks: Collection[str] = (),
+) -> tuple[RulesFile, Problems]:
+    """The sections of the rules file at ``path`` that are right, and the problems of the rest
+    (so that a caller can add what it finds, such as the database's objections, and report every
+    problem at once)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise RulesFileInvalid(source, [("file", f"cannot be read: {reason}")]) from None
-    return parse(
-        text,
-        source=source,
-        environ=environ,
-        known_endpoints=known_endpoints,
-        known_hooks=known_hooks,
-    )
+        return RulesFile(), [("file", f"cannot be read: {reason}")]
+    return read(text, environ=environ, known_endpoints=known_endpoints, known_hooks=known_hooks)
 
 
 def parse(
@@ -181,13 +198,31 @@ def parse(
     known_endpoints: Collection[str] = (),
     known_hooks: Collection[str] = (),
 ) -> RulesFile:
-    """The rules, endpoints and hooks of a rules file's text. A rule may name endpoints and hooks
-    the file defines or ``known_endpoints`` / ``known_hooks`` (stored ones defined elsewhere).
-    ``env:VAR`` secrets are read from ``environ`` (default: the process environment)."""
+    """The rules, endpoints and hooks of a rules file's text; RulesFileInvalid naming every
+    problem (``source`` is the file's name in its lines)."""
+    parsed, problems = read(
+        text, environ=environ, known_endpoints=known_endpoints, known_hooks=known_hooks
+    )
+    if problems:
+        raise RulesFileInvalid(source, problems)
+    return parsed
+
+
+def read(
+    text: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    known_endpoints: Collection[str] = (),
+    known_hooks: Collection[str] = (),
+) -> tuple[RulesFile, Problems]:
+    """The sections of a rules file's text that are right, and the problems of the rest. A rule
+    may name endpoints and hooks the file defines or ``known_endpoints`` / ``known_hooks``
+    (stored ones defined elsewhere). ``env:VAR`` secrets are read from ``environ`` (default:
+    the process environment)."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise RulesFileInvalid(source, [("file", f"not TOML: {exc}")]) from None
+        return RulesFile(), [("file", f"not TOML: {exc}")]
     environ = os.environ if environ is None else environ
     problems: Problems = []
     for key in document:
@@ -231,9 +266,13 @@ def parse(
             parsed_rules.append(rule)
     for kind in _SECTIONS:
         problems += _duplicates(kind, sections[kind])
-    if problems:
-        raise RulesFileInvalid(source, problems)
-    return RulesFile(tuple(parsed_rules), tuple(endpoints), tuple(hooks))
+    paths = {
+        (kind, named): where
+        for kind in _SECTIONS
+        for where, section in reversed(sections[kind])
+        if (named := _name_of(section)) is not None
+    }
+    return RulesFile(tuple(parsed_rules), tuple(endpoints), tuple(hooks), paths), problems
 
 
 def _section_path(kind: str, number: int, section: Mapping[str, Any]) -> str:

@@ -24,6 +24,7 @@ from monitor.alerts.rules import Rule
 from monitor.alerts.rulesfile import EndpointSpec, HookSpec, RulesFileInvalid
 from monitor.errors import Conflict, NotFound, ValidationFailed
 from monitor.storage import alert_rules, models, retrains, webhooks
+from monitor.storage import alerts as alert_store
 from monitor.storage.engine import begin_write
 from monitor.storage.types import utcnow
 
@@ -142,13 +143,13 @@ def _apply(
     stored_rules = {r.name: r for r in alert_rules.list_rules(conn)}
     stored_endpoints = {e.name: e for e in webhooks.list_endpoints(conn)}
     stored_hooks = {h.name: h for h in retrains.list_hooks(conn)}
-    parsed = rulesfile.load(
+    parsed, problems = rulesfile.read_file(
         path,
         environ=environ,
         known_endpoints={n for n, e in stored_endpoints.items() if e.source != FILE},
         known_hooks={n for n, h in stored_hooks.items() if h.source != FILE},
     )
-    problems = _stored_problems(conn, parsed, stored_rules, stored_endpoints, stored_hooks)
+    problems += _stored_problems(conn, parsed, stored_rules, stored_endpoints, stored_hooks)
     problems += _target_problems(parsed, allowed_networks)
     if problems:
         raise RulesFileInvalid(source, problems)
@@ -192,11 +193,6 @@ def _apply(
     return Applied(source, dry_run, rule_changes, endpoint_changes, hook_changes, notes)
 
 
-def _section(kind: str, index: int, name: str) -> str:
-    """A spec's path in the file, as the parser named its section (specs keep file order)."""
-    return f"{kind}[{index + 1}] ({name})"
-
-
 def _stored_problems(
     conn: Connection,
     parsed: rulesfile.RulesFile,
@@ -209,34 +205,34 @@ def _stored_problems(
     known_models = {m.name for m in models.list_models(conn)}
     problems: list[tuple[str, str]] = []
 
-    def taken(kind: str, i: int, name: str, source: str, remove: str = "") -> None:
+    def taken(kind: str, name: str, source: str, remove: str = "") -> None:
         article = "an" if kind[0] in "aeiou" else "a"
         how = f' ("{remove}")' if remove else ""
         problems.append(
             (
-                f"{_section(kind, i, name)}.name",
+                f"{parsed.path_of(kind, name)}.name",
                 f"{article} {kind} of this name was added by the {source}; rename this one or "
                 f"remove that one first{how}",
             )
         )
 
-    for i, rule in enumerate(parsed.rules):
-        where = _section("rule", i, rule.name)
+    for rule in parsed.rules:
+        where = parsed.path_of("rule", rule.name)
         if rule.model is not None and rule.model not in known_models:
             problems.append((f"{where}.model", _no_model(rule.model)))
         before = stored_rules.get(rule.name)
         if before is not None and before.source != FILE:
-            taken("rule", i, rule.name, before.source, f"edge-monitor alerts remove {rule.name}")
-    for i, spec in enumerate(parsed.endpoints):
+            taken("rule", rule.name, before.source, f"edge-monitor alerts remove {rule.name}")
+    for spec in parsed.endpoints:
         endpoint = stored_endpoints.get(spec.name)
         if endpoint is not None and endpoint.source != FILE:
-            taken("endpoint", i, spec.name, endpoint.source)
-    for i, hook in enumerate(parsed.hooks):
+            taken("endpoint", spec.name, endpoint.source)
+    for hook in parsed.hooks:
         if hook.model not in known_models:
-            problems.append((f"{_section('hook', i, hook.name)}.model", _no_model(hook.model)))
+            problems.append((f"{parsed.path_of('hook', hook.name)}.model", _no_model(hook.model)))
         stored = stored_hooks.get(hook.name)
         if stored is not None and stored.source != FILE:
-            taken("hook", i, hook.name, stored.source)
+            taken("hook", hook.name, stored.source)
     return problems
 
 
@@ -249,12 +245,10 @@ def _target_problems(
 ) -> list[tuple[str, str]]:
     """URLs webhooks may not go to (loopback, private, link-local... unless allowed). A host
     that does not resolve now is let through: each delivery checks its address again."""
-    urls = [
-        (f"{_section('endpoint', i, e.name)}.url", e.url) for i, e in enumerate(parsed.endpoints)
-    ]
+    urls = [(f"{parsed.path_of('endpoint', e.name)}.url", e.url) for e in parsed.endpoints]
     urls += [
-        (f"{_section('hook', i, h.name)}.url", h.config["url"])
-        for i, h in enumerate(parsed.hooks)
+        (f"{parsed.path_of('hook', h.name)}.url", h.config["url"])
+        for h in parsed.hooks
         if h.kind == "webhook"
     ]
     return [
@@ -549,3 +543,143 @@ def _invalid_query(field_name: str, message: str) -> ValidationFailed:
     return ValidationFailed(
         message, details=[{"code": "invalid_field", "field": field_name, "message": message}]
     )
+
+
+# --- Alerts -------------------------------------------------------------------------------------
+
+
+def alert_document(alert: alert_store.Alert) -> dict[str, Any]:
+    """An alert as JSON: what `alerts list --json` prints and the API answers."""
+    return _plain(
+        {
+            "id": alert.id,
+            "rule": alert.rule,
+            "kind": alert.kind,
+            "model": alert.model,
+            "group": alert.group_key,
+            "episode": alert.episode,
+            "state": alert.state,
+            "severity": alert.severity,
+            "summary": alert.summary,
+            "subjects": list(alert.subjects),
+            "details": alert.details,
+            "first_window_start": alert.first_window_start,
+            "last_window_start": alert.last_window_start,
+            "fired_at": alert.fired_at,
+            "updated_at": alert.updated_at,
+            "resolved_at": alert.resolved_at,
+        }
+    )
+
+
+def alerts_document(
+    engine: Engine,
+    *,
+    state: str | None = None,
+    model: str | None = None,
+    limit: int = DEFAULT_ALERTS,
+) -> dict[str, Any]:
+    """Alerts, newest first, firing or resolved or both, of one model or all:
+    ``GET /v1/alerts``, ``GET /v1/admin/alerts``, `alerts list --json`."""
+    return {
+        "alerts": [
+            alert_document(a) for a in list_alerts(engine, state=state, model=model, limit=limit)
+        ]
+    }
+
+
+def list_alerts(
+    engine: Engine,
+    *,
+    state: str | None = None,
+    model: str | None = None,
+    limit: int = DEFAULT_ALERTS,
+) -> list[alert_store.Alert]:
+    check_state(state)
+    check_limit(limit)
+    with engine.connect() as conn:
+        model_id = None if model is None else models.get_model(conn, model).id
+        return alert_store.list_alerts(conn, state=state, model_id=model_id, limit=limit)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where one transition of an alert was sent, and how that went."""
+
+    endpoint: str
+    status: str
+    attempts: int
+    delivered_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """An alert with its transitions and, per transition, its webhook deliveries."""
+
+    alert: alert_store.Alert
+    events: list[alert_store.AlertEvent]
+    deliveries: dict[int, list[Delivery]]
+
+
+def show_alert(engine: Engine, alert_id: int) -> AlertView:
+    """One alert with its events (NotFound ``unknown_alert``)."""
+    with engine.connect() as conn:
+        try:
+            alert = alert_store.get_alert(conn, alert_id)
+        except NotFound:
+            raise NotFound(f"no alert {alert_id}", code="unknown_alert") from None
+        events = alert_store.alert_events(conn, alert_id)
+        deliveries = _deliveries(conn, events)
+    return AlertView(alert, events, deliveries)
+
+
+def _deliveries(
+    conn: Connection, events: Sequence[alert_store.AlertEvent]
+) -> dict[int, list[Delivery]]:
+    """Per event id, its outbox messages (one per endpoint it was queued for)."""
+    messages_of = getattr(webhooks, "messages_for_events", None)
+    if messages_of is None:  # an outbox that cannot be read by event: no delivery status
+        return {}
+    found = messages_of(conn, [e.id for e in events])
+    return {
+        event_id: [
+            Delivery(m.endpoint, m.status, m.attempts, m.delivered_at, m.last_error)
+            for m in messages
+        ]
+        for event_id, messages in found.items()
+    }
+
+
+def alert_view_document(view: AlertView) -> dict[str, Any]:
+    """An alert with its events: ``GET /v1/alerts/{id}`` (and the admin one), `alerts show
+    --json`. Each event carries its ``webhook-id`` (``message_id``) and its deliveries."""
+    document = alert_document(view.alert)
+    document["events"] = [
+        _plain(
+            {
+                "seq": e.seq,
+                "kind": e.kind,
+                "at": e.at,
+                "window_start": e.window_start,
+                "message_id": e.message_id,
+                "payload": e.payload,
+                "deliveries": [
+                    {
+                        "endpoint": d.endpoint,
+                        "status": d.status,
+                        "attempts": d.attempts,
+                        "delivered_at": d.delivered_at,
+                        "last_error": d.last_error,
+                    }
+                    for d in view.deliveries.get(e.id, [])
+                ],
+            }
+        )
+        for e in view.events
+    ]
+    return document
+
+
+def alert_show_document(engine: Engine, alert_id: int) -> dict[str, Any]:
+    return alert_view_document(show_alert(engine, alert_id))
