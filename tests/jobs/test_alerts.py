@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import jsonschema
 import pytest
 from sqlalchemy import Engine, func, select
 
+from monitor.alerts.payload import PAYLOAD_SCHEMA
 from monitor.alerts.rules import Rule
 from monitor.storage import alerts, retrains, webhooks
 from monitor.storage.alert_rules import upsert_rule
@@ -39,8 +41,13 @@ def all_alerts(engine: Engine) -> list[alerts.Alert]:
 
 
 def events(engine: Engine, alert_id: int) -> list[alerts.AlertEvent]:
+    """An alert's events, each payload checked against the documented schema."""
     with engine.connect() as conn:
-        return alerts.alert_events(conn, alert_id)
+        found = alerts.alert_events(conn, alert_id)
+    for event in found:
+        jsonschema.validate(event.payload, PAYLOAD_SCHEMA)
+        assert event.payload["data"]["event"]["message_id"] == event.message_id
+    return found
 
 
 def vibration_rule(engine: Engine, **overrides) -> Rule:
