@@ -285,7 +285,8 @@ class Settings(BaseSettings):
         ge=1,
         description=(
             "How often the worker judges the node rules (offline, clock skew, SDK drops, "
-            "latency) and sends due webhook messages."
+            "latency) and starts queued retrain runs; due webhook messages go out every 5 s "
+            "(or this, when shorter)."
         ),
     )
     webhook_timeout_seconds: float = Field(

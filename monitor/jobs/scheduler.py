@@ -23,14 +23,24 @@ from sqlalchemy import Engine
 
 from monitor.analysis import AnalysisPolicy, DriftPolicy, QualityThresholds
 from monitor.config import Settings
+from monitor.jobs.alerts import evaluate_nodes
 from monitor.jobs.analysis import AnalysisConfig, Worker
+from monitor.jobs.canary import judge_canaries
+from monitor.jobs.deliveries import deliver_due
 from monitor.jobs.health import HealthRules, check_fleet
 from monitor.jobs.metrics import WorkerMetrics
+from monitor.jobs.retrain import consider_produced, run_queued
 from monitor.storage.engine import begin_write
+from monitor.storage.types import utcnow
 
 log = logging.getLogger(__name__)
 
+#: Seconds between passes of the webhook delivery job (at most the alerts interval): a message
+#: written with an alert goes out within this.
+DELIVERY_EVERY_SECONDS = 5
+
 _worker: Worker | None = None
+_settings: Settings | None = None
 _health_rules = HealthRules()
 _metrics: WorkerMetrics | None = None
 
@@ -58,8 +68,9 @@ def analysis_config(settings: Settings) -> AnalysisConfig:
 
 def install_worker(engine: Engine, settings: Settings) -> Worker:
     """Make this process a worker: the jobs below run with this engine and settings."""
-    global _worker, _health_rules, _metrics
+    global _worker, _health_rules, _metrics, _settings
     _worker = Worker(engine, analysis_config(settings))
+    _settings = settings
     _health_rules = HealthRules(
         offline_after=timedelta(seconds=settings.health_offline_after_seconds)
     )
@@ -100,6 +111,36 @@ def check_health() -> None:
         check_fleet(conn, _health_rules)
 
 
+def alert_on_nodes() -> None:
+    """Job: judge the node rules (offline, clock skew, SDK drops, latency) on fleet health."""
+    settings = _current_settings()
+    evaluate_nodes(
+        _current().engine,
+        now=utcnow(),
+        offline_after=_health_rules.offline_after,
+        tick=timedelta(seconds=settings.alerts_interval_seconds),
+        clock_skew_for=_health_rules.clock_skew_for,
+    )
+
+
+def deliver_webhooks() -> None:
+    """Job: send the webhook messages that are due, until none is (or a pass sends none)."""
+    while deliver_due(_current().engine, _current_settings()) > 0:
+        pass
+
+
+def run_retrains() -> None:
+    """Job: run queued retrain runs, and take produced versions to the promotion gate."""
+    settings = _current_settings()
+    run_queued(_current().engine, settings)
+    consider_produced(_current().engine, settings)
+
+
+def watch_canaries() -> None:
+    """Job: judge running canaries: roll out to every node, or roll back."""
+    judge_canaries(_current().engine, _current_settings())
+
+
 def catch_up(progress: Callable[[int, int], None] | None = None) -> int:
     """Run every job once now (a worker's start, or `worker --once`); returns windows analysed."""
     worker = _current()
@@ -109,6 +150,10 @@ def catch_up(progress: Callable[[int, int], None] | None = None) -> int:
     worker_metrics().analysed(analysed, time.perf_counter() - started)
     worker.refresh_performance()
     check_health()
+    alert_on_nodes()
+    run_retrains()
+    watch_canaries()
+    deliver_webhooks()
     return analysed
 
 
@@ -119,15 +164,21 @@ def build_scheduler(engine: Engine, settings: Settings, *, blocking: bool) -> Ba
     scheduler_class = _BlockingWorker if blocking else _BackgroundWorker
     scheduler = scheduler_class(
         jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
-        executors={"default": ThreadPoolExecutor(2)},
+        # A retrain may take minutes: the other jobs keep their threads meanwhile.
+        executors={"default": ThreadPoolExecutor(4)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         timezone="UTC",
     )
     every = settings.analysis_interval_seconds
+    alerts_every = settings.alerts_interval_seconds
     jobs = (
         ("analyse-windows", analyse_windows, every),
         ("refresh-performance", refresh_performance, every),
         ("check-health", check_health, max(5, settings.health_offline_after_seconds // 4)),
+        ("alert-on-nodes", alert_on_nodes, alerts_every),
+        ("deliver-webhooks", deliver_webhooks, min(DELIVERY_EVERY_SECONDS, alerts_every)),
+        ("run-retrains", run_retrains, alerts_every),
+        ("watch-canaries", watch_canaries, every),
     )
     for job_id, function, seconds in jobs:
         scheduler.add_job(
@@ -176,6 +227,12 @@ class _BlockingWorker(_ServesMetrics, BlockingScheduler):
             super().start(*args, **kwargs)
         finally:
             worker_metrics().stop()
+
+
+def _current_settings() -> Settings:
+    if _settings is None:
+        raise RuntimeError("this process is not a worker: call install_worker first")
+    return _settings
 
 
 def _current() -> Worker:
