@@ -130,6 +130,7 @@ def retrain(
     )
 
     rows, valid = gate.feature_rows(train_recent, [card])
+    valid &= _known_labels(train_recent, card)
     features = [r for r, ok in zip(rows, valid.tolist(), strict=True) if ok]
     labels = [str(x) for x in train_recent[LABEL].to_numpy()[valid].tolist()]
     reference_rows, reference_labels = _reference_rows(
@@ -223,14 +224,17 @@ def _train(
     from monitor.runtime.runtime import session_options
 
     prep = Preprocessor(card)
-    classes = [str(c) for c in card.classes]
-    if sorted(set(labels)) != sorted(classes):
+    class_of = {str(c): c for c in card.classes}
+    missing = sorted(set(class_of) - set(labels))
+    if missing:
         raise Conflict(
-            f"the training labels {sorted(set(labels))} are not the card's classes {classes}",
-            code="bad_labels",
+            f"no training record is labelled {', '.join(missing)}: every class is needed",
+            code="missing_class",
         )
-    pipeline = build.fit_pipeline(prep.matrix(rows), np.array(labels), seed, max_iter=plan.max_iter)
-    if [str(c) for c in pipeline.classes_] != classes:
+    y = np.asarray([class_of[label] for label in labels])
+    pipeline = build.fit_pipeline(prep.matrix(rows), y, seed, max_iter=plan.max_iter)
+    if tuple(pipeline.classes_.tolist()) != tuple(card.classes):
+        # The recipe's probabilities come in sorted class order; the card must list them so.
         raise Conflict("the card's classes are not in sorted order", code="bad_classes")
     fp32 = build.export_onnx(pipeline, len(card.columns))
     int8 = build.quantize_int8(fp32)
@@ -283,8 +287,15 @@ def _reference_rows(
         frame = frame.iloc[np.linspace(0, len(frame) - 1, most).astype(int)]
     renamed = frame.rename(columns={n: feature_column(n) for n in card.feature_names})
     rows, valid = gate.feature_rows(renamed, [card])
+    valid &= _known_labels(frame, card)
     kept = [r for r, ok in zip(rows, valid.tolist(), strict=True) if ok]
     return kept, [str(x) for x in frame[LABEL].to_numpy()[valid].tolist()]
+
+
+def _known_labels(frame: pd.DataFrame, card: ModelCard) -> np.ndarray:
+    """Which rows are labelled with one of the card's classes (others cannot be learnt)."""
+    known = {str(c) for c in card.classes}
+    return np.array([str(x) in known for x in frame[LABEL].tolist()], dtype=bool)
 
 
 def _reference_parquet(
@@ -314,10 +325,12 @@ def _reference_parquet(
         )
     else:
         prediction = np.asarray(card.classes, dtype=object)[np.argmax(p, axis=1)]
-    columns["prediction"] = pa.array([str(x) for x in prediction.tolist()], pa.string())
+    class_of = {str(c): c for c in card.classes}
+    # Predictions and labels as the card's classes (text, or integers), as records carry them.
+    columns["prediction"] = pa.array([class_of[str(x)] for x in prediction.tolist()])
     for i, cls in enumerate(card.classes):
         columns[f"probability_{cls}"] = pa.array(np.round(p[:, i].astype(np.float64), 6))
-    columns[LABEL] = pa.array(labels, pa.string())
+    columns[LABEL] = pa.array([class_of[label] for label in labels])
     sink = io.BytesIO()
     pq.write_table(pa.table(columns), sink, compression="zstd")
     return sink.getvalue()
