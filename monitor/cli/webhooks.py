@@ -33,19 +33,19 @@ def add_commands(commands: Any) -> None:
     _command(sub, "list", _list, "every webhook endpoint, its state and failing streak")
 
     remove = _command(sub, "remove", _remove, "remove an endpoint with its outbox and log")
-    remove.add_argument("name")
+    remove.add_argument("name", help="the endpoint")
 
     enable = _command(sub, "enable", _enable, "enable an endpoint (after a 410, or by hand)")
-    enable.add_argument("name")
+    enable.add_argument("name", help="the endpoint")
     disable = _command(
         sub, "disable", _disable, "disable an endpoint; its undelivered messages are dropped"
     )
-    disable.add_argument("name")
+    disable.add_argument("name", help="the endpoint")
 
     test = _command(
         sub, "test", _test, "send a signed webhook.test message now and print the answer"
     )
-    test.add_argument("name")
+    test.add_argument("name", help="the endpoint")
 
     log = _command(sub, "deliveries", _deliveries, "the delivery log, newest first")
     log.add_argument("--endpoint", metavar="NAME", help="one endpoint's messages")
@@ -161,12 +161,11 @@ def _test(args: argparse.Namespace) -> int:
             f"in {outcome.duration_ms:.0f} ms ({tested.message_id})"
         )
         return 0
-    answer = "no answer" if outcome.status_code is None else f"HTTP {outcome.status_code}"
-    raise CommandFailed(
-        f"webhook.test to {tested.endpoint} failed: {answer}"
-        + (f" ({outcome.error})" if outcome.error and outcome.status_code is None else "")
-        + (f": {outcome.error}" if outcome.error and outcome.status_code is not None else "")
-    )
+    if outcome.status_code is None:
+        answer = "no answer" + (f" ({outcome.error})" if outcome.error else "")
+    else:
+        answer = outcome.error or f"HTTP {outcome.status_code}"  # "HTTP 503: what it said"
+    raise CommandFailed(f"webhook.test to {tested.endpoint} failed: {answer}")
 
 
 def _deliveries(args: argparse.Namespace) -> int:
