@@ -272,3 +272,30 @@ def test_show_of_an_unknown_alert_is_one_line(cli: Any) -> None:
     code, _, err = cli("alerts", "show", "999")
 
     assert (code, err) == (1, [f"{ERROR}no alert 999"])
+
+
+def test_apply_without_a_file_takes_monitor_alerts_file(
+    cli: Any, pump: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = cli("alerts", "apply")
+    assert (code, err) == (2, [f"{ERROR}give the rules FILE (or set MONITOR_ALERTS_FILE)"])
+
+    monkeypatch.setenv("MONITOR_ALERTS_FILE", str(EXAMPLE))
+    code, out, _ = cli("alerts", "apply", "--dry-run")
+
+    assert code == 0
+    assert out[-2] == f"{EXAMPLE}: rules: 11 created; endpoints: 1 created; hooks: 2 created"
+
+
+def test_the_worker_applies_the_configured_file_as_it_starts(
+    engine: Engine, pump: str, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitor.cli.alerts import apply_configured
+    from monitor.config import Settings
+
+    apply_configured(engine, Settings(database_url=db_url, alerts_file=EXAMPLE))
+
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"{EXAMPLE}: rules: 11 created; endpoints: 1 created; hooks: 2 created"
+    )
+    assert len(alert_commands.list_rules(engine)) == 11

@@ -54,7 +54,12 @@ def add_commands(commands: Any) -> None:
         "one does not is removed. Rules added with `alerts add` or the admin API are left "
         "alone. See examples/alerts.toml for every key."
     )
-    apply.add_argument("file", metavar="FILE", help="the rules file, e.g. alerts.toml")
+    apply.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="the rules file, e.g. alerts.toml (default: MONITOR_ALERTS_FILE)",
+    )
     apply.add_argument(
         "--dry-run", action="store_true", help="say what would change and change nothing"
     )
@@ -161,16 +166,45 @@ def add_commands(commands: Any) -> None:
 
 
 def _apply(args: argparse.Namespace) -> int:
+    from monitor.cli import UsageError, _checked_engine, _settings
+
+    settings = _settings()
+    path = args.file or settings.alerts_file
+    if path is None:
+        raise UsageError("give the rules FILE (or set MONITOR_ALERTS_FILE)")
+    engine = _checked_engine()
+    try:
+        for line in apply_lines(engine, path, settings, dry_run=args.dry_run):
+            print(line)
+    finally:
+        engine.dispose()
+    return 0
+
+
+def apply_configured(engine: Any, settings: Any) -> None:
+    """Apply the rules file of MONITOR_ALERTS_FILE, when one is set, and print what changed:
+    what `worker` and `serve --with-worker` do as they start. A file with problems stops the
+    start (CommandFailed), each problem on its own line first."""
+    if settings.alerts_file is None:
+        return
+    for line in apply_lines(engine, settings.alerts_file, settings):
+        print(line, flush=True)
+
+
+def apply_lines(engine: Any, path: Any, settings: Any, *, dry_run: bool = False) -> list[str]:
+    """Apply the rules file at ``path`` (or, with ``dry_run``, only say what would change):
+    a line per change and note, and one that sums up. A file with one problem is a one-line
+    CommandFailed; with several, each is printed on stderr and CommandFailed sums them up."""
     from monitor.alerts.rulesfile import RulesFileInvalid
-    from monitor.cli import CommandFailed, _run_command, _settings
+    from monitor.cli import CommandFailed
     from monitor.commands import alerts
 
     try:
-        applied = _run_command(
-            alerts.apply_file,
-            args.file,
-            dry_run=args.dry_run,
-            allowed_networks=_settings().webhook_allowed_networks,
+        applied = alerts.apply_file(
+            engine,
+            path,
+            dry_run=dry_run,
+            allowed_networks=settings.webhook_allowed_networks,
         )
     except RulesFileInvalid as exc:
         if len(exc.problems) == 1:
@@ -180,9 +214,10 @@ def _apply(args: argparse.Namespace) -> int:
         raise CommandFailed(
             f"{exc.source}: {len(exc.problems)} problems (above); nothing was applied"
         ) from None
-    verbs = ("would create", "would update", "would remove") if args.dry_run else (
+    verbs = ("would create", "would update", "would remove") if dry_run else (
         "created", "updated", "removed",
     )  # fmt: skip
+    lines = []
     for kind, changes in (
         ("endpoint", applied.endpoints),
         ("hook", applied.hooks),
@@ -191,10 +226,8 @@ def _apply(args: argparse.Namespace) -> int:
         for verb, names in zip(
             verbs, (changes.created, changes.updated, changes.removed), strict=True
         ):
-            for name in names:
-                print(f"{verb} {kind} {name!r}")
-    for note in applied.notes:
-        print(f"note: {note}")
+            lines += [f"{verb} {kind} {name!r}" for name in names]
+    lines += [f"note: {note}" for note in applied.notes]
     summary = "; ".join(
         f"{kind}: {_counts(changes)}"
         for kind, changes in (
@@ -203,10 +236,10 @@ def _apply(args: argparse.Namespace) -> int:
             ("hooks", applied.hooks),
         )
     )
-    print(f"{applied.source}: {summary}")
-    if args.dry_run:
-        print("dry run: nothing was changed")
-    return 0
+    lines.append(f"{applied.source}: {summary}")
+    if dry_run:
+        lines.append("dry run: nothing was changed")
+    return lines
 
 
 def _counts(changes: Any) -> str:
