@@ -25,6 +25,8 @@ class Received:
     timestamp: int
     body: bytes
     payload: Any = field(default=None)
+    #: The request's headers, names in lower case.
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def event_type(self) -> str:
@@ -148,6 +150,7 @@ class Receiver:
             timestamp=int(headers.get("webhook-timestamp", "0")),
             body=body,
             payload=payload,
+            headers=dict(headers),
         )
         with self._lock:
             self.deliveries += 1

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from monitor.alerts.receiver import Receiver
@@ -24,7 +25,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=db_url,
         data_dir=tmp_path,
-        admin_token=ADMIN_TOKEN,
+        admin_token=SecretStr(ADMIN_TOKEN),
         webhook_allowed_networks=["127.0.0.1/32"],
         webhook_timeout_seconds=5,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -14,7 +15,7 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 
 
-def _endpoint(engine: Engine, name: str = "ops", **kw: object) -> webhooks.Endpoint:
+def _endpoint(engine: Engine, name: str = "ops", **kw: Any) -> webhooks.Endpoint:
     with begin_write(engine) as conn:
         return webhooks.upsert_endpoint(
             conn, name=name, url=f"https://example.com/{name}", secret=new_secret(), now=T0, **kw
