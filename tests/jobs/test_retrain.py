@@ -244,3 +244,50 @@ def test_a_run_whose_hook_was_removed_fails(engine: Engine, settings: Settings) 
 
     run = run_of(engine, run_id)
     assert (run.status, run.output) == ("failed", "its hook was removed")
+
+
+def test_a_run_an_alert_started_tells_its_hook_the_alert(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    from monitor.alerts.rules import Rule
+    from monitor.storage import alert_rules, alerts
+
+    seen = tmp_path / "context.json"
+    code = (
+        "import sys\n"
+        f"open({str(seen)!r}, 'w').write(sys.stdin.read())\n"
+        'print(\'{"version": "2"}\')\n'
+    )
+    model_id = setup(engine, python(code))
+    with begin_write(engine) as conn:
+        rule = alert_rules.upsert_rule(
+            conn, Rule(name="accuracy", kind="scope_drift", model="pump-failure"), now=NOW
+        )
+        assert rule.id is not None
+        alert_id = alerts.open_alert(
+            conn,
+            rule_id=rule.id,
+            model_id=model_id,
+            group_key="fleet",
+            severity="critical",
+            summary="accuracy 0.71 below 0.85 on the fleet",
+            subjects=["fleet"],
+            details={},
+            window_start=NOW,
+            now=NOW,
+        )
+        run_id = retrains.request_run(
+            conn,
+            hook_name="nightly",
+            model_id=model_id,
+            alert_id=alert_id,
+            trigger="alert",
+            now=NOW,
+        )
+    job.run_queued(engine, settings, now=NOW)
+
+    context = json.loads(seen.read_text())
+    assert (context["run_id"], context["trigger"]) == (run_id, "alert")
+    assert context["alert"]["id"] == alert_id
+    assert context["alert"]["rule"] == "accuracy"
+    assert context["alert"]["summary"] == "accuracy 0.71 below 0.85 on the fleet"
