@@ -40,17 +40,36 @@ _CHUNK = 4_096
 
 @dataclass(frozen=True, slots=True)
 class HeldOut:
-    """The slice the gate judges on: labelled records with ``start <= ts < end``."""
+    """The slice the gate judges on: the labelled records with ``start <= ts < end`` whose
+    ``bucket`` is below ``share`` (the retrainer trains on the others of that span)."""
 
     start: datetime
     end: datetime
+    share: float = 1.0
 
-    def to_dict(self) -> dict[str, str]:
-        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat(), "share": self.share}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HeldOut:
-        return cls(datetime.fromisoformat(data["start"]), datetime.fromisoformat(data["end"]))
+        return cls(
+            datetime.fromisoformat(data["start"]),
+            datetime.fromisoformat(data["end"]),
+            float(data.get("share", 1.0)),
+        )
+
+    def select(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The slice's rows of labelled records read for ``[start, end)``."""
+        if self.share >= 1.0:
+            return frame
+        return frame[bucket(frame["row_key"].to_numpy()) < self.share].reset_index(drop=True)
+
+
+def bucket(row_keys: np.ndarray) -> np.ndarray:
+    """Each record's fixed place in [0, 1), from its row key (Fibonacci hashing): a split by
+    bucket is the same split whenever the records are read again, and it interleaves in time."""
+    mixed = row_keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +86,7 @@ class Verdict:
     margin: float
     passed: bool
     reason: str
-    held_out: dict[str, str]
+    held_out: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,7 +118,7 @@ def evaluate(
                 conn, found.id, held_out.start, held_out.end, limit=DEFAULT_ROWS
             )
         else:
-            frame = labelled_records(conn, found.id, held_out.start, held_out.end)
+            frame = held_out.select(labelled_records(conn, found.id, held_out.start, held_out.end))
         artifacts = {v.id: registry.artifact(conn, v.id) for v in (version, production) if v}
     slice_ = held_out.to_dict()
 

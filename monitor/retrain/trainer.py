@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 RECIPES = ("demo-mlp",)
 #: How much validation accuracy a threshold may give up for a better F1 (see ``_threshold``).
 ACCURACY_SLACK = 0.005
+#: Most production reference rows read.
+MAX_REFERENCE = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +57,20 @@ class Plan:
     recent: timedelta = timedelta(days=7)
     #: The newest labelled records read, at most.
     max_rows: int = 50_000
-    #: The newest share of them held out for the gate.
-    held_out_share: float = 0.25
+    #: The newest share of them, split by record bucket (``gate.bucket``) into the held-out
+    #: slice, the validation rows and rows to train on: all three are "now".
+    newest_share: float = 0.3
+    held_out_bucket: float = 0.4
+    validation_bucket: float = 0.2
     #: Fewest labelled records worth retraining on.
-    min_labelled: int = 400
+    min_labelled: int = 1000
     #: Largest share of the training set taken from the production reference.
     reference_share: float = 0.2
+    #: Shares of the records to train on (the newest) tried; the best on validation wins: after
+    #: a concept drift the newest records alone teach the new concept best.
+    spans: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1)
+    #: Fewest recent records a shorter span is tried with.
+    min_span_rows: int = 300
     #: Optimiser iterations (the recipe's default; tests use fewer).
     max_iter: int = 300
 
@@ -120,34 +130,56 @@ def retrain(
             f"{plan.min_labelled}: not enough to retrain on",
             code="too_few_labels",
         )
-    n_held = max(gate.MIN_HELD_OUT, math.ceil(len(recent) * plan.held_out_share))
-    held = recent.iloc[len(recent) - n_held :]
-    train_recent = recent.iloc[: len(recent) - n_held]
-    held_out = gate.HeldOut(_moment(held[TS].iloc[0]), end)
+    recent = recent.reset_index(drop=True)
+    n_newest = math.ceil(len(recent) * plan.newest_share)
+    newest = recent.iloc[len(recent) - n_newest :]
+    place = gate.bucket(newest["row_key"].to_numpy())
+    held_bound = plan.held_out_bucket
+    val_bound = held_bound + plan.validation_bucket
+    held = newest[place < held_bound]
+    validation = newest[(place >= held_bound) & (place < val_bound)]
+    pool = pd.concat([recent.iloc[: len(recent) - n_newest], newest[place >= val_bound]])
+    held_out = gate.HeldOut(_moment(newest[TS].iloc[0]), end, held_bound)
     say(
-        f"{len(recent)} labelled records: {len(train_recent)} to train on, {n_held} held out "
-        f"from {held_out.start.isoformat()}"
+        f"{len(recent)} labelled records: {len(held)} of the newest held out for the gate "
+        f"(from {held_out.start.isoformat()}), {len(validation)} to validate, "
+        f"{len(pool)} to train on"
     )
 
-    rows, valid = gate.feature_rows(train_recent, [card])
-    valid &= _known_labels(train_recent, card)
-    features = [r for r, ok in zip(rows, valid.tolist(), strict=True) if ok]
-    labels = [str(x) for x in train_recent[LABEL].to_numpy()[valid].tolist()]
-    reference_rows, reference_labels = _reference_rows(
-        reference_blob,
-        card,
-        math.floor(len(features) * plan.reference_share / (1 - plan.reference_share)),
-    )
-    say(f"training set: {len(features)} recent records + {len(reference_rows)} reference rows")
-
-    # The threshold is chosen on the newest fifth of the recent training records: the nearest
-    # to what the model will serve.
-    n_val = max(1, len(features) // 5)
-    fit_rows = reference_rows + features[: len(features) - n_val]
-    fit_labels = reference_labels + labels[: len(labels) - n_val]
+    older, older_labels = _learnable(pool, card)
+    val_rows, val_labels = _learnable(validation, card)
+    all_reference, all_reference_labels = _reference_rows(reference_blob, card)
     candidate = _next_version(names)
-    trained = _train(card, fit_rows, fit_labels, features[-n_val:], labels[-n_val:], run_id, plan)
-    say(f"trained {recipe} on {len(fit_rows)} rows; threshold {trained.threshold:.2f}")
+    best: tuple[_Trained, int, int] | None = None
+    for fraction in plan.spans:
+        n = math.ceil(len(older) * fraction)
+        if fraction < 1.0 and n < plan.min_span_rows:
+            continue
+        n_ref = math.floor(n * plan.reference_share / (1 - plan.reference_share))
+        picked = _spread(len(all_reference), n_ref)
+        trained = _train(
+            card,
+            [all_reference[i] for i in picked] + older[len(older) - n :],
+            [all_reference_labels[i] for i in picked] + older_labels[len(older) - n :],
+            val_rows,
+            val_labels,
+            run_id,
+            plan,
+        )
+        say(
+            f"trained {recipe} on the newest {n} records + {len(picked)} reference rows: "
+            f"validation accuracy {trained.val_accuracy:.4f} at threshold {trained.threshold:.2f}"
+        )
+        if best is None or trained.val_accuracy > best[0].val_accuracy + 1e-9:
+            best = (trained, n, len(picked))
+    assert best is not None  # the whole span is always tried
+    trained, n_recent, n_reference = best
+    picked = _spread(len(all_reference), n_reference)
+    reference_rows = [all_reference[i] for i in picked]
+    reference_labels = [all_reference_labels[i] for i in picked]
+    features = older[len(older) - n_recent :]
+    labels = older_labels[len(older_labels) - n_recent :]
+    say(f"kept the newest {n_recent} records + {n_reference} reference rows")
 
     say(f"evaluating {candidate} and {production.version} on the held-out records")
     draft = replace(card, version=candidate, threshold=trained.threshold)
@@ -172,7 +204,7 @@ def retrain(
             "retrained_from": production.version,
             "run_id": run_id,
             "trained_at": utcnow().isoformat(),
-            "train_rows": len(fit_rows) + n_val,
+            "train_rows": len(reference_rows) + len(features),
             "recent_rows": len(features),
             "reference_rows": len(reference_rows),
             "int8": trained.int8,
@@ -203,6 +235,7 @@ def retrain(
 class _Trained:
     fp32: bytes
     threshold: float
+    val_accuracy: float
     int8: dict[str, Any]
     session: Any
 
@@ -242,22 +275,26 @@ def _train(
         name: ort.InferenceSession(blob, session_options(1), providers=["CPUExecutionProvider"])
         for name, blob in (("fp32", fp32), ("int8", int8))
     }
-    x_val = prep.matrix(val_rows)
     threshold = card.threshold
-    figures: dict[str, Any] = {"bytes": len(int8)}
-    if card.positive_class is not None and len(val_rows):
+    if card.positive_class is not None and len(card.classes) == 2 and val_rows:
         positive = card.classes.index(card.positive_class)
         y_val = np.array(val_labels) == str(card.positive_class)
-        p = {
-            name: s.run([card.probabilities_output], {card.input_name: x_val})[0][:, positive]
-            for name, s in sessions.items()
-        }
+        session = sessions["fp32"]
+        p = session.run([card.probabilities_output], {card.input_name: prep.matrix(val_rows)})[0]
         if y_val.any():
-            threshold = _threshold(y_val, p["fp32"])
-        figures["agreement"] = round(
-            float(np.mean((p["fp32"] >= threshold) == (p["int8"] >= threshold))), 6
-        )
-    return _Trained(fp32, threshold, figures, sessions["fp32"])
+            threshold = _threshold(y_val, p[:, positive])
+    tuned = replace(card, threshold=threshold)
+    # Judged as served: through the runtime, at the chosen threshold.
+    predicted = gate.predict(fp32, tuned, val_rows)
+    quantized = gate.predict(int8, tuned, val_rows)
+    figures: dict[str, Any] = {
+        "bytes": len(int8),
+        "agreement": round(gate.accuracy_of(predicted, quantized), 6),
+        "validation_accuracy": round(gate.accuracy_of(quantized, val_labels), 6),  # of int8
+    }
+    return _Trained(
+        fp32, threshold, gate.accuracy_of(predicted, val_labels), figures, sessions["fp32"]
+    )
 
 
 def _threshold(y: np.ndarray, p: np.ndarray) -> float:
@@ -273,20 +310,35 @@ def _threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(grid[int(np.argmax(np.where(near, f1, -1.0)))])  # first best: deterministic
 
 
-def _reference_rows(
-    blob: bytes | None, card: ModelCard, most: int
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Up to ``most`` labelled rows of the production reference (evenly spread), as features."""
-    if blob is None or most <= 0:
+def _reference_rows(blob: bytes | None, card: ModelCard) -> tuple[list[dict[str, Any]], list[str]]:
+    """The labelled rows of the production reference, as features (up to ``MAX_REFERENCE``,
+    evenly spread)."""
+    if blob is None:
         return [], []
     frame = pd.read_parquet(io.BytesIO(blob))
     if LABEL not in frame.columns or not set(card.feature_names) <= set(frame.columns):
         return [], []
     frame = frame[frame[LABEL].notna()]
-    if len(frame) > most:
-        frame = frame.iloc[np.linspace(0, len(frame) - 1, most).astype(int)]
+    frame = frame.iloc[_spread(len(frame), MAX_REFERENCE)]
     renamed = frame.rename(columns={n: feature_column(n) for n in card.feature_names})
     rows, valid = gate.feature_rows(renamed, [card])
+    valid &= _known_labels(frame, card)
+    kept = [r for r, ok in zip(rows, valid.tolist(), strict=True) if ok]
+    return kept, [str(x) for x in frame[LABEL].to_numpy()[valid].tolist()]
+
+
+def _spread(total: int, most: int) -> list[int]:
+    """Up to ``most`` of ``range(total)``, evenly spread (all of them when there are fewer)."""
+    if most >= total:
+        return list(range(total))
+    if most <= 0:
+        return []
+    return np.linspace(0, total - 1, most).astype(int).tolist()
+
+
+def _learnable(frame: pd.DataFrame, card: ModelCard) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows the card accepts that are labelled with one of its classes: features, labels."""
+    rows, valid = gate.feature_rows(frame, [card])
     valid &= _known_labels(frame, card)
     kept = [r for r, ok in zip(rows, valid.tolist(), strict=True) if ok]
     return kept, [str(x) for x in frame[LABEL].to_numpy()[valid].tolist()]

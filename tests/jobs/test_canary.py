@@ -15,7 +15,7 @@ from monitor.jobs.analysis import Worker
 from monitor.jobs.canary import judge_canaries
 from monitor.retrain.canary import NodeWindow, judge
 from monitor.retrain.promotion import canary_members, consider
-from monitor.retrain.trainer import Plan, retrain
+from monitor.retrain.trainer import retrain
 from monitor.storage import nodes, registry, retrains
 from monitor.storage.engine import begin_write
 from monitor.storage.types import utcnow
@@ -27,6 +27,7 @@ from tests.retrain.retraindata import (
     drifted_fleet,
     new_run,
     produced_run,
+    quick_plan,
     quiet,
     register_worse_candidate,
     store_window,
@@ -73,7 +74,7 @@ def run_of(engine: Engine, run_id: int) -> retrains.Run:
 def test_a_good_canary_is_rolled_out_to_every_node(engine: Engine) -> None:
     model_id, plans, served = drifted_fleet(engine)
     run_id = new_run(engine, model_id)
-    version = retrain(engine, MODEL_NAME, run_id=run_id, say=quiet, plan=Plan(max_iter=60))
+    version = retrain(engine, MODEL_NAME, run_id=run_id, say=quiet, plan=quick_plan())
     with begin_write(engine) as conn:
         retrains.set_run(conn, run_id, status="produced", now=utcnow(), version=version)
     assert consider(engine, run_id, SETTINGS, now=STARTED) == "canary"

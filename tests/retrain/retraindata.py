@@ -13,6 +13,7 @@ from monitor.card import ModelCard
 from monitor.demo_model import MODEL_NAME
 from monitor.fleet.machines import MachineFleetGenerator
 from monitor.fleet.scenarios import CLIMATE, NodePlan
+from monitor.retrain.trainer import Plan
 from monitor.runtime import EdgeRuntime
 from monitor.storage import models, nodes, registry, retrains
 from monitor.storage.engine import begin_write
@@ -188,3 +189,8 @@ def drifted_fleet(
 
 def quiet(_line: str) -> None:
     """A ``say`` that keeps the retrainer's progress to itself."""
+
+
+def quick_plan() -> Plan:
+    """The retrainer's plan, made quick for tests: fewer optimiser steps, two spans tried."""
+    return Plan(max_iter=60, spans=(1.0, 0.25))

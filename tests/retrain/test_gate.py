@@ -8,10 +8,16 @@ from sqlalchemy import Engine
 
 from monitor.demo_model import MODEL_NAME
 from monitor.retrain import gate
-from monitor.retrain.trainer import Plan, retrain
-from tests.retrain.retraindata import drifted_fleet, new_run, quiet, register_worse_candidate
+from monitor.retrain.trainer import retrain
+from tests.retrain.retraindata import (
+    drifted_fleet,
+    new_run,
+    quick_plan,
+    quiet,
+    register_worse_candidate,
+)
 
-QUICK = Plan(max_iter=60)
+QUICK = quick_plan()
 
 
 def test_a_candidate_retrained_after_concept_drift_passes_the_gate(engine: Engine) -> None:

@@ -12,7 +12,7 @@ from monitor.config import Settings
 from monitor.demo_model import MODEL_NAME
 from monitor.errors import Conflict
 from monitor.retrain.promotion import canary_members, consider
-from monitor.retrain.trainer import Plan, retrain
+from monitor.retrain.trainer import retrain
 from monitor.storage import nodes, registry, retrains
 from monitor.storage.engine import begin_write
 from monitor.storage.types import utcnow
@@ -20,6 +20,7 @@ from tests.retrain.retraindata import (
     drifted_fleet,
     new_run,
     produced_run,
+    quick_plan,
     quiet,
     register_worse_candidate,
     version_names,
@@ -34,7 +35,7 @@ def test_a_candidate_that_beats_production_goes_to_a_canary(
     model_id, plans, served = drifted_fleet(engine)
     served.close()
     run_id = new_run(engine, model_id)
-    version = retrain(engine, MODEL_NAME, run_id=run_id, say=quiet, plan=Plan(max_iter=60))
+    version = retrain(engine, MODEL_NAME, run_id=run_id, say=quiet, plan=quick_plan())
     with begin_write(engine) as conn:
         retrains.set_run(conn, run_id, status="produced", now=utcnow(), version=version)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from datetime import timedelta
 
 import pandas as pd
@@ -15,7 +16,8 @@ from sqlalchemy import Engine
 from monitor.commands import models as model_commands
 from monitor.demo_model import MODEL_NAME, paths
 from monitor.errors import Conflict
-from monitor.retrain.trainer import Plan, retrain
+from monitor.retrain import gate
+from monitor.retrain.trainer import retrain
 from monitor.storage import registry, retrains
 from monitor.storage.labelled import LABEL, NODE, labelled_records
 from tests.retrain import retraindata
@@ -24,6 +26,7 @@ from tests.retrain.retraindata import (
     WINDOW,
     Served,
     new_run,
+    quick_plan,
     quiet,
     register_demo_model,
     register_fleet,
@@ -32,7 +35,7 @@ from tests.retrain.retraindata import (
 )
 
 #: Small and quick: the recipe's network, fewer optimiser steps.
-QUICK = Plan(max_iter=60)
+QUICK = quick_plan()
 
 
 def drifted_fleet(engine: Engine, *, windows: int = 4, per_node: int = 250) -> int:
@@ -58,7 +61,7 @@ def test_a_model_retrained_after_concept_drift_beats_production_on_held_out_reco
         run = retrains.get_run(conn, run_id)
     metrics = candidate.metrics or {}
     assert metrics["candidate_accuracy"] > metrics["production_accuracy"] + 0.02, metrics
-    assert metrics["held_out_rows"] >= 0.2 * 8 * 250 * 4
+    assert metrics["held_out_rows"] >= gate.MIN_HELD_OUT
     assert metrics["recipe"] == "demo-mlp" and metrics["retrained_from"] == "1"
     assert run.details["trained"]["candidate_accuracy"] == metrics["candidate_accuracy"]
     # Its reference is its training data: the recent records and some of production's.
@@ -70,20 +73,29 @@ def test_a_model_retrained_after_concept_drift_beats_production_on_held_out_reco
     assert any("registered pump-failure 2" in line for line in said), said
 
 
-def test_the_held_out_slice_is_the_newest_records_and_none_of_it_is_trained_on(
+def test_the_held_out_slice_is_among_the_newest_records_and_none_of_it_is_trained_on(
     engine: Engine,
 ) -> None:
-    model_id = drifted_fleet(engine, windows=2, per_node=150)
-    version = retrain(engine, MODEL_NAME, run_id=new_run(engine, model_id), say=quiet, plan=QUICK)
+    model_id = drifted_fleet(engine, windows=3, per_node=150)
+    run_id = new_run(engine, model_id)
+    version = retrain(engine, MODEL_NAME, run_id=run_id, say=quiet, plan=QUICK)
 
     with engine.connect() as conn:
         candidate = registry.get_version(conn, model_id, version)
-        every = labelled_records(conn, model_id, T0, T0 + 2 * WINDOW)
+        every = labelled_records(conn, model_id, T0, T0 + 3 * WINDOW)
+        trained_on = pd.read_parquet(io.BytesIO(registry.reference(conn, candidate.id) or b""))
     metrics = candidate.metrics or {}
-    start = pd.Timestamp(metrics["held_out"]["start"])
-    held = every[every["ts"] >= start]
-    assert len(held) == metrics["held_out_rows"]
-    assert len(every) - len(held) == metrics["recent_rows"]
+    held_out = gate.HeldOut.from_dict(metrics["held_out"])
+    held = held_out.select(every[every["ts"] >= pd.Timestamp(held_out.start)])
+    assert len(held) == metrics["held_out_rows"] >= gate.MIN_HELD_OUT
+    # The newest 30% of the records, split by bucket: held-out rows are 40% of them.
+    assert every["ts"].searchsorted(pd.Timestamp(held_out.start)) == len(every) - math.ceil(
+        0.3 * len(every)
+    )
+    assert len(held) == pytest.approx(0.4 * 0.3 * len(every), rel=0.2)
+    names = [f"feature:{n}" for n in ("rpm", "temperature_c", "vibration_mm_s")]
+    seen = set(trained_on[["rpm", "temperature_c", "vibration_mm_s"]].itertuples(index=False))
+    assert not seen & set(held[names].itertuples(index=False))
 
 
 def test_a_card_that_names_no_recipe_cannot_be_retrained(engine: Engine) -> None:
