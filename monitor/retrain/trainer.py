@@ -1,14 +1,18 @@
 """The bundled reference retrainer: recent labelled records + the production reference, the
 card's recipe, ONNX (and int8) out, registered as the next candidate version.
 
-What it trains on: the model's labelled records of the last ``Plan.recent`` (newest
-``Plan.max_rows`` of them) up to its newest record, except the newest ``Plan.held_out_share``
-of them, which are held out for the promotion gate; plus the production version's reference
-rows with their labels, at most ``Plan.reference_share`` of the training set (the recent
-records are what changed, the reference keeps what did not). The decision threshold is chosen on
-the newest fifth of the recent training records: the best F1 of the positive class among the
-thresholds nearly as accurate as the most accurate one (the gate judges accuracy). The candidate's
-reference is its training data; its metrics and the run's details hold the gate's figures.
+What it trains on: the model's labelled records of the last ``Plan.recent`` (at most the
+newest ``Plan.max_rows``) up to its newest record. The newest 30% of them are split by record
+bucket (``gate.bucket``, a fixed hash of each record): 40% held out for the promotion gate, 20%
+to validate, 40% to train on, so that all three see the latest data. The records to train on
+are those and every older one; several spans of them (all, the newest half, quarter, tenth)
+are tried, each with the production version's labelled reference rows making up 20% of the
+training set (the recent records are what changed, the reference keeps what did not), and the
+span whose model is most accurate on the validation rows is kept: after a concept drift, the
+records since the drift teach best. The decision threshold is chosen on the validation rows:
+the best F1 of the positive class among the thresholds within half a point of the best
+accuracy (the gate judges accuracy). The candidate's reference is its training data; its
+metrics and the run's details hold the held-out figures.
 
 Recipes (named by a card's ``metrics.recipe``; the demo model's is ``demo-mlp`` whatever its
 card says): ``demo-mlp``, the demo model's ``StandardScaler + MLPClassifier``
