@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -158,9 +159,11 @@ def test_a_webhook_hook_gets_a_secret_shown_once(
     ],
 )
 def test_bad_hook_flags_are_one_line_and_exit_2(
-    cli: Run, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
 ) -> None:
-    assert cli("retrain", "add-hook", "h", "--model", "pump", *flags) == 2
+    # Named before any database is opened (this one does not even exist).
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["--database-url", url, "retrain", "add-hook", "h", "--model", "pump", *flags]) == 2
     assert capsys.readouterr().err == f"edge-monitor: error: {message}\n"
 
 

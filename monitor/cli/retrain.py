@@ -231,13 +231,11 @@ def _add_hook(args: argparse.Namespace) -> int:
     from monitor.errors import ValidationFailed
 
     section = _section(args)
+    allowed = _settings().webhook_allowed_networks
     try:
-        added = _run_command(
-            retrain.add_hook,
-            section,
-            allowed_networks=_settings().webhook_allowed_networks,
-            source="cli",
-        )
+        # Checked before the database is opened: a bad flag needs no database to be named.
+        retrain.check_section(section, allowed_networks=allowed)
+        added = _run_command(retrain.add_hook, section, allowed_networks=allowed, source="cli")
     except ValidationFailed as exc:
         details = exc.details or []
         if details and all(isinstance(d, dict) and "field" in d for d in details):

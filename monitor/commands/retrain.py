@@ -61,6 +61,21 @@ def _invalid(
     )
 
 
+def check_section(
+    section: Mapping[str, Any], *, allowed_networks: Sequence[str] = ()
+) -> rulesfile.HookSpec:
+    """The hook ``section`` defines, checked without the database: every problem of it (422,
+    field paths without the ``hook.`` prefix), and a webhook URL on a refused address
+    (``refused_target``)."""
+    problems = [(where.removeprefix("hook."), m) for where, m in rulesfile.check_hook(section)]
+    if problems:
+        raise _invalid(problems)
+    spec = rulesfile.hook_from(section)
+    if spec.kind == "webhook" and (why := refusal(spec.config["url"], allowed_networks)):
+        raise _invalid([("url", why)], code="refused_target")
+    return spec
+
+
 def add_hook(
     engine: Engine,
     section: Mapping[str, Any],
@@ -75,13 +90,8 @@ def add_hook(
     kept for an existing one. Refuses (422, field paths) a bad section and a webhook URL on a
     refused address (``refused_target``); a hook defined by the rules file is changed there
     (409 ``defined_by_file``); an unknown model is 404."""
-    problems = [(where.removeprefix("hook."), m) for where, m in rulesfile.check_hook(section)]
-    if problems:
-        raise _invalid(problems)
-    spec = rulesfile.hook_from(section)
+    spec = check_section(section, allowed_networks=allowed_networks)
     config = dict(spec.config)
-    if spec.kind == "webhook" and (why := refusal(config["url"], allowed_networks)) is not None:
-        raise _invalid([("url", why)], code="refused_target")
     now = now or utcnow()
     with begin_write(engine) as conn:
         model = get_model(conn, spec.model)
@@ -302,6 +312,7 @@ __all__ = [
     "AddedHook",
     "add_hook",
     "check_limit",
+    "check_section",
     "get_hook",
     "get_run",
     "hook_document",
