@@ -57,66 +57,185 @@ class WindowFigures:
     reference: Mapping[str, float] = field(default_factory=dict)
     #: Labelled records a figure needs before it is judged at all (the analysis's minimum).
     min_labels: int = DEFAULT_MIN_LABELS
+    #: Arrays and cuts made once per window and shared by its rules.
+    _cuts: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def column(self, table: str, name: str) -> np.ndarray:
+        """One column of a table as a numpy array (NaN-able floats for numbers)."""
+        key = ("column", table, name)
+        if key not in self._cuts:
+            frame: pd.DataFrame = getattr(self, table)
+            if name not in frame:
+                values = np.full(len(frame), np.nan)
+            elif name in _OBJECT_COLUMNS:
+                values = frame[name].to_numpy(dtype=object)
+            else:
+                values = pd.to_numeric(frame[name], errors="coerce").to_numpy(
+                    dtype=np.float64, na_value=np.nan
+                )
+            self._cuts[key] = values
+        found: np.ndarray = self._cuts[key]
+        return found
+
+    def rows_of(self, table: str, feature: str | None = None) -> np.ndarray:
+        """Positions of a table's rows (of one feature's rows), in order."""
+        if feature is None:
+            return np.arange(len(getattr(self, table)))
+        key = ("by_feature", table)
+        if key not in self._cuts:
+            frame: pd.DataFrame = getattr(self, table)
+            self._cuts[key] = (
+                {
+                    name: np.sort(positions)
+                    for name, positions in frame.groupby("feature", sort=False).indices.items()
+                }
+                if len(frame)
+                else {}
+            )
+        return self._cuts[key].get(feature, np.array([], dtype=np.int64))
+
+    def worst_quality(self, figure: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per scope, the row of its input feature with the highest ``figure`` (any of them when
+        none has one): the rows' positions and their values."""
+        key = ("worst", figure)
+        if key not in self._cuts:
+            table = "quality_features"
+            rows = np.flatnonzero(self.column(table, "role") == "feature")
+            values = self.column(table, figure)[rows]
+            # One code per scope from the two key columns' codes (a MultiIndex's factorize
+            # builds its tuples in Python: ten times slower on 25,000 rows).
+            kind_codes, kinds = pd.factorize(self.column(table, "scope_kind")[rows])
+            key_codes, _ = pd.factorize(self.column(table, "scope_key")[rows])
+            codes = key_codes.astype(np.int64) * max(len(kinds), 1) + kind_codes
+            # The worst row of each scope: sort by (scope, value), keep each scope's last.
+            ranked = np.where(np.isnan(values), -np.inf, values)
+            order = np.lexsort((ranked, codes))
+            last = np.r_[codes[order][1:] != codes[order][:-1], True] if len(order) else order
+            picked = order[last.astype(bool)] if len(order) else order
+            self._cuts[key] = (rows[picked], values[picked])
+        found: tuple[np.ndarray, np.ndarray] = self._cuts[key]
+        return found
+
+    def drifted_by_subject(self) -> dict[str, list[str]]:
+        """Each subject's drifted input features, by name."""
+        if "drifted" not in self._cuts:
+            table = "drift_features"
+            mask = (self.column(table, "drifted") == True) & (  # noqa: E712 (None: no verdict)
+                self.column(table, "role") == "feature"
+            )
+            rows = np.flatnonzero(mask)
+            names: dict[str, list[str]] = {}
+            subjects = _subjects(self, table, rows)
+            for s, feature in zip(subjects, self.column(table, "feature")[rows], strict=True):
+                names.setdefault(s, []).append(str(feature))
+            self._cuts["drifted"] = {k: sorted(v) for k, v in names.items()}
+        found: dict[str, list[str]] = self._cuts["drifted"]
+        return found
 
 
-def empty_table(*columns: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        {c: pd.Series([], dtype=object) for c in ("scope_kind", "scope_key", *columns)}
-    )
+#: Columns that hold text or verdicts (True, False, None) rather than numbers.
+_OBJECT_COLUMNS = {
+    "scope_kind",
+    "scope_key",
+    "feature",
+    "role",
+    "status",
+    "drifted",
+    "prediction_drifted",
+}
+
+
+@dataclass
+class _Part:
+    """One rule's judgement of its subjects in a window."""
+
+    subjects: np.ndarray
+    states: np.ndarray
+    values: np.ndarray
+    bounds: np.ndarray
+    #: Details of the breaches (by position); other rows get none.
+    details: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def evaluate(figures: WindowFigures, rules: Sequence[r.Rule]) -> pd.DataFrame:
     """Every (rule, subject) the rules judge in this window: ``rule`` (the index in ``rules``),
     ``subject``, ``state`` (breach, clear, unknown), ``value``, ``bound`` (NaN: none) and
-    ``details`` (a dict for breaches and unknowns, None for clears)."""
+    ``details`` (a dict for breaches, None otherwise)."""
     parts = [
-        _one(figures, index, rule) for index, rule in enumerate(rules) if not rule.is_node_rule
+        (index, _one(figures, rule)) for index, rule in enumerate(rules) if not rule.is_node_rule
     ]
-    parts = [p for p in parts if len(p)]
+    return _combine(parts)
+
+
+def _combine(parts: Sequence[tuple[int, _Part]]) -> pd.DataFrame:
+    parts = [(i, p) for i, p in parts if len(p.subjects)]
     if not parts:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in COLUMNS})
-    return pd.concat(parts, ignore_index=True)
+    details: list[Any] = []
+    for _, part in parts:
+        mine: list[Any] = [None] * len(part.subjects)
+        for position, found in part.details.items():
+            mine[position] = found
+        details += mine
+    return pd.DataFrame(
+        {
+            "rule": np.concatenate([np.full(len(p.subjects), i) for i, p in parts]),
+            "subject": np.concatenate([p.subjects for _, p in parts]),
+            "state": np.concatenate([p.states for _, p in parts]),
+            "value": np.concatenate([p.values for _, p in parts]),
+            "bound": np.concatenate([p.bounds for _, p in parts]),
+            "details": details,
+        }
+    )
 
 
-def _one(figures: WindowFigures, index: int, rule: r.Rule) -> pd.DataFrame:
+def _one(figures: WindowFigures, rule: r.Rule) -> _Part:
     kind, params = rule.kind, rule.params
     if kind in (r.SCOPE_DRIFT, r.PREDICTION_DRIFT, r.SHARE_DRIFTED):
-        rows = _in_scope(figures.drift, rule)
+        table = "drift"
+        rows = _in_scope(figures, table, figures.rows_of(table), rule)
+        share = figures.column(table, "share_drifted")[rows]
         if kind == r.SHARE_DRIFTED:
-            value = _floats(rows, "share_drifted")
             bound = float(params["min_share"])
-            states = _compare(value, bound, value >= bound)
-            return _frame(index, rows, states, value, np.full(len(rows), bound))
+            states = _compare(share, share >= bound)
+            return _Part(_subjects(figures, table, rows), states, share, np.full(len(rows), bound))
         column = "drifted" if kind == r.SCOPE_DRIFT else "prediction_drifted"
-        states = _verdicts(rows[column])
-        value = _floats(rows, "share_drifted")
-        frame = _frame(index, rows, states, value, np.full(len(rows), np.nan))
+        states = _verdicts(figures.column(table, column)[rows])
+        part = _Part(_subjects(figures, table, rows), states, share, np.full(len(rows), np.nan))
         if kind == r.SCOPE_DRIFT:
-            frame["details"] = _with_drifted_features(figures, frame)
-        return frame
+            names = figures.drifted_by_subject() if (states == BREACH).any() else {}
+            part.details = {
+                int(i): {"drifted_features": names.get(part.subjects[i], [])}
+                for i in np.flatnonzero(states == BREACH)
+            }
+        return part
     if kind == r.FEATURE_DRIFT:
-        features = figures.drift_features
-        rows = _in_scope(features[features["feature"] == params["feature"]], rule)
-        states = _verdicts(rows["drifted"])
-        value = _floats(rows, "adjusted_p_value")
-        frame = _frame(index, rows, states, value, _floats(rows, "threshold"))
-        frame["details"] = [
-            None
-            if s == CLEAR
-            else {"feature": params["feature"], "drifted_features": [params["feature"]]}
-            for s in states
-        ]
-        return frame
+        table = "drift_features"
+        feature = str(params["feature"])
+        rows = _in_scope(figures, table, figures.rows_of(table, feature), rule)
+        states = _verdicts(figures.column(table, "drifted")[rows])
+        part = _Part(
+            _subjects(figures, table, rows),
+            states,
+            figures.column(table, "adjusted_p_value")[rows],
+            figures.column(table, "threshold")[rows],
+        )
+        part.details = {
+            int(i): {"feature": feature, "drifted_features": [feature]}
+            for i in np.flatnonzero(states == BREACH)
+        }
+        return part
     if kind in (r.PERFORMANCE, r.PERFORMANCE_DROP):
-        return _performance(figures, index, rule)
+        return _performance(figures, rule)
     if kind == r.QUALITY:
-        return _quality(figures, index, rule)
+        return _quality(figures, rule)
     raise ValueError(f"not a window rule: {kind}")
 
 
-def _performance(figures: WindowFigures, index: int, rule: r.Rule) -> pd.DataFrame:
+def _performance(figures: WindowFigures, rule: r.Rule) -> _Part:
     metric = str(rule.params["metric"])
-    rows = _in_scope(figures.performance, rule)
+    table = "performance"
+    rows = _in_scope(figures, table, figures.rows_of(table), rule)
     worse_up = r.lower_is_better(metric)
     if rule.kind == r.PERFORMANCE:
         bound = float(rule.params["above" if worse_up else "below"])
@@ -127,89 +246,79 @@ def _performance(figures: WindowFigures, index: int, rule: r.Rule) -> pd.DataFra
         bound = (
             np.nan if reference is None else (reference + drop if worse_up else reference - drop)
         )
-    value = _floats(rows, metric)
-    n = _floats(rows, "n_labelled")
+    value = figures.column(table, metric)[rows]
+    n = figures.column(table, "n_labelled")[rows]
     judged = judge(
-        metric,
-        value,
-        n,
-        bound,
-        confidence=r.confidence(rule),
-        min_labels=figures.min_labels,
+        metric, value, n, bound, confidence=r.confidence(rule), min_labels=figures.min_labels
     )
-    frame = _frame(index, rows, judged.states, value, np.full(len(rows), bound))
-    frame["details"] = [
-        None
-        if state == CLEAR
-        else _clean(
+    part = _Part(_subjects(figures, table, rows), judged.states, value, np.full(len(rows), bound))
+    part.details = {
+        int(i): _clean(
             {
                 "metric": metric,
-                "n_labelled": nl,
-                "interval": [lo, hi],
+                "n_labelled": n[i],
+                "interval": [judged.low[i], judged.high[i]],
                 "confidence": r.confidence(rule),
                 "reference": reference,
             }
         )
-        for state, nl, lo, hi in zip(judged.states, n, judged.low, judged.high, strict=True)
-    ]
-    return frame
+        for i in np.flatnonzero(judged.states == BREACH)
+    }
+    return part
 
 
-def _quality(figures: WindowFigures, index: int, rule: r.Rule) -> pd.DataFrame:
+def _quality(figures: WindowFigures, rule: r.Rule) -> _Part:
     figure = str(rule.params["figure"])
     bound = float(rule.params["above"])
-    features = figures.quality_features
-    features = features[features["role"] == "feature"] if "role" in features else features
+    table = "quality_features"
     wanted = rule.params.get("feature")
-    if wanted is not None:
-        features = features[features["feature"] == wanted]
-    rows = _in_scope(features, rule)
-    if not len(rows):
-        return _frame(index, rows, np.array([], dtype=object), np.array([]), np.array([]))
-    # Any feature: the worst one per scope.
-    values = pd.to_numeric(rows[figure], errors="coerce").astype(np.float64)
-    keyed = pd.DataFrame(
-        {
-            "scope_kind": rows["scope_kind"].to_numpy(),
-            "scope_key": rows["scope_key"].to_numpy(),
-            "feature": rows["feature"].to_numpy(),
-            "value": values.to_numpy(),
-        }
-    )
-    worst_at = (
-        keyed["value"]
-        .fillna(-np.inf)
-        .groupby([keyed["scope_kind"], keyed["scope_key"]], sort=False)
-        .idxmax()
-    )
-    worst = keyed.loc[worst_at.to_numpy()].reset_index(drop=True)
-    value = worst["value"].to_numpy()
-    states = _compare(value, bound, value > bound)
-    frame = _frame(index, worst, states, value, np.full(len(worst), bound))
-    frame["details"] = [
-        None if s == CLEAR else {"figure": figure, "feature": f}
-        for s, f in zip(states, worst["feature"], strict=True)
-    ]
-    return frame
+    if wanted is None:
+        # Any feature: the worst one per scope.
+        worst, values = figures.worst_quality(figure)
+        keep = _scope_mask(figures, table, worst, rule)
+        rows, value = worst[keep], values[keep]
+    else:
+        rows = _in_scope(figures, table, figures.rows_of(table, str(wanted)), rule)
+        value = figures.column(table, figure)[rows]
+    states = _compare(value, value > bound)
+    part = _Part(_subjects(figures, table, rows), states, value, np.full(len(rows), bound))
+    features = figures.column(table, "feature")[rows]
+    part.details = {
+        int(i): {"figure": figure, "feature": str(features[i])}
+        for i in np.flatnonzero(states == BREACH)
+    }
+    return part
 
 
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _in_scope(table: pd.DataFrame, rule: r.Rule) -> pd.DataFrame:
-    """The rows of the scopes a rule names."""
-    if not len(table):
-        return table
-    kinds = table["scope_kind"]
+def _scope_mask(figures: WindowFigures, table: str, rows: np.ndarray, rule: r.Rule) -> np.ndarray:
+    """Which of these rows belong to the scopes a rule names."""
+    kinds = figures.column(table, "scope_kind")[rows]
     if rule.scope == r.FLEET:
-        mask = kinds == r.FLEET
-    elif rule.scope == r.EACH_NODE:
-        mask = kinds == r.NODE
-    else:
-        mask = kinds == rule.scope
-        if rule.scope_key is not None:
-            mask &= table["scope_key"] == rule.scope_key
-    return table[mask.to_numpy()]
+        return np.asarray(kinds == r.FLEET, dtype=bool)
+    if rule.scope == r.EACH_NODE:
+        return np.asarray(kinds == r.NODE, dtype=bool)
+    mask = np.asarray(kinds == rule.scope, dtype=bool)
+    if rule.scope_key is not None:
+        mask &= figures.column(table, "scope_key")[rows] == rule.scope_key
+    return mask
+
+
+def _in_scope(figures: WindowFigures, table: str, rows: np.ndarray, rule: r.Rule) -> np.ndarray:
+    """The positions among ``rows`` of the scopes a rule names."""
+    if not len(rows):
+        return rows
+    return rows[_scope_mask(figures, table, rows, rule)]
+
+
+def _subjects(figures: WindowFigures, table: str, rows: np.ndarray) -> np.ndarray:
+    kinds = figures.column(table, "scope_kind")[rows]
+    keys = figures.column(table, "scope_key")[rows]
+    if not len(rows):
+        return np.array([], dtype=object)
+    return np.where(kinds == r.FLEET, r.FLEET, kinds + ":" + keys.astype(str).astype(object))
 
 
 def _floats(rows: pd.DataFrame, column: str) -> np.ndarray:
@@ -218,62 +327,18 @@ def _floats(rows: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _verdicts(values: pd.Series) -> np.ndarray:
+def _verdicts(values: np.ndarray) -> np.ndarray:
     """True/False/None verdicts as breach/clear/unknown."""
-    v = values.to_numpy(dtype=object)
-    states = np.full(len(v), UNKNOWN, dtype=object)
-    states[v == True] = BREACH  # noqa: E712 (element-wise, None stays unknown)
-    states[v == False] = CLEAR  # noqa: E712
+    states = np.full(len(values), UNKNOWN, dtype=object)
+    states[values == True] = BREACH  # noqa: E712 (element-wise, None stays unknown)
+    states[values == False] = CLEAR  # noqa: E712
     return states
 
 
-def _compare(value: np.ndarray, bound: float, breached: np.ndarray) -> np.ndarray:
+def _compare(value: np.ndarray, breached: np.ndarray) -> np.ndarray:
     states = np.where(breached, BREACH, CLEAR).astype(object)
     states[np.isnan(value)] = UNKNOWN
     return states
-
-
-def _frame(
-    index: int, rows: pd.DataFrame, states: np.ndarray, value: np.ndarray, bound: np.ndarray
-) -> pd.DataFrame:
-    kinds = rows["scope_kind"].to_numpy(dtype=object)
-    keys = rows["scope_key"].to_numpy(dtype=object)
-    subjects = np.where(kinds == r.FLEET, r.FLEET, kinds + ":" + keys) if len(rows) else kinds
-    return pd.DataFrame(
-        {
-            "rule": np.full(len(rows), index),
-            "subject": subjects,
-            "state": states,
-            "value": value,
-            "bound": bound,
-            "details": [None if s == CLEAR else {} for s in states],
-        }
-    )
-
-
-def _with_drifted_features(figures: WindowFigures, frame: pd.DataFrame) -> list[Any]:
-    """Each breaching or unknown subject's drifted features (input features, by name)."""
-    wanted = set(frame["subject"][frame["state"] != CLEAR])
-    if not wanted:
-        return list(frame["details"])
-    features = figures.drift_features
-    drifted = features[
-        (features["drifted"].to_numpy(dtype=object) == True)  # noqa: E712 (None is not drifted)
-        & (features["role"] == "feature").to_numpy()
-    ]
-    names: dict[str, list[str]] = {}
-    if len(drifted):
-        kinds = drifted["scope_kind"].to_numpy(dtype=object)
-        subjects = np.where(
-            kinds == r.FLEET, r.FLEET, kinds + ":" + drifted["scope_key"].to_numpy(dtype=object)
-        )
-        for s, feature in zip(subjects, drifted["feature"], strict=True):
-            if s in wanted:
-                names.setdefault(s, []).append(str(feature))
-    return [
-        None if state == CLEAR else {"drifted_features": sorted(names.get(s, []))}
-        for s, state in zip(frame["subject"], frame["state"], strict=True)
-    ]
 
 
 def _clean(details: dict[str, Any]) -> dict[str, Any]:
@@ -309,7 +374,7 @@ class NodeFigures:
 
 def evaluate_nodes(figures: NodeFigures, rules: Sequence[r.Rule]) -> pd.DataFrame:
     """Per (node rule, node subject) its state now, as ``evaluate`` returns them."""
-    parts = []
+    parts: list[tuple[int, _Part]] = []
     for index, rule in enumerate(rules):
         if not rule.is_node_rule:
             continue
@@ -322,7 +387,7 @@ def evaluate_nodes(figures: NodeFigures, rules: Sequence[r.Rule]) -> pd.DataFram
         if rule.kind == r.NODE_OFFLINE:
             value = _floats(table, "heartbeat_age_seconds")
             bound = float(rule.params["for_seconds"])
-            states = _compare(value, bound, value > bound)
+            states = _compare(value, value > bound)
         elif rule.kind == r.CLOCK_SKEW:
             age = _floats(table, "clock_skew_age_seconds")
             value = _floats(table, "clock_skew_seconds")
@@ -334,14 +399,10 @@ def evaluate_nodes(figures: NodeFigures, rules: Sequence[r.Rule]) -> pd.DataFram
             )
             value = _floats(table, column)
             bound = float(rule.params[name])
-            states = _compare(value, bound, value > bound)
+            states = _compare(value, value > bound)
             states[stale] = UNKNOWN
-        kinds = np.full(len(table), r.NODE, dtype=object)
-        rows = pd.DataFrame(
-            {"scope_kind": kinds, "scope_key": table["name"].to_numpy(dtype=object)}
+        subjects = np.asarray(
+            ["node:" + str(name) for name in table["name"].to_numpy(dtype=object)], dtype=object
         )
-        parts.append(_frame(index, rows, states, value, np.full(len(table), bound)))
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return pd.DataFrame({c: pd.Series([], dtype=object) for c in COLUMNS})
-    return pd.concat(parts, ignore_index=True)
+        parts.append((index, _Part(subjects, states, value, np.full(len(table), bound))))
+    return _combine(parts)

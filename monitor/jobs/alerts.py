@@ -30,7 +30,18 @@ from monitor.alerts.evaluate import (
 from monitor.alerts.evaluate import (
     evaluate_nodes as judge_nodes,
 )
-from monitor.alerts.rules import HIGHER_IS_BETTER, LOWER_IS_BETTER, PERFORMANCE_DROP, Rule
+from monitor.alerts.rules import (
+    FEATURE_DRIFT,
+    HIGHER_IS_BETTER,
+    LOWER_IS_BETTER,
+    PERFORMANCE_DROP,
+    PREDICTION_DRIFT,
+    SCOPE_DRIFT,
+    SHARE_DRIFTED,
+    Rule,
+)
+from monitor.alerts.rules import PERFORMANCE as PERFORMANCE_KIND
+from monitor.alerts.rules import QUALITY as QUALITY_KIND
 from monitor.alerts.state import (
     FIRED,
     RESOLVED,
@@ -40,12 +51,14 @@ from monitor.alerts.state import (
     group_of,
     transitions,
 )
-from monitor.alerts.uncertainty import BREACH, UNKNOWN
+from monitor.alerts.uncertainty import BREACH, CLEAR
+from monitor.schema import DRIFT, PERFORMANCE, QUALITY
 from monitor.storage import alerts as stored
 from monitor.storage import registry, results
 from monitor.storage.alert_rules import list_rules
 from monitor.storage.engine import begin_write
 from monitor.storage.nodes import Node, list_nodes
+from monitor.storage.results import KindResults
 
 log = logging.getLogger(__name__)
 
@@ -70,42 +83,62 @@ def evaluate_window(
     *,
     now: datetime,
     min_labels: int = DEFAULT_MIN_LABELS,
+    found: Mapping[str, KindResults] | None = None,
+    window_end: datetime | None = None,
+    model_version_id: int | None = None,
 ) -> list[Change]:
-    """Judge the window's stored results by the model's enabled window rules and record what
-    follows, in ``conn``'s transaction; the transitions recorded."""
+    """Judge the window's results by the model's enabled window rules and record what follows,
+    in ``conn``'s transaction; the transitions recorded.
+
+    ``found``: the results just stored by ``results.save_window`` (the worker passes them, with
+    ``window_end`` and the version they were judged against), judged as they are rather than
+    read back; only the rules of the kinds they hold are judged (a refresh of performance
+    judges performance rules). Without them, everything stored for the window is read back
+    through ``results.window``."""
     rules = [
         rule
         for rule in list_rules(conn, model_id=model_id)
         if rule.enabled and not rule.is_node_rule
     ]
+    if found is not None:
+        rules = [rule for rule in rules if _RESULT_OF[rule.kind] in found]
     if not rules:
         return []
-    found = results.window(conn, model_id, window_start)
-    if found is None:
-        return []
     needs_reference = any(rule.kind == PERFORMANCE_DROP for rule in rules)
-    figures = figures_of(
-        found,
-        reference=_reference_figures(conn, found) if needs_reference else {},
-        min_labels=min_labels,
-    )
-    observed = evaluate(figures, rules)
-    sites, groups = _memberships(list_nodes(conn))
-    changes: list[Change] = []
-    by_rule = dict(tuple(observed.groupby("rule", sort=False))) if len(observed) else {}
-    for index, rule in enumerate(rules):
-        changes += _judge(
-            conn,
-            rule,
-            model_id,
-            found.window_start,
-            found.window_end,
-            by_rule.get(index),
-            sites,
-            groups,
-            now,
+    if found is None or window_end is None:
+        stored_results = results.window(conn, model_id, window_start)
+        if stored_results is None:
+            return []
+        version_id = _version_of(stored_results)
+        figures = figures_of(
+            stored_results,
+            reference=_reference_figures(conn, model_id, version_id) if needs_reference else {},
+            min_labels=min_labels,
         )
-    return changes
+    else:
+        figures = figures_from(
+            found,
+            window_start,
+            window_end,
+            reference=(
+                _reference_figures(conn, model_id, model_version_id) if needs_reference else {}
+            ),
+            min_labels=min_labels,
+        )
+    observed = evaluate(figures, rules)
+    grouped = any(rule.group_by in ("site", "group") for rule in rules)
+    sites, groups = stored.node_places(conn) if grouped else ({}, {})
+    return _judge(
+        conn,
+        rules,
+        model_id,
+        figures.window_start,
+        figures.window_end,
+        observed,
+        sites,
+        groups,
+        now,
+    )
 
 
 def evaluate_nodes(
@@ -136,20 +169,17 @@ def evaluate_nodes(
         seconds = max(int(tick.total_seconds()), 1)
         epoch = int(now.timestamp()) // seconds * seconds
         start = datetime.fromtimestamp(epoch, UTC)
-        by_rule = dict(tuple(observed.groupby("rule", sort=False))) if len(observed) else {}
-        changes: list[Change] = []
-        for index, rule in enumerate(rules):
-            changes += _judge(
-                conn,
-                rule,
-                None,
-                start,
-                start + timedelta(seconds=seconds),
-                by_rule.get(index),
-                sites,
-                groups,
-                now,
-            )
+        changes = _judge(
+            conn,
+            rules,
+            None,
+            start,
+            start + timedelta(seconds=seconds),
+            observed,
+            sites,
+            groups,
+            now,
+        )
     return len(changes)
 
 
@@ -163,44 +193,17 @@ def figures_of(
     min_labels: int = DEFAULT_MIN_LABELS,
 ) -> WindowFigures:
     """A window's stored results as the tables the pure evaluation reads."""
-    drift = _table(
-        [s.result for s in found.drift],
-        ("scope_kind", "scope_key", "drifted", "prediction_drifted", "share_drifted", "n_drifted"),
-    )
+    drift = _table([s.result for s in found.drift], _DRIFT_COLUMNS)
     drift_features = _table(
-        [f for rows in found.drift_features.values() for f in rows],
-        (
-            "scope_kind",
-            "scope_key",
-            "feature",
-            "role",
-            "drifted",
-            "adjusted_p_value",
-            "statistic",
-            "threshold",
-        ),
+        [f for rows in found.drift_features.values() for f in rows], _DRIFT_FEATURE_COLUMNS
     )
-    quality_features = _table(
-        [f for rows in found.quality_features.values() for f in rows],
-        (
-            "scope_kind",
-            "scope_key",
-            "feature",
-            "role",
-            "n_rows",
-            "missing_share",
-            "out_of_range_share",
-            "n_new_category_rows",
-        ),
+    quality_features = _with_new_category_share(
+        _table(
+            [f for rows in found.quality_features.values() for f in rows],
+            _QUALITY_FEATURE_COLUMNS,
+        )
     )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        quality_features["new_category_share"] = pd.to_numeric(
-            quality_features["n_new_category_rows"], errors="coerce"
-        ) / pd.to_numeric(quality_features["n_rows"], errors="coerce").replace(0, np.nan)
-    performance = _table(
-        [s.result for s in found.performance],
-        ("scope_kind", "scope_key", "status", "n_labelled", *HIGHER_IS_BETTER, *LOWER_IS_BETTER),
-    )
+    performance = _table([s.result for s in found.performance], _PERFORMANCE_COLUMNS)
     return WindowFigures(
         window_start=found.window_start,
         window_end=found.window_end,
@@ -211,6 +214,107 @@ def figures_of(
         reference=dict(reference or {}),
         min_labels=min_labels,
     )
+
+
+#: Which kind of results each window rule reads.
+_RESULT_OF = {
+    SCOPE_DRIFT: DRIFT,
+    FEATURE_DRIFT: DRIFT,
+    SHARE_DRIFTED: DRIFT,
+    PREDICTION_DRIFT: DRIFT,
+    PERFORMANCE_KIND: PERFORMANCE,
+    PERFORMANCE_DROP: PERFORMANCE,
+    QUALITY_KIND: QUALITY,
+}
+
+_DRIFT_COLUMNS = (
+    "scope_kind",
+    "scope_key",
+    "drifted",
+    "prediction_drifted",
+    "share_drifted",
+    "n_drifted",
+)
+_DRIFT_FEATURE_COLUMNS = (
+    "scope_kind",
+    "scope_key",
+    "feature",
+    "role",
+    "drifted",
+    "adjusted_p_value",
+    "statistic",
+    "threshold",
+)
+_QUALITY_FEATURE_COLUMNS = (
+    "scope_kind",
+    "scope_key",
+    "feature",
+    "role",
+    "n_rows",
+    "missing_share",
+    "out_of_range_share",
+    "n_new_category_rows",
+)
+_PERFORMANCE_COLUMNS = (
+    "scope_kind",
+    "scope_key",
+    "status",
+    "n_labelled",
+    *HIGHER_IS_BETTER,
+    *LOWER_IS_BETTER,
+)
+
+
+def figures_from(
+    found: Mapping[str, KindResults],
+    window_start: datetime,
+    window_end: datetime,
+    *,
+    reference: Mapping[str, float] | None = None,
+    min_labels: int = DEFAULT_MIN_LABELS,
+) -> WindowFigures:
+    """The tables the pure evaluation reads, straight from results as analysis hands them to
+    ``results.save_window`` (columns, no row objects: a 1,000-node window has 25,000 feature
+    rows per kind). Kinds that are absent give empty tables."""
+
+    def columns(table: Any, names: Sequence[str]) -> pd.DataFrame:
+        if table is None or not len(table):
+            return pd.DataFrame({c: pd.Series([], dtype=object) for c in names})
+        return pd.DataFrame({c: _column(table.columns[c]) for c in names})
+
+    drift = found.get(DRIFT)
+    quality = found.get(QUALITY)
+    performance = found.get(PERFORMANCE)
+    quality_features = columns(quality.features if quality else None, _QUALITY_FEATURE_COLUMNS)
+    return WindowFigures(
+        window_start=window_start,
+        window_end=window_end,
+        drift=columns(drift.scopes if drift else None, _DRIFT_COLUMNS),
+        drift_features=columns(drift.features if drift else None, _DRIFT_FEATURE_COLUMNS),
+        quality_features=_with_new_category_share(quality_features),
+        performance=columns(performance.scopes if performance else None, _PERFORMANCE_COLUMNS),
+        reference=dict(reference or {}),
+        min_labels=min_labels,
+    )
+
+
+def _column(values: Any) -> Any:
+    # Lists of Python values as object arrays (None kept); numpy arrays as they are.
+    return values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
+
+
+def _with_new_category_share(table: pd.DataFrame) -> pd.DataFrame:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["new_category_share"] = pd.to_numeric(
+            table["n_new_category_rows"], errors="coerce"
+        ) / pd.to_numeric(table["n_rows"], errors="coerce").replace(0, np.nan)
+    return table
+
+
+def _version_of(found: results.WindowResults) -> int | None:
+    version_ids = [s.model_version_id for s in found.performance if s.scope_kind == "fleet"]
+    version_ids += [s.model_version_id for s in found.drift if s.scope_kind == "fleet"]
+    return next((v for v in version_ids if v is not None), None)
 
 
 def _table(rows: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
@@ -298,16 +402,13 @@ _REFERENCE_LOCK = threading.Lock()
 _REFERENCE_FIGURES: dict[tuple[int, datetime | None], dict[str, float]] = {}
 
 
-def _reference_figures(conn: Connection, found: results.WindowResults) -> dict[str, float]:
+def _reference_figures(conn: Connection, model_id: int, version_id: int | None) -> dict[str, float]:
     """The performance figures of the version the window was judged against: measured on its
     reference data when that holds labels and predictions, else its registered metrics (or
     its card's); empty when it has none."""
-    version_ids = [s.model_version_id for s in found.performance if s.scope_kind == "fleet"]
-    version_ids += [s.model_version_id for s in found.drift if s.scope_kind == "fleet"]
-    version_id = next((v for v in version_ids if v is not None), None)
     if version_id is None:
         return {}
-    version = next((v for v in registry.versions(conn, found.model_id) if v.id == version_id), None)
+    version = next((v for v in registry.versions(conn, model_id) if v.id == version_id), None)
     if version is None:
         return {}
     key = (version.id, version.registered_at)
@@ -376,77 +477,96 @@ def _registered(version: registry.Version) -> dict[str, float]:
 
 def _judge(
     conn: Connection,
-    rule: Rule,
+    rules: Sequence[Rule],
     model_id: int | None,
     window_start: datetime,
     window_end: datetime,
-    observed: pd.DataFrame | None,
+    observed: pd.DataFrame,
     sites: Mapping[str, str | None],
     groups: Mapping[str, str | None],
     now: datetime,
 ) -> list[Change]:
-    """Record one rule's observations of one window and the alert transitions they call for."""
-    assert rule.id is not None
-    stored.lock_rule(conn, rule.id)
-    stored.record_evaluation(conn, rule.id, model_id, window_start, window_end, now=now)
-    windows = stored.judged_windows(conn, rule.id, max(rule.fire_n, rule.resolve_n))
-    previous = [
-        o for o in stored.observations(conn, rule.id, windows) if o.window_start != window_start
-    ]
-    opened = stored.open_alerts(conn, rule.id)
-    # Unknowns are kept only where they matter (a subject in an alert, or one that breached
-    # lately): elsewhere a missing row reads as clear, and nothing was pending anyway.
-    watched = {o.subject for o in previous if o.state == BREACH}
-    for alert in opened:
-        watched |= set(alert.subjects)
-    current: list[stored.Observation] = []
-    if observed is not None and len(observed):
-        keep = (observed["state"] == BREACH) | (
-            (observed["state"] == UNKNOWN) & observed["subject"].isin(watched)
-        )
-        for row in observed[keep.to_numpy()].itertuples(index=False):
-            current.append(
-                stored.Observation(
-                    row.subject,
-                    window_start,
-                    row.state,
-                    _number(row.value),
-                    _number(row.bound),
-                    row.details or {},
-                )
-            )
-    stored.save_observations(conn, rule.id, window_start, window_end, current, now=now)
-    states = {(o.subject, o.window_start): o.state for o in previous}
-    states |= {(o.subject, o.window_start): o.state for o in current}
-    history = History.build(windows, states)
-    subjects = set(history.subjects) | {s for a in opened for s in a.subjects}
-    grouping = {s: group_of(rule.group_by, s, sites, groups) for s in subjects}
-    found = transitions(
-        rule,
-        history,
-        grouping,
-        [OpenAlert(a.group_key, frozenset(a.subjects)) for a in opened],
-        stored.last_resolved(conn, rule.id),
-        now,
+    """Record the rules' observations of one window and the alert transitions they call for
+    (a few statements for all the rules together; more only where an alert changes)."""
+    ids = [rule.id for rule in rules if rule.id is not None]
+    stored.lock_rules(conn, ids)
+    stored.record_evaluations(conn, ids, model_id, window_start, window_end, now=now)
+    windows = stored.judged_windows(
+        conn, {rule.id: max(rule.fire_n, rule.resolve_n) for rule in rules if rule.id is not None}
     )
-    if not found:
-        return []
-    latest = {o.subject: o for o in [*sorted(previous, key=lambda o: o.window_start), *current]}
-    by_group = {a.group_key: a for a in opened}
-    return [
-        _record(
-            conn,
+    earlier = stored.observations(
+        conn, {rule_id: [w for w in ws if w != window_start] for rule_id, ws in windows.items()}
+    )
+    opened = stored.open_alerts(conn, ids)
+    resolved = stored.last_resolved(conn, ids)
+    # Only breaches, and unknowns where they matter (a subject in an alert, or one that
+    # breached lately), are written: a missing row reads as clear.
+    interesting = observed[(observed["state"] != CLEAR).to_numpy()] if len(observed) else observed
+    by_rule = dict(tuple(interesting.groupby("rule", sort=False))) if len(interesting) else {}
+    current: dict[int, list[stored.Observation]] = {}
+    for index, rule in enumerate(rules):
+        assert rule.id is not None
+        watched = {o.subject for o in earlier[rule.id] if o.state == BREACH}
+        for alert in opened[rule.id]:
+            watched |= set(alert.subjects)
+        rows = by_rule.get(index)
+        current[rule.id] = []
+        if rows is None:
+            continue
+        states = rows["state"].to_numpy()
+        subjects = rows["subject"].to_numpy()
+        keep = np.flatnonzero((states == BREACH) | np.isin(subjects, list(watched)))
+        values = rows["value"].to_numpy(dtype=np.float64)
+        bounds = rows["bound"].to_numpy(dtype=np.float64)
+        details = rows["details"].to_numpy()
+        current[rule.id] = [
+            stored.Observation(
+                subjects[i],
+                window_start,
+                states[i],
+                None if values[i] != values[i] else float(values[i]),
+                None if bounds[i] != bounds[i] else float(bounds[i]),
+                details[i] or {},
+            )
+            for i in keep.tolist()
+        ]
+    stored.save_observations(conn, window_start, window_end, current, now=now)
+    changes: list[Change] = []
+    for rule in rules:
+        assert rule.id is not None
+        previous, mine = earlier[rule.id], current[rule.id]
+        states = {(o.subject, o.window_start): o.state for o in [*previous, *mine]}
+        history = History.build(windows[rule.id], states)
+        alerts_now = opened[rule.id]
+        subjects = set(history.subjects) | {s for a in alerts_now for s in a.subjects}
+        grouping = {s: group_of(rule.group_by, s, sites, groups) for s in subjects}
+        found = transitions(
             rule,
-            model_id,
-            t,
-            by_group.get(t.group_key),
-            latest,
-            window_start,
-            window_end,
+            history,
+            grouping,
+            [OpenAlert(a.group_key, frozenset(a.subjects)) for a in alerts_now],
+            resolved[rule.id],
             now,
         )
-        for t in found
-    ]
+        if not found:
+            continue
+        latest = {o.subject: o for o in [*sorted(previous, key=lambda o: o.window_start), *mine]}
+        by_group = {a.group_key: a for a in alerts_now}
+        changes += [
+            _record(
+                conn,
+                rule,
+                model_id,
+                t,
+                by_group.get(t.group_key),
+                latest,
+                window_start,
+                window_end,
+                now,
+            )
+            for t in found
+        ]
+    return changes
 
 
 def _record(

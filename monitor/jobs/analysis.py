@@ -292,6 +292,9 @@ class Worker:
                 window.start,
                 now=self.clock(),
                 min_labels=self.config.policy.min_labels,
+                found=analysis.results,
+                window_end=window.end,
+                model_version_id=analysis.model_version_id,
             )
         _log_window(model.name, window, analysis, revision, n_late)
         return True
@@ -384,7 +387,14 @@ class Worker:
                     n_reference=data.reference.profile.n_rows if data.reference else None,
                 )
                 evaluate_window(
-                    conn, model_id, window.start, now=now, min_labels=self.config.policy.min_labels
+                    conn,
+                    model_id,
+                    window.start,
+                    now=now,
+                    min_labels=self.config.policy.min_labels,
+                    found={PERFORMANCE: performance},
+                    window_end=window.end,
+                    model_version_id=data.reference.version_id if data.reference else None,
                 )
             refreshed += 1
         self.label_watermark = now

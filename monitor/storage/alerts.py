@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, tuple_, update
 
 from monitor.errors import NotFound
 from monitor.storage.dialect import upsert
@@ -26,6 +26,7 @@ from monitor.storage.tables import (
     alert_rules,
     alerts,
     models,
+    nodes,
 )
 from monitor.storage.tables import (
     alert_events as events_table,
@@ -97,22 +98,31 @@ def message_id(alert_id: int, seq: int) -> str:
 # --- Evaluations and observations ---------------------------------------------------------------
 
 
-def lock_rule(conn: Connection, rule_id: int) -> None:
-    """Hold the rule's row until the transaction ends, so that evaluations of one rule take
-    turns (PostgreSQL; SQLite ignores the clause and has one writer at a time)."""
-    conn.execute(select(alert_rules.c.id).where(alert_rules.c.id == rule_id).with_for_update())
+def lock_rules(conn: Connection, rule_ids: Sequence[int]) -> None:
+    """Hold these rules' rows until the transaction ends, so that evaluations of one rule take
+    turns (PostgreSQL; SQLite ignores the clause and has one writer at a time). Locked in id
+    order, so that two evaluations of overlapping rules cannot deadlock."""
+    if rule_ids:
+        conn.execute(
+            select(alert_rules.c.id)
+            .where(alert_rules.c.id.in_(sorted(rule_ids)))
+            .order_by(alert_rules.c.id)
+            .with_for_update()
+        ).all()
 
 
-def record_evaluation(
+def record_evaluations(
     conn: Connection,
-    rule_id: int,
+    rule_ids: Sequence[int],
     model_id: int | None,
     window_start: datetime,
     window_end: datetime,
     *,
     now: datetime,
 ) -> None:
-    """Remember that the rule judged this window (again: its time is updated)."""
+    """Remember that these rules judged this window (again: its time is updated)."""
+    if not rule_ids:
+        return
     conn.execute(
         upsert(
             conn, alert_evaluations, ["rule_id", "window_start"], ["window_end", "evaluated_at"]
@@ -125,35 +135,52 @@ def record_evaluation(
                 "window_end": window_end,
                 "evaluated_at": now,
             }
+            for rule_id in rule_ids
         ],
     )
 
 
-def judged_windows(
-    conn: Connection, rule_id: int, count: int, *, through: datetime | None = None
-) -> list[datetime]:
-    """The starts of the rule's last ``count`` judged windows (those starting at or before
-    ``through``), oldest first."""
-    query = select(alert_evaluations.c.window_start).where(alert_evaluations.c.rule_id == rule_id)
-    if through is not None:
-        query = query.where(alert_evaluations.c.window_start <= through)
-    query = query.order_by(alert_evaluations.c.window_start.desc()).limit(count)
-    return sorted(row[0] for row in conn.execute(query))
+def judged_windows(conn: Connection, counts: Mapping[int, int]) -> dict[int, list[datetime]]:
+    """Per rule, the starts of its last ``counts[rule]`` judged windows, oldest first.
+
+    Two statements for all the rules: the latest windows any of them judged, as deep as the
+    deepest count, then every rule's windows since the earliest of those. (A rule that
+    skipped some of those windows, being disabled, gets fewer: its history starts again.)"""
+    out: dict[int, list[datetime]] = {rule_id: [] for rule_id in counts}
+    if not counts:
+        return out
+    e = alert_evaluations.c
+    ids = list(counts)
+    latest = conn.execute(
+        select(e.window_start)
+        .where(e.rule_id.in_(ids))
+        .group_by(e.window_start)
+        .order_by(e.window_start.desc())
+        .limit(max(counts.values()))
+    ).all()
+    if not latest:
+        return out
+    floor = min(_moment(conn, row[0]) for row in latest)
+    query = select(e.rule_id, e.window_start).where(e.rule_id.in_(ids), e.window_start >= floor)
+    for rule_id, start in conn.execute(query):
+        out[rule_id].append(_moment(conn, start))
+    return {rule_id: sorted(starts)[-counts[rule_id] :] for rule_id, starts in out.items()}
 
 
 def save_observations(
     conn: Connection,
-    rule_id: int,
     window_start: datetime,
     window_end: datetime,
-    rows: Iterable[Observation],
+    rows: Mapping[int, Iterable[Observation]],
     *,
     now: datetime,
 ) -> None:
-    """Replace the rule's observations of this window with ``rows``."""
+    """Replace these rules' observations of this window with ``rows`` (by rule id)."""
+    if not rows:
+        return
     conn.execute(
         delete(alert_observations).where(
-            alert_observations.c.rule_id == rule_id,
+            alert_observations.c.rule_id.in_(list(rows)),
             alert_observations.c.window_start == window_start,
         )
     )
@@ -169,54 +196,79 @@ def save_observations(
             "details": dict(o.details or {}),
             "observed_at": now,
         }
-        for o in rows
+        for rule_id, observed in rows.items()
+        for o in observed
     ]
     if values:
         conn.execute(insert(alert_observations), values)
 
 
 def observations(
-    conn: Connection, rule_id: int, window_starts: Sequence[datetime]
-) -> list[Observation]:
-    """The rule's observations in these windows."""
-    if not window_starts:
-        return []
-    query = select(alert_observations).where(
-        alert_observations.c.rule_id == rule_id,
-        alert_observations.c.window_start >= min(window_starts),
-        alert_observations.c.window_start <= max(window_starts),
+    conn: Connection, windows: Mapping[int, Sequence[datetime]]
+) -> dict[int, list[Observation]]:
+    """Per rule, its observations in its windows ``windows[rule]`` (without details)."""
+    out: dict[int, list[Observation]] = {rule_id: [] for rule_id in windows}
+    pairs = [(rule_id, start) for rule_id, starts in windows.items() for start in starts]
+    if not pairs:
+        return out
+    # Without their details: the history needs states (a transition's details come from
+    # the window being judged), and decoding JSON per row is most of reading them.
+    o = alert_observations.c
+    query = select(o.rule_id, o.subject, o.window_start, o.state, o.value, o.bound).where(
+        tuple_(o.rule_id, o.window_start).in_(pairs)
     )
-    wanted = set(window_starts)
-    return [
-        Observation(
-            row.subject, row.window_start, row.state, row.value, row.bound, row.details or {}
+    for row in conn.execute(query):
+        out[row.rule_id].append(
+            Observation(row.subject, row.window_start, row.state, row.value, row.bound)
         )
-        for row in conn.execute(query)
-        if row.window_start in wanted
-    ]
+    return out
+
+
+def node_places(conn: Connection) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """Every node's site and group, by node name (what grouping alerts by site needs)."""
+    sites: dict[str, str | None] = {}
+    groups: dict[str, str | None] = {}
+    for name, site, group in conn.execute(select(nodes.c.name, nodes.c.site, nodes.c.group_name)):
+        sites[name] = site
+        groups[name] = group
+    return sites, groups
+
+
+def _moment(conn: Connection, value: Any) -> datetime:
+    moment = aware(conn, value)  # a UNION's column may come back as SQLite's text
+    assert moment is not None
+    return moment
 
 
 # --- Alerts and their events --------------------------------------------------------------------
 
 
-def open_alerts(conn: Connection, rule_id: int) -> list[Alert]:
-    """The rule's firing alerts."""
-    query = _alerts_query().where(alerts.c.rule_id == rule_id, alerts.c.state == FIRING)
-    return [_alert(row) for row in conn.execute(query.order_by(alerts.c.id))]
+def open_alerts(conn: Connection, rule_ids: Sequence[int]) -> dict[int, list[Alert]]:
+    """Per rule, its firing alerts."""
+    out: dict[int, list[Alert]] = {rule_id: [] for rule_id in rule_ids}
+    if not rule_ids:
+        return out
+    query = _alerts_query().where(alerts.c.rule_id.in_(list(rule_ids)), alerts.c.state == FIRING)
+    for row in conn.execute(query.order_by(alerts.c.id)):
+        alert = _alert(row)
+        out[alert.rule_id].append(alert)
+    return out
 
 
-def last_resolved(conn: Connection, rule_id: int) -> dict[str, datetime]:
-    """When each group's latest alert of the rule resolved."""
+def last_resolved(conn: Connection, rule_ids: Sequence[int]) -> dict[int, dict[str, datetime]]:
+    """Per rule, when each group's latest alert resolved."""
+    out: dict[int, dict[str, datetime]] = {rule_id: {} for rule_id in rule_ids}
+    if not rule_ids:
+        return out
     query = (
-        select(alerts.c.group_key, func.max(alerts.c.resolved_at))
-        .where(alerts.c.rule_id == rule_id, alerts.c.state == RESOLVED)
-        .group_by(alerts.c.group_key)
+        select(alerts.c.rule_id, alerts.c.group_key, func.max(alerts.c.resolved_at))
+        .where(alerts.c.rule_id.in_(list(rule_ids)), alerts.c.state == RESOLVED)
+        .group_by(alerts.c.rule_id, alerts.c.group_key)
     )
-    out: dict[str, datetime] = {}
-    for key, at in conn.execute(query):
+    for rule_id, key, at in conn.execute(query):
         moment = aware(conn, at)  # SQLite hands an aggregate back as its text
         if moment is not None:
-            out[key] = moment
+            out[rule_id][key] = moment
     return out
 
 

@@ -32,24 +32,27 @@ def test_observing_a_window_again_replaces_its_rows(engine: Engine) -> None:
     model_id, rule_id = setup_rule(engine)
     with begin_write(engine) as conn:
         for i in range(3):
-            alerts.record_evaluation(conn, rule_id, model_id, T0 + i * W, T0 + (i + 1) * W, now=T0)
+            alerts.record_evaluations(
+                conn, [rule_id], model_id, T0 + i * W, T0 + (i + 1) * W, now=T0
+            )
         alerts.save_observations(
             conn,
-            rule_id,
             T0,
             T0 + W,
-            [
-                alerts.Observation("site:a", T0, "breach", 0.5, None, {"x": 1}),
-                alerts.Observation("site:b", T0, "unknown"),
-            ],
+            {
+                rule_id: [
+                    alerts.Observation("site:a", T0, "breach", 0.5, None, {"x": 1}),
+                    alerts.Observation("site:b", T0, "unknown"),
+                ]
+            },
             now=T0,
         )
         alerts.save_observations(
-            conn, rule_id, T0, T0 + W, [alerts.Observation("site:a", T0, "breach", 0.7)], now=T0
+            conn, T0, T0 + W, {rule_id: [alerts.Observation("site:a", T0, "breach", 0.7)]}, now=T0
         )
-        alerts.record_evaluation(conn, rule_id, model_id, T0, T0 + W, now=T0 + W)
-        windows = alerts.judged_windows(conn, rule_id, 2)
-        found = alerts.observations(conn, rule_id, [T0])
+        alerts.record_evaluations(conn, [rule_id], model_id, T0, T0 + W, now=T0 + W)
+        windows = alerts.judged_windows(conn, {rule_id: 2})[rule_id]
+        found = alerts.observations(conn, {rule_id: [T0]})[rule_id]
     assert windows == [T0 + W, T0 + 2 * W]
     assert [(o.subject, o.state, o.value) for o in found] == [("site:a", "breach", 0.7)]
 
@@ -97,7 +100,7 @@ def test_alerts_of_a_group_are_numbered_and_their_events_get_stable_distinct_ids
         assert alerts.get_alert(conn, second).episode == 2
         assert [a.id for a in alerts.list_alerts(conn, state="firing")] == [second]
         assert [a.id for a in alerts.list_alerts(conn, model_id=model_id)] == [second, first]
-        assert alerts.last_resolved(conn, rule_id) == {"site:a": T0 + W}
+        assert alerts.last_resolved(conn, [rule_id]) == {rule_id: {"site:a": T0 + W}}
         assert [e.seq for e in alerts.alert_events(conn, first)] == [1, 2]
         with pytest.raises(NotFound):
             alerts.get_alert(conn, 999)
