@@ -159,3 +159,26 @@ def test_a_target_no_longer_allowed_is_not_tested(
         answer = http.post("/v1/admin/webhooks/ops/test", headers=ADMIN)
     assert _error(answer) == (422, "refused_target", ["url"])
     assert receiver.requests == 0
+
+
+def test_an_endpoint_of_the_rules_file_is_changed_in_the_file(
+    http: httpx.Client, engine: Engine
+) -> None:
+    from datetime import UTC, datetime
+
+    from monitor.storage import webhooks
+    from monitor.storage.engine import begin_write
+
+    with begin_write(engine) as conn:
+        webhooks.upsert_endpoint(
+            conn,
+            name="filed",
+            url="https://93.184.216.34/",
+            secret=SECRET,
+            source="file",
+            now=datetime.now(UTC),
+        )
+    answer = http.put(
+        "/v1/admin/webhooks/filed", json={"url": "https://93.184.216.34/x"}, headers=ADMIN
+    )
+    assert _error(answer)[:2] == (409, "defined_by_file")
