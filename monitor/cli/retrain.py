@@ -63,8 +63,8 @@ def add_commands(commands: Any) -> None:
     add.add_argument(
         "--command",
         metavar="'PROG ARG...'",
-        help="with --kind command: the command line, split as a shell would (quotes kept) "
-        "but run without a shell",
+        help="with --kind command: the command line, split into words as a shell would "
+        "(quotes group words) but run without a shell",
     )
     add.add_argument(
         "--env",
