@@ -268,3 +268,74 @@ def test_the_worker_raises_one_site_alert_and_re_analysing_the_period_adds_nothi
         assert conn.execute(select(func.count()).select_from(webhook_messages)).scalar() == len(
             before
         )
+
+
+def test_node_rules_fire_per_site_and_resolve_on_the_health_clock(engine: Engine) -> None:
+    from monitor.jobs.alerts import evaluate_nodes
+    from monitor.storage import health, heartbeats, nodes
+    from monitor.storage.types import utcnow
+
+    with begin_write(engine) as conn:
+        ids = {}
+        for name, site in (("n1", "hot"), ("n2", "hot"), ("n3", "cold"), ("n4", "cold")):
+            ids[name] = nodes.add_node(conn, name, site=site)[0].id
+        for name in ("n1", "n2", "n3"):  # n4 never sends one: silent, unknown
+            heartbeats.record_heartbeat(
+                conn, node_id=ids[name], ts=utcnow(), model_version_id=None, sdk={}, runtime=None
+            )
+    add_rule(
+        engine,
+        name="offline",
+        model=None,
+        kind="node_offline",
+        params={"for_seconds": 300},
+        scope="each_node",
+        group_by="site",
+    )
+    add_rule(
+        engine,
+        name="slow",
+        model=None,
+        kind="latency_p95",
+        params={"above_ms": 100},
+        scope="node",
+        scope_key="n3",
+    )
+    add_endpoint(engine)
+    now = utcnow()
+
+    def latency(ms: float) -> None:
+        with begin_write(engine) as conn:
+            health.save_health(
+                conn,
+                [
+                    health.NodeHealth(
+                        ids["n3"], "online", now, now, None, {}, None, None, ms, None, {}
+                    )
+                ],
+            )
+
+    latency(20)
+    assert evaluate_nodes(engine, now=now, offline_after=timedelta(minutes=5)) == 0
+    latency(500)
+    assert (
+        evaluate_nodes(engine, now=now + timedelta(seconds=30), offline_after=timedelta(minutes=5))
+        == 1
+    )
+    latency(20)
+    assert (
+        evaluate_nodes(engine, now=now + timedelta(seconds=60), offline_after=timedelta(minutes=5))
+        == 1
+    )
+    [slow] = all_alerts(engine)
+    assert slow.state == "resolved" and slow.group_key == "node:n3"
+    assert [e.kind for e in events(engine, slow.id)] == ["fired", "resolved"]
+
+    later = now + timedelta(minutes=10)  # every heartbeat is 10 minutes old: offline
+    assert evaluate_nodes(engine, now=later, offline_after=timedelta(minutes=5)) == 2
+    assert evaluate_nodes(engine, now=later, offline_after=timedelta(minutes=5)) == 0  # same tick
+    offline = sorted((a.group_key, a.subjects) for a in all_alerts(engine) if a.rule == "offline")
+    assert offline == [("site:cold", ("node:n3",)), ("site:hot", ("node:n1", "node:n2"))]
+    assert [a.summary for a in all_alerts(engine) if a.group_key == "site:hot"] == [
+        "2 nodes at site hot: offline"
+    ]
