@@ -339,3 +339,72 @@ def test_node_rules_fire_per_site_and_resolve_on_the_health_clock(engine: Engine
     assert [a.summary for a in all_alerts(engine) if a.group_key == "site:hot"] == [
         "2 nodes at site hot: offline"
     ]
+
+
+def test_two_breaches_in_three_windows_fire_on_the_second_breach(engine: Engine) -> None:
+    model_id = fleet(engine, SITES)
+    vibration_rule(engine, scope="site", group_by=None, fire_m=2, fire_n=3)
+    drifting = {n: ["vibration_mm_s"] for n in NODES if n.startswith("hot")}
+
+    assert store(engine, model_id, 0, node_list=NODES, drifting=drifting) == []
+    assert store(engine, model_id, 1, node_list=NODES) == []
+    fired = store(engine, model_id, 2, node_list=NODES, drifting=drifting)
+
+    assert [(c.event.kind, c.event.payload["data"]["group"]) for c in fired] == [
+        ("fired", "site:hot")
+    ]
+
+
+def test_the_worker_s_results_and_the_stored_ones_get_the_same_judgement(engine: Engine) -> None:
+    from monitor.alerts.evaluate import evaluate
+    from monitor.analysis import AnalysisPolicy
+    from monitor.demo_model import MODEL_NAME
+    from monitor.jobs.alerts import figures_from, figures_of
+    from monitor.jobs.analysis import Worker, analyse_window
+    from monitor.jobs.windows import Window
+    from monitor.storage import results
+    from monitor.storage.models import get_model
+    from tests.jobs.test_analysis import CONFIG, run_scenario
+    from tests.jobs.test_analysis import T0 as SCENARIO_T0
+
+    model_id, _, _ = run_scenario(engine, "quality", windows=1, per_node=250)
+    with engine.connect() as conn:
+        model = get_model(conn, MODEL_NAME)
+    window = Window(SCENARIO_T0, SCENARIO_T0 + CONFIG.window)
+    worker = Worker(engine, CONFIG)
+    analysed = analyse_window(worker._load(model, window, pooled=False), AnalysisPolicy())
+    with begin_write(engine) as conn:
+        results.save_window(
+            conn,
+            model_id,
+            window.start,
+            window.end,
+            analysed.results,
+            model_version_id=analysed.model_version_id,
+            n_reference=analysed.n_reference,
+        )
+    with engine.connect() as conn:
+        stored = results.window(conn, model_id, window.start)
+    assert stored is not None
+    rules = [
+        Rule("a", "scope_drift", MODEL_NAME, scope="each_node"),
+        Rule("b", "feature_drift", MODEL_NAME, {"feature": "temperature_c"}, scope="site"),
+        Rule("c", "share_drifted", MODEL_NAME, {"min_share": 0.1}, scope="group"),
+        Rule("d", "prediction_drift", MODEL_NAME),
+        Rule("e", "quality", MODEL_NAME, {"figure": "missing_share", "above": 0.05}, "each_node"),
+        Rule("f", "quality", MODEL_NAME, {"figure": "out_of_range_share", "above": 0.01}),
+        Rule("g", "performance", MODEL_NAME, {"metric": "accuracy", "below": 0.9}, "site"),
+    ]
+
+    def judged(figures) -> list[tuple]:
+        out = evaluate(figures, rules)
+        values = [None if v != v else round(float(v), 9) for v in out["value"]]
+        return sorted(
+            zip(out["rule"], out["subject"], out["state"], values, strict=True),
+            key=lambda row: row[:3],
+        )
+
+    from_columns = judged(figures_from(analysed.results, window.start, window.end))
+    read_back = judged(figures_of(stored))
+    assert from_columns == read_back
+    assert {state for *_, state, _ in read_back} >= {"breach", "clear"}
