@@ -9,6 +9,8 @@ on every attempt.
 Retries after a failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (each ±20% jitter, so
 that many messages failing together do not come back together); a longer Retry-After from the
 receiver replaces the wait (capped at 24 h). After the last one the message is ``failed``.
+When an endpoint does not answer at all, its other due messages wait with the one that failed
+(a dead endpoint costs one timeout per pass, not one per message).
 A 410 disables the endpoint at once; so does failing continuously for
 ``webhook_disable_after_days``. Disabling drops the endpoint's undelivered messages.
 """
@@ -194,10 +196,16 @@ def _record(
             log.warning("%s: %s; gave up after %d attempt(s)", where, outcome.error, attempt)
             return
         webhooks.schedule_retry(conn, message.id, owner=owner, at=now + wait, error=outcome.error)
+        held = 0
+        if outcome.status_code is None:
+            # No answer at all (down, unreachable, timed out): the endpoint's other due messages
+            # wait with this one instead of each waiting out the same timeout now.
+            held = webhooks.hold_pending(conn, message.endpoint_id, until=now + wait)
         log.warning(
-            "%s: %s; attempt %d failed, retry in %.0f s",
+            "%s: %s; attempt %d failed, retry in %.0f s%s",
             where,
             outcome.error,
             attempt,
             wait.total_seconds(),
+            f" ({held} other message(s) of the endpoint wait with it)" if held else "",
         )

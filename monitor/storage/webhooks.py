@@ -448,6 +448,20 @@ def mark_failed(conn: Connection, message_row: int, *, owner: str, error: str | 
     )
 
 
+def hold_pending(conn: Connection, endpoint_id: int, *, until: datetime) -> int:
+    """Move the endpoint's pending messages due before ``until`` to ``until`` (the endpoint did
+    not answer: each would only wait out the same timeout); returns how many."""
+    return conn.execute(
+        update(webhook_messages)
+        .where(
+            webhook_messages.c.endpoint_id == endpoint_id,
+            webhook_messages.c.status == "pending",
+            webhook_messages.c.next_attempt_at < until,
+        )
+        .values(next_attempt_at=until)
+    ).rowcount
+
+
 def drop_undelivered(conn: Connection, endpoint_id: int, *, reason: str, now: datetime) -> int:
     """Drop every message of the endpoint not yet delivered; returns how many."""
     del now  # the log's time is the attempts'; kept for a uniform signature

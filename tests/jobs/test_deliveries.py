@@ -344,3 +344,23 @@ def test_each_outcome_is_one_log_line(
         "webhook msg_logged (alert.fired) to ops: delivered " + lines[0].split("delivered ", 1)[1]
     ]
     assert "HTTP 204" in lines[0]
+
+
+def test_an_endpoint_that_does_not_answer_costs_one_attempt_per_pass(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, db_url)
+    first = Receiver(SECRET).start()
+    port = first.port
+    first.close()
+    t0 = utcnow()
+    _add(engine, f"http://127.0.0.1:{port}/", now=t0)
+    for n in range(3):
+        _enqueue(engine, f"msg_{n}", t0)
+    assert deliver_due(engine, settings, now=t0) == 1
+    log = _log(engine)
+    assert sorted(len(d.attempts) for d in log) == [0, 0, 1]
+    assert len({d.message.next_attempt_at for d in log}) == 1  # they wait together
+    with Receiver(SECRET, port=port) as back:
+        assert deliver_due(engine, settings, now=t0 + timedelta(minutes=1)) == 3
+        assert sorted(m.message_id for m in back.received) == ["msg_0", "msg_1", "msg_2"]
