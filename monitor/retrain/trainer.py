@@ -409,7 +409,11 @@ def _save_figures(engine: Engine, run_id: int, figures: dict[str, Any]) -> None:
     from monitor.storage import retrains
 
     with begin_write(engine) as conn:
-        retrains.set_run(conn, run_id, status="running", now=utcnow(), details={"trained": figures})
+        if retrains.find_run(conn, run_id) is None:
+            return  # trained outside a recorded run
+        # The status stays what it is (a run that timed out meanwhile stays timed out).
+        status = retrains.lock_run(conn, run_id).status
+        retrains.set_run(conn, run_id, status=status, now=utcnow(), details={"trained": figures})
 
 
 def _moment(value: Any) -> datetime:
