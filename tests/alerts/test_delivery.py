@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from monitor.alerts import delivery, signing
 from monitor.alerts.delivery import parse_retry_after, send
@@ -94,3 +100,68 @@ def test_retry_after_is_seconds_or_an_http_date_capped_at_a_day() -> None:
     assert parse_retry_after("999999") == 86400.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+def _certificate(tmp_path: Path, host: str) -> tuple[Path, Path]:
+    """A self-signed certificate for ``host`` (its own CA), as PEM files: cert, key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_https_to_a_pinned_address_checks_the_certificate_of_the_host_name(
+    tmp_path: Path,
+) -> None:
+    cert_file, key_file = _certificate(tmp_path, "hooks.test")
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert_file, key_file)
+    trusting = ssl.create_default_context(cafile=str(cert_file))
+    receiver = Receiver(SECRET)
+    receiver._server.socket = server_side.wrap_socket(receiver._server.socket, server_side=True)
+    with receiver:
+        target = Target(
+            url=f"https://hooks.test:{receiver.port}/hook",
+            scheme="https",
+            host="hooks.test",
+            port=receiver.port,
+            addresses=("127.0.0.1",),
+        )
+        outcome = send(
+            target, secret=SECRET, message_id="msg_tls", body=b"{}", timeout=5, tls=trusting
+        )
+        assert outcome.delivered, outcome.error
+        assert receiver.received[0].headers["host"] == f"hooks.test:{receiver.port}"
+        # The same address under another name: its certificate does not match, so no delivery.
+        other = Target(
+            **{
+                **target.__dict__,
+                "url": f"https://other.test:{receiver.port}/",
+                "host": "other.test",
+            }
+        )
+        refused = send(
+            other, secret=SECRET, message_id="msg_x", body=b"{}", timeout=5, tls=trusting
+        )
+        assert refused.result == delivery.RETRY and "certificate" in (refused.error or "").lower()
