@@ -259,8 +259,11 @@ def quantize_int8(fp32: bytes) -> bytes:
 
     root = logging.getLogger()
     # The quantizer advises (on the root logger) shape-inference pre-processing, which is for
-    # static quantization of image models; it changes nothing for a small MLP.
-    advice = _DropMessage("Please consider to run pre-processing")
+    # static quantization of image models, and notes each activation it leaves to be quantized
+    # per call, which is what dynamic quantization means; neither changes anything here.
+    advice = _DropMessage(
+        "Please consider to run pre-processing", "Quantization parameters for tensor"
+    )
     root.addFilter(advice)
     try:
         with tempfile.TemporaryDirectory(prefix="edge-monitor-quant-") as tmp:
@@ -273,12 +276,12 @@ def quantize_int8(fp32: bytes) -> bytes:
 
 
 class _DropMessage(logging.Filter):
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, *prefixes: str) -> None:
         super().__init__()
-        self.prefix = prefix
+        self.prefixes = prefixes
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefix)
+        return not str(record.msg).startswith(self.prefixes)
 
 
 def write_reference(path: Path, card: ModelCard, readings: machines.Readings, p: Any) -> None:
