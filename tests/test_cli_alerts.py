@@ -299,3 +299,29 @@ def test_the_worker_applies_the_configured_file_as_it_starts(
         f"{EXAMPLE}: rules: 11 created; endpoints: 1 created; hooks: 2 created"
     )
     assert len(alert_commands.list_rules(engine)) == 11
+
+
+def test_show_says_how_each_delivery_went() -> None:
+    from monitor.cli.alerts import show_lines
+
+    delivered = {"endpoint": "ops", "status": "delivered", "attempts": 1, "delivered_at": "t",
+                 "last_error": None}  # fmt: skip
+    failing = {"endpoint": "pager", "status": "pending", "attempts": 3, "delivered_at": None,
+               "last_error": "503 Service Unavailable"}  # fmt: skip
+    alert = {
+        "id": 7, "state": "resolved", "severity": "critical", "fired_at": "t0",
+        "resolved_at": "t1", "summary": "accuracy recovered", "model": None, "rule": "acc",
+        "kind": "performance", "group": "fleet", "episode": 2, "subjects": [],
+        "first_window_start": None, "last_window_start": None,
+        "events": [{"seq": 1, "kind": "fired", "at": "t0", "window_start": None,
+                    "message_id": "msg_x", "deliveries": [delivered, failing]}],
+    }  # fmt: skip
+
+    assert show_lines(alert) == [
+        "#7 resolved (critical) t0 to t1: accuracy recovered",
+        "  rule 'acc' (performance), group fleet, episode 2",
+        "  transitions:",
+        "    1. fired at t0, webhook-id msg_x",
+        "       ops: delivered (1 attempt)",
+        "       pager: pending (3 attempts), last error: 503 Service Unavailable",
+    ]

@@ -75,7 +75,11 @@ def add_commands(commands: Any) -> None:
     add = _command(group, "add", _add, "add (or replace) one alert rule")
     add.add_argument("name", metavar="NAME", help="the rule's name")
     add.add_argument(
-        "--kind", required=True, choices=rules.KINDS, help="what the rule judges (required)"
+        "--kind",
+        required=True,
+        choices=rules.KINDS,
+        metavar="KIND",
+        help=f"what the rule judges (required): {', '.join(rules.KINDS)}",
     )
     add.add_argument(
         "--model", help="the model whose results it judges (required for window kinds)"
@@ -139,7 +143,9 @@ def add_commands(commands: Any) -> None:
     remove.add_argument("name", metavar="NAME", help="the rule's name")
 
     alerts = _command(group, "list", _list, "alerts, newest first: firing ones say so")
-    alerts.add_argument("--state", choices=ALERT_STATES, help="only firing or resolved alerts")
+    alerts.add_argument(
+        "--state", choices=ALERT_STATES, help="only firing or resolved alerts (default: both)"
+    )
     alerts.add_argument("--model", help="only this model's alerts (default: every model's)")
     alerts.add_argument(
         "--limit",
