@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ def subject(scope_kind: str, scope_key: str) -> str:
     return r.FLEET if scope_kind == r.FLEET else f"{scope_kind}:{scope_key}"
 
 
+Table: TypeAlias = pd.DataFrame | Mapping[str, Any]
+
+
 @dataclass(frozen=True, eq=False)
 class WindowFigures:
     """One window's results as tables, each with ``scope_kind`` and ``scope_key`` columns.
@@ -50,27 +53,37 @@ class WindowFigures:
 
     window_start: datetime
     window_end: datetime
-    drift: pd.DataFrame
-    drift_features: pd.DataFrame
-    quality_features: pd.DataFrame
-    performance: pd.DataFrame
+    # Each table is a DataFrame, or its columns by name (numpy arrays or lists, equal lengths).
+    drift: Table
+    drift_features: Table
+    quality_features: Table
+    performance: Table
     reference: Mapping[str, float] = field(default_factory=dict)
     #: Labelled records a figure needs before it is judged at all (the analysis's minimum).
     min_labels: int = DEFAULT_MIN_LABELS
     #: Arrays and cuts made once per window and shared by its rules.
     _cuts: dict[Any, Any] = field(default_factory=dict, repr=False)
 
+    def size(self, table: str) -> int:
+        frame = getattr(self, table)
+        if isinstance(frame, pd.DataFrame):
+            return len(frame)
+        return len(next(iter(frame.values()), ()))
+
     def column(self, table: str, name: str) -> np.ndarray:
         """One column of a table as a numpy array (NaN-able floats for numbers)."""
         key = ("column", table, name)
         if key not in self._cuts:
-            frame: pd.DataFrame = getattr(self, table)
-            if name not in frame:
-                values = np.full(len(frame), np.nan)
+            frame = getattr(self, table)
+            raw = frame.get(name)
+            if raw is None:
+                values = np.full(self.size(table), np.nan)
             elif name in _OBJECT_COLUMNS:
-                values = frame[name].to_numpy(dtype=object)
+                values = np.asarray(raw, dtype=object)
+            elif isinstance(raw, np.ndarray) and raw.dtype.kind == "f":
+                values = raw.astype(np.float64, copy=False)
             else:
-                values = pd.to_numeric(frame[name], errors="coerce").to_numpy(
+                values = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(
                     dtype=np.float64, na_value=np.nan
                 )
             self._cuts[key] = values
@@ -80,19 +93,21 @@ class WindowFigures:
     def rows_of(self, table: str, feature: str | None = None) -> np.ndarray:
         """Positions of a table's rows (of one feature's rows), in order."""
         if feature is None:
-            return np.arange(len(getattr(self, table)))
+            return np.arange(self.size(table))
         key = ("by_feature", table)
         if key not in self._cuts:
-            frame: pd.DataFrame = getattr(self, table)
-            self._cuts[key] = (
-                {
-                    name: np.sort(positions)
-                    for name, positions in frame.groupby("feature", sort=False).indices.items()
-                }
-                if len(frame)
-                else {}
-            )
-        return self._cuts[key].get(feature, np.array([], dtype=np.int64))
+            codes, names = pd.factorize(self.column(table, "feature"))
+            order = np.argsort(codes, kind="stable")  # positions stay in order per feature
+            ranked = codes[order]
+            wanted = np.arange(len(names))
+            lows = np.searchsorted(ranked, wanted, side="left")
+            highs = np.searchsorted(ranked, wanted, side="right")
+            self._cuts[key] = {
+                str(name): order[low:high]
+                for name, low, high in zip(names, lows, highs, strict=True)
+            }
+        found: np.ndarray = self._cuts[key].get(feature, np.array([], dtype=np.int64))
+        return found
 
     def worst_quality(self, figure: str) -> tuple[np.ndarray, np.ndarray]:
         """Per scope, the row of its input feature with the highest ``figure`` (any of them when

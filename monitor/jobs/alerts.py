@@ -277,10 +277,10 @@ def figures_from(
     ``results.save_window`` (columns, no row objects: a 1,000-node window has 25,000 feature
     rows per kind). Kinds that are absent give empty tables."""
 
-    def columns(table: Any, names: Sequence[str]) -> pd.DataFrame:
+    def columns(table: Any, names: Sequence[str]) -> dict[str, Any]:
         if table is None or not len(table):
-            return pd.DataFrame({c: pd.Series([], dtype=object) for c in names})
-        return pd.DataFrame({c: _column(table.columns[c]) for c in names})
+            return {c: np.array([], dtype=object) for c in names}
+        return {c: table.columns[c] for c in names}
 
     drift = found.get(DRIFT)
     quality = found.get(QUALITY)
@@ -298,17 +298,21 @@ def figures_from(
     )
 
 
-def _column(values: Any) -> Any:
-    # Lists of Python values as object arrays (None kept); numpy arrays as they are.
-    return values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
-
-
-def _with_new_category_share(table: pd.DataFrame) -> pd.DataFrame:
+def _with_new_category_share(table: Any) -> Any:
+    """The share of a (scope, feature)'s rows with a category the reference never had."""
+    rows = _floats(table["n_rows"])
     with np.errstate(invalid="ignore", divide="ignore"):
-        table["new_category_share"] = pd.to_numeric(
-            table["n_new_category_rows"], errors="coerce"
-        ) / pd.to_numeric(table["n_rows"], errors="coerce").replace(0, np.nan)
+        share = _floats(table["n_new_category_rows"]) / np.where(rows > 0, rows, np.nan)
+    table["new_category_share"] = share
     return table
+
+
+def _floats(values: Any) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        return values.astype(np.float64)
+    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
 
 
 def _version_of(found: results.WindowResults) -> int | None:
@@ -593,7 +597,8 @@ def _record(
         merged["drifted_features"] = sorted(features)
     summary = payloads.summary(rule.name, rule.kind, transition.group_key, subjects, merged)
     first = latest.get(subjects[0]) if subjects else None
-    recovered = dict((alert.details.get("recovered") or {}) if alert else {})
+    before = stored.get_alert(conn, alert.id) if alert is not None else None
+    recovered = dict((before.details.get("recovered") or {}) if before else {})
     recovered |= {s: now.isoformat() for s in transition.left}
     details = {
         **merged,

@@ -244,11 +244,14 @@ def _moment(conn: Connection, value: Any) -> datetime:
 
 
 def open_alerts(conn: Connection, rule_ids: Sequence[int]) -> dict[int, list[Alert]]:
-    """Per rule, its firing alerts."""
+    """Per rule, its firing alerts (their ``details`` left empty)."""
     out: dict[int, list[Alert]] = {rule_id: [] for rule_id in rule_ids}
     if not rule_ids:
         return out
-    query = _alerts_query().where(alerts.c.rule_id.in_(list(rule_ids)), alerts.c.state == FIRING)
+    # Without their details (get_alert has them): judging a window needs only the subjects.
+    query = _alerts_query(details=False).where(
+        alerts.c.rule_id.in_(list(rule_ids)), alerts.c.state == FIRING
+    )
     for row in conn.execute(query.order_by(alerts.c.id)):
         alert = _alert(row)
         out[alert.rule_id].append(alert)
@@ -420,9 +423,10 @@ def alert_events(conn: Connection, alert_id: int) -> list[AlertEvent]:
     ]
 
 
-def _alerts_query() -> Any:
+def _alerts_query(*, details: bool = True) -> Any:
+    columns = [c for c in alerts.columns if details or c.name != "details"]
     return select(
-        alerts,
+        *columns,
         alert_rules.c.name.label("rule_name"),
         alert_rules.c.kind.label("rule_kind"),
         models.c.name.label("model_name"),
@@ -448,7 +452,7 @@ def _alert(row: Any) -> Alert:
         severity=m["severity"],
         summary=m["summary"],
         subjects=tuple(m["subjects"] or ()),
-        details=dict(m["details"] or {}),
+        details=dict(m.get("details") or {}),
         first_window_start=m["first_window_start"],
         last_window_start=m["last_window_start"],
         fired_at=m["fired_at"],
