@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from monitor.jobs.alerts import Change, evaluate_window
 from monitor.schema import (
@@ -60,6 +60,21 @@ def store(
     """Store window ``i``'s drift for these nodes (``drifting``: node -> drifted features; the
     fleet and sites drift when one of their nodes does) and performance rows ((scope kind,
     key) -> (labelled, accuracy)), then judge it as the worker does: one transaction."""
+    with begin_write(engine) as conn:
+        save(conn, model_id, i, node_list=node_list, drifting=drifting, performance=performance)
+        return evaluate_window(conn, model_id, start(i), now=now or start(i + 1))
+
+
+def save(
+    conn: Connection,
+    model_id: int,
+    i: int,
+    *,
+    node_list: Sequence[str],
+    drifting: Mapping[str, Sequence[str]] | None = None,
+    performance: Mapping[tuple[str, str], tuple[int, float | None]] | None = None,
+) -> None:
+    """Store window ``i``'s results (as ``store``) in ``conn``'s transaction."""
     drifting = drifting or {}
     scopes: dict[tuple[str, str], set[str]] = {("fleet", ""): set()}
     for name in node_list:
@@ -127,14 +142,6 @@ def store(
                 ],
             )
         )
-    with begin_write(engine) as conn:
-        results.save_window(
-            conn,
-            model_id,
-            start(i),
-            start(i) + WINDOW,
-            found,
-            model_version_id=None,
-            n_reference=None,
-        )
-        return evaluate_window(conn, model_id, start(i), now=now or start(i + 1))
+    results.save_window(
+        conn, model_id, start(i), start(i) + WINDOW, found, model_version_id=None, n_reference=None
+    )

@@ -408,3 +408,41 @@ def test_the_worker_s_results_and_the_stored_ones_get_the_same_judgement(engine:
     read_back = judged(figures_of(stored))
     assert from_columns == read_back
     assert {state for *_, state, _ in read_back} >= {"breach", "clear"}
+
+
+def test_two_workers_judging_two_windows_at_once_open_one_alert(engine: Engine) -> None:
+    import threading
+    import time
+
+    from monitor.jobs.alerts import evaluate_window
+    from tests.alerts.windows import save, start
+
+    model_id = fleet(engine, SITES)
+    vibration_rule(engine)
+    drifting = {n: ["vibration_mm_s"] for n in NODES if n.startswith("hot")}
+    first_judged = threading.Event()
+    failures: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            if i == 1:
+                first_judged.wait()
+            with begin_write(engine) as conn:
+                save(conn, model_id, i, node_list=NODES, drifting=drifting)
+                evaluate_window(conn, model_id, start(i), now=start(2))
+                if i == 0:
+                    first_judged.set()
+                    time.sleep(0.3)  # the other worker is judging too, before this commits
+        except BaseException as exc:  # reported below, not lost in the thread
+            failures.append(exc)
+            first_judged.set()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    [alert] = all_alerts(engine)
+    assert [e.kind for e in events(engine, alert.id)] == ["fired"]
