@@ -51,7 +51,7 @@ SECURITY_SCHEMES: dict[str, Any] = {
     READ_TOKEN: {
         "type": "http",
         "scheme": "bearer",
-        "description": "A token that may read results and node health and nothing else "
+        "description": "A token that may read results, node health and alerts and nothing else "
         "(MONITOR_READ_TOKEN); the admin token reads them too. Without either the read API "
         "answers 403 `read_disabled`.",
     },

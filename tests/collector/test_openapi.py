@@ -39,9 +39,19 @@ BODIES = {
     ("post", "/v1/admin/models/{name}/canary"): "CanaryIn",
     ("post", "/v1/admin/models/{name}/pins"): "PinIn",
     ("put", "/v1/admin/models/{model}/window"): "WindowIn",
+    ("put", "/v1/admin/alert-rules/{name}"): "AlertRuleIn",
+    ("put", "/v1/admin/webhooks/{name}"): "WebhookIn",
+    ("put", "/v1/admin/retrain/hooks/{name}"): "HookIn",
+    ("post", "/v1/admin/retrain/runs/{run_id}/result"): "ResultIn",
 }
 #: The read API: the read token or the admin token.
-READ_PATHS = {"/v1/models/{model}/windows", "/v1/models/{model}/results", "/v1/nodes/health"}
+READ_PATHS = {
+    "/v1/models/{model}/windows",
+    "/v1/models/{model}/results",
+    "/v1/nodes/health",
+    "/v1/alerts",
+    "/v1/alerts/{alert_id}",
+}
 #: Answers without a body.
 EMPTY = {("post", "/v1/heartbeats", "204"), ("get", "/v1/models/{model}/assignment", "304")}
 

@@ -43,7 +43,13 @@ CHECKS = [
     response_headers_conformance,
 ]
 STRANGER = "emn_not-a-registered-token"
-READ_PATHS = {"/v1/models/{model}/windows", "/v1/models/{model}/results", "/v1/nodes/health"}
+READ_PATHS = {
+    "/v1/models/{model}/windows",
+    "/v1/models/{model}/results",
+    "/v1/nodes/health",
+    "/v1/alerts",
+    "/v1/alerts/{alert_id}",
+}
 
 
 def _bounded(test: Callable[..., None]) -> Callable[..., None]:
