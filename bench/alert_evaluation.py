@@ -243,7 +243,7 @@ def main() -> None:
         ),
     )
     logging.basicConfig(level=logging.WARNING)
-    rows, nodes, windows = (20_000, 200, 3) if args.quick else (100_000, 1_000, 7)
+    rows, nodes, windows = (20_000, 200, 3) if args.quick else (100_000, 1_000, 9)
     common.say(f"alert evaluation: {nodes} nodes x 25 features x 20 rules, {rows} rows")
     found: dict[str, Any] = {"machine": common.machine_info(), "rows": rows, "nodes": nodes}
     table = []

@@ -188,19 +188,22 @@ def save_observations(
         {
             "rule_id": rule_id,
             "subject": o.subject,
-            "window_start": window_start,
-            "window_end": window_end,
             "state": o.state,
             "value": o.value,
             "bound": o.bound,
             "details": dict(o.details or {}),
-            "observed_at": now,
         }
         for rule_id, observed in rows.items()
         for o in observed
     ]
     if values:
-        conn.execute(insert(alert_observations), values)
+        # The window and the time once in the statement, not bound again for every row.
+        conn.execute(
+            insert(alert_observations).values(
+                window_start=window_start, window_end=window_end, observed_at=now
+            ),
+            values,
+        )
 
 
 def observations(
