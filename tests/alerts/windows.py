@@ -56,12 +56,21 @@ def store(
     drifting: Mapping[str, Sequence[str]] | None = None,
     performance: Mapping[tuple[str, str], tuple[int, float | None]] | None = None,
     now: datetime | None = None,
+    version_id: int | None = None,
 ) -> list[Change]:
     """Store window ``i``'s drift for these nodes (``drifting``: node -> drifted features; the
     fleet and sites drift when one of their nodes does) and performance rows ((scope kind,
     key) -> (labelled, accuracy)), then judge it as the worker does: one transaction."""
     with begin_write(engine) as conn:
-        save(conn, model_id, i, node_list=node_list, drifting=drifting, performance=performance)
+        save(
+            conn,
+            model_id,
+            i,
+            node_list=node_list,
+            drifting=drifting,
+            performance=performance,
+            version_id=version_id,
+        )
         return evaluate_window(conn, model_id, start(i), now=now or start(i + 1))
 
 
@@ -73,6 +82,7 @@ def save(
     node_list: Sequence[str],
     drifting: Mapping[str, Sequence[str]] | None = None,
     performance: Mapping[tuple[str, str], tuple[int, float | None]] | None = None,
+    version_id: int | None = None,
 ) -> None:
     """Store window ``i``'s results (as ``store``) in ``conn``'s transaction."""
     drifting = drifting or {}
@@ -143,5 +153,11 @@ def save(
             )
         )
     results.save_window(
-        conn, model_id, start(i), start(i) + WINDOW, found, model_version_id=None, n_reference=None
+        conn,
+        model_id,
+        start(i),
+        start(i) + WINDOW,
+        found,
+        model_version_id=version_id,
+        n_reference=None,
     )

@@ -446,3 +446,79 @@ def test_two_workers_judging_two_windows_at_once_open_one_alert(engine: Engine) 
     assert failures == []
     [alert] = all_alerts(engine)
     assert [e.kind for e in events(engine, alert.id)] == ["fired"]
+
+
+def test_an_accuracy_drop_is_judged_against_the_version_s_own_reference_figure(
+    engine: Engine,
+) -> None:
+    from monitor.demo_model import MODEL_NAME
+    from monitor.jobs.alerts import _reference_figures
+    from monitor.storage import nodes
+    from monitor.storage.models import version_id
+    from tests.jobs.fleetdata import register_demo_model
+
+    model_id = register_demo_model(engine)
+    with begin_write(engine) as conn:
+        version = version_id(conn, model_id, "1")
+        for name in NODES:
+            nodes.add_node(conn, name, site=name.rsplit("-", 1)[0])
+        # Measured on the reference data's labels and predictions (the card says 0.9564 on
+        # its held-out rows).
+        reference = _reference_figures(conn, model_id, version)
+    assert 0.9 < reference["accuracy"] < 1.0
+    assert set(reference) >= {"accuracy", "precision", "recall", "f1", "roc_auc"}
+    add_rule(
+        engine,
+        name="drop",
+        model=MODEL_NAME,
+        kind="performance_drop",
+        params={"metric": "accuracy", "drop": 0.05},
+    )
+
+    kept = store(
+        engine,
+        model_id,
+        0,
+        node_list=NODES,
+        performance={("fleet", ""): (2000, reference["accuracy"] - 0.01)},
+        version_id=version,
+    )
+    dropped = store(
+        engine,
+        model_id,
+        1,
+        node_list=NODES,
+        performance={("fleet", ""): (2000, reference["accuracy"] - 0.15)},
+        version_id=version,
+    )
+
+    assert kept == []
+    [fired] = dropped
+    data = fired.event.payload["data"]
+    assert data["bound"] == pytest.approx(reference["accuracy"] - 0.05)
+    assert data["details"]["reference"] == pytest.approx(reference["accuracy"])
+
+
+def test_late_labels_judge_the_window_s_performance_rules_again(engine: Engine) -> None:
+    from monitor.demo_model import MODEL_NAME
+    from monitor.jobs.analysis import Worker
+    from tests.jobs.fleetdata import send_labels
+    from tests.jobs.test_analysis import CONFIG, NOW, run_scenario
+
+    model_id, _, stored = run_scenario(engine, "steady", windows=1, per_node=250)
+    add_rule(
+        engine,
+        name="accuracy",
+        model=MODEL_NAME,
+        kind="performance",
+        params={"metric": "accuracy", "below": 0.995},
+    )
+    worker = Worker(engine, CONFIG, clock=lambda: NOW)
+    assert worker.run_due(now=NOW) == 1
+    assert all_alerts(engine) == []  # no labels yet: unknown
+
+    send_labels(engine, model_id, stored[0])
+    assert worker.refresh_performance(now=NOW) == 1
+
+    [alert] = all_alerts(engine)
+    assert alert.group_key == "fleet" and alert.rule == "accuracy"
