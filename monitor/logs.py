@@ -101,6 +101,8 @@ def configure_logging(settings: Settings | None) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("apscheduler").setLevel(_apscheduler_level(level))
+    # httpx logs an INFO line per request: the webhook delivery job logs each outcome itself.
+    logging.getLogger("httpx").setLevel(_apscheduler_level(level))
 
 
 def _apscheduler_level(level: str) -> str:
