@@ -680,10 +680,11 @@ def _record(
         event_id=event.id,
         now=now,
     )
+    head, rest = body["text"].split(" ", 1)
     log.info(
         "alert %s: %s",
-        body["text"].split(" ", 1)[0],
-        body["text"],
+        head,
+        rest,
         extra={"alert_id": alert_id, "rule": rule.name, "transition": transition.kind},
     )
     if transition.kind == FIRED and rule.hooks and model_id is not None:

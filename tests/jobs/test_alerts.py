@@ -185,8 +185,8 @@ def test_firing_then_resolved_records_both_with_distinct_stable_message_ids(
         ).all()
     assert queued == [(fired.message_id, "alert.fired"), (done.message_id, "alert.resolved")]
     lines = [r.getMessage() for r in caplog.records if r.name == "monitor.jobs.alerts"]
-    assert lines[0].startswith("alert FIRING: FIRING [warning] site drift")
-    assert lines[-1].startswith("alert RESOLVED: RESOLVED [warning] site drift")
+    assert lines[0].startswith("alert FIRING: [warning] site drift: 12 nodes at site hot")
+    assert lines[-1].startswith("alert RESOLVED: [warning] site drift")
 
 
 def test_a_resolved_alert_does_not_fire_again_within_its_cooldown(engine: Engine) -> None:
