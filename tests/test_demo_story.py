@@ -3,6 +3,11 @@ through the real CLI, which fails naming any milestone that did not happen."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -10,6 +15,7 @@ from scipy import stats
 from monitor.fleet.machines import MachineFleetGenerator, Readings
 from monitor.fleet.scenarios import NodePlan, plan_fleet, scenario
 
+REPO = Path(__file__).resolve().parents[1]
 DAY = 24.0
 N = 3_000
 
@@ -78,3 +84,50 @@ def test_the_story_acts_default_to_a_sixth_and_a_third_and_must_be_in_order() ->
     assert scenario("story", 60.0, ["site-a"]).story_acts == (10.0, 20.0)
     with pytest.raises(ValueError, match="before its concept drift"):
         scenario("story", 60.0, ["site-a"], acts=(30.0, 20.0))
+
+
+#: One line per milestone, as the demo tells it (the summary names each one it missed).
+MILESTONE_LINES = (
+    re.compile(r"^alert FIRING: 3 nodes at site site-a drift on temperature_c", re.M),
+    re.compile(r"^webhook received and verified: alert\.fired ", re.M),
+    re.compile(r"^accuracy alert FIRING: fleet accuracy 0\.\d+ \(95% interval ", re.M),
+    re.compile(r"^retraining: the reference retrainer produced v2", re.M),
+    re.compile(
+        r"^candidate v2 passed the gate \(accuracy 0\.\d+ vs 0\.\d+\); canary on 3 of 12", re.M
+    ),
+    re.compile(r"^canary good: v2 rolled out to every node", re.M),
+    re.compile(r"^accuracy recovered: 0\.\d+ on v2", re.M),
+)
+
+
+def test_the_fast_demo_tells_the_whole_story_and_asserts_each_milestone(
+    db_url: str, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "--data-dir",
+            str(tmp_path),
+            "--database-url",
+            db_url,
+            "demo",
+            "--fast",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr[-4000:]
+    for line in MILESTONE_LINES:
+        assert line.search(out), f"{line.pattern} not in:\n{out}"
+    assert "the whole story was told" in out
+    assert "missed:" not in out
+    # In order: the drift alert before the accuracy alert, retraining, canary, rollout, recovery.
+    positions = [line.search(out).start() for line in MILESTONE_LINES]  # type: ignore[union-attr]
+    assert positions[0] < positions[2] < positions[3] < positions[4] < positions[5] < positions[6]
+    assert "dropped: none" in out

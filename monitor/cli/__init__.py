@@ -400,13 +400,32 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     demo = _command(
-        commands, "demo", _demo, "the core loop on SQLite: collector, simulated fleet, analysis"
+        commands,
+        "demo",
+        _demo,
+        "the whole story on SQLite: simulated fleet, drift, alerts, webhooks, retraining, rollout",
     )
     demo.add_argument("--nodes", type=_positive, default=12, help="simulated nodes")
-    demo.add_argument("--duration", type=float, default=80.0, help="seconds of real time")
-    demo.add_argument("--window", type=float, default=20.0, help="analysis window in seconds")
-    demo.add_argument("--scenario", default="sensor-drift", choices=SCENARIOS, help="what happens")
-    demo.add_argument("--rate", type=float, default=20.0, help="records per second per node")
+    demo.add_argument(
+        "--duration",
+        type=float,
+        help="seconds of real time (default: the story until it is told, at most 30 windows; "
+        "80 for the other scenarios)",
+    )
+    demo.add_argument(
+        "--window", type=float, help="analysis window in seconds (default 15; 6 with --fast)"
+    )
+    demo.add_argument(
+        "--scenario", default="story", choices=[*SCENARIOS, "story"], help="what happens"
+    )
+    demo.add_argument(
+        "--rate", type=float, help="records per second per node (default 20; 25 with --fast)"
+    )
+    demo.add_argument(
+        "--fast",
+        action="store_true",
+        help="the story in about two minutes; exit 1 naming each milestone that did not happen",
+    )
 
     edge = _commands(_group(commands, "edge", "the edge inference runtime"))
     eserve = _command(edge, "serve", _edge_serve, "serve an ONNX model on local HTTP")
@@ -1042,22 +1061,42 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from monitor.demo import run_demo
+    from dataclasses import replace
 
-    if args.duration <= 0 or args.window <= 0 or args.rate <= 0:
-        raise UsageError("--duration, --window and --rate must be positive")
+    from monitor.demo import run_demo
+    from monitor.demo_story import FAST, StoryConfig, run_story
+
+    for flag in ("duration", "window", "rate"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise UsageError("--duration, --window and --rate must be positive")
+    if args.fast and args.scenario != "story":
+        raise UsageError("--fast tells the story: it takes no other --scenario")
     settings = _settings()
-    if not settings.database_url:
+    own = not settings.database_url
+    if own:
         # The demo registers its model and a fleet of its own: in a data directory of its own,
         # so that it never adds them to the user's database.
         settings = settings.model_copy(update={"data_dir": settings.data_dir / "demo"})
+    if args.scenario == "story":
+        config = FAST if args.fast else StoryConfig()
+        config = replace(config, nodes=args.nodes)
+        if args.window is not None:
+            config = replace(config, window_seconds=args.window)
+        if args.rate is not None:
+            config = replace(config, rate=args.rate)
+        if args.duration is not None:
+            config = replace(
+                config, max_windows=max(1, round(args.duration / config.window_seconds))
+            )
+        return run_story(settings, config, own_database=own)
     return run_demo(
         settings,
         nodes=args.nodes,
-        duration=args.duration,
-        window_seconds=args.window,
+        duration=80.0 if args.duration is None else args.duration,
+        window_seconds=20.0 if args.window is None else args.window,
         scenario=args.scenario,
-        rate=args.rate,
+        rate=20.0 if args.rate is None else args.rate,
     )
 
 
