@@ -109,6 +109,18 @@ class WindowFigures:
         found: np.ndarray = self._cuts[key].get(feature, np.array([], dtype=np.int64))
         return found
 
+    def scope_codes(self, table: str) -> np.ndarray:
+        """A number per row naming its scope (equal for the rows of one scope)."""
+        key = ("scopes", table)
+        if key not in self._cuts:
+            # From the two key columns' codes (a MultiIndex's factorize builds its tuples in
+            # Python: ten times slower on 25,000 rows).
+            kind_codes, kinds = pd.factorize(self.column(table, "scope_kind"))
+            key_codes, _ = pd.factorize(self.column(table, "scope_key"))
+            self._cuts[key] = key_codes.astype(np.int64) * max(len(kinds), 1) + kind_codes
+        codes: np.ndarray = self._cuts[key]
+        return codes
+
     def worst_quality(self, figure: str) -> tuple[np.ndarray, np.ndarray]:
         """Per scope, the row of its input feature with the highest ``figure`` (any of them when
         none has one): the rows' positions and their values."""
@@ -117,11 +129,7 @@ class WindowFigures:
             table = "quality_features"
             rows = np.flatnonzero(self.column(table, "role") == "feature")
             values = self.column(table, figure)[rows]
-            # One code per scope from the two key columns' codes (a MultiIndex's factorize
-            # builds its tuples in Python: ten times slower on 25,000 rows).
-            kind_codes, kinds = pd.factorize(self.column(table, "scope_kind")[rows])
-            key_codes, _ = pd.factorize(self.column(table, "scope_key")[rows])
-            codes = key_codes.astype(np.int64) * max(len(kinds), 1) + kind_codes
+            codes = self.scope_codes(table)[rows]
             # The worst row of each scope: sort by (scope, value), keep each scope's last.
             ranked = np.where(np.isnan(values), -np.inf, values)
             order = np.lexsort((ranked, codes))
@@ -329,6 +337,18 @@ def _in_scope(figures: WindowFigures, table: str, rows: np.ndarray, rule: r.Rule
 
 
 def _subjects(figures: WindowFigures, table: str, rows: np.ndarray) -> np.ndarray:
+    if table in ("drift", "performance"):
+        # A row per scope: every subject once for the window, then picked.
+        key = ("subjects", table)
+        if key not in figures._cuts:
+            every = np.arange(figures.size(table))
+            figures._cuts[key] = _subject_names(figures, table, every)
+        named: np.ndarray = figures._cuts[key]
+        return named[rows]
+    return _subject_names(figures, table, rows)
+
+
+def _subject_names(figures: WindowFigures, table: str, rows: np.ndarray) -> np.ndarray:
     kinds = figures.column(table, "scope_kind")[rows]
     keys = figures.column(table, "scope_key")[rows]
     if not len(rows):

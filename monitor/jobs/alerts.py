@@ -519,7 +519,8 @@ def _judge(
             continue
         states = rows["state"].to_numpy()
         subjects = rows["subject"].to_numpy()
-        keep = np.flatnonzero((states == BREACH) | np.isin(subjects, list(watched)))
+        seen = np.fromiter((s in watched for s in subjects), dtype=bool, count=len(subjects))
+        keep = np.flatnonzero((states == BREACH) | seen)
         values = rows["value"].to_numpy(dtype=np.float64)
         bounds = rows["bound"].to_numpy(dtype=np.float64)
         details = rows["details"].to_numpy()
@@ -542,8 +543,13 @@ def _judge(
         states = {(o.subject, o.window_start): o.state for o in [*previous, *mine]}
         history = History.build(windows[rule.id], states)
         alerts_now = opened[rule.id]
-        subjects = set(history.subjects) | {s for a in alerts_now for s in a.subjects}
-        grouping = {s: group_of(rule.group_by, s, sites, groups) for s in subjects}
+        # Only a subject that breached lately can join an alert: only those need a group.
+        breached = (history.states == BREACH).any(axis=1) if history.states.size else []
+        grouping = {
+            s: group_of(rule.group_by, s, sites, groups)
+            for s, hit in zip(history.subjects, breached, strict=True)
+            if hit
+        }
         found = transitions(
             rule,
             history,

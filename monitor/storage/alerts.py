@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -185,25 +186,60 @@ def save_observations(
         )
     )
     values = [
-        {
-            "rule_id": rule_id,
-            "subject": o.subject,
-            "state": o.state,
-            "value": o.value,
-            "bound": o.bound,
-            "details": dict(o.details or {}),
-        }
+        (
+            rule_id,
+            o.subject,
+            o.state,
+            o.value,
+            o.bound,
+            json.dumps(dict(o.details or {}), separators=(",", ":")),
+        )
         for rule_id, observed in rows.items()
         for o in observed
     ]
     if values:
-        # The window and the time once in the statement, not bound again for every row.
-        conn.execute(
-            insert(alert_observations).values(
-                window_start=window_start, window_end=window_end, observed_at=now
-            ),
-            values,
-        )
+        _insert_observations(conn, window_start, window_end, now, values)
+
+
+def _insert_observations(
+    conn: Connection,
+    window_start: datetime,
+    window_end: datetime,
+    now: datetime,
+    values: list[tuple[Any, ...]],
+) -> None:
+    """One executemany through the driver: a judged window writes hundreds of rows (a node
+    rule in a drifting fleet), and SQLAlchemy's per-row parameter processing was most of it.
+    The window and the time are bound once, as the column type binds them."""
+    dialect = conn.dialect
+    table = alert_observations
+    fixed = []
+    for name, value in (("window_start", window_start), ("window_end", window_end)):
+        processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        fixed.append(processor(value) if processor is not None else value)
+    processor = table.c.observed_at.type.dialect_impl(dialect).bind_processor(dialect)
+    observed_at = processor(now) if processor is not None else now
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    details = f"{mark}::json" if dialect.name == "postgresql" else mark
+    quote = dialect.identifier_preparer.quote
+    names = [
+        "rule_id",
+        "subject",
+        "state",
+        "value",
+        "bound",
+        "details",
+        "window_start",
+        "window_end",
+        "observed_at",
+    ]
+    marks = [mark] * 5 + [details] + [mark] * 3
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join(marks)})"
+    )
+    tail = (*fixed, observed_at)
+    conn.exec_driver_sql(sql, [(*row, *tail) for row in values])
 
 
 def observations(
