@@ -536,6 +536,15 @@ def _judge(
             for i in keep.tolist()
         ]
     stored.save_observations(conn, window_start, window_end, current, now=now)
+    # Full windows only: a rule with fewer judged windows than it looks at keeps them all.
+    stored.forget_observations(
+        conn,
+        {
+            rule.id: windows[rule.id][0]
+            for rule in rules
+            if rule.id is not None and len(windows[rule.id]) >= max(rule.fire_n, rule.resolve_n)
+        },
+    )
     changes: list[Change] = []
     for rule in rules:
         assert rule.id is not None

@@ -185,6 +185,33 @@ def save_observations(
             alert_observations.c.window_start == window_start,
         )
     )
+    _insert(conn, window_start, window_end, rows, now)
+
+
+def forget_observations(conn: Connection, before: Mapping[int, datetime]) -> None:
+    """Drop each rule's observations of windows before ``before[rule]`` (the earliest window
+    its M-of-N still looks at): the history a rule needs stays a few windows deep, however
+    long it runs, and so does every read and replacement of it."""
+    by_floor: dict[datetime, list[int]] = {}
+    for rule_id, floor in before.items():
+        by_floor.setdefault(floor, []).append(rule_id)
+    for floor, rule_ids in by_floor.items():
+        conn.execute(
+            delete(alert_observations).where(
+                alert_observations.c.rule_id.in_(rule_ids),
+                alert_observations.c.window_start < floor,
+            )
+        )
+
+
+def _insert(
+    conn: Connection,
+    window_start: datetime,
+    window_end: datetime,
+    rows: Mapping[int, Iterable[Observation]],
+    now: datetime,
+) -> None:
+    """Insert observations of one window (by rule id)."""
     values = [
         (
             rule_id,
@@ -239,6 +266,19 @@ def _insert_observations(
         f"VALUES ({', '.join(marks)})"
     )
     tail = (*fixed, observed_at)
+    if dialect.name == "postgresql":
+        # One statement: each column as one array.
+        columns = [list(column) for column in zip(*values, strict=True)]
+        types = ["int[]", "varchar[]", "varchar[]", "float8[]", "float8[]", "text[]"]
+        picked = ", ".join(f"u.{quote(n)}" for n in names[:5])
+        sql = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+            f"SELECT {picked}, u.details::json, %s, %s, %s FROM unnest("
+            + ", ".join(f"%s::{t}" for t in types)
+            + f") AS u({', '.join(quote(n) for n in names[:6])})"
+        )
+        conn.exec_driver_sql(sql, (*tail, *columns))
+        return
     conn.exec_driver_sql(sql, [(*row, *tail) for row in values])
 
 

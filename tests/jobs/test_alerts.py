@@ -16,7 +16,7 @@ from monitor.storage import alerts, retrains, webhooks
 from monitor.storage.alert_rules import upsert_rule
 from monitor.storage.engine import begin_write
 from monitor.storage.tables import alert_observations, webhook_messages
-from tests.alerts.windows import T0, fleet, node_names, store
+from tests.alerts.windows import T0, fleet, node_names, start, store
 
 SITES = {"hot": 12, "cold": 4}
 NODES = node_names(SITES)
@@ -99,6 +99,9 @@ def test_a_flapping_figure_inside_the_m_of_n_band_never_fires(engine: Engine) ->
 
     assert changes == []
     assert all_alerts(engine) == []
+    with engine.connect() as conn:  # only the windows its 3-of-4 still looks at are kept
+        kept = conn.execute(select(alert_observations.c.window_start).distinct()).scalars()
+        assert sorted(kept) == [start(13), start(15)]  # the breaching ones of 12..15
 
 
 def test_an_accuracy_drop_on_too_few_labels_makes_no_alert_and_on_many_labels_fires(
