@@ -325,3 +325,32 @@ def test_show_says_how_each_delivery_went() -> None:
         "       ops: delivered (1 attempt)",
         "       pager: pending (3 attempts), last error: 503 Service Unavailable",
     ]
+
+
+def test_the_worker_applies_the_configured_rules_file_as_it_starts(
+    cli: Any, pump: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MONITOR_ALERTS_FILE", str(EXAMPLE))
+    monkeypatch.setenv("MONITOR_WORKER_METRICS_PORT", "0")
+
+    code, out, _ = cli("worker", "--once")
+
+    assert code == 0
+    assert "created rule 'site drift'" in out
+    assert f"{EXAMPLE}: rules: 11 created; endpoints: 1 created; hooks: 2 created" in out
+    assert out[-1].startswith("caught up")
+    assert len(alert_commands.list_rules(engine)) == 11
+
+
+def test_a_worker_whose_rules_file_has_problems_does_not_start(
+    cli: Any, pump: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "alerts.toml"
+    path.write_text('[[rule]]\nname = "a"\nmodel = "pump-failure"\nkind = "nonsense"\n')
+    monkeypatch.setenv("MONITOR_ALERTS_FILE", str(path))
+
+    code, out, err = cli("worker", "--once")
+
+    assert code == 1
+    assert err[-1].startswith(ERROR) and "kind" in err[-1]
+    assert not any(line.startswith("caught up") for line in out)

@@ -610,6 +610,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.with_worker:
         from monitor.jobs import scheduler
 
+        _apply_or_dispose(engine, settings)
         scheduler.build_scheduler(engine, settings, blocking=False).start()
     else:
         engine.dispose()
@@ -632,6 +633,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     settings = _settings()
     engine = _checked_engine()
+    _apply_or_dispose(engine, settings)
     schedule = scheduler.build_scheduler(engine, settings, blocking=True)
     # What the worker tells its operator goes to stdout, so that stderr holds only log
     # records (one JSON object per line with MONITOR_LOG_FORMAT=json).
@@ -648,6 +650,17 @@ def _worker(args: argparse.Namespace) -> int:
     )
     schedule.start()
     return 0
+
+
+def _apply_or_dispose(engine: Any, settings: Any) -> None:
+    """Apply MONITOR_ALERTS_FILE as a worker starts; a file with problems stops the start."""
+    from monitor.cli.alerts import apply_configured
+
+    try:
+        apply_configured(engine, settings)
+    except BaseException:
+        engine.dispose()
+        raise
 
 
 def _report(args: argparse.Namespace) -> int:
