@@ -262,9 +262,14 @@ def test_show_lists_each_transition_with_its_webhook_id(
         f"    1. fired at {NOW.isoformat()} (window {NOW.isoformat()}), webhook-id {message_id}"
         in out
     )
+    assert any(line.strip().startswith("ops: pending") for line in out), out
     code, out, _ = cli("alerts", "show", str(firing), "--json")
     document = json.loads("\n".join(out))
     assert document["events"][0]["message_id"] == message_id
+    assert document["events"][0]["deliveries"] == [
+        {"endpoint": "ops", "status": "pending", "attempts": 0, "delivered_at": None,
+         "last_error": None}
+    ]  # fmt: skip
     assert document["state"] == "firing"
 
 

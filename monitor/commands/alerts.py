@@ -638,10 +638,7 @@ def _deliveries(
     conn: Connection, events: Sequence[alert_store.AlertEvent]
 ) -> dict[int, list[Delivery]]:
     """Per event id, its outbox messages (one per endpoint it was queued for)."""
-    messages_of = getattr(webhooks, "messages_for_events", None)
-    if messages_of is None:  # an outbox that cannot be read by event: no delivery status
-        return {}
-    found = messages_of(conn, [e.id for e in events])
+    found = webhooks.messages_for_events(conn, [e.id for e in events])
     return {
         event_id: [
             Delivery(m.endpoint, m.status, m.attempts, m.delivered_at, m.last_error)

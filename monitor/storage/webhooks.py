@@ -549,6 +549,24 @@ def list_messages(
     return [_message(row) for row in conn.execute(query)]
 
 
+def messages_for_events(conn: Connection, event_ids: Sequence[int]) -> dict[int, list[Message]]:
+    """Per alert event id, its outbox messages (one per endpoint it was queued for)."""
+    if not event_ids:
+        return {}
+    query = (
+        select(*_MESSAGE_COLUMNS)
+        .join(webhook_endpoints, webhook_endpoints.c.id == webhook_messages.c.endpoint_id)
+        .where(webhook_messages.c.event_id.in_(list(event_ids)))
+        .order_by(webhook_messages.c.event_id, webhook_endpoints.c.name)
+    )
+    found: dict[int, list[Message]] = {}
+    for row in conn.execute(query):
+        message = _message(row)
+        assert message.event_id is not None
+        found.setdefault(message.event_id, []).append(message)
+    return found
+
+
 def attempts_of(conn: Connection, message_rows: Sequence[int]) -> dict[int, list[Attempt]]:
     """Every attempt at each of these messages, in order."""
     found: dict[int, list[Attempt]] = {row: [] for row in message_rows}
