@@ -317,14 +317,14 @@ def _apply_endpoint(
         return
     (changes.created if before is None else changes.updated).append(spec.name)
     if secret is None:
-        notes.append(
-            f"endpoint {spec.name}: a signing secret {'would be' if dry_run else 'was'} generated"
-        )
         if dry_run:
+            notes.append(f"endpoint {spec.name}: a signing secret would be generated")
             return
         from monitor.alerts.signing import new_secret
 
         secret = new_secret()
+        # Shown once, as `webhooks add` does: the receiver needs it to verify signatures.
+        notes.append(f"endpoint {spec.name}: generated signing secret {secret}")
     if not dry_run:
         webhooks.upsert_endpoint(
             conn,
@@ -378,13 +378,13 @@ def _apply_hook(
         return
     (changes.created if before is None else changes.updated).append(spec.name)
     if generate:
-        notes.append(
-            f"hook {spec.name}: a signing secret {'would be' if dry_run else 'was'} generated"
-        )
-        if not dry_run:
+        if dry_run:
+            notes.append(f"hook {spec.name}: a signing secret would be generated")
+        else:
             from monitor.alerts.signing import new_secret
 
             config["secret"] = new_secret()
+            notes.append(f"hook {spec.name}: generated signing secret {config['secret']}")
     if not dry_run:
         retrains.upsert_hook(
             conn,
