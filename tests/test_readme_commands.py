@@ -238,6 +238,25 @@ def _own_history(_url: str, work: Path) -> None:
     history.write(work)
 
 
+def _pump_failure_registered(url: str, work: Path) -> None:
+    """pump-failure 1 (the demo model) in production."""
+    from monitor.storage.engine import make_engine
+
+    _migrated(url, work)
+    engine = make_engine(url)
+    try:
+        register_version_1(engine)
+    finally:
+        engine.dispose()
+
+
+def _rules_file(url: str, work: Path) -> None:
+    """The alerts block's alerts.toml is the example file, for the registered demo model."""
+    _pump_failure_registered(url, work)
+    example = Path(__file__).parents[1] / "examples" / "alerts.toml"
+    (work / "alerts.toml").write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+
+
 #: Text a block contains -> the state it starts from. Blocks that run `db upgrade` start empty.
 GIVEN: dict[str, Given] = {
     "edge-monitor models register pump-failure --onnx": Given(
@@ -257,6 +276,13 @@ GIVEN: dict[str, Given] = {
     ),
     "edge-monitor models baseline pump-failure --per node": Given(
         "baselines are set on a registered model", _pump_failure_added
+    ),
+    "edge-monitor alerts apply alerts.toml --dry-run": Given(
+        "the alerts block applies the user's own rules file to a registered model", _rules_file
+    ),
+    "edge-monitor webhooks add ops": Given("endpoints live in a migrated database", _migrated),
+    "edge-monitor retrain add-hook nightly": Given(
+        "hooks are added to a registered model", _pump_failure_registered
     ),
     "edge-monitor import history.parquet": Given(
         "the walk-through's reference and history files are the user's own", _own_history
