@@ -10,6 +10,7 @@ did not happen.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -163,7 +164,7 @@ def run_story(settings: Settings, config: StoryConfig, *, own_database: bool) ->
             "retrain_canary_windows": config.canary_windows,
         }
     )
-    _install(engine, receiver.url, secret, config, window)
+    _install(engine, receiver.url, secret, config)
     at_site = sum(1 for p in plans if p.site == site)
     say(f"model {MODEL} v1 in production; {config.nodes} nodes at {len(sites)} sites ({run}-*)")
     say(
@@ -173,12 +174,9 @@ def run_story(settings: Settings, config: StoryConfig, *, own_database: bool) ->
         f"on {receiver.url}"
     )
     worker = _worker(engine, window)
-    global _STORY
-    _STORY = _Told(engine, window, config.accuracy_below, say)
     loop = _Loop(engine, settings, worker, story, config, plans, plan.affected_sites)
     # The demo tells each window's story; the worker's own line per window would repeat it.
     logging.getLogger("monitor.jobs.analysis").setLevel(logging.ERROR)
-    simulator: FleetSimulator | None = None
     try:
         with BackgroundCollector(settings) as collector:
             say(f"collector on {collector.url} (API docs: {collector.url}/docs)")
@@ -197,7 +195,7 @@ def run_story(settings: Settings, config: StoryConfig, *, own_database: bool) ->
                 plans,
                 plan,
                 files.model.read_bytes(),
-                __import__("json").loads(files.card.read_text()),
+                json.loads(files.card.read_text()),
                 SimulationConfig(
                     rate=config.rate,
                     duration=duration,
@@ -209,12 +207,12 @@ def run_story(settings: Settings, config: StoryConfig, *, own_database: bool) ->
                     heartbeat_interval=5.0,
                 ),
             )
-            loop.simulator = simulator
             loop.start()
             result = simulator.run(progress=_ending(simulator, story))
             time.sleep(worker.config.grace.total_seconds() + TICK)  # the last window's grace
             loop.stop()
     finally:
+        loop.halt()  # interrupted: the threads stop at their next tick
         receiver.close()
     lost = {k: v for k, v in result.dropped.items() if v and k != "sampled_out"}
     # Counted in the database: a node's SDK counters restart with each version it swaps to.
@@ -320,7 +318,7 @@ def _production_is_the_shipped_version(engine: Engine) -> None:
             registry.promote(conn, model.id, "1")
 
 
-def _install(engine: Engine, url: str, secret: str, config: StoryConfig, window: timedelta) -> None:
+def _install(engine: Engine, url: str, secret: str, config: StoryConfig) -> None:
     """The demo's endpoint, retrain hook and two rules."""
     from monitor.alerts import rules as r
     from monitor.storage import alert_rules, models, retrains, webhooks
@@ -342,8 +340,8 @@ def _install(engine: Engine, url: str, secret: str, config: StoryConfig, window:
             conn,
             name=HOOK,
             model_id=model.id,
-            kind="python",
-            config={"entry_point": f"{__name__}:retrain_since_the_drop"},
+            kind="reference",
+            config={},
             timeout_seconds=600,
             cooldown_seconds=0,
             now=now,
@@ -386,82 +384,6 @@ def _install(engine: Engine, url: str, secret: str, config: StoryConfig, window:
         )
 
 
-@dataclass(frozen=True)
-class _Told:
-    """What the demo's retrain hook needs of the running story."""
-
-    engine: Engine
-    window: timedelta
-    #: The accuracy rule's bound.
-    bound: float
-    say: Callable[[str], None]
-
-
-#: The running story, for its retrain hook (it runs in this process, on the demo's loop).
-_STORY: _Told | None = None
-
-
-def retrain_since_the_drop(context: dict[str, Any]) -> str:
-    """The demo's retrain hook (kind python): the bundled reference retrainer, trained on the
-    labelled records since the accuracy alert's rule first saw accuracy breach.
-
-    The reference hook's "recent" is the last seven days; on the demo's clock (a window is a
-    simulated day) that is the whole run, mostly from before the failure mode changed, and a
-    model trained mostly on the old mode cannot win the accuracy back. Returns the version."""
-    from monitor.retrain import trainer
-    from monitor.storage import models
-    from monitor.storage.labelled import latest_record_time
-
-    story = _STORY
-    if story is None:
-        raise RuntimeError("this hook runs inside `edge-monitor demo` only")
-    alert = context.get("alert") or {}
-    with story.engine.connect() as conn:
-        model = models.get_model(conn, str(context["model"]))
-        latest = latest_record_time(conn, model.id)
-        since = _breach_began(conn, alert.get("id"), model.id, story)
-    plan = trainer.Plan()
-    if latest is not None and since is not None and since + story.window <= latest:
-        # Whole windows (whole simulated days) back from the newest record: a day's cycle is
-        # what the new version's reference, its training data, must hold.
-        windows = int((latest - since) / story.window)
-        plan = replace(plan, recent=windows * story.window)
-        story.say(
-            f"  retrainer: trains on the last {windows} windows' labelled records, since "
-            f"accuracy fell in window {since:%H:%M:%S}"
-        )
-    return trainer.retrain(
-        story.engine,
-        str(context["model"]),
-        run_id=int(context["run_id"]),
-        say=lambda line: story.say(f"  retrainer: {line}"),
-        plan=plan,
-    )
-
-
-def _breach_began(conn: Any, alert_id: Any, model_id: int, story: _Told) -> datetime | None:
-    """The start of the first of the unbroken run of windows, up to the one the alert fired on,
-    whose fleet accuracy was below the rule's bound."""
-    from monitor.storage import alerts, results
-
-    if not isinstance(alert_id, int):
-        return None
-    first = alerts.get_alert(conn, alert_id).first_window_start
-    if first is None:
-        return None
-    rows = results.performance(
-        conn, model_id, scope_kind="fleet", start=first - 12 * story.window, end=first + SWAP
-    )
-    accuracy = {row.window_start: row.result.accuracy for row in rows}  # the latest revision
-    began = None
-    for start in sorted(accuracy, reverse=True):
-        value = accuracy[start]
-        if value is None or value >= story.bound:
-            break
-        began = start
-    return began
-
-
 def _worker(engine: Engine, window: timedelta) -> Worker:
     from monitor.analysis import AnalysisPolicy, DriftPolicy
     from monitor.jobs.analysis import AnalysisConfig, Worker
@@ -500,12 +422,15 @@ class _Loop:
         self.story = story
         self.config = config
         self.plans = plans
-        self.simulator: FleetSimulator | None = None
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._every, args=(self._jobs,), name="demo-worker"),
+            threading.Thread(
+                target=self._every, args=(self._jobs,), name="demo-worker", daemon=True
+            ),
             # Training takes a while: it must not hold up analysis and the canary's windows.
-            threading.Thread(target=self._every, args=(self._retrain,), name="demo-retrain"),
+            threading.Thread(
+                target=self._every, args=(self._retrain,), name="demo-retrain", daemon=True
+            ),
         ]
         self.site = next(iter(sorted(site)))
         self.promoted_at: datetime | None = None
@@ -518,6 +443,9 @@ class _Loop:
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
+
+    def halt(self) -> None:
+        self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -535,14 +463,30 @@ class _Loop:
                     log.exception("demo job %s failed", getattr(job, "__name__", job))
 
     def _jobs(self) -> None:
-        self.worker.run_due()
+        from monitor.jobs.alerts import evaluate_nodes
+        from monitor.jobs.canary import judge_canaries
+        from monitor.jobs.deliveries import deliver_due
+        from monitor.jobs.health import HealthRules
+        from monitor.storage.types import utcnow
+
+        self.worker.run_due()  # the window's alerts and their outbox rows are written with it
         self.worker.refresh_performance()
-        _call("monitor.jobs.deliveries", "deliver_due", self.engine, self.settings)
-        _call("monitor.jobs.canary", "judge_canaries", self.engine, self.settings)
+        health = HealthRules()
+        evaluate_nodes(
+            self.engine,
+            now=utcnow(),
+            offline_after=health.offline_after,
+            tick=timedelta(seconds=TICK),
+            clock_skew_for=health.clock_skew_for,
+        )
+        deliver_due(self.engine, self.settings)
+        judge_canaries(self.engine, self.settings)
         self._tell()
 
     def _retrain(self) -> None:
-        _call("monitor.jobs.retrain", "run_queued", self.engine, self.settings)
+        from monitor.jobs.retrain import run_queued
+
+        run_queued(self.engine, self.settings)
 
     def _tell(self) -> None:
         from monitor.storage import models, results
@@ -648,11 +592,13 @@ def _alert_line(rule: str, kind: str, data: Mapping[str, Any]) -> tuple[str, str
 
 #: The statuses a retrain run went through to reach one (those told on the way).
 _PATH: dict[str, tuple[str, ...]] = {
-    "produced": ("produced",),
-    "gated": ("produced", "gated"),
-    "canary": ("produced", "canary"),
-    "promoted": ("produced", "canary", "promoted"),
-    "rolled_back": ("produced", "canary", "rolled_back"),
+    "produced": ("queued", "produced"),
+    "gated": ("queued", "produced", "gated"),
+    "canary": ("queued", "produced", "canary"),
+    "promoted": ("queued", "produced", "canary", "promoted"),
+    "rolled_back": ("queued", "produced", "canary", "rolled_back"),
+    "failed": ("queued", "failed"),
+    "timed_out": ("queued", "timed_out"),
 }
 
 
@@ -666,12 +612,14 @@ def _run_line(run: Any, fleet: int) -> tuple[str | None, str | None]:
         return None, None
     if run.status == "produced":
         trained = details.get("trained") or {}
-        rows = trained.get("held_out_rows")
-        return (
-            f"retraining: the reference retrainer produced {version} "
-            + (f"({rows} recent labelled records held out for the gate)" if rows else ""),
-            "retraining",
-        )
+        figures = ""
+        if trained.get("candidate_accuracy") is not None:
+            figures = (
+                f" (accuracy {trained['candidate_accuracy']:.2f} vs "
+                f"{trained.get('production_accuracy') or 0:.2f} on the "
+                f"{trained.get('held_out_rows')} newest labelled records it held out)"
+            )
+        return f"retraining: the reference retrainer produced {version}{figures}", "retraining"
     gate = details.get("gate") or {}
     figures = (
         f"accuracy {gate['candidate_accuracy']:.2f} vs {gate['production_accuracy']:.2f}"
@@ -695,14 +643,3 @@ def _run_line(run: Any, fleet: int) -> tuple[str | None, str | None]:
         return f"canary regressed: {version} rolled back ({reason})", None
     last = (run.output or "").strip().splitlines()[-1:] or [""]
     return f"retraining {run.status}: {last[0]}", None
-
-
-def _call(module: str, name: str, *args: Any) -> Any:
-    """Run a job the demo drives; a job not built yet is skipped (its milestone is missed)."""
-    import importlib
-
-    try:
-        job = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-    return job(*args)
