@@ -186,9 +186,6 @@ def run_story(settings: Settings, config: StoryConfig, *, own_database: bool) ->
                 f"the {at_site} nodes at {site} read high for {_windows(config.drift_windows)}, "
                 f"then machines fail from a new cause (seal wear) everywhere"
             )
-            # Start on a window boundary so that every window holds whole simulated days.
-            boundary = window_of(datetime.now(UTC), window).end
-            time.sleep(max(0.0, (boundary - datetime.now(UTC)).total_seconds()))
             simulator = FleetSimulator(
                 collector.url,
                 tokens,
@@ -207,6 +204,10 @@ def run_story(settings: Settings, config: StoryConfig, *, own_database: bool) ->
                     heartbeat_interval=5.0,
                 ),
             )
+            # Start on a window boundary so that every window holds whole simulated days (the
+            # nodes' runtimes are loaded before: the first window must not miss its first hour).
+            boundary = window_of(datetime.now(UTC), window).end
+            time.sleep(max(0.0, (boundary - datetime.now(UTC)).total_seconds()))
             loop.start()
             result = simulator.run(progress=_ending(simulator, story))
             time.sleep(worker.config.grace.total_seconds() + TICK)  # the last window's grace

@@ -88,7 +88,8 @@ def test_the_story_acts_default_to_a_sixth_and_a_third_and_must_be_in_order() ->
 
 #: One line per milestone, as the demo tells it (the summary names each one it missed).
 MILESTONE_LINES = (
-    re.compile(r"^alert FIRING: 3 nodes at site site-a drift on temperature_c", re.M),
+    # One alert for the site, naming its three nodes (as it fires, or as they join it).
+    re.compile(r"^alert (FIRING|updated): 3 nodes at site site-a drift on .*temperature_c", re.M),
     re.compile(r"^webhook received and verified: alert\.fired ", re.M),
     re.compile(r"^accuracy alert FIRING: fleet accuracy 0\.\d+ \(95% interval ", re.M),
     re.compile(r"^retraining: the reference retrainer produced v2", re.M),
