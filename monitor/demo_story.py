@@ -480,6 +480,7 @@ class _Loop:
             tick=timedelta(seconds=TICK),
             clock_skew_for=health.clock_skew_for,
         )
+        self._tell()  # the windows and alerts first, then what they caused
         deliver_due(self.engine, self.settings)
         judge_canaries(self.engine, self.settings)
         self._tell()
@@ -495,6 +496,8 @@ class _Loop:
         with self.engine.connect() as conn:
             model = models.get_model(conn, MODEL)
             for start, _ in results.analysed_windows(conn, model.id):
+                if f"window {start.isoformat()}" in self.story.told:
+                    continue
                 stored = results.window(conn, model.id, start)
                 if stored is None or not any(
                     s.scope_kind == "node" and s.scope_key in self.story.node_names
