@@ -19,7 +19,7 @@ def commands() -> list[str]:
 def test_readme_starts_with_the_demo_and_the_test_command() -> None:
     first, second = commands()[:2]
     assert first.endswith("edge-monitor demo")
-    assert second.endswith("python -m pytest")
+    assert second.endswith("python -m pytest -n 2")
     assert README.index(first) < README.index("---")
 
 
