@@ -78,10 +78,14 @@ class StoryConfig:
     #: Fail (exit 1) naming each milestone that did not happen.
     strict: bool = False
 
+    #: Simulated days per window: whole days, so that windows compare whole day/night cycles;
+    #: several, so that a span of records the retrainer takes (its candidate's reference) is
+    #: close to whole days too, whatever its length.
+    days_per_window: int = 4
+
     @property
     def speed(self) -> float:
-        # One window is one simulated day, so windows compare whole day/night cycles.
-        return 86_400 / self.window_seconds
+        return self.days_per_window * 86_400 / self.window_seconds
 
 
 #: The fast mode: small enough for CI on two cores, every act still visible.
@@ -143,8 +147,8 @@ def run_story(settings: Settings, config: StoryConfig, *, own_database: bool) ->
     duration = config.max_windows * config.window_seconds
     run, plans = _fleet(config, settings)
     sites = sorted({p.site for p in plans})
-    day = 24.0
-    acts = (config.steady_windows * day, (config.steady_windows + config.drift_windows) * day)
+    hours = 24.0 * config.days_per_window  # of one window
+    acts = (config.steady_windows * hours, (config.steady_windows + config.drift_windows) * hours)
     plan = scenario("story", duration * config.speed / 3600, sites, acts=acts)
     (site,) = plan.affected_sites
     files = paths()
@@ -182,7 +186,8 @@ def run_story(settings: Settings, config: StoryConfig, *, own_database: bool) ->
             say(f"collector on {collector.url} (API docs: {collector.url}/docs)")
             say(
                 f"story: {_windows(config.steady_windows)} of {config.window_seconds:g} s "
-                f"(a simulated day each) steady, then the temperature and vibration sensors of "
+                f"({config.days_per_window} simulated days each) steady, then the temperature "
+                f"and vibration sensors of "
                 f"the {at_site} nodes at {site} read high for {_windows(config.drift_windows)}, "
                 f"then machines fail from a new cause (seal wear) everywhere"
             )
