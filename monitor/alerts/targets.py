@@ -124,3 +124,24 @@ def check_target(url: str, allowed_networks: Sequence[str]) -> Target:
     for address in addresses:
         check_address(address, allowed)
     return Target(url=url, scheme=scheme, host=host, port=port, addresses=tuple(addresses))
+
+
+def refusal(url: str, allowed_networks: Sequence[str]) -> str | None:
+    """Why webhooks may not go to ``url`` now, or None. A host that does not resolve now is let
+    through (an endpoint may be set up before its DNS): each delivery checks its addresses
+    again with ``check_target``."""
+    try:
+        _scheme, host, port = split_url(url)
+        allowed = parse_networks(allowed_networks)
+    except (RefusedTarget, ValueError) as exc:
+        return str(exc)
+    try:
+        addresses = resolve(host, port)
+    except RefusedTarget:
+        return None
+    for address in addresses:
+        try:
+            check_address(address, allowed)
+        except RefusedTarget as exc:
+            return str(exc)
+    return None

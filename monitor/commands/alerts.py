@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from monitor.alerts import rules, rulesfile
+from monitor.alerts import rules, rulesfile, targets
 from monitor.alerts.rules import Rule
 from monitor.alerts.rulesfile import EndpointSpec, HookSpec, RulesFileInvalid
 from monitor.errors import Conflict, NotFound, ValidationFailed
@@ -254,29 +254,8 @@ def _target_problems(
     return [
         (where, message)
         for where, url in urls
-        if (message := refused_target(url, allowed_networks))
+        if (message := targets.refusal(url, allowed_networks))
     ]
-
-
-def refused_target(url: str, allowed_networks: Sequence[str]) -> str | None:
-    """Why webhooks may not go to ``url``, or None (also when its host does not resolve now)."""
-    from monitor.alerts import targets
-
-    try:
-        _scheme, host, port = targets.split_url(url)
-        allowed = targets.parse_networks(allowed_networks)
-    except (targets.RefusedTarget, ValueError) as exc:
-        return str(exc)
-    try:
-        addresses = targets.resolve(host, port)
-    except targets.RefusedTarget:
-        return None
-    for address in addresses:
-        try:
-            targets.check_address(address, allowed)
-        except targets.RefusedTarget as exc:
-            return f"refused: {exc}"
-    return None
 
 
 def _apply_endpoint(

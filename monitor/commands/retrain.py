@@ -16,8 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from monitor.alerts import rulesfile, signing
-from monitor.commands.webhooks import refusal
+from monitor.alerts import rulesfile, signing, targets
 from monitor.errors import Conflict, NotFound, ValidationFailed
 from monitor.storage import registry, retrains
 from monitor.storage.engine import begin_write
@@ -71,7 +70,7 @@ def check_section(
     if problems:
         raise _invalid(problems)
     spec = rulesfile.hook_from(section)
-    if spec.kind == "webhook" and (why := refusal(spec.config["url"], allowed_networks)):
+    if spec.kind == "webhook" and (why := targets.refusal(spec.config["url"], allowed_networks)):
         raise _invalid([("url", why)], code="refused_target")
     return spec
 

@@ -65,26 +65,6 @@ def _invalid(
     )
 
 
-def refusal(url: str, allowed_networks: Sequence[str]) -> str | None:
-    """Why webhooks may not go to ``url`` now, or None. A host that does not resolve now is let
-    through (as the rules file does): each delivery checks its addresses again."""
-    try:
-        _scheme, host, port = targets.split_url(url)
-        allowed = targets.parse_networks(allowed_networks)
-    except (targets.RefusedTarget, ValueError) as exc:
-        return str(exc)
-    try:
-        addresses = targets.resolve(host, port)
-    except targets.RefusedTarget:
-        return None
-    for address in addresses:
-        try:
-            targets.check_address(address, allowed)
-        except targets.RefusedTarget as exc:
-            return str(exc)
-    return None
-
-
 def add_endpoint(
     engine: Engine,
     name: str,
@@ -116,7 +96,7 @@ def add_endpoint(
     ]
     if problems:
         raise _invalid(problems)
-    if (why := refusal(url, allowed_networks)) is not None:
+    if (why := targets.refusal(url, allowed_networks)) is not None:
         raise _invalid([("url", why)], code="refused_target")
     resolved = None if secret is None else rulesfile.resolve_secret(secret)
     now = now or utcnow()
