@@ -6,14 +6,17 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from monitor.demo_story import FAST, Story, StoryConfig, _run_line, _summary
 from monitor.fleet.machines import MachineFleetGenerator, Readings
 from monitor.fleet.scenarios import NodePlan, plan_fleet, scenario
+from monitor.storage.retrains import Run
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = 24.0
@@ -132,3 +135,54 @@ def test_the_fast_demo_tells_the_whole_story_and_asserts_each_milestone(
     positions = [line.search(out).start() for line in MILESTONE_LINES]  # type: ignore[union-attr]
     assert positions[0] < positions[2] < positions[3] < positions[4] < positions[5] < positions[6]
     assert "dropped: none" in out
+
+
+def test_a_story_missing_milestones_fails_in_fast_mode_naming_each(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    story = Story(set())
+    story.reach("drift alert", "alert FIRING: 3 nodes at site site-a drift on temperature_c")
+    story.reach("webhook", "webhook received and verified: alert.fired ...")
+    story.reach("accuracy alert", "accuracy alert FIRING: ...")
+
+    assert _summary(story, FAST) == 1
+    out = capsys.readouterr().out
+    assert "missed: retraining, canary, rollout, recovered\n" in out
+    assert "  [x] webhook: " in out and "  [ ] canary: " in out
+    # Without --fast the story is told as far as it got, and the demo still succeeds.
+    assert _summary(story, StoryConfig()) == 0
+
+
+def run(status: str, **details: object) -> Run:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return Run(
+        id=1, model_id=1, model="pump-failure", hook_id=1, hook="demo-retrain", alert_id=2,
+        trigger="alert", status=status, version="2", output="line one\nboom", details=details,
+        claimed_by=None, created_at=now, started_at=now, finished_at=now, updated_at=now,
+    )  # fmt: skip
+
+
+def test_each_retrain_status_is_told_in_one_line_and_the_milestones_are_the_good_ones() -> None:
+    gate = {"candidate_accuracy": 0.912, "production_accuracy": 0.781}
+    canary = {"nodes": ["a", "b", "c"], "judgement": {"reason": "no regression"}}
+
+    assert _run_line(run("canary", gate=gate, canary=canary), 12) == (
+        "candidate v2 passed the gate (accuracy 0.91 vs 0.78); canary on 3 of 12 nodes",
+        "canary",
+    )
+    assert _run_line(run("promoted", gate=gate, canary=canary), 12) == (
+        "canary good: v2 rolled out to every node (no regression)",
+        "rollout",
+    )
+    assert _run_line(run("gated", gate=gate), 12) == (
+        "candidate v2 stopped by the gate (accuracy 0.91 vs 0.78)",
+        None,
+    )
+    assert _run_line(run("rolled_back", canary=canary), 12)[1] is None
+    assert _run_line(run("failed"), 12) == ("retraining failed: boom", None)
+    line, milestone = _run_line(run("produced", trained=gate | {"held_out_rows": 900}), 12)
+    assert milestone == "retraining"
+    assert line == (
+        "retraining: the reference retrainer produced v2 (accuracy 0.91 vs 0.78 on the 900 "
+        "newest labelled records it held out)"
+    )
