@@ -90,7 +90,7 @@ class StoryConfig:
 
 #: The fast mode: small enough for CI on two cores, every act still visible.
 FAST = StoryConfig(
-    window_seconds=6.0, rate=25.0, steady_windows=1, canary_windows=1, max_windows=30, strict=True
+    window_seconds=6.0, rate=25.0, steady_windows=1, canary_windows=1, max_windows=45, strict=True
 )
 
 

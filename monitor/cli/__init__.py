@@ -409,8 +409,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--duration",
         type=float,
-        help="seconds of real time (default: the story until it is told, at most 30 windows; "
-        "80 for the other scenarios)",
+        help="seconds of real time (default: the story until it is told, at most 30 windows, "
+        "45 with --fast; 80 for the other scenarios)",
     )
     demo.add_argument(
         "--window", type=float, help="analysis window in seconds (default 15; 6 with --fast)"
