@@ -179,8 +179,11 @@ def run_story(settings: Settings, config: StoryConfig, *, own_database: bool) ->
     )
     worker = _worker(engine, window)
     loop = _Loop(engine, settings, worker, story, config, plans, plan.affected_sites)
-    # The demo tells each window's story; the worker's own line per window would repeat it.
+    # The demo tells each window's story; the worker's own line per window would repeat it,
+    # and the jobs' progress lines (each delivery, each node's hot swap) would drown it.
     logging.getLogger("monitor.jobs.analysis").setLevel(logging.ERROR)
+    for name in ("monitor.jobs", "monitor.retrain", "monitor.runtime", "monitor.alerts", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         with BackgroundCollector(settings) as collector:
             say(f"collector on {collector.url} (API docs: {collector.url}/docs)")
