@@ -284,8 +284,7 @@ def _ending(simulator: FleetSimulator, story: Story) -> Callable[[float, int], N
 
     def progress(_done: float, _predictions: int) -> None:
         if story.done.is_set():
-            # The simulator runs while its configured duration has not passed: end it now.
-            simulator.config = replace(simulator.config, duration=1e-3)
+            simulator.stop()
 
     return progress
 
@@ -304,13 +303,13 @@ def _windows(count: int) -> str:
 
 def _fresh(url: str) -> None:
     """Remove the demo's own SQLite file, so every story starts from v1 and no alerts."""
-    from sqlalchemy.engine import make_url
+    from monitor.config import sqlite_file
 
-    database = make_url(url).database
-    if not database or database == ":memory:":
+    database = sqlite_file(url)
+    if database is None:
         return
     for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(database + suffix).unlink(missing_ok=True)
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
 
 
 def _production_is_the_shipped_version(engine: Engine) -> None:

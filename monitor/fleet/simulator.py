@@ -71,6 +71,7 @@ class _Node:
     plan: NodePlan
     runtime: EdgeRuntime
     updater: ModelUpdater
+    monitors: VersionedMonitors
     generator: MachineFleetGenerator
     draw: Callable[[], float]  # uniform [0, 1): which predictions get a label
     stats: NodeStats = field(default_factory=NodeStats)
@@ -109,6 +110,7 @@ class FleetSimulator:
             raise ValueError(f"no token for nodes {missing[:5]}")
         self.config = config
         self.scenario = scenario
+        self._stopping = threading.Event()
         card = card if isinstance(card, ModelCard) else ModelCard.from_dict(dict(card))
         root = MachineFleetGenerator(config.seed)
         self.nodes: list[_Node] = []
@@ -126,7 +128,7 @@ class FleetSimulator:
             runtime = EdgeRuntime(model, card, monitor=monitors)
             updater = ModelUpdater(runtime, url, tokens[plan.name], interval=config.poll_interval)
             draw = _label_draws(config.seed, plan.name)
-            self.nodes.append(_Node(plan, runtime, updater, root.child(plan.name), draw))
+            self.nodes.append(_Node(plan, runtime, updater, monitors, root.child(plan.name), draw))
 
     def run(self, progress: Callable[[float, int], None] | None = None) -> SimulationResult:
         """Drive every node until the duration has passed, flush, and report."""
@@ -143,8 +145,9 @@ class FleetSimulator:
         for driver in drivers:
             driver.start()
         try:
-            while time.monotonic() - started < self.config.duration:
-                time.sleep(min(0.5, max(0.0, self.config.duration - (time.monotonic() - started))))
+            while time.monotonic() - started < self.config.duration and not self._stopping.is_set():
+                left = self.config.duration - (time.monotonic() - started)
+                self._stopping.wait(min(0.5, max(0.0, left)))
                 if progress is not None:
                     done = min(1.0, (time.monotonic() - started) / self.config.duration)
                     progress(done, sum(n.stats.predictions for n in self.nodes))
@@ -154,6 +157,11 @@ class FleetSimulator:
                 driver.join()
         self._deliver_due_labels(math.inf)
         return self._finish(time.monotonic() - started)
+
+    def stop(self) -> None:
+        """End ``run`` early (from another thread or its progress callback): the nodes stop
+        predicting, then flush and report as at the end of the duration."""
+        self._stopping.set()
 
     def _drive(self, nodes: list[_Node], started: float, stop: threading.Event) -> None:
         previous = 0.0
@@ -202,14 +210,16 @@ class FleetSimulator:
         for node in self.nodes:
             node.updater.close()
             versions[node.plan.name] = node.runtime.model_version
-            monitor = node.runtime.monitor
-            if monitor is not None:
-                monitor.flush(timeout=30)
+            if node.runtime.monitor is not None:
+                node.runtime.monitor.flush(timeout=30)
+            node.runtime.close(timeout=10)
+            # Every version the node ran: a hot swap closes the old version's Monitor, whose
+            # counters still hold what it delivered and dropped.
+            for monitor in node.monitors.made:
                 stats = monitor.stats()
                 delivered += stats["delivered"]
                 for reason, count in stats["dropped"].items():
                     dropped[reason] = dropped.get(reason, 0) + count
-            node.runtime.close(timeout=10)
         return SimulationResult(
             predictions=sum(n.stats.predictions for n in self.nodes),
             invalid=sum(n.stats.invalid for n in self.nodes),

@@ -75,6 +75,9 @@ class VersionedMonitors:
         else:
             self.root = Path(spool_root)
         self._lock = threading.Lock()
+        #: Every Monitor made, in order (the runtime closes those it swapped away from; their
+        #: counters stay readable, so a run's totals add up every version's).
+        self.made: list[Monitor] = []
         self._drained = False
         self.drain_thread: threading.Thread | None = None
 
@@ -100,6 +103,7 @@ class VersionedMonitors:
             **self.options,
         )
         with self._lock:
+            self.made.append(monitor)
             first, self._drained = not self._drained, True
         if first and self.root is not None:
             self.drain_thread = threading.Thread(
