@@ -550,6 +550,12 @@ def test_no_hostile_body_gets_a_5xx_or_stops_the_node(
     ):
         fuzzer = Fuzzer(http, token)
         run_fuzzer(fuzzer, EXAMPLES)
+        # How many hostile values the examples hold varies a little from process to process
+        # (string hashing orders some draws): top up with seeded rounds until there are enough.
+        for seed in range(5):
+            if fuzzer.hostile >= REQUIRED_HOSTILE:
+                break
+            run_fuzzer(fuzzer, EXAMPLES // 10, seed=seed)
 
     assert fuzzer.hostile >= REQUIRED_HOSTILE
     assert all(status < 500 for status in fuzzer.statuses)
