@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select
 from monitor.alerts.payload import PAYLOAD_SCHEMA
 from monitor.alerts.rules import Rule
 from monitor.storage import alerts, retrains, webhooks
+from monitor.storage import tables as alerts_tables
 from monitor.storage.alert_rules import upsert_rule
 from monitor.storage.engine import begin_write
 from monitor.storage.tables import alert_observations, webhook_messages
@@ -525,3 +526,57 @@ def test_late_labels_judge_the_window_s_performance_rules_again(engine: Engine) 
 
     [alert] = all_alerts(engine)
     assert alert.group_key == "fleet" and alert.rule == "accuracy"
+
+
+def test_a_steady_simulated_fleet_analysed_over_100_windows_raises_no_alert(
+    engine: Engine,
+) -> None:
+    """The real thing: steady readings of 8 nodes, labelled, analysed window by window by the
+    worker with rules as a user would write them; no window may page anyone."""
+    from monitor.demo_model import MODEL_NAME
+    from monitor.fleet.scenarios import scenario
+    from monitor.jobs.analysis import Worker
+    from tests.jobs.fleetdata import (
+        WINDOW,
+        register_demo_model,
+        register_fleet,
+        send_labels,
+        store_readings,
+    )
+    from tests.jobs.test_analysis import CONFIG
+    from tests.jobs.test_analysis import T0 as DATA_T0
+
+    windows = 100
+    model_id = register_demo_model(engine)
+    plans = register_fleet(engine, 8)
+    plan = scenario("steady", hours=24.0 * windows, sites=["site-a"])
+    every = {"model": MODEL_NAME, "fire_m": 2, "fire_n": 3}
+    add_rule(engine, name="site drift", kind="scope_drift", scope="site", **every)
+    add_rule(
+        engine, name="node drift", kind="scope_drift", scope="each_node", group_by="site", **every
+    )
+    add_rule(engine, name="prediction drift", kind="prediction_drift", **every)
+    add_rule(
+        engine,
+        name="accuracy",
+        model=MODEL_NAME,
+        kind="performance",
+        params={"metric": "accuracy", "below": 0.85},
+    )
+    for i in range(windows):
+        start_at = DATA_T0 + i * WINDOW
+        stored = store_readings(
+            engine, model_id, plans, plan, start_at, start_at + WINDOW, 120, t0=DATA_T0
+        )
+        send_labels(engine, model_id, stored, share=0.5)
+
+    worker = Worker(engine, CONFIG, clock=lambda: now)
+    now = DATA_T0 + windows * WINDOW + timedelta(hours=1)
+    assert worker.run_due(now=now) == windows
+
+    assert all_alerts(engine) == []
+    with engine.connect() as conn:
+        judged = conn.execute(
+            select(func.count()).select_from(alerts_tables.alert_evaluations)
+        ).scalar_one()
+    assert judged == 4 * windows  # every rule judged every window
