@@ -52,6 +52,7 @@ from monitor.alerts.state import (
     transitions,
 )
 from monitor.alerts.uncertainty import BREACH, CLEAR
+from monitor.jobs.health import LOSS_REASONS
 from monitor.schema import DRIFT, PERFORMANCE, QUALITY
 from monitor.storage import alerts as stored
 from monitor.storage import registry, results
@@ -341,7 +342,7 @@ def _node_frame(
     lost = []
     for node in nodes:
         row = checked.get(node.name)
-        total = None if row is None else sum(row.dropped.get(reason, 0) for reason in _LOSS_REASONS)
+        total = None if row is None else sum(row.dropped.get(reason, 0) for reason in LOSS_REASONS)
         lost.append(_LOST.since_last(node.id, total))
     heard = [age(n.last_heartbeat_at) for n in nodes]
     return pd.DataFrame(
@@ -371,10 +372,6 @@ def _node_frame(
             "stale": ~(np.asarray(heard, dtype=np.float64) <= offline_after.total_seconds()),
         }
     )
-
-
-#: Drop reasons that mean records were lost (as the health job counts them).
-_LOSS_REASONS = ("queue_full", "spool_overflow", "expired", "too_large")
 
 
 class _LostCounter:

@@ -15,10 +15,7 @@ scope too small for a drift verdict in one window is judged on consecutive windo
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +30,7 @@ from monitor.analysis.scopes import ScopeSet
 from monitor.jobs.alerts import evaluate_window
 from monitor.jobs.baselines import BaselineCache, with_baselines
 from monitor.jobs.late import IN_FLIGHT, LateWindow, late_windows, windows_reached
+from monitor.jobs.owner import process_owner
 from monitor.jobs.pooling import Pooled, pool, small_scopes
 from monitor.jobs.reference import Reference, ReferenceCache
 from monitor.jobs.windows import Window, cut_row_windows, model_windows, schedule_of
@@ -124,9 +122,7 @@ class Worker:
 
     engine: Engine
     config: AnalysisConfig = field(default_factory=AnalysisConfig)
-    owner: str = field(
-        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    )
+    owner: str = field(default_factory=process_owner)
     references: ReferenceCache = field(default_factory=ReferenceCache)
     #: Per-node (or per-site) baseline profiles of models that judge scopes by their own.
     baselines: BaselineCache = field(default_factory=BaselineCache)

@@ -18,10 +18,7 @@ A 410 disables the endpoint at once; so does failing continuously for
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -30,6 +27,7 @@ from sqlalchemy import Engine
 from monitor.alerts import delivery, targets
 from monitor.alerts.delivery import Outcome
 from monitor.config import Settings
+from monitor.jobs.owner import process_owner
 from monitor.storage import webhooks
 from monitor.storage.engine import begin_write
 from monitor.storage.types import utcnow
@@ -49,11 +47,6 @@ RETRY_SCHEDULE = (
 JITTER = 0.2
 MAX_WAIT = timedelta(hours=24)
 MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
-
-
-def default_owner() -> str:
-    """This process's name on the claims it takes."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def retry_wait(
@@ -90,7 +83,7 @@ def deliver_due(
     ``now`` fixes the clock for claims, retries and the failing streak (tests); the
     ``webhook-timestamp`` of what is sent is always the real time, as receivers check it.
     """
-    owner = owner or default_owner()
+    owner = owner or process_owner()
     lease = timedelta(seconds=2 * settings.webhook_timeout_seconds)
     attempted = 0
     while attempted < limit:

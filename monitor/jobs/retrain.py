@@ -14,14 +14,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import os
-import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 
+from monitor.jobs.owner import process_owner
 from monitor.retrain import hooks
 from monitor.storage import registry
 from monitor.storage import retrains as store
@@ -37,11 +36,6 @@ PROMOTION = "monitor.retrain.promotion"
 CONSIDER_RETRY = timedelta(hours=1)
 
 
-def default_owner() -> str:
-    """This worker's name in ``claimed_by``: host and process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def run_queued(
     engine: Engine,
     settings: Any,
@@ -52,7 +46,7 @@ def run_queued(
 ) -> int:
     """One pass of the retrain job; the number of runs whose hook it ran. ``now`` fixes the
     clock (tests); ``run_id`` runs that queued run only (``retrain run --wait``)."""
-    owner = owner or default_owner()
+    owner = owner or process_owner()
 
     def clock() -> datetime:
         return now or utcnow()
@@ -151,7 +145,7 @@ def consider_produced(
     if importlib.util.find_spec(PROMOTION) is None:
         return 0
     promotion = importlib.import_module(PROMOTION)
-    owner = owner or default_owner()
+    owner = owner or process_owner()
     given = 0
     while True:
         with begin_write(engine) as conn:
@@ -204,4 +198,4 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-__all__ = ["CONSIDER_RETRY", "PROMOTION", "consider_produced", "default_owner", "run_queued"]
+__all__ = ["CONSIDER_RETRY", "PROMOTION", "consider_produced", "run_queued"]
