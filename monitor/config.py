@@ -334,6 +334,27 @@ class Settings(BaseSettings):
         ),
     )
 
+    dashboard_port: int = Field(
+        default=8752,
+        ge=1,
+        le=65535,
+        description="Port of `edge-monitor dashboard` (the Streamlit app); it listens on "
+        "`MONITOR_HOST`.",
+    )
+    dashboard_refresh_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="How often an open dashboard page redraws itself with fresh data; 0: only "
+        "when asked.",
+    )
+    dashboard_cache_seconds: int = Field(
+        default=10,
+        ge=0,
+        le=3600,
+        description="How long the dashboard keeps a query's answer before it asks the database "
+        "again (every viewer shares it).",
+    )
+
     @field_validator("data_dir")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

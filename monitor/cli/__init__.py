@@ -180,7 +180,16 @@ SCENARIOS = ["steady", "sensor-drift", "sudden-shift", "quality", "concept-drift
 def _parser() -> argparse.ArgumentParser:
     # Command families that live in their own modules of this package; imported here, as they
     # import this module's helpers.
-    from monitor.cli import alerts, baselines, imports, results, retrain, webhooks, windows
+    from monitor.cli import (
+        alerts,
+        baselines,
+        dashboard,
+        imports,
+        results,
+        retrain,
+        webhooks,
+        windows,
+    )
 
     parser = _Parser(
         prog="edge-monitor",
@@ -371,6 +380,7 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_commands(commands)
     webhooks.add_commands(commands)
     retrain.add_commands(commands)
+    dashboard.add_commands(commands)
 
     simulate = _command(
         commands, "simulate", _simulate, "run a simulated fleet with a scenario against a collector"
@@ -556,7 +566,7 @@ def _checked_engine() -> Any:
     return engine
 
 
-def _check_listen(host: str, port: int) -> None:
+def _check_listen(host: str, port: int, *, setting: str = "MONITOR_PORT") -> None:
     """CannotListen, in one line, unless ``host:port`` is free: found before uvicorn starts,
     which would otherwise report it in several log lines."""
     import errno
@@ -583,7 +593,7 @@ def _check_listen(host: str, port: int) -> None:
                 else (exc.strerror or str(exc)).lower()
             )
             raise CannotListen(
-                f"cannot listen on {where}: {reason} (choose another with --port or MONITOR_PORT)"
+                f"cannot listen on {where}: {reason} (choose another with --port or {setting})"
             ) from None
 
 

@@ -1,0 +1,25 @@
+"""The dashboard's entry script: page setup, navigation and the sidebar every page shares.
+
+Run it with ``edge-monitor dashboard``; ``streamlit run dashboards/app.py`` also works, reading
+the database from the same settings (``MONITOR_DATABASE_URL`` or the data directory).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from monitor.dashboards import common
+
+st.set_page_config(page_title="edge-monitor", page_icon=":material/monitoring:", layout="wide")
+
+PAGES = [
+    st.Page("pages/fleet.py", title="Fleet", icon=":material/hub:", url_path="fleet", default=True),
+    st.Page("pages/model.py", title="Model", icon=":material/insights:", url_path="model"),
+    st.Page("pages/node.py", title="Node", icon=":material/memory:", url_path="node"),
+    st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:", url_path="alerts"),
+    st.Page("pages/models.py", title="Models", icon=":material/deployed_code:", url_path="models"),
+]
+
+page = st.navigation(PAGES)
+common.sidebar()
+page.run()

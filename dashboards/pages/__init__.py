@@ -1,0 +1,1 @@
+"""The dashboard's pages, one script each, run by Streamlit through ``app.py``'s navigation."""
