@@ -1,0 +1,145 @@
+"""One scope's results over a period: the windows a period holds (newest ``limit``, oldest
+first), a scope's drift / quality / performance rows in them, its feature x window drift matrix
+equal to the stored feature rows, and the scopes judged in one window."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine
+
+from monitor.schema import FEATURE, FLEET, FLEET_KEY, NODE, PREDICTION_ROLE, SITE
+from monitor.storage import results, timelines
+from tests.jobs.fleetdata import WINDOW, register_demo_model
+from tests.storage.test_readout import DRIFTING_SITE, NOW, T0, Analysed, analyse_fleet
+
+
+@pytest.fixture
+def fleet(engine: Engine) -> Analysed:
+    """Three analysed windows of eight nodes at four sites, one site drifting in the last."""
+    return analyse_fleet(engine, windows=3, per_node=60)
+
+
+def test_a_period_holds_the_windows_that_end_after_its_start_and_start_before_its_end(
+    engine: Engine, fleet: Analysed
+) -> None:
+    first, second, third = fleet.starts
+
+    with engine.connect() as conn:
+
+        def starts(**period: object) -> list[object]:
+            return timelines.window_starts(conn, fleet.model_id, **period)  # type: ignore[arg-type]
+
+        everything = starts()
+        # A window that ends inside the period is in it; one that ends at its start is not.
+        from_inside_first = starts(ending_after=first + WINDOW / 2)
+        from_end_of_first = starts(ending_after=first + WINDOW)
+        until_third = starts(starting_before=third)
+        newest_two = starts(limit=2)
+        none = starts(ending_after=NOW)
+
+    assert everything == [first, second, third]
+    assert from_inside_first == [first, second, third]
+    assert from_end_of_first == [second, third]
+    assert until_third == [first, second]
+    assert newest_two == [second, third]
+    assert none == []
+
+
+def test_a_scopes_timelines_are_its_stored_rows_window_by_window(
+    engine: Engine, fleet: Analysed
+) -> None:
+    with engine.connect() as conn:
+        drift = timelines.drift_timeline(conn, fleet.model_id, SITE, DRIFTING_SITE)
+        quality = timelines.quality_timeline(conn, fleet.model_id, SITE, DRIFTING_SITE)
+        performance = timelines.performance_timeline(conn, fleet.model_id, FLEET, FLEET_KEY)
+        newest = timelines.drift_timeline(conn, fleet.model_id, FLEET, FLEET_KEY, limit=1)
+        stored_drift = results.drift(conn, fleet.model_id, scope_kind=SITE, scope_key=DRIFTING_SITE)
+        stored_quality = results.quality(
+            conn, fleet.model_id, scope_kind=SITE, scope_key=DRIFTING_SITE
+        )
+        stored_performance = results.performance(conn, fleet.model_id, scope_kind=FLEET)
+
+    assert drift == stored_drift and len(drift) == 3
+    assert [row.window_start for row in drift] == fleet.starts
+    assert [row.result.drifted is True for row in drift] == [False, False, True]
+    assert quality == stored_quality
+    assert performance == stored_performance
+    assert [row.result.n_labelled for row in performance] == [0, 0, 8 * 60 // 2]
+    assert [row.window_start for row in newest] == [fleet.starts[-1]]
+
+
+def test_a_node_has_no_row_in_a_window_it_was_not_judged_in(
+    engine: Engine, fleet: Analysed
+) -> None:
+    with engine.connect() as conn:
+        unknown = timelines.drift_timeline(conn, fleet.model_id, NODE, "no-such-node")
+        outside = timelines.drift_timeline(
+            conn, fleet.model_id, NODE, fleet.plans[0].name, ending_after=NOW
+        )
+
+    assert unknown == []
+    assert outside == []
+
+
+def test_the_drift_matrix_holds_every_stored_feature_row_of_the_scope(
+    engine: Engine, fleet: Analysed
+) -> None:
+    with engine.connect() as conn:
+        matrix = timelines.drift_matrix(conn, fleet.model_id, SITE, DRIFTING_SITE)
+        stored = [results.window(conn, fleet.model_id, start) for start in fleet.starts]
+        two = timelines.drift_matrix(conn, fleet.model_id, SITE, DRIFTING_SITE, limit=2)
+
+    expected = {}
+    for window in stored:
+        assert window is not None
+        scope = window.drift_of(SITE, DRIFTING_SITE)
+        for row in window.drift_features[scope.id]:
+            expected[(window.window_start, row.feature)] = row
+    assert [w.window_start for w in matrix.windows] == fleet.starts
+    assert dict(matrix.cells) == expected
+    assert set(matrix.features) == {feature for _, feature in expected}
+    # Inputs by name first, then the prediction, then the class probabilities.
+    roles = [matrix.cells[(fleet.starts[0], name)].role for name in matrix.features]
+    inputs = [name for name, role in zip(matrix.features, roles, strict=True) if role == FEATURE]
+    assert matrix.features[: len(inputs)] == sorted(inputs)
+    assert roles[len(inputs)] == PREDICTION_ROLE
+    last = stored[-1]
+    assert last is not None
+    drifted = sorted(
+        name
+        for name in matrix.features
+        if matrix.cell(fleet.starts[-1], name).drifted  # type: ignore[union-attr]
+        and matrix.cell(fleet.starts[-1], name).role == FEATURE  # type: ignore[union-attr]
+    )
+    assert drifted == last.drifted_features(SITE, DRIFTING_SITE) != []
+    assert matrix.cell(fleet.starts[0], "no-such-feature") is None
+    assert [w.window_start for w in two.windows] == fleet.starts[1:]
+    assert {start for start, _ in two.cells} == set(fleet.starts[1:])
+
+
+def test_the_scopes_of_a_window_are_the_fleet_then_sites_groups_and_nodes_by_name(
+    engine: Engine, fleet: Analysed
+) -> None:
+    with engine.connect() as conn:
+        scopes = timelines.window_scopes(conn, fleet.model_id, fleet.starts[-1])
+        stored = results.window(conn, fleet.model_id, fleet.starts[-1])
+        later = timelines.window_scopes(conn, fleet.model_id, NOW)
+
+    assert stored is not None
+    assert sorted(scopes) == sorted((row.scope_kind, row.scope_key) for row in stored.drift)
+    kinds = [kind for kind, _ in scopes]
+    assert scopes[0] == (FLEET, FLEET_KEY)
+    assert kinds == sorted(kinds, key=["fleet", "site", "group", "node"].index)
+    assert [key for kind, key in scopes if kind == NODE] == sorted(p.name for p in fleet.plans)
+    assert later == []
+
+
+def test_a_model_never_analysed_has_empty_timelines(engine: Engine) -> None:
+    model_id = register_demo_model(engine)
+
+    with engine.connect() as conn:
+        assert timelines.window_starts(conn, model_id) == []
+        assert timelines.drift_timeline(conn, model_id, FLEET, FLEET_KEY) == []
+        matrix = timelines.drift_matrix(conn, model_id, FLEET, FLEET_KEY, ending_after=T0)
+        assert (matrix.windows, matrix.features, dict(matrix.cells)) == ([], [], {})
+        assert timelines.window_scopes(conn, model_id, T0) == []
