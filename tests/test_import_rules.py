@@ -15,6 +15,8 @@ import pytest
 import monitor
 
 PACKAGE_DIR = Path(monitor.__file__).resolve().parent
+#: The dashboard lives at the top of the repository and ships as monitor.dashboards.
+DASHBOARDS_DIR = PACKAGE_DIR.parent / "dashboards"
 STDLIB = frozenset(sys.stdlib_module_names)
 
 
@@ -63,6 +65,12 @@ def scan(root: Path = PACKAGE_DIR) -> dict[str, set[str]]:
         )
         for path in paths
     }
+
+
+def scan_all() -> dict[str, set[str]]:
+    """``scan`` of the package and of the dashboard, under the name it ships as."""
+    dashboards = {"monitor." + module: names for module, names in scan(DASHBOARDS_DIR).items()}
+    return {**scan(), **dashboards}
 
 
 def within(name: str, *prefixes: str) -> bool:
@@ -186,6 +194,26 @@ RULES = {
         lambda module: within(module, "monitor.retrain"),
         lambda name: within(name, "monitor.collector", "monitor.jobs"),
     ),
+    "dashboards-read-only-through-storage": Rule(
+        "monitor.dashboards (the Streamlit app) reads through storage and the readers above it; "
+        "it never imports collector, sdk, runtime, fleet or SQL drivers",
+        lambda module: within(module, "monitor.dashboards"),
+        lambda name: within(
+            name,
+            "monitor.collector",
+            "monitor.sdk",
+            "monitor.runtime",
+            "monitor.fleet",
+            "alembic",
+            "psycopg",
+            "sqlite3",
+        ),
+    ),
+    "dashboard-data-is-plain": Rule(
+        "monitor.dashboards.data prepares plain data: it never imports streamlit",
+        lambda module: within(module, "monitor.dashboards.data"),
+        lambda name: within(name, "streamlit"),
+    ),
     "only-analysis-imports-evidently": Rule(
         "only monitor.analysis imports evidently",
         lambda module: not within(module, "monitor.analysis"),
@@ -196,7 +224,7 @@ RULES = {
 
 @pytest.fixture(scope="module")
 def imports() -> dict[str, set[str]]:
-    return scan()
+    return scan_all()
 
 
 def test_the_scan_finds_the_packages_and_their_imports(imports: dict[str, set[str]]) -> None:
@@ -207,6 +235,8 @@ def test_the_scan_finds_the_packages_and_their_imports(imports: dict[str, set[st
         "monitor.storage",
         "monitor.collector",
         "monitor.commands",
+        "monitor.dashboards.data",
+        "monitor.dashboards.pages",
     ):
         assert any(within(module, package) for module in imports), f"no modules in {package}"
     assert "sqlalchemy" in imports["monitor.storage.tables"]
@@ -239,6 +269,9 @@ def test_each_rule_catches_a_violation(tmp_path: Path) -> None:
         "alerts/__init__.py": "",
         "alerts/rules.py": "from monitor.storage import tables\n",
         "retrain/__init__.py": "def f():\n    from monitor.jobs import analysis\n",
+        "dashboards/__init__.py": "",
+        "dashboards/data/__init__.py": "",
+        "dashboards/data/fleet.py": "import streamlit as st\nfrom monitor.collector import app\n",
     }
     root = tmp_path / "monitor"
     for relative, source in files.items():
@@ -268,6 +301,10 @@ def test_each_rule_catches_a_violation(tmp_path: Path) -> None:
             "monitor.alerts.rules imports monitor.storage",
             "monitor.alerts.rules imports monitor.storage.tables",
         ],
+        "dashboards-read-only-through-storage": [
+            "monitor.dashboards.data.fleet imports monitor.collector"
+        ],
+        "dashboard-data-is-plain": ["monitor.dashboards.data.fleet imports streamlit"],
         "retrain-not-collector-or-jobs": ["monitor.retrain imports monitor.jobs"],
         "only-analysis-imports-evidently": ["monitor.config imports evidently"],
     }

@@ -41,7 +41,8 @@ def test_every_package_of_the_source_tree_is_listed_for_the_wheel() -> None:
         for init in (ROOT / "monitor").rglob("__init__.py")
     } | {
         ".".join(("monitor", *init.parent.relative_to(ROOT).parts))
-        for init in (ROOT / "migrations").rglob("__init__.py")
+        for top in ("migrations", "dashboards")
+        for init in (ROOT / top).rglob("__init__.py")
     }
 
     assert found == listed, f"pyproject.toml lists {sorted(listed)}, the tree has {sorted(found)}"
@@ -151,16 +152,19 @@ def served(installed: Installed, db_url: str, tmp_path: Path) -> Iterator[tuple[
             server.wait(timeout=30)
 
 
-def test_the_wheel_carries_its_own_code_and_migrations(installed: Installed) -> None:
+def test_the_wheel_carries_its_own_code_migrations_and_dashboard(installed: Installed) -> None:
     where = _run(
         installed.python,
         "-c",
-        "import monitor, monitor.migrations; print(monitor.__file__); "
-        "print(monitor.migrations.__file__)",
+        "import monitor, monitor.migrations, monitor.dashboards.server as s; "
+        "print(monitor.__file__); print(monitor.migrations.__file__); print(s.APP); "
+        "print(*sorted(p.name for p in (s.APP.parent / 'pages').glob('*.py')))",
         cwd=installed.venv,
     ).split()
 
-    assert all(path.startswith(str(installed.venv)) for path in where), where
+    assert all(path.startswith(str(installed.venv)) for path in where[:3]), where
+    assert where[2].endswith("app.py")
+    assert where[3:] == ["__init__.py", "alerts.py", "fleet.py", "model.py", "models.py", "node.py"]
 
 
 def test_the_installed_wheel_creates_its_database_serves_and_stores(
