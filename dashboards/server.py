@@ -5,6 +5,7 @@ no Streamlit: the child does)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,24 @@ def command(host: str, port: int) -> list[str]:
         "--logger.level",
         "warning",
     ]
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be listened on now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str) -> int:
+    """A port free on ``host`` now (the system's choice)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def address(host: str, port: int) -> str:

@@ -27,6 +27,7 @@ from monitor.demo import say, window_line
 
 if TYPE_CHECKING:
     from monitor.alerts.receiver import Received
+    from monitor.dashboards.server import Dashboard
     from monitor.fleet.scenarios import NodePlan
     from monitor.fleet.simulator import FleetSimulator
     from monitor.jobs.analysis import Worker
@@ -38,6 +39,7 @@ MODEL = "pump-failure"
 #: The story's milestones, in the order they should happen: (key, what happened).
 MILESTONES: tuple[tuple[str, str], ...] = (
     ("drift alert", "a grouped alert fired for the nodes of the drifting site"),
+    ("dashboard", "the dashboard answered and its Fleet page named the drifting site"),
     ("webhook", "the built-in receiver received and verified a webhook"),
     ("accuracy alert", "the accuracy alert fired"),
     ("retraining", "the reference retrainer produced a candidate version"),
@@ -178,7 +180,9 @@ def run_story(settings: Settings, config: StoryConfig, *, own_database: bool) ->
         f"on {receiver.url}"
     )
     worker = _worker(engine, window)
+    dashboard = _start_dashboard(settings, url)
     loop = _Loop(engine, settings, worker, story, config, plans, plan.affected_sites)
+    loop.dashboard = dashboard
     # The demo tells each window's story; the worker's own line per window would repeat it,
     # and the jobs' progress lines (each delivery, each node's hot swap) would drown it.
     logging.getLogger("monitor.jobs.analysis").setLevel(logging.ERROR)
@@ -223,6 +227,8 @@ def run_story(settings: Settings, config: StoryConfig, *, own_database: bool) ->
     finally:
         loop.halt()  # interrupted: the threads stop at their next tick
         receiver.close()
+        if dashboard is not None:
+            dashboard.stop()
     lost = {k: v for k, v in result.dropped.items() if v and k != "sampled_out"}
     # Counted in the database: a node's SDK counters restart with each version it swaps to.
     stored = _stored_records(engine) - stored_before
@@ -246,7 +252,53 @@ def run_story(settings: Settings, config: StoryConfig, *, own_database: bool) ->
         if report is not None:
             say(f"report of the last window (verdicts, with Evidently's plots): {report}")
     engine.dispose()
+    if dashboard is not None:
+        say(f"dashboard stopped; to look again: {_dashboard_command(settings, own_database)}")
     return _summary(story, config)
+
+
+def _start_dashboard(settings: Settings, url: str) -> Dashboard | None:
+    """The dashboard on the demo's database, on MONITOR_DASHBOARD_PORT (another free port when
+    that one is taken), redrawing itself as fast as the demo's windows close; None, said,
+    without Streamlit."""
+    import importlib.util
+
+    if importlib.util.find_spec("streamlit") is None:
+        say("dashboard: not started (it needs Streamlit: pip install 'edge-monitor[dashboard]')")
+        return None
+    import os
+
+    from monitor.dashboards import server
+
+    port = settings.dashboard_port
+    if not server.port_free(settings.host, port):
+        port = server.free_port(settings.host)
+    environ = {
+        **os.environ,
+        "MONITOR_DASHBOARD_REFRESH_SECONDS": "5",
+        "MONITOR_DASHBOARD_CACHE_SECONDS": "2",
+    }
+    dashboard = server.start(url, host=settings.host, port=port, environ=environ)
+    try:
+        dashboard.wait_ready()
+    except RuntimeError as exc:
+        say(f"dashboard: not started ({exc})")
+        dashboard.stop()
+        return None
+    say(f"dashboard: {dashboard.url} (fleet health as the story goes, redrawn every 5 s)")
+    return dashboard
+
+
+def _dashboard_command(settings: Settings, own_database: bool) -> str:
+    """The command that opens the dashboard on the demo's database again."""
+    import shlex
+
+    where = (
+        f"--data-dir {shlex.quote(str(settings.data_dir))}"
+        if own_database
+        else f"--database-url {shlex.quote(settings.shown_database_url)}"
+    )
+    return f"edge-monitor {where} dashboard"
 
 
 def _fleet(config: StoryConfig, settings: Settings) -> tuple[str, list[NodePlan]]:
@@ -447,6 +499,8 @@ class _Loop:
         self.accuracy_resolved = False
         self._runs: dict[int, str] = {}
         self._failures: set[str] = set()
+        self.dashboard: Dashboard | None = None
+        self._dashboard_checked = False
 
     def start(self) -> None:
         for thread in self._threads:
@@ -530,8 +584,40 @@ class _Loop:
             if alert.rule == DRIFT_RULE and alert.group_key != f"site:{self.site}":
                 milestone = None  # a site that was not meant to drift
             self.story.tell_once(f"event {event.message_id}", line, milestone)
+            if milestone == "drift alert":
+                self._check_dashboard()
             if alert.rule == ACCURACY_RULE and event.kind == "resolved":
                 self.accuracy_resolved = True
+
+    def _check_dashboard(self) -> None:
+        """Once, as the site's drift alert fires: the dashboard answers, and its Fleet page
+        names the site as drifting. Drawn on this thread, which analyses the windows: no newer
+        window (where the site may be back to normal) is stored while the page is read."""
+        if self.dashboard is None or self._dashboard_checked:
+            return
+        self._dashboard_checked = True
+        from monitor.dashboards import probe
+
+        try:
+            self.dashboard.wait_ready(timeout=10)
+            page = probe.read_page(self.settings.resolved_database_url, "fleet")
+        except Exception as exc:
+            say(f"dashboard: its Fleet page could not be read ({exc})")
+            return
+        if page.errors:
+            say(f"dashboard: its Fleet page shows an error: {page.errors[0]}")
+            return
+        named = [
+            line.strip()
+            for line in page.text.splitlines()
+            if self.site in line and "drift" in line.lower()
+        ]
+        if not named:
+            say(f"dashboard: its Fleet page does not name {self.site} as drifting")
+            return
+        self.story.reach(
+            "dashboard", f"dashboard: the Fleet page names {self.site} as drifting: {named[0]}"
+        )
 
     def _retrains(self) -> None:
         from monitor.storage import models, retrains

@@ -93,6 +93,8 @@ def test_the_story_acts_default_to_a_sixth_and_a_third_and_must_be_in_order() ->
 MILESTONE_LINES = (
     # One alert for the site, naming its three nodes (as it fires, or as they join it).
     re.compile(r"^alert (FIRING|updated): 3 nodes at site site-a drift on .*temperature_c", re.M),
+    # Its Fleet page, drawn as the alert fires, says which site drifts.
+    re.compile(r"^dashboard: the Fleet page names site-a as drifting: ", re.M),
     re.compile(r"^webhook received and verified: alert\.fired ", re.M),
     re.compile(r"^accuracy alert FIRING: fleet accuracy 0\.\d+ \(95% interval ", re.M),
     re.compile(r"^retraining: the reference retrainer produced v2", re.M),
@@ -133,8 +135,12 @@ def test_the_fast_demo_tells_the_whole_story_and_asserts_each_milestone(
     assert "missed:" not in out
     # In order: the drift alert before the accuracy alert, retraining, canary, rollout, recovery.
     positions = [line.search(out).start() for line in MILESTONE_LINES]  # type: ignore[union-attr]
-    assert positions[0] < positions[2] < positions[3] < positions[4] < positions[5] < positions[6]
+    assert positions[0] < positions[1]
+    assert positions[0] < positions[3] < positions[4] < positions[5] < positions[6] < positions[7]
     assert "dropped: none" in out
+    # The dashboard ran beside the story, said where, and says how to open it again.
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/ ", out, re.M)
+    assert "to look again: edge-monitor --database-url " in out
 
 
 def test_a_story_missing_milestones_fails_in_fast_mode_naming_each(
