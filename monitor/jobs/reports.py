@@ -37,6 +37,24 @@ class WrittenReport:
     drifted_features: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class BuiltReport:
+    """The report's HTML, which window and scope it shows, and the stored verdict."""
+
+    html: str
+    model: str
+    window_start: datetime
+    scope_kind: str
+    scope_key: str
+    drifted: bool | None
+    drifted_features: tuple[str, ...]
+
+    @property
+    def file_name(self) -> str:
+        """The file name the report is written to by default."""
+        return f"report-{self.model}-{self.window_start:%Y%m%dT%H%M}.html"
+
+
 def write_report(
     conn: Connection,
     model_name: str,
@@ -49,6 +67,32 @@ def write_report(
     """Write the report of the model's window starting at ``window`` (ISO 8601) or of the
     latest analysed window, for one scope (``fleet``, ``site:NAME``, ``group:NAME`` or
     ``node:NAME``). ``evidently`` embeds Evidently's report of the scope's rows."""
+    built = build_report(conn, model_name, window, scope=scope, evidently=evidently)
+    path = Path(out or built.file_name)
+    path.write_text(built.html, encoding="utf-8")
+    return WrittenReport(
+        path,
+        built.window_start,
+        built.scope_kind,
+        built.scope_key,
+        built.drifted,
+        built.drifted_features,
+    )
+
+
+def build_report(
+    conn: Connection,
+    model_name: str,
+    window: str = "latest",
+    *,
+    scope: str = FLEET,
+    evidently: bool = True,
+    keep_snapshot: bool = True,
+) -> BuiltReport:
+    """The report of the model's window starting at ``window`` (ISO 8601) or of the latest
+    analysed window, for one scope, as HTML (what ``write_report`` writes). ``keep_snapshot``:
+    keep the Evidently snapshot made for it, so that the next report of the window and scope
+    renders at once (a reader without write access, the dashboard, passes False)."""
     model = models.get_model(conn, model_name)
     scope_kind, scope_key = parse_scope(scope)
     start = results.latest_window_start(conn, model.id) if window == "latest" else _parse(window)
@@ -97,12 +141,12 @@ def write_report(
         quality_issues=quality_issues,
         performance=performance,
         evidently=_evidently(conn, model.id, stored.window_start, stored.window_end, drift.id,
-                             version, scope_kind, scope_key) if evidently else None,
+                             version, scope_kind, scope_key, keep=keep_snapshot)
+        if evidently else None,
     )  # fmt: skip
-    path = Path(out or f"report-{model_name}-{stored.window_start:%Y%m%dT%H%M}.html")
-    path.write_text(render_html(page), encoding="utf-8")
-    return WrittenReport(
-        path,
+    return BuiltReport(
+        render_html(page),
+        model_name,
         stored.window_start,
         scope_kind,
         scope_key,
@@ -133,6 +177,8 @@ def _evidently(
     version: registry.Version | None,
     scope_kind: str,
     scope_key: str,
+    *,
+    keep: bool,
 ) -> EvidentlyReport | None:
     kept = results.snapshot(conn, scope_id)
     if kept is not None:
@@ -151,6 +197,8 @@ def _evidently(
     if not len(frame):
         return None
     report = evidently_report(reference.frame, frame, profile=reference.profile)
+    if not keep:
+        return report
     # Kept, so that the next report of this window and scope renders at once.
     with begin_write(conn.engine) as write:
         results.save_snapshot(write, scope_id, zlib.compress(report.snapshot_json().encode(), 6))
