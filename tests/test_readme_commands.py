@@ -84,6 +84,7 @@ LONG_RUNNING: dict[tuple[str, ...], str | None] = {
     ("worker",): "--once",
     ("simulate",): None,
     ("demo",): None,
+    ("dashboard",): None,
 }
 #: How each long-running command shows it has started; a captured URL must answer /healthz.
 STARTED: dict[tuple[str, ...], re.Pattern[str]] = {
@@ -92,7 +93,10 @@ STARTED: dict[tuple[str, ...], re.Pattern[str]] = {
     ("demo",): re.compile(r"collector on (http://\S+)"),
     ("worker",): re.compile(r"worker running"),
     ("simulate",): re.compile(r"simulating: "),
+    ("dashboard",): re.compile(r"dashboard: open (http://\S+)/ "),
 }
+#: Where a started command's captured URL says it is healthy.
+HEALTH = {("dashboard",): "/_stcore/health"}
 #: Servers exit 0 on Ctrl-C (README "Exit codes and errors"); other commands report
 #: `edge-monitor: interrupted` and exit 130.
 EXITS_0_ON_SIGINT = {("serve",), ("edge", "serve")}
@@ -436,6 +440,7 @@ def make_sandbox(tmp_path: Path, database_url: str | None) -> Sandbox:
         PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
         MONITOR_PORT=str(free_port()),
         MONITOR_WORKER_METRICS_PORT=str(free_port()),
+        MONITOR_DASHBOARD_PORT=str(free_port()),
     )
     if database_url is not None:
         env["MONITOR_DATABASE_URL"] = database_url
@@ -519,7 +524,7 @@ def await_start(
         if match is not None:
             url = match.group(1).replace("0.0.0.0", "127.0.0.1").rstrip(".,")
             try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                if httpx.get(url + HEALTH.get(path, "/healthz"), timeout=2).status_code == 200:
                     return True
             except httpx.TransportError:
                 pass
