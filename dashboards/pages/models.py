@@ -1,17 +1,251 @@
-"""Models page."""
+"""Models page: a model's versions and stages, its deployment (production, canary, pins), the
+canary's progress, the rollout history, and which node runs which version (assigned by the
+registry against reported by the node, a mismatch highlighted)."""
 
 from __future__ import annotations
 
+import math
+
+import pandas as pd
+import plotly.express as px
 import streamlit as st
 
 from monitor.dashboards import common
+from monitor.dashboards.data import models as data
+
+#: Rows per page of a long table.
+PAGE_ROWS = 50
+ROLE_COLOURS = {"production": "#2ca02c", "canary": "#ff7f0e"}
+
+
+def paged(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """The rows to show of a table: a search box and a page picker once it is long."""
+    if len(frame) <= PAGE_ROWS:
+        return frame
+    left, right = st.columns([3, 1])
+    text = left.text_input("Search", key=f"{key}_search", placeholder="any column contains...")
+    if text:
+        cells = frame.astype(str)
+        hit = cells.apply(lambda c: c.str.contains(text, case=False, regex=False)).any(axis=1)
+        frame = frame[hit]
+    pages = max(1, math.ceil(len(frame) / PAGE_ROWS))
+    number = int(right.number_input(f"Page of {pages}", 1, pages, 1, key=f"{key}_page"))
+    number = min(number, pages)
+    st.caption(f"{len(frame)} rows; page {number} of {pages}")
+    return frame.iloc[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
+
+
+def deployment(view: data.ModelView) -> None:
+    nodes = view.nodes
+    running = int((nodes["assigned"] != "").sum()) if not nodes.empty else 0
+    on_target = int(((nodes["reported"] == nodes["assigned"]) & (nodes["assigned"] != "")).sum())
+    columns = st.columns(5)
+    columns[0].metric("Production", view.production or "none")
+    columns[1].metric(
+        "Canary",
+        view.canary.version if view.canary else "none",
+        f"{view.canary.share:.0%} of nodes" if view.canary else None,
+        delta_color="off",
+    )
+    columns[2].metric("Rollback target", view.previous or "none")
+    columns[3].metric("Nodes", len(nodes))
+    columns[4].metric("Running their assigned version", f"{on_target} of {running}")
+    if view.pins:
+        st.caption("Pinned groups: " + ", ".join(f"{g} → {v}" for g, v in view.pins.items()))
+    if running:
+        st.progress(on_target / running, text=f"Rollout: {on_target} of {running} nodes report "
+                                               "the version they are assigned")  # fmt: skip
+
+
+def canary(view: data.ModelView) -> None:
+    c = view.canary
+    if c is None:
+        return
+    st.subheader(f"Canary: version {c.version}")
+    done = min(c.windows_judged, c.windows_wanted)
+    st.progress(
+        done / c.windows_wanted if c.windows_wanted else 1.0,
+        text=f"{c.windows_judged} of {c.windows_wanted} windows judged so far",
+    )
+    since = f" since {c.started_at:%Y-%m-%d %H:%M} UTC" if c.started_at else ""
+    if c.run_id is not None:
+        st.markdown(
+            f"Started by retrain run {c.run_id}{since} on {len(c.nodes)} nodes (share "
+            f"{c.share:.2f}). Once {c.windows_wanted} analysed windows are in (the first after "
+            "the start does not count: nodes swap during it), the worker compares its nodes with"
+            " the rest and promotes it or rolls it back."
+        )
+    else:
+        st.markdown(
+            f"Started by hand{since} on {len(c.nodes)} nodes (share {c.share:.2f}). No job judges "
+            "a canary started by hand: promote it, or stop it, when you have seen enough."
+        )
+        st.code(
+            f"edge-monitor models promote {view.model} {c.version}\n"
+            f"edge-monitor models canary {view.model} --stop",
+            language="bash",
+        )
+    if c.nodes:
+        st.caption("Its nodes: " + ", ".join(c.nodes))
+
+
+def versions(view: data.ModelView) -> None:
+    st.subheader("Versions")
+    st.dataframe(
+        view.versions,
+        hide_index=True,
+        column_config={
+            "registered_at": st.column_config.DatetimeColumn(
+                "Registered", format="YYYY-MM-DD HH:mm"
+            ),
+            "promoted_at": st.column_config.DatetimeColumn("Promoted", format="YYYY-MM-DD HH:mm"),
+            "reference_rows": st.column_config.NumberColumn("Reference rows"),
+            "deployable": st.column_config.CheckboxColumn("Has an artifact"),
+            "assigned_nodes": st.column_config.NumberColumn("Nodes assigned"),
+            "reporting_nodes": st.column_config.NumberColumn("Nodes reporting it"),
+            "metrics": "Registered metrics",
+            "gate": "Promotion gate",
+        },
+    )
+    if len(view.versions) == 1:
+        only = view.versions.iloc[0]["version"]
+        common.empty_state(
+            "One version so far",
+            f"To try a new version of {view.model} on part of the fleet, register it (an ONNX "
+            "file and its card; a retrain hook does this for you), send it to a share of the "
+            f"nodes as a canary, then promote it. Version {only} stays the rollback target.",
+            f"edge-monitor models register {view.model} --onnx model.onnx --card card.json\n"
+            f"edge-monitor models canary {view.model} VERSION --share 0.1\n"
+            f"edge-monitor models promote {view.model} VERSION",
+        )
+
+
+def history(view: data.ModelView) -> None:
+    st.subheader("Rollout history")
+    if view.spans.empty and view.events.empty:
+        st.info("No rollout change in the range.")
+        return
+    if not view.spans.empty:
+        figure = px.timeline(
+            view.spans,
+            x_start="start",
+            x_end="end",
+            y="version",
+            color="role",
+            color_discrete_map=ROLE_COLOURS,
+            title="Which version was production, canary or pinned, when",
+        )
+        figure.update_yaxes(title="version", type="category")
+        figure.update_layout(height=max(240, 50 * view.spans["version"].nunique() + 140))
+        st.plotly_chart(figure, width="stretch")
+    st.dataframe(
+        view.events,
+        hide_index=True,
+        column_config={"at": st.column_config.DatetimeColumn("At", format="YYYY-MM-DD HH:mm:ss")},
+    )
+
+
+def _highlight(row: pd.Series) -> list[str]:
+    colour = "background-color: rgba(214, 39, 40, 0.18)" if row["mismatch"] else ""
+    return [colour] * len(row)
+
+
+def nodes(view: data.ModelView) -> None:
+    st.subheader("Which node runs which version")
+    frame = view.nodes
+    if frame.empty:
+        common.empty_state(
+            "No node runs this model yet",
+            "Register a node for the model; it prints the node's token (once) for its SDK or "
+            "runtime.",
+            f"edge-monitor nodes add NODE --model {view.model} --site SITE --group GROUP",
+        )
+        return
+    if not view.per_version.empty:
+        figure = px.bar(
+            view.per_version,
+            x="version",
+            y="nodes",
+            color="side",
+            barmode="group",
+            title="Nodes per version: assigned by the registry, reported by the nodes",
+        )
+        figure.update_xaxes(type="category")
+        st.plotly_chart(figure, width="stretch")
+    mismatched = int(frame["mismatch"].sum())
+    if mismatched:
+        st.warning(
+            f"{mismatched} node{'s' if mismatched != 1 else ''} report a version other than "
+            "the one assigned (highlighted): still swapping, or not polling its assignment.",
+            icon=":material/sync_problem:",
+        )
+    only = st.toggle("Only mismatched nodes", key="mismatch_only") if mismatched else False
+    shown = paged(frame[frame["mismatch"]] if only else frame, "nodes")
+    st.dataframe(
+        shown.assign(link=[common.page_url("node", node=n) for n in shown["node"]]).style.apply(
+            _highlight, axis=1
+        ),
+        hide_index=True,
+        column_order=[
+            "node",
+            "link",
+            "site",
+            "group",
+            "assigned",
+            "reason",
+            "reported",
+            "checked_at",
+            "records_version",
+            "records_at",
+            "mismatch",
+        ],
+        column_config={
+            "link": st.column_config.LinkColumn("Open", display_text="node page"),
+            "reason": "Assigned as",
+            "checked_at": st.column_config.DatetimeColumn("Checked", format="YYYY-MM-DD HH:mm"),
+            "records_version": "Version of its last records",
+            "records_at": st.column_config.DatetimeColumn(
+                "Last records", format="YYYY-MM-DD HH:mm"
+            ),
+            "mismatch": st.column_config.CheckboxColumn("Mismatch"),
+        },
+    )
+
 
 st.title("Models")
 with common.guarded("Models"):
-    if not common.read(common.model_names):
+    names = common.read(common.model_names)
+    if not names:
         common.empty_state(
             "No model yet",
             "Register a model and its reference data, then point the SDK of your nodes at the "
             "collector.",
-            "edge-monitor models register NAME --version 1 --reference reference.parquet",
+            "edge-monitor models add NAME\n"
+            "edge-monitor models register NAME --version 1 --reference reference.csv",
         )
+    else:
+        model = common.pick_model(names)
+        rng = common.time_range()
+        view = common.read(
+            data.model_view, model, common.settings().retrain_canary_windows, rng.start, rng.end
+        )
+        if view.versions.empty:
+            common.empty_state(
+                f"{model} has no version yet",
+                "Register a version: its reference data (what drift is measured against), or an "
+                "ONNX file and its card for the bundled runtime.",
+                f"edge-monitor models register {model} --version 1 --reference reference.csv",
+            )
+        else:
+            if view.production is None and view.canary is None and not view.pins:
+                common.empty_state(
+                    "Nothing deployed yet",
+                    f"No version of {model} is in production: nodes are sent nothing. Promote "
+                    "one (a version with an ONNX artifact).",
+                    f"edge-monitor models promote {model} {view.versions.iloc[-1]['version']}",
+                )
+            deployment(view)
+            canary(view)
+            versions(view)
+            nodes(view)
+            history(view)
