@@ -186,15 +186,29 @@ def alert_detail(view: data.Overview) -> None:
         st.dataframe(detail.messages, hide_index=True)
 
 
+def no_endpoint() -> None:
+    common.empty_state(
+        "No webhook endpoint yet",
+        "Alerts are stored, but sent nowhere. Add an endpoint (an https URL that takes a POST; "
+        "a generated signing secret is printed once), or define `[[endpoint]]` sections in the "
+        "rules file.",
+        "edge-monitor webhooks add NAME URL",
+    )
+
+
+def no_hook() -> None:
+    common.empty_state(
+        "No retrain hook yet",
+        "A hook retrains a model when a rule that names it fires (`hooks = [...]` in the rules "
+        "file), or by hand with `edge-monitor retrain run HOOK`. The bundled reference retrainer "
+        "needs no code:",
+        "edge-monitor retrain add-hook NAME --model MODEL --kind reference --cooldown 6h",
+    )
+
+
 def deliveries(rng: common.TimeRange, view: data.Overview) -> None:
     if view.setup.endpoints == 0:
-        common.empty_state(
-            "No webhook endpoint yet",
-            "Alerts are stored, but sent nowhere. Add an endpoint (an https URL that takes a POST;"
-            " a generated signing secret is printed once), or define `[[endpoint]]` sections in "
-            "the rules file.",
-            "edge-monitor webhooks add NAME URL",
-        )
+        no_endpoint()
     status = st.selectbox("Status", ["any", *STATUSES], key="delivery_status")
     frame = common.read(data.deliveries, rng.start, rng.end, None if status == "any" else status)
     if frame.empty:
@@ -225,13 +239,7 @@ def endpoints() -> None:
 
 def retraining(rng: common.TimeRange, view: data.Overview) -> None:
     if view.setup.hooks == 0:
-        common.empty_state(
-            "No retrain hook yet",
-            "A hook retrains a model when a rule that names it fires (`hooks = [...]` in the "
-            "rules file), or by hand with `edge-monitor retrain run HOOK`. The bundled reference "
-            "retrainer needs no code:",
-            "edge-monitor retrain add-hook NAME --model MODEL --kind reference --cooldown 6h",
-        )
+        no_hook()
     frame = common.read(data.runs, rng.start, rng.end)
     if frame.empty:
         st.info(f"No retrain run in the range ({rng.label}).")
@@ -260,7 +268,8 @@ with common.guarded("Alerts"):
     else:
         rng = common.time_range()
         view = common.read(data.overview, rng.start, rng.end)
-        if view.setup.rules == 0:
+        if view.setup.rules == 0 and view.open.empty and view.resolved.empty:
+            # A new user: what to set up, in the order it is needed, and nothing empty beside.
             common.empty_state(
                 "No alert rules yet",
                 "Rules turn drift, accuracy and node health into alerts. Write them in a TOML file "
@@ -268,20 +277,29 @@ with common.guarded("Alerts"):
                 "endpoints and retrain hooks) and apply it; the worker judges them every window.",
                 "edge-monitor alerts apply rules.toml",
             )
-        elif view.setup.enabled_rules == 0:
-            st.warning("Every alert rule is disabled: none is judged.", icon=":material/warning:")
-        tiles(view)
-        tabs = st.tabs(["Open", "Resolved", "Timeline", "Deliveries", "Endpoints", "Retraining"])
-        with tabs[0]:
-            open_alerts(view)
-            alert_detail(view)
-        with tabs[1]:
-            resolved_alerts(view, rng.label)
-        with tabs[2]:
-            timeline(view)
-        with tabs[3]:
-            deliveries(rng, view)
-        with tabs[4]:
-            endpoints()
-        with tabs[5]:
-            retraining(rng, view)
+            if view.setup.endpoints == 0:
+                no_endpoint()
+            if view.setup.hooks == 0:
+                no_hook()
+        else:
+            if view.setup.enabled_rules == 0:
+                st.warning(
+                    "Every alert rule is disabled: none is judged.", icon=":material/warning:"
+                )
+            tiles(view)
+            tabs = st.tabs(
+                ["Open", "Resolved", "Timeline", "Deliveries", "Endpoints", "Retraining"]
+            )
+            with tabs[0]:
+                open_alerts(view)
+                alert_detail(view)
+            with tabs[1]:
+                resolved_alerts(view, rng.label)
+            with tabs[2]:
+                timeline(view)
+            with tabs[3]:
+                deliveries(rng, view)
+            with tabs[4]:
+                endpoints()
+            with tabs[5]:
+                retraining(rng, view)
