@@ -53,8 +53,10 @@ def deployment(view: data.ModelView) -> None:
     if view.pins:
         st.caption("Pinned groups: " + ", ".join(f"{g} → {v}" for g, v in view.pins.items()))
     if running:
-        st.progress(on_target / running, text=f"Rollout: {on_target} of {running} nodes report "
-                                               "the version they are assigned")  # fmt: skip
+        st.progress(
+            on_target / running,
+            text=f"Rollout: {on_target} of {running} nodes report the version they are assigned",
+        )
 
 
 def canary(view: data.ModelView) -> None:
@@ -175,8 +177,9 @@ def nodes(view: data.ModelView) -> None:
     mismatched = int(frame["mismatch"].sum())
     if mismatched:
         st.warning(
-            f"{mismatched} node{'s' if mismatched != 1 else ''} report a version other than "
-            "the one assigned (highlighted): still swapping, or not polling its assignment.",
+            f"{mismatched} {'nodes report' if mismatched != 1 else 'node reports'} a version "
+            "other than the one assigned (highlighted): still swapping, or not polling its "
+            "assignment.",
             icon=":material/sync_problem:",
         )
     only = st.toggle("Only mismatched nodes", key="mismatch_only") if mismatched else False
