@@ -1,17 +1,627 @@
-"""Model page."""
+"""Model page: one model's drift, accuracy and data quality window by window, for the fleet or
+any site, group or node; one window in detail (reference against current distributions, data
+quality, the HTML report).
+
+Query parameters: ``model``, ``scope`` (``fleet``, ``site:NAME``, ``group:NAME``,
+``node:NAME``, as the CLI's ``--scope``) and ``window`` (a window's start, ISO 8601; absent:
+the latest), so that other pages can link to a scope's view.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
+from plotly.subplots import make_subplots
 
 from monitor.dashboards import common
+from monitor.dashboards.data import model as data
 
-st.title("Model")
-with common.guarded("Model"):
-    if not common.read(common.model_names):
+FLEET_SCOPE: data.Scope = ("fleet", "")
+#: Colours: the fleet's line, the chosen scope's line, a drifted window or feature, the
+#: reference's bars, the window's bars, no verdict.
+FLEET_COLOUR = "#4C78A8"
+SCOPE_COLOUR = "#F58518"
+DRIFTED_COLOUR = "#D62728"
+REFERENCE_COLOUR = "#8C8C8C"
+CURRENT_COLOUR = "#4C78A8"
+UNKNOWN_COLOUR = "#C7C7C7"
+NOT_DRIFTED_COLOUR = "#D6E6F4"
+#: Heatmap cell values: not drifted, insufficient data, drifted.
+CODES = {data.NOT_DRIFTED: 0, data.INSUFFICIENT: 1, data.DRIFTED: 2}
+
+
+def moment(value: datetime) -> str:
+    """A UTC time as plotly takes it (plotly.js reads no time zones: the axes say UTC)."""
+    return f"{value:%Y-%m-%d %H:%M:%S}"
+
+
+def share(value: float | None) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.0%}"
+
+
+def number(value: float | None) -> str:
+    if value is None or pd.isna(value):
+        return "-"
+    return f"{value:.3g}" if value != 0 and abs(value) < 1e-3 else f"{value:.4f}"
+
+
+# --- Pickers --------------------------------------------------------------------------------
+
+
+def pick_window(choices: list[data.WindowChoice]) -> data.WindowChoice:
+    """The window the per-window parts show: ``?window=`` when it is in the range, else the
+    latest (the URL names a window only when another than the latest is picked)."""
+    by_start = {moment(c.start): c for c in choices}
+    wanted = st.query_params.get("window", "")
+    try:
+        wanted = moment(datetime.fromisoformat(wanted))
+    except ValueError:
+        wanted = ""
+    starts = list(by_start)
+    chosen: str = st.selectbox(
+        "Window",
+        starts,
+        index=starts.index(wanted) if wanted in by_start else 0,
+        format_func=lambda start: by_start[start].label,
+        key="model_window",
+        help="The window shown by the tiles, Distributions, Data quality and Report "
+        "(the latest by default).",
+    )
+    window = by_start[chosen]
+    if chosen == starts[0]:
+        if "window" in st.query_params:
+            del st.query_params["window"]
+    elif st.query_params.get("window") != window.start.isoformat():
+        st.query_params["window"] = window.start.isoformat()
+    return window
+
+
+def pick_scope(available: list[data.Scope]) -> data.Scope:
+    """The scope shown: ``?scope=`` (kept even when not judged in the window), else the fleet.
+    A selectbox searches as you type, so a thousand nodes stay pickable."""
+    options = list(available) or [FLEET_SCOPE]
+    wanted = data.parse_scope(st.query_params.get("scope"))
+    if wanted is not None and wanted not in options:
+        options.append(wanted)
+    chosen: data.Scope = st.selectbox(
+        "Scope",
+        options,
+        index=options.index(wanted) if wanted in options else 0,
+        format_func=data.scope_label,
+        key="model_scope",
+        help="The fleet, a site, a group or a node (type to search). The per-window parts show "
+        "the scopes judged in the chosen window.",
+    )
+    text = data.scope_text(chosen)
+    if chosen == FLEET_SCOPE:
+        if "scope" in st.query_params:
+            del st.query_params["scope"]
+    elif st.query_params.get("scope") != text:
+        st.query_params["scope"] = text
+    return chosen
+
+
+# --- Tiles ----------------------------------------------------------------------------------
+
+
+def tiles(found: data.ScopeWindow) -> None:
+    drift, quality, performance = found.drift, found.quality, found.performance
+    columns = st.columns(5)
+    if drift is None:
+        columns[0].metric("Share drifted", "-", help="Not judged in this window.")
+    else:
+        d = drift.result
+        columns[0].metric(
+            "Share drifted",
+            share(d.share_drifted),
+            help=f"{d.n_drifted} of {d.n_features} features drifted; verdict: "
+            f"{data.verdict(d.drifted)}.",
+        )
+    columns[1].metric(
+        "Drifted features",
+        len(found.drifted_features),
+        help=", ".join(found.drifted_features) or "None.",
+    )
+    if performance is None or performance.result.accuracy is None:
+        labelled = 0 if performance is None else performance.result.n_labelled
+        columns[2].metric("Accuracy", "-", help=f"Too few labels ({labelled} labelled records).")
+    else:
+        p = performance.result
+        columns[2].metric("Accuracy", f"{p.accuracy:.1%}", help=f"On {p.n_labelled:,} labels.")
+    columns[3].metric(
+        "Label coverage",
+        share(None if performance is None else performance.result.label_coverage),
+    )
+    columns[4].metric(
+        "Data-quality issues",
+        "-" if quality is None else quality.result.n_issues,
+        help=", ".join(found.quality_issues) or "None.",
+    )
+    if drift is not None:
+        st.caption(
+            f"{drift.result.n_rows:,} records in this window"
+            + (f" · judged against {drift.reference}" if drift.reference else "")
+            + (f" · revision {drift.revision}" if drift.revision > 1 else "")
+        )
+
+
+# --- Drift ----------------------------------------------------------------------------------
+
+
+def drift_figure(frame: pd.DataFrame) -> go.Figure:
+    """Share drifted per window, one line per scope; a drifted window's marker is a red
+    diamond, a window without a verdict an open grey circle."""
+    figure = go.Figure()
+    colours = iter([FLEET_COLOUR, SCOPE_COLOUR])
+    for label, rows in frame.groupby("scope", sort=False):
+        colour = next(colours, SCOPE_COLOUR)
+        drifted = rows["drifted"].tolist()
+        figure.add_trace(
+            go.Scatter(
+                x=[moment(t) for t in rows["window_start"]],
+                y=[None if pd.isna(v) else float(v) for v in rows["share_drifted"]],
+                name=str(label),
+                mode="lines+markers",
+                line={"color": colour},
+                marker={
+                    "color": [
+                        DRIFTED_COLOUR if v is True else colour if v is False else UNKNOWN_COLOUR
+                        for v in drifted
+                    ],
+                    "symbol": [
+                        "diamond" if v is True else "circle" if v is False else "circle-open"
+                        for v in drifted
+                    ],
+                    "size": [12 if v is True else 7 for v in drifted],
+                },
+                customdata=[
+                    [data.verdict(v), f"{n} of {of}", f"{r:,}"]
+                    for v, n, of, r in zip(
+                        drifted, rows["n_drifted"], rows["n_features"], rows["n_rows"], strict=True
+                    )
+                ],
+                hovertemplate="%{x} UTC<br>share drifted %{y:.0%} (%{customdata[1]} features)"
+                "<br>%{customdata[0]} · %{customdata[2]} records<extra>%{fullData.name}</extra>",
+            )
+        )
+    figure.update_layout(
+        yaxis={"title": "share of features drifted", "tickformat": ".0%", "rangemode": "tozero"},
+        xaxis={"title": "window start (UTC)"},
+        height=340,
+        margin={"t": 30, "b": 10},
+        legend={"orientation": "h", "y": 1.12},
+    )
+    return figure
+
+
+def heatmap_figure(heatmap: data.Heatmap) -> go.Figure:
+    """Features (rows) x windows (columns), coloured by the stored verdict; hover: method,
+    statistic, p-values."""
+    columns = [moment(w) for w in heatmap.windows]
+    position = {w: i for i, w in enumerate(heatmap.windows)}
+    rows = {f: i for i, f in enumerate(heatmap.features)}
+    z: list[list[int | None]] = [[None] * len(columns) for _ in heatmap.features]
+    text: list[list[str]] = [["not judged"] * len(columns) for _ in heatmap.features]
+    for cell in heatmap.cells.itertuples(index=False):
+        i, j = rows[cell.feature], position[cell.window_start]
+        z[i][j] = CODES[cell.verdict]
+        text[i][j] = (
+            f"{cell.verdict} · {cell.method or '-'} {number(cell.statistic)} "
+            f"(threshold {number(cell.threshold)})<br>p-value {number(cell.p_value)} · "
+            f"adjusted {number(cell.adjusted_p_value)} · {cell.n_current:,} rows"
+        )
+    figure = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=columns,
+            y=list(heatmap.features),
+            text=text,
+            zmin=0,
+            zmax=2,
+            colorscale=[
+                [0.0, NOT_DRIFTED_COLOUR],
+                [1 / 3, NOT_DRIFTED_COLOUR],
+                [1 / 3, UNKNOWN_COLOUR],
+                [2 / 3, UNKNOWN_COLOUR],
+                [2 / 3, DRIFTED_COLOUR],
+                [1.0, DRIFTED_COLOUR],
+            ],
+            showscale=False,
+            xgap=1,
+            ygap=1,
+            hovertemplate="%{y} · %{x} UTC<br>%{text}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        height=80 + 24 * len(heatmap.features),
+        margin={"t": 10, "b": 10},
+        yaxis={"autorange": "reversed", "type": "category"},
+        xaxis={"title": "window start (UTC)"},
+    )
+    return figure
+
+
+def drift_tab(name: str, scope: data.Scope, period: common.TimeRange) -> None:
+    chosen = (FLEET_SCOPE,) if scope == FLEET_SCOPE else (FLEET_SCOPE, scope)
+    frame = common.read(data.drift_over_time, name, chosen, period.start, period.end)
+    st.subheader("Drift over time")
+    st.plotly_chart(drift_figure(frame), width="stretch", key="model_drift_over_time")
+    st.caption(
+        "The share of features whose verdict is drifted (after false-discovery control), per "
+        "window; a red diamond marks a window whose verdict is drifted."
+        + ("" if scope == FLEET_SCOPE else f" {data.scope_label(scope)} beside the fleet.")
+    )
+    st.subheader(f"Features × windows · {data.scope_label(scope)}")  # noqa: RUF001
+    heatmap = common.read(data.drift_heatmap, name, scope, period.start, period.end)
+    if heatmap.cells.empty:
+        common.empty_state(
+            f"{data.scope_label(scope)} was not judged in this time range",
+            "A node is judged in the windows it sent records in; choose a longer time range or "
+            "another scope.",
+        )
+        return
+    st.plotly_chart(heatmap_figure(heatmap), width="stretch", key="model_heatmap")
+    st.caption(
+        "Red: drifted; pale blue: not drifted; grey: too little data for a verdict; blank: "
+        "not judged. Hover for the method, statistic and p-values."
+        + (f" The newest {data.HEATMAP_WINDOWS} windows of the range." if heatmap.truncated else "")
+    )
+
+
+# --- Distributions --------------------------------------------------------------------------
+
+
+def distribution_figure(found: data.Distribution, where: str) -> go.Figure:
+    """Reference against current: overlaid histograms (numerical) or grouped bars
+    (categorical), each side as shares of its present values."""
+    figure = go.Figure()
+    numerical = found.kind == "numerical"
+    for side, values, n, colour in (
+        ("reference", found.reference, found.n_reference, REFERENCE_COLOUR),
+        (where, found.current, found.n_current, CURRENT_COLOUR),
+    ):
+        figure.add_trace(
+            go.Bar(
+                x=found.bins,
+                y=values,
+                width=found.widths if numerical else None,
+                name=f"{side} (n={n:,})",
+                marker={"color": colour},
+                opacity=0.55 if numerical else 0.9,
+                hovertemplate="%{x}: %{y:.1%}<extra>%{fullData.name}</extra>",
+            )
+        )
+    figure.update_layout(
+        barmode="overlay" if numerical else "group",
+        yaxis={"title": "share of rows", "tickformat": ".0%"},
+        xaxis={"title": found.column, "type": "linear" if numerical else "category"},
+        height=320,
+        margin={"t": 30, "b": 10},
+        legend={"orientation": "h", "y": 1.15},
+    )
+    return figure
+
+
+def verdict_line(found: data.ScopeWindow, column: str) -> str:
+    row = next((f for f in found.features if f.feature == column), None)
+    if row is None:
+        return "No stored verdict for this column in this window."
+    return (
+        f"Stored verdict: **{data.verdict(row.drifted)}** · {row.method or '-'} "
+        f"{number(row.statistic)} (threshold {number(row.threshold)}) · p-value "
+        f"{number(row.p_value)}, adjusted {number(row.adjusted_p_value)}"
+    )
+
+
+def distributions_tab(
+    name: str, window: data.WindowChoice, scope: data.Scope, found: data.ScopeWindow
+) -> None:
+    if found.drift is None:
+        st.info(f"{data.scope_label(scope)} was not judged in this window: pick another scope.")
+        return
+    with st.spinner("Reading the window's records..."):
+        drawn = common.read(data.distributions, name, window.start, scope)
+    if drawn.missing:
+        st.info(f"Nothing to compare: {drawn.missing}.")
+        return
+    where = f"{data.scope_label(scope).lower()}, this window"
+    features = [c for c in drawn.columns if c != "prediction"]
+    if features:
+        default = found.drifted_features[0] if found.drifted_features else features[0]
+        column = st.selectbox(
+            "Feature",
+            features,
+            index=features.index(default) if default in features else 0,
+            key="model_feature",
+            help="Drifted features first come first: the default is the first drifted one.",
+        )
+        shown = drawn.columns[column]
+        st.plotly_chart(
+            distribution_figure(shown, where), width="stretch", key="model_distribution"
+        )
+        st.markdown(verdict_line(found, column))
+        if shown.missing_current or shown.missing_reference:
+            st.caption(
+                f"Missing values, left out: {shown.missing_current:,} in the window, "
+                f"{shown.missing_reference:,} in the reference."
+            )
+    st.subheader("Prediction distribution")
+    prediction = drawn.columns.get("prediction")
+    if prediction is None:
+        st.info("The window or the reference has no prediction column.")
+    else:
+        st.plotly_chart(
+            distribution_figure(prediction, where), width="stretch", key="model_prediction"
+        )
+        st.markdown(verdict_line(found, "prediction"))
+    st.caption(
+        f"Reference: version {drawn.version}'s reference data"
+        + (
+            f"; the verdicts were judged against {drawn.judged_against}."
+            if drawn.judged_against and drawn.judged_against != f"version {drawn.version}"
+            else "."
+        )
+    )
+
+
+# --- Accuracy -------------------------------------------------------------------------------
+
+
+def accuracy_figure(frame: pd.DataFrame) -> go.Figure:
+    """Accuracy per window with its Wilson band (on the window's labelled records), and label
+    coverage as bars on a second axis."""
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    x = [moment(t) for t in frame["window_start"]]
+
+    def values(column: str) -> list[float | None]:
+        return [None if pd.isna(v) else float(v) for v in frame[column]]
+
+    figure.add_trace(
+        go.Bar(
+            x=x,
+            y=values("label_coverage"),
+            name="label coverage",
+            marker={"color": UNKNOWN_COLOUR},
+            opacity=0.5,
+            customdata=frame["n_labelled"].tolist(),
+            hovertemplate="%{x} UTC<br>coverage %{y:.0%} (%{customdata:,} labels)<extra></extra>",
+        ),
+        secondary_y=True,
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=values("accuracy_high"),
+            name="band high",
+            mode="lines",
+            line={"width": 0},
+            showlegend=False,
+            hoverinfo="skip",
+        ),
+        secondary_y=False,
+    )
+    confidence = f"{data.CONFIDENCE:.0%}"
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=values("accuracy_low"),
+            name=f"{confidence} interval",
+            mode="lines",
+            line={"width": 0},
+            fill="tonexty",
+            fillcolor="rgba(76, 120, 168, 0.2)",
+            hoverinfo="skip",
+        ),
+        secondary_y=False,
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=values("accuracy"),
+            name="accuracy",
+            mode="lines+markers",
+            line={"color": FLEET_COLOUR},
+            customdata=list(zip(values("accuracy_low"), values("accuracy_high"), strict=True)),
+            hovertemplate="%{x} UTC<br>accuracy %{y:.1%} "
+            f"({confidence}: " + "%{customdata[0]:.1%} to %{customdata[1]:.1%})<extra></extra>",
+        ),
+        secondary_y=False,
+    )
+    figure.update_yaxes(title_text="accuracy", tickformat=".0%", secondary_y=False)
+    figure.update_yaxes(
+        title_text="label coverage", tickformat=".0%", range=[0, 1], secondary_y=True
+    )
+    figure.update_layout(
+        height=360,
+        margin={"t": 30, "b": 10},
+        xaxis={"title": "window start (UTC)"},
+        legend={"orientation": "h", "y": 1.12},
+    )
+    return figure
+
+
+def error_figure(frame: pd.DataFrame) -> go.Figure:
+    """A regression model's MAE and RMSE per window."""
+    figure = go.Figure()
+    x = [moment(t) for t in frame["window_start"]]
+    for column in ("mae", "rmse"):
+        figure.add_trace(
+            go.Scatter(
+                x=x,
+                y=[None if pd.isna(v) else float(v) for v in frame[column]],
+                name=column.upper(),
+                mode="lines+markers",
+            )
+        )
+    figure.update_layout(height=340, margin={"t": 30, "b": 10}, xaxis={"title": "window (UTC)"})
+    return figure
+
+
+def accuracy_tab(name: str, scope: data.Scope, period: common.TimeRange) -> None:
+    frame = common.read(data.performance_over_time, name, scope, period.start, period.end)
+    if frame.empty:
+        st.info(f"{data.scope_label(scope)} has no performance figures in this time range.")
+        return
+    if not (frame["n_labelled"] > 0).any():
+        common.empty_state(
+            "No labels yet",
+            "Accuracy needs ground truth. Send each label with the SDK (it joins its record by "
+            "request id), or POST them to the collector's /v1/labels; a window's accuracy "
+            "appears once it has enough labels (late labels recompute their windows).",
+            None,
+        )
+        st.code('monitor.log_label(request_id, "fail")', language="python")
+        return
+    regression = (frame["task"] == "regression").all()
+    st.plotly_chart(
+        error_figure(frame) if regression else accuracy_figure(frame),
+        width="stretch",
+        key="model_accuracy",
+    )
+    st.caption(
+        "Errors of a regression model per window (no interval: their distribution is not stored)."
+        if regression
+        else f"Accuracy per window with its {data.CONFIDENCE:.0%} Wilson interval on the "
+        "window's labelled records (the interval alert rules judge with); bars: the share of "
+        "the window's records with a label. A window with too few labels has no accuracy."
+    )
+
+
+# --- Quality, report ------------------------------------------------------------------------
+
+
+def quality_tab(name: str, window: data.WindowChoice, scope: data.Scope) -> None:
+    table = common.read(data.quality_table, name, window.start, scope)
+    if table.empty:
+        st.info(f"{data.scope_label(scope)} has no data-quality figures in this window.")
+        return
+    issues = sum(issue is True for issue in table["issue"])
+    st.markdown(
+        f"**{issues} of {len(table)} columns with an issue** in this window "
+        f"({data.scope_label(scope)})."
+        if issues
+        else f"No data-quality issue in this window ({data.scope_label(scope)})."
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key="model_quality",
+        column_config={
+            "feature": st.column_config.TextColumn("column"),
+            "column_kind": st.column_config.TextColumn("kind"),
+            "issue": st.column_config.CheckboxColumn("issue"),
+            "n_rows": st.column_config.NumberColumn("rows", format="localized"),
+            "n_missing": st.column_config.NumberColumn("missing", format="localized"),
+            "missing_share": st.column_config.NumberColumn("missing share", format="percent"),
+            "n_invalid": st.column_config.NumberColumn("invalid", format="localized"),
+            "n_out_of_range": st.column_config.NumberColumn("out of range"),
+            "out_of_range_share": st.column_config.NumberColumn(
+                "out-of-range share", format="percent"
+            ),
+            "n_new_category_rows": st.column_config.NumberColumn("new-category rows"),
+            "n_new_categories": st.column_config.NumberColumn("new categories"),
+            "new_categories": st.column_config.TextColumn("most frequent new categories"),
+            "constant": st.column_config.CheckboxColumn("constant"),
+        },
+    )
+
+
+def report_tab(name: str, window: data.WindowChoice, scope: data.Scope) -> None:
+    wanted = (name, window.start, scope)
+    st.markdown(
+        "The window's verdicts for this scope with Evidently's distribution plots, as "
+        "`edge-monitor report` writes it."
+    )
+    if st.button("Build the report of this window", key="model_build_report", type="primary"):
+        with st.spinner("Building the report (Evidently takes a few seconds)..."):
+            built = common.read(data.report, name, window.start, scope)
+        st.session_state["model_report"] = (wanted, built)
+    kept: Any = st.session_state.get("model_report")
+    if kept is None or kept[0] != wanted:
+        st.caption(f"Or from a shell: `edge-monitor report --model {name} --window "
+                   f"{window.start.isoformat()} --scope {data.scope_text(scope)}`")  # fmt: skip
+        return
+    built = kept[1]
+    st.download_button(
+        "Download the report",
+        data=built.html,
+        file_name=built.file_name,
+        mime="text/html",
+        key="model_download_report",
+        icon=":material/download:",
+    )
+    st.iframe(built.html, height=900)
+
+
+# --- The page -------------------------------------------------------------------------------
+
+
+def draw() -> None:
+    names = common.read(common.model_names)
+    if not names:
         common.empty_state(
             "No model yet",
             "Register a model and its reference data, then point the SDK of your nodes at the "
             "collector.",
             "edge-monitor models register NAME --version 1 --reference reference.parquet",
         )
+        return
+    top = st.columns([1, 2, 2])
+    with top[0]:
+        name = common.pick_model(names)
+    state = common.read(data.model_state, name)
+    if not state.with_reference:
+        common.empty_state(
+            f"{name} has no reference data",
+            "Drift is measured against a version's reference data (a sample of what the model "
+            "saw in training or validation). Register a version with its reference file "
+            "(Parquet or CSV):",
+            f"edge-monitor models register {name} --version V --reference FILE",
+        )
+        return
+    if state.latest_window is None:
+        common.empty_state(
+            f"No window of {name} analysed yet",
+            "The worker analyses each window once it closes (drift, quality, accuracy). Start "
+            "it, and keep it running:",
+            "edge-monitor worker",
+        )
+        return
+    period = common.time_range()
+    choices = common.read(data.windows, name, period.start, period.end)
+    if not choices:
+        common.empty_state(
+            "No analysed window in this time range",
+            f"The latest window of {name} started at {state.latest_window:%Y-%m-%d %H:%M} UTC: "
+            "choose a longer time range in the sidebar.",
+        )
+        return
+    with top[2]:
+        window = pick_window(choices)
+    with top[1]:
+        scope = pick_scope(common.read(data.scopes, name, window.start))
+    found = common.read(data.scope_window, name, window.start, scope)
+    tiles(found)
+    drift, distributions, accuracy, quality, report = st.tabs(
+        ["Drift", "Distributions", "Accuracy", "Data quality", "Report"]
+    )
+    with drift:
+        drift_tab(name, scope, period)
+    with distributions:
+        distributions_tab(name, window, scope, found)
+    with accuracy:
+        accuracy_tab(name, scope, period)
+    with quality:
+        quality_tab(name, window, scope)
+    with report:
+        report_tab(name, window, scope)
+
+
+st.title("Model")
+with common.guarded("Model"):
+    draw()
