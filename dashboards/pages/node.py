@@ -63,12 +63,11 @@ def picked() -> None:
 
 def pick_node(names: list[str]) -> str | None:
     sync_picker(names)
-    # index=0 is ignored (the session state above decides): it only keeps Streamlit from
-    # warning that a value was set both ways.
+    # No index: the session state set above decides (an index beside it would warn).
     chosen: str | None = st.selectbox(
         "Node",
         names,
-        index=0,
+        index=None,
         key=PICKER,
         placeholder=f"Search {len(names):,} nodes by name",
         on_change=picked,
