@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +18,35 @@ from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
 from monitor.cli import _parser
+from monitor.dashboards.common import CACHE_SECONDS
 from monitor.schema import DRIFT, NODE
 from monitor.storage import health, models, nodes, readout, results
 from monitor.storage.engine import begin_write
 from monitor.storage.tables import node_heartbeats
+from tests.dashboards import seed
 from tests.dashboards.seed import Seeded
 
 REPO = Path(__file__).resolve().parents[2]
+HOUR = timedelta(hours=1)
 COLOURS = {"online": "green", "degraded": "orange", "offline": "red", "silent": "gray"}
 
 
-def node_page(url: str, monkeypatch: pytest.MonkeyPatch, **query: str) -> AppTest:
-    """The Node page drawn once on ``url`` with this query: no exception, no error shown."""
+def node_page(
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    state: dict[str, Any] | None = None,
+    **query: str,
+) -> AppTest:
+    """The Node page drawn once on ``url`` with this query (and session state, such as the
+    sidebar's time range): no exception, no error shown."""
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=60)
     at.switch_page("pages/node.py")
     for key, value in query.items():
         at.query_params[key] = value
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
     at.run()
     assert not at.exception, at.exception
     assert [e.value for e in at.error] == []
@@ -161,6 +173,29 @@ def test_the_telemetry_points_are_the_stored_heartbeats(
     assert max(expected["queue_full"]) > 0, "the lossy node's drops are not all zero"
     # Sampling is the caller's choice, not a loss: it has no line.
     assert "sampled_out" not in shown
+
+
+def test_the_time_range_cuts_the_heartbeats_and_windows(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = seeded.lossy_node
+    before = datetime.now(UTC)
+    at = node_page(seeded.url, monkeypatch, node=name, state={"range": "Last hour"})
+    after = datetime.now(UTC)
+
+    stored = [b["received_at"] for b in stored_beats(seeded.engine, name)]
+    shown = traces(at)
+    drawn = times(shown["p95"]["x"])
+    # The page's hour ends at its now rounded to the cache period plus one period (at most
+    # CACHE_SECONDS after the real now): every beat since then and none before it.
+    assert 0 < len(drawn) < len(stored)
+    assert drawn == stored[-len(drawn) :]
+    assert drawn[0] >= before - HOUR
+    assert stored[-len(drawn) - 1] < after - HOUR + timedelta(seconds=CACHE_SECONDS)
+    windows = times(shown["share drifted"]["x"])
+    assert 0 < len(windows) < len(seeded.window_starts)
+    assert windows == list(seeded.window_starts[-len(windows) :])
+    assert all(start + seed.WINDOW > before - HOUR for start in windows)
 
 
 def test_drift_and_accuracy_are_the_node_scopes_stored_rows(
