@@ -1,6 +1,7 @@
-"""Fleet-wide figures for the worker's gauges: nodes by health, analysed windows and drifting
-nodes per model, firing alerts, the webhook outbox and retrain runs. Each is one aggregate
-query, cheap enough to run at every scrape."""
+"""Fleet-wide figures for the worker's gauges and the dashboard's Fleet page: nodes by health,
+analysed windows and drifting nodes per model, records received per node, firing alerts, the
+webhook outbox and retrain runs. Each is one aggregate query, cheap enough to run at every
+scrape."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from monitor.schema import FLEET, NODE
 from monitor.storage import readout
 from monitor.storage.tables import (
     alerts,
+    batches,
     drift_scopes,
     models,
+    node_health,
+    nodes,
     retrain_runs,
     webhook_messages,
 )
@@ -94,6 +98,46 @@ def analysis_by_model(conn: Connection) -> list[ModelAnalysis]:
         )
         for row in conn.execute(query)
     ]
+
+
+def records_received_by_node(conn: Connection, model_id: int, since: datetime) -> dict[str, int]:
+    """Records of the model received since ``since`` (by the collector's clock, not the
+    devices'), summed per node name from the accepted batches; nodes that sent none are
+    absent. Duplicates a node retried are not counted: a batch row holds only new records."""
+    query = (
+        select(nodes.c.name, func.sum(batches.c.n_records))
+        .select_from(batches.join(nodes, nodes.c.id == batches.c.node_id))
+        .where(batches.c.model_id == model_id, batches.c.received_at >= since)
+        .group_by(nodes.c.name)
+    )
+    return {name: int(total or 0) for name, total in conn.execute(query)}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTelemetry:
+    """A node's runtime figures from its last heartbeat, as the health job last stored them."""
+
+    model_version: str | None
+    latency_p95_ms: float | None
+    #: SDK drops since the SDK started, by reason (``wire.DROP_REASONS``).
+    dropped: dict[str, int]
+    spool_records: int | None
+
+
+def node_telemetry(conn: Connection) -> dict[str, NodeTelemetry]:
+    """Every checked node's runtime figures, by node name: the few columns of the health rows
+    a fleet table shows (``health.health_by_node`` has the whole rows)."""
+    query = select(
+        nodes.c.name,
+        node_health.c.model_version,
+        node_health.c.latency_p95_ms,
+        node_health.c.dropped,
+        node_health.c.spool_records,
+    ).join(nodes, nodes.c.id == node_health.c.node_id)
+    return {
+        name: NodeTelemetry(version, p95, dict(dropped or {}), spool)
+        for name, version, p95, dropped, spool in conn.execute(query)
+    }
 
 
 #: Severities of alert rules (monitor.alerts.rules.SEVERITIES), every one present in the gauge.
