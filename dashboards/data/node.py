@@ -319,9 +319,7 @@ def _concerns(event: dict[str, Any], group: str | None) -> bool:
 
 
 def _change_text(change: telemetry.VersionChange) -> str:
-    if change.previous is None:
-        return f"runs {change.version}"
-    return f"{change.previous} → {change.version}"
+    return f"version {change.previous} → {change.version}"
 
 
 def _rollout_text(event: dict[str, Any]) -> str:

@@ -45,8 +45,8 @@ class VersionChange:
 
     received_at: datetime
     ts: datetime
-    #: The version before (None: the node's first heartbeat with a version).
-    previous: str | None
+    #: The version of its previous heartbeat that named one, and the one this beat names.
+    previous: str
     version: str
 
 
@@ -182,7 +182,7 @@ def _changes(
             VersionChange(
                 received_at=row.received_at,
                 ts=row.ts,
-                previous=names.get(previous_id),
+                previous=names.get(previous_id, str(previous_id)),
                 version=names.get(row.version_id, str(row.version_id)),
             )
         )

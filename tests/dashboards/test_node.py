@@ -278,7 +278,7 @@ def test_a_version_change_is_marked_where_the_heartbeats_change_version(
         for a in drawn["annotations"]
         if a.get("xref") == "x"
     }
-    assert (at_change, f"{old} → {new}") in labels
+    assert (at_change, f"version {old} → {new}") in labels
     # A node that never changed version has no such marker.
     steady = next(n for n in seeded.nodes if n not in seeded.canary_nodes)
     other = node_page(seeded.url, monkeypatch, node=steady, model=seeded.model)
