@@ -315,7 +315,9 @@ def _events(history: list[dict[str, Any]], start: datetime | None, end: datetime
                 "at": e["at"],
                 "action": e["action"],
                 "version": e["version"] or "",
-                "details": ", ".join(f"{k}: {v}" for k, v in sorted((e["details"] or {}).items())),
+                "details": ", ".join(
+                    f"{k}: {v}" for k, v in sorted((e["details"] or {}).items()) if v is not None
+                ),
             }
             for e in reversed(history)
             if (start is None or e["at"] >= start) and e["at"] < end

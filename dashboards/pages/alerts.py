@@ -5,6 +5,7 @@ and the retrain runs with their outcome."""
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import pandas as pd
 import plotly.express as px
@@ -17,6 +18,12 @@ from monitor.storage.webhooks import STATUSES
 #: Rows per page of a long table.
 PAGE_ROWS = 50
 SEVERITY_COLOURS = {"critical": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4"}
+#: The tiles' delta colour of the worst severity firing.
+SEVERITY_TILE: dict[str, Literal["red", "orange", "blue"]] = {
+    "critical": "red",
+    "warning": "orange",
+    "info": "blue",
+}
 
 
 def paged(frame: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -36,15 +43,57 @@ def paged(frame: pd.DataFrame, key: str) -> pd.DataFrame:
     return frame.iloc[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
 
 
-def tiles(view: data.Overview) -> None:
+def tiles(view: data.Overview, label: str) -> None:
+    """Five tiles: what fires now, what resolved, what the outbox holds, what retrains."""
     t = view.tiles
-    columns = st.columns(7)
-    for column, severity in zip(columns, ("critical", "warning", "info"), strict=False):
-        column.metric(f"Firing: {severity}", t.firing.get(severity, 0))
-    columns[3].metric("Resolved in range", t.resolved_in_range)
-    columns[4].metric("Messages pending", t.pending)
-    columns[5].metric("Messages failed in range", t.failed_in_range)
-    columns[6].metric("Retrains in flight", t.runs_in_flight)
+    firing = sum(t.firing.values())
+    worst = next((s for s in data.SEVERITY_ORDER if t.firing.get(s)), None)
+    columns = st.columns(5)
+    columns[0].metric(
+        "Firing",
+        firing,
+        delta=", ".join(f"{n} {s}" for s, n in t.firing.items() if n) or "none",
+        delta_color=SEVERITY_TILE.get(worst or "", "green"),
+        delta_arrow="off",
+        help="Alerts firing now, every model and node rule, by severity.",
+        border=True,
+    )
+    columns[1].metric(
+        "Resolved",
+        t.resolved_in_range,
+        delta=label.lower(),
+        delta_color="gray",
+        delta_arrow="off",
+        help="Alerts that resolved in the time range.",
+        border=True,
+    )
+    columns[2].metric(
+        "Messages pending",
+        t.pending,
+        delta="waiting to be sent" if t.pending else "none",
+        delta_color="orange" if t.pending else "green",
+        delta_arrow="off",
+        help="Webhook messages not yet delivered (pending or being delivered), now.",
+        border=True,
+    )
+    columns[3].metric(
+        "Messages failed",
+        t.failed_in_range,
+        delta="given up, " + label.lower(),
+        delta_color="red" if t.failed_in_range else "green",
+        delta_arrow="off",
+        help="Webhook messages of the time range given up after every retry.",
+        border=True,
+    )
+    columns[4].metric(
+        "Retrains in flight",
+        t.runs_in_flight,
+        delta="queued, running, produced or in canary",
+        delta_color="blue" if t.runs_in_flight else "gray",
+        delta_arrow="off",
+        help="Retrain runs that hold their model now (one per model at a time).",
+        border=True,
+    )
 
 
 ALERT_TABLE = {
@@ -286,7 +335,7 @@ with common.guarded("Alerts"):
                 st.warning(
                     "Every alert rule is disabled: none is judged.", icon=":material/warning:"
                 )
-            tiles(view)
+            tiles(view, rng.label)
             tabs = st.tabs(
                 ["Open", "Resolved", "Timeline", "Deliveries", "Endpoints", "Retraining"]
             )

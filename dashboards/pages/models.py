@@ -36,20 +36,58 @@ def paged(frame: pd.DataFrame, key: str) -> pd.DataFrame:
 
 
 def deployment(view: data.ModelView) -> None:
+    """Five tiles: who should run what, and how many nodes do."""
     nodes = view.nodes
-    running = int((nodes["assigned"] != "").sum()) if not nodes.empty else 0
-    on_target = int(((nodes["reported"] == nodes["assigned"]) & (nodes["assigned"] != "")).sum())
+    assigned = nodes["assigned"] != ""
+    running = int(assigned.sum())
+    on_target = int(((nodes["reported"] == nodes["assigned"]) & assigned).sum())
+    silent = int((assigned & (nodes["reported"] == "")).sum())
+    mismatched = int(nodes["mismatch"].sum())
     columns = st.columns(5)
-    columns[0].metric("Production", view.production or "none")
+    columns[0].metric(
+        "Production",
+        view.production or "none",
+        delta=f"promoted {_when(view)}" if view.production else "nothing deployed",
+        delta_color="gray" if view.production else "orange",
+        delta_arrow="off",
+        border=True,
+    )
     columns[1].metric(
         "Canary",
         view.canary.version if view.canary else "none",
-        f"{view.canary.share:.0%} of nodes" if view.canary else None,
-        delta_color="off",
+        delta=f"{view.canary.share:.0%} of nodes" if view.canary else "no canary running",
+        delta_color="blue" if view.canary else "gray",
+        delta_arrow="off",
+        border=True,
     )
-    columns[2].metric("Rollback target", view.previous or "none")
-    columns[3].metric("Nodes", len(nodes))
-    columns[4].metric("Running their assigned version", f"{on_target} of {running}")
+    columns[2].metric(
+        "Rollback target",
+        view.previous or "none",
+        delta="what a rollback restores" if view.previous else "no earlier production",
+        delta_color="gray",
+        delta_arrow="off",
+        border=True,
+    )
+    columns[3].metric(
+        "Nodes",
+        len(nodes),
+        delta=", ".join(f"{n} pinned: {g}" for g, n in _pinned(view).items()) or "none pinned",
+        delta_color="gray",
+        delta_arrow="off",
+        border=True,
+    )
+    problems = [f"{mismatched} mismatched"] if mismatched else []
+    problems += [f"{silent} not reporting"] if silent else []
+    columns[4].metric(
+        "On their version",
+        f"{on_target} of {running}",
+        delta=", ".join(problems) or "every node",
+        delta_color="orange" if problems else "green",
+        delta_arrow="off",
+        help="Nodes whose health check found them running the version the registry assigns "
+        "them (pin, canary or production).",
+        border=True,
+    )
     if view.pins:
         st.caption("Pinned groups: " + ", ".join(f"{g} → {v}" for g, v in view.pins.items()))
     if running:
@@ -57,6 +95,21 @@ def deployment(view: data.ModelView) -> None:
             on_target / running,
             text=f"Rollout: {on_target} of {running} nodes report the version they are assigned",
         )
+
+
+def _when(view: data.ModelView) -> str:
+    row = view.versions[view.versions["version"] == view.production]
+    promoted = row["promoted_at"].iloc[0] if len(row) else None
+    return (
+        "at an unknown time"
+        if promoted is None or pd.isna(promoted)
+        else (f"{promoted:%Y-%m-%d %H:%M} UTC")
+    )
+
+
+def _pinned(view: data.ModelView) -> dict[str, int]:
+    groups = view.nodes.loc[view.nodes["reason"] == "pinned", "group"]
+    return {str(g): int(n) for g, n in groups.value_counts().sort_index().items()}
 
 
 def canary(view: data.ModelView) -> None:
@@ -192,18 +245,23 @@ def nodes(view: data.ModelView) -> None:
         column_order=[
             "node",
             "link",
+            "assigned",
+            "reported",
+            "mismatch",
+            "reason",
             "site",
             "group",
-            "assigned",
-            "reason",
-            "reported",
             "checked_at",
             "records_version",
             "records_at",
-            "mismatch",
         ],
         column_config={
             "link": st.column_config.LinkColumn("Open", display_text="node page"),
+            "node": "Node",
+            "assigned": "Assigned",
+            "reported": "Reported",
+            "site": "Site",
+            "group": "Group",
             "reason": "Assigned as",
             "checked_at": st.column_config.DatetimeColumn("Checked", format="YYYY-MM-DD HH:mm"),
             "records_version": "Version of its last records",

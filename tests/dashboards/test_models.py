@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from monitor.cli import _parser
 from monitor.config import load_settings
+from monitor.dashboards.data import models as data
 from monitor.storage import health, models, nodes, registry, results
 from monitor.storage.engine import begin_write
 from tests.dashboards.seed import Seeded
@@ -100,7 +101,13 @@ def test_the_deployment_tiles_are_the_registrys(
     assert shown["Canary"] == current.canary.version
     assert shown["Rollback target"] == (current.previous.version if current.previous else "none")
     assert shown["Nodes"] == str(len(seeded.nodes))
-    assert shown["Running their assigned version"] == f"{on_target} of {len(expected)}"
+    assert shown["On their version"] == f"{on_target} of {len(expected)}"
+    silent = sum(1 for a, _, r in expected.values() if a and not r)
+    mismatched = sum(1 for a, _, r in expected.values() if a and r and a != r)
+    (tile,) = [m for m in at.metric if m.label == "On their version"]
+    problems = [f"{mismatched} mismatched"] if mismatched else []
+    problems += [f"{silent} not reporting"] if silent else []
+    assert tile.delta == ", ".join(problems) != ""  # the silent node reports nothing
     (rollout, *_) = at.progress
     assert rollout.value == int(on_target / len(expected) * 100)
 
@@ -374,3 +381,43 @@ def test_mismatched_nodes_are_highlighted_and_a_long_node_table_is_searched_and_
     at.text_input(key="nodes_search").input("edge-00").run()
     found = table(at, "node", "assigned", "reported")
     assert list(found["node"]) == [f"edge-{i:03d}" for i in range(10)]
+
+
+# --- The rollout as spans ---------------------------------------------------------------------
+
+
+def test_the_rollout_spans_follow_promotions_canaries_pins_and_rollbacks() -> None:
+    t = [datetime(2026, 12, 1, hour, tzinfo=UTC) for hour in range(10)]
+
+    def event(at: datetime, action: str, version: str | None, **details: Any) -> dict[str, Any]:
+        return {"at": at, "action": action, "version": version, "details": details}
+
+    history = [
+        event(t[0], "register", "1"),
+        event(t[1], "promote", "1", replaced=None),
+        event(t[2], "canary", "2", share=0.25),
+        event(t[3], "promote", "2", replaced="1"),  # the canary's version: its canary ends
+        event(t[4], "pin", "1", group="line-a"),
+        event(t[5], "canary", "3", share=0.1),
+        event(t[6], "canary_stop", "3"),
+        event(t[7], "unpin", None, group="line-a"),
+        event(t[8], "rollback", "1", replaced="2"),
+    ]
+
+    spans = data.rollout_spans(history, None, t[9])
+    cut = data.rollout_spans(history, t[5], t[9])
+
+    assert [(s.version, s.role, s.start, s.end) for s in spans.itertuples()] == [
+        ("1", "production", t[1], t[3]),
+        ("2", "canary", t[2], t[3]),
+        ("2", "production", t[3], t[8]),
+        ("1", "pinned: line-a", t[4], t[7]),
+        ("3", "canary", t[5], t[6]),
+        ("1", "production", t[8], t[9]),
+    ]
+    assert [(s.version, s.role, s.start, s.end) for s in cut.itertuples()] == [
+        ("3", "canary", t[5], t[6]),
+        ("1", "pinned: line-a", t[5], t[7]),
+        ("2", "production", t[5], t[8]),
+        ("1", "production", t[8], t[9]),
+    ]
