@@ -43,8 +43,9 @@ class Tiles:
     #: Messages waiting to be sent now (pending or being delivered), and given up in the range.
     pending: int
     failed_in_range: int
-    #: Retrain runs holding their model now (queued, running, produced, canary).
+    #: Retrain runs holding their model now (queued, running, produced, canary), and by status.
     runs_in_flight: int
+    in_flight_by_status: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ def overview(engine: Engine, start: datetime | None, end: datetime) -> Overview:
         pending=sum(outbox[s] for s in webhooks.UNDELIVERED),
         failed_in_range=in_range["failed"],
         runs_in_flight=sum(runs.get(s, 0) for s in IN_FLIGHT),
+        in_flight_by_status={s: runs[s] for s in IN_FLIGHT if runs.get(s)},
     )
     open_frame = alert_rows(open_alerts)
     if not open_frame.empty:

@@ -88,7 +88,7 @@ def tiles(view: data.Overview, label: str) -> None:
     columns[4].metric(
         "Retrains in flight",
         t.runs_in_flight,
-        delta="queued, running, produced or in canary",
+        delta=", ".join(f"{n} {s}" for s, n in t.in_flight_by_status.items()) or "none",
         delta_color="blue" if t.runs_in_flight else "gray",
         delta_arrow="off",
         help="Retrain runs that hold their model now (one per model at a time).",

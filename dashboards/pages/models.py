@@ -47,7 +47,7 @@ def deployment(view: data.ModelView) -> None:
     columns[0].metric(
         "Production",
         view.production or "none",
-        delta=f"promoted {_when(view)}" if view.production else "nothing deployed",
+        delta=_when(view) if view.production else "nothing deployed",
         delta_color="gray" if view.production else "orange",
         delta_arrow="off",
         border=True,
@@ -98,12 +98,13 @@ def deployment(view: data.ModelView) -> None:
 
 
 def _when(view: data.ModelView) -> str:
+    """Since when production has been production, short."""
     row = view.versions[view.versions["version"] == view.production]
     promoted = row["promoted_at"].iloc[0] if len(row) else None
     return (
-        "at an unknown time"
+        "in production"
         if promoted is None or pd.isna(promoted)
-        else (f"{promoted:%Y-%m-%d %H:%M} UTC")
+        else (f"since {promoted:%b %d %H:%M} UTC")
     )
 
 
@@ -226,6 +227,7 @@ def nodes(view: data.ModelView) -> None:
             title="Nodes per version: assigned by the registry, reported by the nodes",
         )
         figure.update_xaxes(type="category")
+        figure.update_layout(height=320)
         st.plotly_chart(figure, width="stretch")
     mismatched = int(frame["mismatch"].sum())
     if mismatched:

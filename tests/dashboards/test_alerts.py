@@ -113,6 +113,11 @@ def test_the_tiles_count_the_stored_alerts_messages_and_runs(
     failed = [m for m in messages if m.status == "failed" and m.created_at >= since]
     assert shown["Messages failed"] == str(len(failed)) != "0"
     assert shown["Retrains in flight"] == str(sum(r.in_flight for r in runs))
+    (tile,) = [m for m in at.metric if m.label == "Retrains in flight"]
+    flying = [r.status for r in runs if r.in_flight]
+    assert tile.delta == ", ".join(
+        f"{flying.count(s)} {s}" for s in retrains.IN_FLIGHT if s in flying
+    )
 
 
 def test_open_alerts_are_the_firing_ones_with_subjects_and_last_value_against_threshold(
