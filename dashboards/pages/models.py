@@ -164,16 +164,27 @@ def versions(view: data.ModelView) -> None:
         },
     )
     if len(view.versions) == 1:
-        only = view.versions.iloc[0]["version"]
-        common.empty_state(
-            "One version so far",
-            f"To try a new version of {view.model} on part of the fleet, register it (an ONNX "
-            "file and its card; a retrain hook does this for you), send it to a share of the "
-            f"nodes as a canary, then promote it. Version {only} stays the rollback target.",
-            f"edge-monitor models register {view.model} --onnx model.onnx --card card.json\n"
-            f"edge-monitor models canary {view.model} VERSION --share 0.1\n"
-            f"edge-monitor models promote {view.model} VERSION",
-        )
+        only = view.versions.iloc[0]
+        if only["deployable"]:
+            common.empty_state(
+                "One version so far",
+                f"To try a new version of {view.model} on part of the fleet, register it (an ONNX "
+                "file and its card; a retrain hook does this for you), send it to a share of the "
+                f"nodes as a canary, then promote it. Version {only['version']} stays the "
+                "rollback target.",
+                f"edge-monitor models register {view.model} --onnx model.onnx --card card.json\n"
+                f"edge-monitor models canary {view.model} VERSION --share 0.1\n"
+                f"edge-monitor models promote {view.model} VERSION",
+            )
+        else:
+            common.empty_state(
+                "One version so far",
+                f"When your nodes move to a new version of {view.model}, register its reference "
+                "data under the version name they log, so that its windows are compared with "
+                "what that version was trained on.",
+                f"edge-monitor models register {view.model} --version VERSION "
+                "--reference reference.csv",
+            )
 
 
 def history(view: data.ModelView) -> None:
@@ -301,12 +312,20 @@ with common.guarded("Models"):
             )
         else:
             if view.production is None and view.canary is None and not view.pins:
-                common.empty_state(
-                    "Nothing deployed yet",
-                    f"No version of {model} is in production: nodes are sent nothing. Promote "
-                    "one (a version with an ONNX artifact).",
-                    f"edge-monitor models promote {model} {view.versions.iloc[-1]['version']}",
-                )
+                deployable = view.versions.loc[view.versions["deployable"], "version"]
+                if len(deployable):
+                    common.empty_state(
+                        "Nothing deployed yet",
+                        f"No version of {model} is in production: the bundled runtime on your "
+                        "nodes is sent nothing. Promote one.",
+                        f"edge-monitor models promote {model} {deployable.iloc[-1]}",
+                    )
+                else:
+                    st.caption(
+                        f"Every version of {model} is registered by its reference data alone: "
+                        "the model runs outside the bundled runtime, and the registry sends "
+                        "nodes nothing. The nodes below report the version they run."
+                    )
             deployment(view)
             canary(view)
             versions(view)

@@ -421,3 +421,29 @@ def test_the_rollout_spans_follow_promotions_canaries_pins_and_rollbacks() -> No
         ("2", "production", t[5], t[8]),
         ("1", "production", t[8], t[9]),
     ]
+
+
+def test_a_model_registered_by_reference_alone_is_not_told_to_promote_or_canary(
+    engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with begin_write(engine) as conn:
+        model_id = models.add_model(conn, "kiln").id
+        registry.register_version(
+            conn, model_id, "2025.1", artifact=None, card=None, reference=b"rows", reference_rows=9
+        )
+        node = nodes.add_node(conn, "kiln-1")[0]
+        nodes.grant_model(conn, node.id, model_id)
+    at = models_page(db_url, monkeypatch)
+
+    assert advice(at) == ["**One version so far**"]
+    (code,) = at.code
+    assert code.value == (
+        "edge-monitor models register kiln --version VERSION --reference reference.csv"
+    )
+    parses(code.value)
+    assert any("registered by its reference data alone" in c.value for c in at.caption)
+    assert metrics(at)["Production"] == "none"
+    shown = table(at, "node", "assigned", "reported")
+    assert list(shown[["node", "assigned", "mismatch"]].itertuples(index=False)) == [
+        ("kiln-1", "", False)
+    ]
