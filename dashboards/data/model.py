@@ -9,6 +9,7 @@ ones (``storage.results`` via ``storage.timelines``); nothing here judges.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -176,7 +177,7 @@ def scope_window(engine: Engine, name: str, window_start: datetime, scope: Scope
     kind, key = scope
     with engine.connect() as conn:
         model = models.get_model(conn, name)
-        stored = results.window(conn, model.id, window_start)
+        stored = timelines.scope_window(conn, model.id, window_start, kind, key)
     if stored is None:
         return ScopeWindow(None, (), (), None, (), None)
     drift = _maybe(stored.drift_of, kind, key)
@@ -369,7 +370,7 @@ def quality_table(engine: Engine, name: str, window_start: datetime, scope: Scop
     kind, key = scope
     with engine.connect() as conn:
         model = models.get_model(conn, name)
-        stored = results.window(conn, model.id, window_start)
+        stored = timelines.scope_window(conn, model.id, window_start, kind, key)
     columns = [
         "feature",
         "role",
@@ -444,13 +445,34 @@ class Distributions:
     missing: str | None = None
 
 
-def distributions(engine: Engine, name: str, window_start: datetime, scope: Scope) -> Distributions:
+def distributions(
+    engine: Engine,
+    name: str,
+    window_start: datetime,
+    scope: Scope,
+    computed_at: datetime | None = None,
+) -> Distributions:
     """Each column's distribution in the scope's records of the window against the reference
-    of the version the window was analysed with (kinds as the stored drift rows judged them)."""
+    of the version the window was analysed with (kinds as the stored drift rows judged them).
+
+    ``computed_at`` (the scope's drift row's) keys a cache beyond ``common.read``'s short one:
+    a window's records are read once for as long as its results stay those (a re-analysis
+    after late records has a new ``computed_at``), not at every refresh."""
+    return _distributions(engine, name, window_start, scope, computed_at)
+
+
+@functools.lru_cache(maxsize=32)
+def _distributions(
+    engine: Engine,
+    name: str,
+    window_start: datetime,
+    scope: Scope,
+    computed_at: datetime | None,
+) -> Distributions:
     kind, key = scope
     with engine.connect() as conn:
         model = models.get_model(conn, name)
-        stored = results.window(conn, model.id, window_start)
+        stored = timelines.scope_window(conn, model.id, window_start, kind, key)
         drift = None if stored is None else _maybe(stored.drift_of, kind, key)
         if stored is None or drift is None:
             return Distributions(None, None, {}, missing="the scope was not judged in this window")
@@ -576,10 +598,24 @@ def _shares(counts: np.ndarray) -> list[float]:
     return (counts / total).tolist() if total else [0.0] * len(counts)
 
 
-def report(engine: Engine, name: str, window_start: datetime, scope: Scope) -> BuiltReport:
+def report(
+    engine: Engine,
+    name: str,
+    window_start: datetime,
+    scope: Scope,
+    computed_at: datetime | None = None,
+) -> BuiltReport:
     """The window's report for the scope as HTML, Evidently's part included (made on a sample
     of the scope's rows, unless the CLI kept its snapshot; never kept from here: the
-    dashboard only reads)."""
+    dashboard only reads). ``computed_at`` keys a cache as in ``distributions``: Evidently
+    takes seconds."""
+    return _report(engine, name, window_start, scope, computed_at)
+
+
+@functools.lru_cache(maxsize=4)
+def _report(
+    engine: Engine, name: str, window_start: datetime, scope: Scope, computed_at: datetime | None
+) -> BuiltReport:
     with engine.connect() as conn:
         return build_report(
             conn, name, window_start.isoformat(), scope=scope_text(scope), keep_snapshot=False

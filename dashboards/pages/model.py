@@ -156,9 +156,9 @@ def drift_figure(frame: pd.DataFrame) -> go.Figure:
     """Share drifted per window, one line per scope; a drifted window's marker is a red
     diamond, a window without a verdict an open grey circle."""
     figure = go.Figure()
-    colours = iter([FLEET_COLOUR, SCOPE_COLOUR])
     for label, rows in frame.groupby("scope", sort=False):
-        colour = next(colours, SCOPE_COLOUR)
+        fleet = label == data.scope_label(FLEET_SCOPE)
+        colour = FLEET_COLOUR if fleet else SCOPE_COLOUR
         drifted = rows["drifted"].tolist()
         figure.add_trace(
             go.Scatter(
@@ -166,7 +166,12 @@ def drift_figure(frame: pd.DataFrame) -> go.Figure:
                 y=[None if pd.isna(v) else float(v) for v in rows["share_drifted"]],
                 name=str(label),
                 mode="lines+markers",
-                line={"color": colour},
+                # The fleet dotted over the scope: where they coincide, both stay visible.
+                line={
+                    "color": colour,
+                    "dash": "dot" if fleet else "solid",
+                    "width": 2 if fleet else 3,
+                },
                 marker={
                     "color": [
                         DRIFTED_COLOUR if v is True else colour if v is False else UNKNOWN_COLOUR
@@ -246,7 +251,8 @@ def heatmap_figure(heatmap: data.Heatmap) -> go.Figure:
 
 
 def drift_tab(name: str, scope: data.Scope, period: common.TimeRange) -> None:
-    chosen = (FLEET_SCOPE,) if scope == FLEET_SCOPE else (FLEET_SCOPE, scope)
+    # The scope first, so that the fleet's line is drawn over it.
+    chosen = (FLEET_SCOPE,) if scope == FLEET_SCOPE else (scope, FLEET_SCOPE)
     frame = common.read(data.drift_over_time, name, chosen, period.start, period.end)
     st.subheader("Drift over time")
     st.plotly_chart(drift_figure(frame), width="stretch", key="model_drift_over_time")
@@ -324,7 +330,7 @@ def distributions_tab(
         st.info(f"{data.scope_label(scope)} was not judged in this window: pick another scope.")
         return
     with st.spinner("Reading the window's records..."):
-        drawn = common.read(data.distributions, name, window.start, scope)
+        drawn = common.read(data.distributions, name, window.start, scope, found.drift.computed_at)
     if drawn.missing:
         st.info(f"Nothing to compare: {drawn.missing}.")
         return
@@ -337,7 +343,7 @@ def distributions_tab(
             features,
             index=features.index(default) if default in features else 0,
             key="model_feature",
-            help="Drifted features first come first: the default is the first drifted one.",
+            help="A drifted feature is shown first, when the window has one.",
         )
         shown = drawn.columns[column]
         st.plotly_chart(
@@ -372,26 +378,17 @@ def distributions_tab(
 
 
 def accuracy_figure(frame: pd.DataFrame) -> go.Figure:
-    """Accuracy per window with its Wilson band (on the window's labelled records), and label
-    coverage as bars on a second axis."""
-    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    """Accuracy per window with its Wilson band (on the window's labelled records) above, the
+    window's label coverage below, on one time axis."""
+    figure = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06
+    )
     x = [moment(t) for t in frame["window_start"]]
 
     def values(column: str) -> list[float | None]:
         return [None if pd.isna(v) else float(v) for v in frame[column]]
 
-    figure.add_trace(
-        go.Bar(
-            x=x,
-            y=values("label_coverage"),
-            name="label coverage",
-            marker={"color": UNKNOWN_COLOUR},
-            opacity=0.5,
-            customdata=frame["n_labelled"].tolist(),
-            hovertemplate="%{x} UTC<br>coverage %{y:.0%} (%{customdata:,} labels)<extra></extra>",
-        ),
-        secondary_y=True,
-    )
+    confidence = f"{data.CONFIDENCE:.0%}"
     figure.add_trace(
         go.Scatter(
             x=x,
@@ -402,9 +399,9 @@ def accuracy_figure(frame: pd.DataFrame) -> go.Figure:
             showlegend=False,
             hoverinfo="skip",
         ),
-        secondary_y=False,
+        row=1,
+        col=1,
     )
-    confidence = f"{data.CONFIDENCE:.0%}"
     figure.add_trace(
         go.Scatter(
             x=x,
@@ -416,7 +413,8 @@ def accuracy_figure(frame: pd.DataFrame) -> go.Figure:
             fillcolor="rgba(76, 120, 168, 0.2)",
             hoverinfo="skip",
         ),
-        secondary_y=False,
+        row=1,
+        col=1,
     )
     figure.add_trace(
         go.Scatter(
@@ -429,17 +427,29 @@ def accuracy_figure(frame: pd.DataFrame) -> go.Figure:
             hovertemplate="%{x} UTC<br>accuracy %{y:.1%} "
             f"({confidence}: " + "%{customdata[0]:.1%} to %{customdata[1]:.1%})<extra></extra>",
         ),
-        secondary_y=False,
+        row=1,
+        col=1,
     )
-    figure.update_yaxes(title_text="accuracy", tickformat=".0%", secondary_y=False)
-    figure.update_yaxes(
-        title_text="label coverage", tickformat=".0%", range=[0, 1], secondary_y=True
+    figure.add_trace(
+        go.Bar(
+            x=x,
+            y=values("label_coverage"),
+            name="label coverage",
+            marker={"color": REFERENCE_COLOUR},
+            opacity=0.6,
+            customdata=frame["n_labelled"].tolist(),
+            hovertemplate="%{x} UTC<br>coverage %{y:.0%} (%{customdata:,} labels)<extra></extra>",
+        ),
+        row=2,
+        col=1,
     )
+    figure.update_yaxes(title_text="accuracy", tickformat=".0%", row=1, col=1)
+    figure.update_yaxes(title_text="labelled", tickformat=".0%", range=[0, 1], row=2, col=1)
+    figure.update_xaxes(title_text="window start (UTC)", row=2, col=1)
     figure.update_layout(
-        height=360,
+        height=420,
         margin={"t": 30, "b": 10},
-        xaxis={"title": "window start (UTC)"},
-        legend={"orientation": "h", "y": 1.12},
+        legend={"orientation": "h", "y": 1.1},
     )
     return figure
 
@@ -531,15 +541,18 @@ def quality_tab(name: str, window: data.WindowChoice, scope: data.Scope) -> None
     )
 
 
-def report_tab(name: str, window: data.WindowChoice, scope: data.Scope) -> None:
-    wanted = (name, window.start, scope)
+def report_tab(
+    name: str, window: data.WindowChoice, scope: data.Scope, found: data.ScopeWindow
+) -> None:
+    computed = None if found.drift is None else found.drift.computed_at
+    wanted = (name, window.start, scope, computed)
     st.markdown(
         "The window's verdicts for this scope with Evidently's distribution plots, as "
         "`edge-monitor report` writes it."
     )
     if st.button("Build the report of this window", key="model_build_report", type="primary"):
         with st.spinner("Building the report (Evidently takes a few seconds)..."):
-            built = common.read(data.report, name, window.start, scope)
+            built = common.read(data.report, name, window.start, scope, computed)
         st.session_state["model_report"] = (wanted, built)
     kept: Any = st.session_state.get("model_report")
     if kept is None or kept[0] != wanted:
@@ -619,7 +632,7 @@ def draw() -> None:
     with quality:
         quality_tab(name, window, scope)
     with report:
-        report_tab(name, window, scope)
+        report_tab(name, window, scope, found)
 
 
 st.title("Model")

@@ -1,5 +1,6 @@
 """One scope's results over a period: its drift, quality and performance rows window by window,
-and its per-feature drift as a feature x window matrix (what the dashboard's Model page draws).
+and its per-feature drift as a feature x window matrix (what the dashboard's Model page draws);
+the scopes judged in a window, and one scope's results of one window.
 
 A period holds the analysed windows (those with a fleet drift row: every analysis stores one)
 that end after its start and start before its end; the newest ``limit`` of them when a limit
@@ -32,7 +33,7 @@ from monitor.schema import (
     QualityScope,
 )
 from monitor.storage import results
-from monitor.storage.results import Stored
+from monitor.storage.results import Stored, WindowResults
 from monitor.storage.tables import drift_scopes
 
 _EPSILON = timedelta(microseconds=1)
@@ -169,3 +170,34 @@ def window_scopes(conn: Connection, model_id: int, window_start: datetime) -> li
         .order_by(order, drift_scopes.c.scope_key)
     )
     return [(row.scope_kind, row.scope_key) for row in conn.execute(query)]
+
+
+def scope_window(
+    conn: Connection, model_id: int, window_start: datetime, scope_kind: str, scope_key: str
+) -> WindowResults | None:
+    """Every result of one scope in one window of the model, as a ``WindowResults`` that holds
+    that scope alone (its verdict helpers answer for it as for the whole window), or None when
+    the scope has no result in the window. Reads one scope's rows, not the window's thousand
+    node scopes."""
+    where: dict[str, Any] = {
+        "scope_kind": scope_kind,
+        "scope_key": scope_key,
+        "start": window_start,
+        "end": window_start + _EPSILON,
+    }
+    drift = results.drift(conn, model_id, **where)
+    quality = results.quality(conn, model_id, **where)
+    performance = results.performance(conn, model_id, **where)
+    found: list[Stored[Any]] = [*drift, *quality, *performance]
+    if not found:
+        return None
+    return WindowResults(
+        model_id=model_id,
+        window_start=found[0].window_start,
+        window_end=found[0].window_end,
+        drift=drift,
+        drift_features=results.features(conn, DRIFT, [r.id for r in drift]),
+        quality=quality,
+        quality_features=results.features(conn, QUALITY, [r.id for r in quality]),
+        performance=performance,
+    )

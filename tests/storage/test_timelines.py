@@ -1,6 +1,7 @@
 """One scope's results over a period: the windows a period holds (newest ``limit``, oldest
 first), a scope's drift / quality / performance rows in them, its feature x window drift matrix
-equal to the stored feature rows, and the scopes judged in one window."""
+equal to the stored feature rows, the scopes judged in one window, and one scope's results of
+one window."""
 
 from __future__ import annotations
 
@@ -134,6 +135,38 @@ def test_the_scopes_of_a_window_are_the_fleet_then_sites_groups_and_nodes_by_nam
     assert later == []
 
 
+def test_a_scopes_window_holds_its_rows_of_every_kind_and_agrees_with_the_whole_window(
+    engine: Engine, fleet: Analysed
+) -> None:
+    start = fleet.starts[-1]
+    node = fleet.drifting_nodes()[0]
+    with engine.connect() as conn:
+        whole = results.window(conn, fleet.model_id, start)
+        scoped = {
+            scope: timelines.scope_window(conn, fleet.model_id, start, *scope)
+            for scope in [(FLEET, FLEET_KEY), (SITE, DRIFTING_SITE), (NODE, node)]
+        }
+        missing = timelines.scope_window(conn, fleet.model_id, start, NODE, "no-such-node")
+        later = timelines.scope_window(conn, fleet.model_id, NOW, FLEET, FLEET_KEY)
+
+    assert whole is not None
+    assert missing is None and later is None
+    for (kind, key), one in scoped.items():
+        assert one is not None
+        assert (one.window_start, one.window_end) == (whole.window_start, whole.window_end)
+        drift, quality = one.drift_of(kind, key), one.quality_of(kind, key)
+        assert drift == whole.drift_of(kind, key)
+        assert quality == whole.quality_of(kind, key)
+        assert one.performance_of(kind, key) == whole.performance_of(kind, key)
+        assert one.drift_features[drift.id] == whole.drift_features[drift.id]
+        assert one.quality_features[quality.id] == whole.quality_features[quality.id]
+        assert one.drifted_features(kind, key) == whole.drifted_features(kind, key)
+        assert one.quality_issues(kind, key) == whole.quality_issues(kind, key)
+        assert [(r.scope_kind, r.scope_key) for r in one.drift] == [(kind, key)]
+    site = scoped[(SITE, DRIFTING_SITE)]
+    assert site is not None and site.drifted_features(SITE, DRIFTING_SITE) != []
+
+
 def test_a_model_never_analysed_has_empty_timelines(engine: Engine) -> None:
     model_id = register_demo_model(engine)
 
@@ -143,3 +176,4 @@ def test_a_model_never_analysed_has_empty_timelines(engine: Engine) -> None:
         matrix = timelines.drift_matrix(conn, model_id, FLEET, FLEET_KEY, ending_after=T0)
         assert (matrix.windows, matrix.features, dict(matrix.cells)) == ([], [], {})
         assert timelines.window_scopes(conn, model_id, T0) == []
+        assert timelines.scope_window(conn, model_id, T0, FLEET, FLEET_KEY) is None
