@@ -187,11 +187,12 @@ class NodeTimelines:
     node: str
     model: str
     #: One row per heartbeat kept (TELEMETRY_COLUMNS, then ``dropped:<reason>`` per loss
-    #: reason seen), oldest first; ``beats`` heartbeats in the period, every ``step``-th kept.
+    #: reason seen), oldest first: the ``beats`` heartbeats of the period, or one per bucket of
+    #: ``bucket_seconds`` when there are more than a chart needs.
     telemetry: pd.DataFrame
     drop_reasons: tuple[str, ...]
     beats: int
-    step: int
+    bucket_seconds: float | None
     markers: tuple[Marker, ...]
     #: The node scope's stored drift and performance rows, one per analysed window in which
     #: the node was judged (DRIFT_COLUMNS, PERFORMANCE_COLUMNS), oldest first.
@@ -259,7 +260,7 @@ def node_timelines(
         telemetry=frame,
         drop_reasons=reasons,
         beats=sent.total,
-        step=sent.step,
+        bucket_seconds=sent.bucket_seconds,
         markers=tuple(sorted(markers, key=lambda m: m.at)),
         drift=pd.DataFrame(
             [

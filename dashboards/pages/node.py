@@ -160,10 +160,10 @@ def draw_timelines(card: data.NodeCard, view: data.NodeTimelines, period: common
                 f"arrived at {when(card.last_heartbeat_at)} UTC): widen the time range.",
                 icon=":material/schedule:",
             )
-    elif view.step > 1:
+    elif view.bucket_seconds is not None:
         st.caption(
-            f"{view.beats:,} heartbeats in the period: every {view.step}th is drawn (the "
-            "newest always); version changes are found among all of them."
+            f"{view.beats:,} heartbeats in the period: one per {duration(view.bucket_seconds)} "
+            "is drawn (and the newest); version changes are found among all of them."
         )
     if view.windows == 0:
         common.empty_state(

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, Integer, cast, extract, func, literal, select, union
 
 from monitor.storage.models import version_names
 from monitor.storage.tables import model_versions, node_heartbeats
+from monitor.storage.types import UTCDateTime, aware
 
 #: Most heartbeats a series holds by default: enough for a chart as wide as a screen.
 MAX_POINTS = 2_000
@@ -52,13 +53,14 @@ class VersionChange:
 
 @dataclass(frozen=True, slots=True)
 class Telemetry:
-    """A node's heartbeats in a period: at most ``max_points`` of them, evenly spaced by count
-    (every ``step``-th, oldest first, the newest always kept), out of ``total``; and every
-    change of the model version it ran, found among all of them."""
+    """A node's heartbeats in a period: all ``total`` of them, or when there are more than a
+    chart needs, one per time bucket of ``bucket_seconds`` (the newest always kept), oldest
+    first; and every change of the model version it ran, found among all of them."""
 
     beats: list[Beat]
     total: int
-    step: int
+    #: The width of the buckets the beats were thinned to (None: every beat kept).
+    bucket_seconds: float | None
     version_changes: list[VersionChange]
 
 
@@ -75,49 +77,57 @@ def node_telemetry(
 
     ``model_id`` keeps the heartbeats sent for that model's versions (a node running two
     models sends a heartbeat stream for each); without it, every heartbeat of the node.
-    More than ``max_points`` heartbeats are thinned in SQL to every ``step``-th one: the totals
-    (drops, errors) are exact at the points kept, latency and depths are samples of them.
-    Version changes are read from all heartbeats of the period, never from the thinned ones.
+    More than ``max_points`` heartbeats are thinned in SQL to one per time bucket (buckets of
+    equal width from the first beat to the newest, which is always kept), at most
+    ``max_points`` in all: the totals (drops, errors) are exact at the beats kept, latency and
+    depths are samples; a gap in the beats stays a gap. Version changes are read from all
+    heartbeats of the period, never from the thinned ones.
     """
-    if max_points < 2:
-        raise ValueError("max_points must be at least 2")
+    if max_points < 4:
+        raise ValueError("max_points must be at least 4")
     where = _where(node_id, model_id, start, end)
-    numbered = (
-        select(
-            node_heartbeats.c.received_at,
-            node_heartbeats.c.ts,
-            node_heartbeats.c.model_version_id,
-            node_heartbeats.c.sdk,
-            node_heartbeats.c.runtime,
-            func.row_number()
-            .over(order_by=(node_heartbeats.c.received_at, node_heartbeats.c.id))
-            .label("n"),
-            func.count().over().label("total"),
+    received = node_heartbeats.c.received_at
+    total, first, last = conn.execute(
+        select(func.count(), func.min(received), func.max(received)).where(*where)
+    ).one()
+    query = select(node_heartbeats).where(*where)
+    bucket_seconds = None
+    if total > max_points:
+        first, last = aware(conn, first) or first, aware(conn, last) or last
+        # Buckets 0 .. max_points - 3 from the first beat to the last, one more should float
+        # rounding put the last beat past them, and the newest beat: at most max_points.
+        bucket_seconds = max((last - first).total_seconds() / (max_points - 3), 1e-3)
+        bucket = _bucket(conn, first, bucket_seconds)
+        one_each = select(func.min(node_heartbeats.c.id)).where(*where).group_by(bucket)
+        newest = (
+            select(node_heartbeats.c.id)
+            .where(*where)
+            .order_by(received.desc(), node_heartbeats.c.id.desc())
+            .limit(1)
         )
-        .where(*where)
-        .subquery()
-    )
-    # The grid (n - 1) % step == 0 keeps at most max_points - 1 rows when step is
-    # ceil(total / (max_points - 1)); the newest beat is added when it is off the grid.
-    step = case(
-        (numbered.c.total <= max_points, 1),
-        else_=(numbered.c.total + (max_points - 2)) // (max_points - 1),
-    )
-    kept = (
-        select(numbered, step.label("step"))
-        .where(((numbered.c.n - 1) % step == 0) | (numbered.c.n == numbered.c.total))
-        .order_by(numbered.c.n)
-    )
+        kept = union(one_each, newest.subquery().select()).subquery()
+        query = select(node_heartbeats).join(kept, kept.c[0] == node_heartbeats.c.id)
     names = version_names(conn)
-    rows = conn.execute(kept).mappings().all()
-    beats = [_beat(row, names) for row in rows]
-    total = int(rows[0]["total"]) if rows else 0
+    rows = conn.execute(query.order_by(received, node_heartbeats.c.id)).mappings().all()
     return Telemetry(
-        beats=beats,
-        total=total,
-        step=int(rows[0]["step"]) if rows else 1,
+        beats=[_beat(row, names) for row in rows],
+        total=int(total),
+        bucket_seconds=bucket_seconds,
         version_changes=_changes(conn, node_id, model_id, start, end, names),
     )
+
+
+def _bucket(conn: Connection, first: datetime, seconds: float) -> Any:
+    """The number of the ``seconds`` wide bucket after ``first`` a beat was received in."""
+    received = node_heartbeats.c.received_at
+    if conn.dialect.name == "sqlite":
+        # Stored as UTC text; julianday counts days, 2440587.5 of them before the Unix epoch.
+        # Truncation is the floor here: no beat is before the first.
+        since = (func.julianday(received) - 2440587.5) * 86400.0 - first.timestamp()
+        return cast(since / seconds, Integer)
+    # Interval arithmetic on timestamps is exact: the first beat is at 0, never just below.
+    since = extract("epoch", received - literal(first, UTCDateTime()))
+    return func.floor(since / seconds)
 
 
 def _where(

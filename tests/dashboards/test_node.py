@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 from monitor.cli import _parser
 from monitor.dashboards.common import CACHE_SECONDS
 from monitor.schema import DRIFT, NODE
-from monitor.storage import health, models, nodes, readout, results
+from monitor.storage import health, models, nodes, readout, results, telemetry
 from monitor.storage.engine import begin_write
 from monitor.storage.tables import node_heartbeats
 from tests.dashboards import seed
@@ -363,3 +363,50 @@ def test_a_labeller_has_no_timelines(engine: Engine, db_url: str, monkeypatch) -
     assert at.subheader[0].value == "back-office :gray-badge[labeller]"
     assert any("is a labeller" in i.value for i in at.info)
     assert not at.get("plotly_chart")
+
+
+def test_a_long_series_is_drawn_thinned_with_its_version_change(
+    engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    total = telemetry.MAX_POINTS + 500
+    now = datetime.now(UTC)
+    first = now - timedelta(hours=20)
+    with begin_write(engine) as conn:
+        node, _ = nodes.add_node(conn, "edge-long", site="north")
+        model = models.add_model(conn, "pump")
+        nodes.grant_model(conn, node.id, model.id)
+        versions = [models.version_id(conn, model.id, v) for v in ("1", "2")]
+        # Every 25 s for almost 17 hours; it runs version 2 from beat 1,234 on.
+        conn.execute(
+            sa.insert(node_heartbeats),
+            [
+                {
+                    "node_id": node.id,
+                    "received_at": first + i * timedelta(seconds=25),
+                    "ts": first + i * timedelta(seconds=25),
+                    "model_version_id": versions[i >= 1_234],
+                    "sdk": {"dropped": {"queue_full": i}, "spool_records": i % 7},
+                    "runtime": {"errors_total": 0, "latency_ms": {"p50": 1.0, "p95": 2.5}},
+                }
+                for i in range(total)
+            ],
+        )
+    beats = stored_beats(engine, "edge-long")
+    at = node_page(db_url, monkeypatch, node="edge-long", model="pump")
+
+    shown = traces(at)
+    drawn = times(shown["spool"]["x"])
+    assert len(drawn) <= telemetry.MAX_POINTS
+    assert drawn[0] == beats[0]["received_at"] and drawn[-1] == beats[-1]["received_at"]
+    by_time = {b["received_at"]: b for b in beats}
+    assert shown["spool"]["y"] == [by_time[t]["sdk"]["spool_records"] for t in drawn]
+    assert shown["queue_full"]["y"] == [by_time[t]["sdk"]["dropped"]["queue_full"] for t in drawn]
+    assert any(f"{total:,} heartbeats in the period" in c.value for c in at.caption)
+    change = beats[1_234]["received_at"]
+    assert (change, "version 1 → 2") in {
+        (datetime.fromisoformat(a["x"]), a["text"])
+        for a in layout(at)["annotations"]
+        if a.get("xref") == "x"
+    }
+    # Nothing analysed: said, with the command that analyses.
+    assert any("No analysed window of pump in this period" in i.value for i in at.info)

@@ -108,7 +108,7 @@ def test_each_beat_is_flattened_from_what_the_sdk_and_runtime_sent(
     with engine.connect() as conn:
         found = node_telemetry(conn, fleet["edge-a"])
 
-    assert found.total == 3 and found.step == 1
+    assert found.total == 3 and found.bucket_seconds is None
     assert found.beats == [
         Beat(
             received_at=T0,
@@ -187,15 +187,14 @@ def test_the_period_the_node_and_the_model_choose_the_beats(
 def test_a_node_without_heartbeats_has_empty_series(engine: Engine, fleet: dict[str, int]) -> None:
     with engine.connect() as conn:
         found = node_telemetry(conn, fleet["edge-b"], model_id=fleet["pump"])
-    assert found == telemetry.Telemetry(beats=[], total=0, step=1, version_changes=[])
+    assert found == telemetry.Telemetry(beats=[], total=0, bucket_seconds=None, version_changes=[])
 
 
 @pytest.mark.parametrize(
-    ("total", "max_points", "step"),
-    [(10, 10, 1), (11, 10, 2), (1_000, 100, 11), (1_001, 100, 11), (2_500, 2_000, 2)],
+    ("total", "max_points"), [(10, 10), (11, 10), (1_000, 100), (2_500, 2_000)]
 )
-def test_many_beats_are_thinned_to_every_kth_keeping_the_newest(
-    engine: Engine, fleet: dict[str, int], total: int, max_points: int, step: int
+def test_many_beats_are_thinned_to_one_per_time_bucket_keeping_the_newest(
+    engine: Engine, fleet: dict[str, int], total: int, max_points: int
 ) -> None:
     with begin_write(engine) as conn:
         conn.execute(
@@ -203,7 +202,8 @@ def test_many_beats_are_thinned_to_every_kth_keeping_the_newest(
             [
                 {
                     "node_id": fleet["edge-a"],
-                    "received_at": T0 + i * SECOND,
+                    # A microsecond off the second: the first beat's bucket must still be 0.
+                    "received_at": T0 + i * SECOND + timedelta(microseconds=123),
                     "ts": T0 + i * SECOND,
                     "model_version_id": fleet["pump:1"],
                     "sdk": sdk(spool=i),
@@ -217,18 +217,44 @@ def test_many_beats_are_thinned_to_every_kth_keeping_the_newest(
         found = node_telemetry(conn, fleet["edge-a"], max_points=max_points)
 
     kept = [b.spool_records for b in found.beats]
-    expected = list(range(0, total, step))
-    if expected[-1] != total - 1:
-        expected.append(total - 1)
-    assert (found.total, found.step) == (total, step)
-    assert kept == expected
+    assert found.total == total
+    assert [b.received_at for b in found.beats] == [
+        T0 + i * SECOND + timedelta(microseconds=123) for i in kept
+    ]
+    if total <= max_points:
+        assert found.bucket_seconds is None and kept == list(range(total))
+        return
+    width = found.bucket_seconds
+    assert width == pytest.approx((total - 1) / (max_points - 3))
     assert len(kept) <= max_points
-    assert [b.received_at for b in found.beats] == [T0 + i * SECOND for i in expected]
+    assert kept[0] == 0 and kept[-1] == total - 1
+    # One beat per bucket (the first stored), and every bucket with a beat has its one.
+    buckets = [int(i // width) for i in range(total)]
+    assert kept == [i for i in range(total) if i == 0 or buckets[i] != buckets[i - 1]] + (
+        [] if buckets[-1] != buckets[-2] else [total - 1]
+    )
+
+
+def test_a_gap_in_the_beats_stays_a_gap(engine: Engine, fleet: dict[str, int]) -> None:
+    # A node silent for most of the period: its beats before and after, none drawn between.
+    times = [T0 + i * SECOND for i in range(50)] + [
+        T0 + 10_000 * SECOND + i * SECOND for i in range(50)
+    ]
+    with begin_write(engine) as conn:
+        for at in times:
+            store(conn, fleet["edge-a"], at, fleet["pump:1"], sdk())
+    with engine.connect() as conn:
+        found = node_telemetry(conn, fleet["edge-a"], max_points=20)
+    kept = [b.received_at for b in found.beats]
+    assert len(kept) <= 20 and kept[0] == times[0] and kept[-1] == times[-1]
+    assert set(kept) <= set(times)
+    # Buckets of (10,049 s / 17) ~ 591 s: the 50 s bursts fall in one bucket each.
+    assert kept == [times[0], times[50], times[-1]]
 
 
 def test_too_few_points_are_refused(engine: Engine, fleet: dict[str, int]) -> None:
-    with engine.connect() as conn, pytest.raises(ValueError, match="at least 2"):
-        node_telemetry(conn, fleet["edge-a"], max_points=1)
+    with engine.connect() as conn, pytest.raises(ValueError, match="at least 4"):
+        node_telemetry(conn, fleet["edge-a"], max_points=3)
 
 
 def test_version_changes_are_the_beats_naming_another_version(
@@ -250,8 +276,8 @@ def test_version_changes_are_the_beats_naming_another_version(
 
     with engine.connect() as conn:
         pump = node_telemetry(conn, a, model_id=fleet["pump"])
-        # Thinned to two points, the changes are still all found.
-        thinned = node_telemetry(conn, a, model_id=fleet["pump"], max_points=2)
+        # Thinned to four points, the changes are still all found.
+        thinned = node_telemetry(conn, a, model_id=fleet["pump"], max_points=4)
         # A period starting after the first change still sees the version it started with.
         later = node_telemetry(conn, a, model_id=fleet["pump"], start=T0 + 4 * SECOND)
         within = node_telemetry(conn, a, model_id=fleet["pump"], start=T0 + 5 * SECOND)
@@ -259,7 +285,7 @@ def test_version_changes_are_the_beats_naming_another_version(
     first = VersionChange(T0 + 4 * SECOND, T0 + 4 * SECOND + timedelta(minutes=1), "1", "2")
     back = VersionChange(T0 + 6 * SECOND, T0 + 6 * SECOND, "2", "1")
     assert pump.version_changes == [first, back]
-    assert len(thinned.beats) == 2 and thinned.version_changes == [first, back]
+    assert len(thinned.beats) <= 4 and thinned.version_changes == [first, back]
     assert later.version_changes == [first, back]
     assert within.version_changes == [back]
 
