@@ -30,7 +30,9 @@ TELEMETRY_ROWS = (
     "SDK drops by reason (totals since start)",
     "Spool backlog and queue (records)",
 )
-RESULT_ROWS = ("Drift at the node (share of features drifted)", "Accuracy and label coverage")
+#: The result rows' titles; the second names the performance figure drawn.
+RESULT_ROWS = ("Drift at the node (share of features drifted)", "{figure} and label coverage")
+FIGURE_NAMES = {"accuracy": "Accuracy", "mae": "Mean absolute error"}
 
 
 def when(moment: datetime | None) -> str | None:
@@ -237,7 +239,11 @@ def timeline_figure(view: data.NodeTimelines) -> go.Figure | None:
     judged), one shared time axis, version changes and rollout events marked across all."""
     titles = [
         *(TELEMETRY_ROWS if not view.telemetry.empty else ()),
-        *(RESULT_ROWS if not view.drift.empty or not view.performance.empty else ()),
+        *(
+            (RESULT_ROWS[0], RESULT_ROWS[1].format(figure=FIGURE_NAMES[view.metric]))
+            if not view.drift.empty or not view.performance.empty
+            else ()
+        ),
     ]
     if not titles:
         return None
@@ -287,7 +293,8 @@ def timeline_figure(view: data.NodeTimelines) -> go.Figure | None:
             row,
             1,
         )
-        drifted = drift[drift["drifted"].fillna(False).astype(bool)]
+        flagged = [not pd.isna(value) and bool(value) for value in drift["drifted"]]
+        drifted = drift[pd.Series(flagged, index=drift.index, dtype=bool)]
         figure.add_trace(
             go.Scatter(
                 x=_times(drifted["window_start"]),
