@@ -48,6 +48,8 @@ HEATMAP_WINDOWS = 96
 #: Histogram bins of a numerical column, and the most categories drawn (the rest: "other").
 BINS = 30
 MAX_CATEGORIES = 20
+#: The most values of one side the bin edges are placed on (the counts take every value).
+EDGE_SAMPLE = 100_000
 #: The confidence of the accuracy band: the alert rules' default, so the band is what they judge.
 CONFIDENCE = DEFAULT_CONFIDENCE
 
@@ -534,16 +536,7 @@ def _distribution(column: str, kind: str, reference: pd.Series, current: pd.Seri
         ref = pd.to_numeric(reference, errors="coerce").to_numpy(dtype=np.float64)
         cur = pd.to_numeric(current, errors="coerce").to_numpy(dtype=np.float64)
         ref_ok, cur_ok = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
-        both = np.concatenate([ref_ok, cur_ok])
-        if both.size == 0:
-            edges = np.array([0.0, 1.0])
-        else:
-            # The middle 99% of either side: one wild value must not squash the bars to a line.
-            low = float(min(np.quantile(s, 0.005) for s in (ref_ok, cur_ok) if s.size))
-            high = float(max(np.quantile(s, 0.995) for s in (ref_ok, cur_ok) if s.size))
-            if high <= low:
-                low, high = low - 0.5, high + 0.5
-            edges = np.linspace(low, high, BINS + 1)
+        edges = _edges(ref_ok, cur_ok)
         ref_share = _shares(np.histogram(np.clip(ref_ok, edges[0], edges[-1]), edges)[0])
         cur_share = _shares(np.histogram(np.clip(cur_ok, edges[0], edges[-1]), edges)[0])
         return Distribution(
@@ -560,13 +553,12 @@ def _distribution(column: str, kind: str, reference: pd.Series, current: pd.Seri
         )
     ref_counts = _category_counts(reference)
     cur_counts = _category_counts(current)
-    total = ref_counts.add(cur_counts, fill_value=0)
+    ref_total, cur_total = max(int(ref_counts.sum()), 1), max(int(cur_counts.sum()), 1)
     # Ordered by the reference's shares (then the window's): a new category shows at the end.
     order = sorted(
-        total.index,
-        key=lambda c: (-ref_counts.get(c, 0) / max(ref_counts.sum(), 1),
-                       -cur_counts.get(c, 0) / max(cur_counts.sum(), 1), c),
-    )  # fmt: skip
+        set(ref_counts.index) | set(cur_counts.index),
+        key=lambda c: (-ref_counts.get(c, 0) / ref_total, -cur_counts.get(c, 0) / cur_total, c),
+    )
     shown, rest = order[:MAX_CATEGORIES], order[MAX_CATEGORIES:]
     ref_values = [float(ref_counts.get(c, 0)) for c in shown]
     cur_values = [float(cur_counts.get(c, 0)) for c in shown]
@@ -588,9 +580,32 @@ def _distribution(column: str, kind: str, reference: pd.Series, current: pd.Seri
     )
 
 
+def _edges(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """BINS equal bins over the middle 99% of either side (one wild value must not squash the
+    bars to a line), the quantiles taken on a seeded sample of at most EDGE_SAMPLE values."""
+    sides = [_sample(side) for side in (reference, current) if side.size]
+    if not sides:
+        return np.array([0.0, 1.0])
+    low = float(min(np.quantile(side, 0.005) for side in sides))
+    high = float(max(np.quantile(side, 0.995) for side in sides))
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    return np.linspace(low, high, BINS + 1)
+
+
+def _sample(values: np.ndarray) -> np.ndarray:
+    if values.size <= EDGE_SAMPLE:
+        return values
+    return np.random.default_rng(0).choice(values, EDGE_SAMPLE, replace=False)
+
+
 def _category_counts(values: pd.Series) -> pd.Series:
-    present = values.dropna()
-    return present.astype(str).value_counts(sort=False)
+    """Rows per present value, by the value as text (counted on the codes: a million rows of
+    a categorical are never turned into strings)."""
+    counts = values.value_counts(dropna=True, sort=False)
+    counts = counts[counts > 0]
+    counts.index = counts.index.astype(str)
+    return counts.groupby(level=0).sum()
 
 
 def _shares(counts: np.ndarray) -> list[float]:

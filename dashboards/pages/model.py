@@ -3,8 +3,9 @@ any site, group or node; one window in detail (reference against current distrib
 quality, the HTML report).
 
 Query parameters: ``model``, ``scope`` (``fleet``, ``site:NAME``, ``group:NAME``,
-``node:NAME``, as the CLI's ``--scope``) and ``window`` (a window's start, ISO 8601; absent:
-the latest), so that other pages can link to a scope's view.
+``node:NAME``, as the CLI's ``--scope``), ``window`` (a window's start, ISO 8601; absent: the
+latest) and ``tab`` (Drift, Distributions, Accuracy, Data quality, Report), so that other pages
+can link to a scope's view.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ REFERENCE_COLOUR = "#8C8C8C"
 CURRENT_COLOUR = "#4C78A8"
 UNKNOWN_COLOUR = "#C7C7C7"
 NOT_DRIFTED_COLOUR = "#D6E6F4"
+#: The page's tabs (``?tab=`` names the open one; the first by default).
+TABS = ["Drift", "Distributions", "Accuracy", "Data quality", "Report"]
 #: Heatmap cell values: not drifted, insufficient data, drifted.
 CODES = {data.NOT_DRIFTED: 0, data.INSUFFICIENT: 1, data.DRIFTED: 2}
 
@@ -620,19 +623,24 @@ def draw() -> None:
         scope = pick_scope(common.read(data.scopes, name, window.start))
     found = common.read(data.scope_window, name, window.start, scope)
     tiles(found)
-    drift, distributions, accuracy, quality, report = st.tabs(
-        ["Drift", "Distributions", "Accuracy", "Data quality", "Report"]
-    )
-    with drift:
-        drift_tab(name, scope, period)
-    with distributions:
-        distributions_tab(name, window, scope, found)
-    with accuracy:
-        accuracy_tab(name, scope, period)
-    with quality:
-        quality_tab(name, window, scope)
-    with report:
-        report_tab(name, window, scope, found)
+    # Only the open tab runs (the window's records are read only for Distributions), and the
+    # URL names it (?tab=Accuracy), so that a link opens it.
+    drift, distributions, accuracy, quality, report = st.tabs(TABS, key="tab", bind="query-params")
+    if drift.open:
+        with drift:
+            drift_tab(name, scope, period)
+    if distributions.open:
+        with distributions:
+            distributions_tab(name, window, scope, found)
+    if accuracy.open:
+        with accuracy:
+            accuracy_tab(name, scope, period)
+    if quality.open:
+        with quality:
+            quality_tab(name, window, scope)
+    if report.open:
+        with report:
+            report_tab(name, window, scope, found)
 
 
 st.title("Model")

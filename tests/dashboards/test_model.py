@@ -203,7 +203,7 @@ def test_picking_a_scope_redraws_the_page_for_it_and_puts_it_in_the_url(
 def test_accuracy_its_wilson_band_and_label_coverage_are_the_stored_performance_rows(
     seeded: Seeded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    at = page(seeded.url, monkeypatch, model=seeded.model)
+    at = page(seeded.url, monkeypatch, model=seeded.model, tab="Accuracy")
 
     figure = figure_with(at, "accuracy")
     with seeded.engine.connect() as conn:
@@ -230,6 +230,7 @@ def test_the_quality_table_is_the_stored_quality_features_of_the_window_and_scop
         model=seeded.model,
         scope=f"site:{site}",
         window=seeded.quality_window.isoformat(),
+        tab="Data quality",
     )
 
     stored = window(seeded, seeded.quality_window)
@@ -256,7 +257,9 @@ def test_the_distributions_count_the_rows_the_stored_verdict_was_judged_on(
     seeded: Seeded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site = seeded.drifting_site
-    at = page(seeded.url, monkeypatch, model=seeded.model, scope=f"site:{site}")
+    at = page(
+        seeded.url, monkeypatch, model=seeded.model, scope=f"site:{site}", tab="Distributions"
+    )
 
     latest = window(seeded, seeded.window_starts[-1])
     scope = latest.drift_of(SITE, site)
@@ -292,7 +295,7 @@ def test_the_report_is_built_on_a_click_shown_and_downloadable_without_writing(
     seeded: Seeded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site = seeded.drifting_site
-    at = page(seeded.url, monkeypatch, model=seeded.model, scope=f"site:{site}")
+    at = page(seeded.url, monkeypatch, model=seeded.model, scope=f"site:{site}", tab="Report")
     assert not at.get("iframe") and not at.get("download_button")
 
     at.button(key="model_build_report").click().run()
@@ -315,6 +318,22 @@ def test_the_report_is_built_on_a_click_shown_and_downloadable_without_writing(
 # --- Time range and empty states -------------------------------------------------------------
 
 
+def test_only_the_open_tab_is_drawn_and_the_url_names_it(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drift = page(seeded.url, monkeypatch, model=seeded.model)
+    accuracy = page(seeded.url, monkeypatch, model=seeded.model, tab="Accuracy")
+
+    def traces(at: AppTest) -> set[str]:
+        return {t.get("type") + ":" + str(t.get("name")) for f in figures(at) for t in f["data"]}
+
+    assert traces(drift) == {"scatter:Fleet", "heatmap:None"}
+    assert not drift.dataframe
+    assert "scatter:accuracy" in traces(accuracy) and "heatmap:None" not in traces(accuracy)
+    assert "tab" not in drift.query_params
+    assert accuracy.query_params["tab"] == "Accuracy"
+
+
 def test_the_time_range_keeps_the_windows_that_end_inside_it(
     seeded: Seeded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -327,7 +346,6 @@ def test_the_time_range_keeps_the_windows_that_end_inside_it(
     assert drawn == list(seeded.window_starts[-len(drawn) :])
     heatmap = figure_with(at, kind="heatmap")["data"][0]
     assert [moment(x) for x in heatmap["x"]] == drawn
-    assert [moment(x) for x in trace(figure_with(at, "accuracy"), "accuracy")["x"]] == drawn
     assert len(at.selectbox(key="model_window").options) == len(drawn)
 
 
