@@ -91,3 +91,29 @@ def test_it_serves_the_app_on_the_database_and_ctrl_c_stops_both(
     with socket.socket() as probe:  # the app went with it: its port is free again
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
+
+
+def test_sigterm_stops_the_app_with_it_and_exits_0(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'edge-monitor.db'}"
+    migrations.upgrade(url)
+    port = free_port()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(
+        ["edge-monitor", "--database-url", url, "dashboard", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    while not process.stdout.readline().startswith("dashboard: open "):
+        assert process.poll() is None, process.communicate()
+
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+
+    assert process.returncode == cli.OK
+    with socket.socket() as probe:  # a service manager's stop leaves no app behind
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))

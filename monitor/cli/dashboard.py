@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import signal
 from typing import Any
+
+
+class _Stopped(Exception):
+    """SIGTERM (a service manager stopping the dashboard): a clean stop, exit 0."""
 
 
 def add_commands(commands: Any) -> None:
@@ -39,6 +44,8 @@ def _dashboard(args: argparse.Namespace) -> int:
     url = settings.resolved_database_url
     print(f"dashboard: starting on database {_shown_url(url)}", flush=True)
     dashboard = server.start(url, host=host, port=port)
+    # Stopped by a service manager, the app must go too (it would outlive this process).
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         try:
             dashboard.wait_ready()
@@ -46,8 +53,15 @@ def _dashboard(args: argparse.Namespace) -> int:
             raise CommandFailed(str(exc)) from None
         print(f"dashboard: open {dashboard.url} (Ctrl-C stops)", flush=True)
         code = dashboard.process.wait()
+    except _Stopped:
+        return 0
     finally:
+        signal.signal(signal.SIGTERM, previous)
         dashboard.stop()
     if code != 0:
         raise CommandFailed(f"the dashboard stopped (exit {code})")
     return 0
+
+
+def _stop(_signum: int, _frame: Any) -> None:
+    raise _Stopped
