@@ -193,7 +193,8 @@ def verdict(view: data.FleetView) -> None:
             st.markdown(f"**{line}**" if drifting else line)
             st.caption(
                 f"Latest analysed window {_time(view.window_start)} to {_time(view.window_end)} "
-                f"UTC: {view.window_records or 0:,} records, revision {view.window_revision}."
+                f"UTC: {view.window_records or 0:,} records, revision {view.window_revision}. "
+                "This page shows the fleet now: the time range applies to the other pages."
             )
 
 
@@ -225,11 +226,10 @@ def stage_notes(view: data.FleetView) -> None:
 
 def sites(view: data.FleetView) -> None:
     """Drift and health by site: two small bar charts and the per-site table."""
-    st.subheader("By site")
     frame = view.sites
-    if frame.empty:
-        st.caption("No nodes registered yet: `edge-monitor nodes add NAME --site SITE`.")
+    if frame.empty:  # no nodes: the node table says how to add them
         return
+    st.subheader("By site")
     left, right = st.columns(2)
     with left:
         st.plotly_chart(drift_figure(frame), width="stretch", config={"displayModeBar": False})
@@ -320,7 +320,10 @@ def node_table(view: data.FleetView) -> None:
     nodes = view.nodes
     st.subheader(f"Nodes ({len(nodes):,})")
     if nodes.empty:
-        st.caption("No nodes registered yet: `edge-monitor nodes add NAME --site SITE`.")
+        st.caption(
+            "No nodes registered yet: "
+            f"`edge-monitor nodes add NAME --site SITE --model {view.model}`."
+        )
         return
     site_col, health_col, search_col, sort_col = st.columns([2, 2, 2, 2])
     with site_col:

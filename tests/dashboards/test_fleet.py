@@ -346,6 +346,8 @@ def test_a_model_without_reference_data_says_how_to_register_one(
     assert shown["Nodes drifting"][1] == "no window yet"
     assert shown["Fleet accuracy"][0] == "no labels yet"
     assert shown["Nodes online"] == ("0", "of 0")
+    assert "`edge-monitor nodes add NAME --site SITE --model pump-failure`" in " ".join(texts(at))
+    assert not at.get("plotly_chart")
 
 
 def test_a_model_not_analysed_yet_says_to_run_the_worker_and_shows_its_nodes(
