@@ -10,7 +10,7 @@ can link to a scope's view.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -59,11 +59,7 @@ def pick_window(choices: list[data.WindowChoice]) -> data.WindowChoice:
     """The window the per-window parts show: ``?window=`` when it is in the range, else the
     latest (the URL names a window only when another than the latest is picked)."""
     by_start = {moment(c.start): c for c in choices}
-    wanted = st.query_params.get("window", "")
-    try:
-        wanted = moment(datetime.fromisoformat(wanted))
-    except ValueError:
-        wanted = ""
+    wanted = parse_moment(st.query_params.get("window", ""))
     starts = list(by_start)
     chosen: str = st.selectbox(
         "Window",
@@ -78,9 +74,25 @@ def pick_window(choices: list[data.WindowChoice]) -> data.WindowChoice:
     if chosen == starts[0]:
         if "window" in st.query_params:
             del st.query_params["window"]
-    elif st.query_params.get("window") != window.start.isoformat():
-        st.query_params["window"] = window.start.isoformat()
+    elif st.query_params.get("window") != window_param(window.start):
+        st.query_params["window"] = window_param(window.start)
     return window
+
+
+def window_param(start: datetime) -> str:
+    """A window's start as ``?window=`` holds it: ISO 8601 in UTC, ``Z`` (no ``+``, which a
+    hand-typed URL would turn into a space)."""
+    return f"{start.astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z"
+
+
+def parse_moment(text: str) -> str:
+    """``?window=`` as ``moment`` spells a time ("" when it is no time): any ISO 8601 time,
+    naive read as UTC; an offset's ``+`` that a URL turned into a space is taken back."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace(" ", "+"))
+    except ValueError:
+        return ""
+    return moment(value.astimezone(UTC) if value.tzinfo else value)
 
 
 def pick_scope(available: list[data.Scope]) -> data.Scope:

@@ -7,7 +7,7 @@ state names the command to run next."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +251,33 @@ def test_the_quality_table_is_the_stored_quality_features_of_the_window_and_scop
     assert stored.quality_issues(SITE, site) == ["vibration_mm_s"]
     issues = {m.label: m.value for m in at.metric}["Data-quality issues"]
     assert issues == str(scope.result.n_issues) == "1"
+
+
+def test_a_window_is_picked_by_the_url_in_any_iso_spelling_and_put_back_in_utc(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = seeded.window_starts[2]
+    spellings = [
+        start.isoformat(),
+        start.isoformat().replace("+", " "),  # a hand-typed URL's "+" arrives as a space
+        f"{start:%Y-%m-%dT%H:%M}",
+        start.astimezone(timezone(timedelta(hours=2))).isoformat(),
+    ]
+    for spelling in spellings:
+        at = page(seeded.url, monkeypatch, model=seeded.model, window=spelling)
+
+        stored = window(seeded, start).drift_of().result
+        assert {m.label: m.value for m in at.metric}["Share drifted"] == (
+            f"{stored.share_drifted:.0%}"
+        )
+        assert at.selectbox(key="model_window").value == f"{start:%Y-%m-%d %H:%M:%S}"
+        assert at.query_params["window"] == f"{start:%Y-%m-%dT%H:%M:%S}Z"
+    latest = page(seeded.url, monkeypatch, model=seeded.model, window="not a time")
+    assert (
+        latest.selectbox(key="model_window").value
+        == f"{seeded.window_starts[-1]:%Y-%m-%d %H:%M:%S}"
+    )
+    assert "window" not in latest.query_params
 
 
 def test_the_distributions_count_the_rows_the_stored_verdict_was_judged_on(
