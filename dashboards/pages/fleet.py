@@ -307,7 +307,7 @@ def _small(figure: go.Figure, title: str) -> go.Figure:
     figure.update_layout(
         title=title,
         barmode="stack",
-        height=140 + 28 * min(rows, 20),
+        height=140 + 24 * min(rows, 40),
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
         legend={"orientation": "h", "y": -0.15, "traceorder": "normal"},
         yaxis={"autorange": "reversed"},
