@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from datetime import time as clock
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
 
@@ -227,6 +229,30 @@ def page_url(page: str, **params: str) -> str:
     """A link to another page of the app with its query (``node``, ``model``, ...)."""
     query = urlencode({k: v for k, v in params.items() if v is not None})
     return f"/{page}" + (f"?{query}" if query else "")
+
+
+# --- Long tables -----------------------------------------------------------------------------
+
+#: Rows per page of a long table.
+PAGE_ROWS = 50
+
+
+def paged(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """The rows to show of a table: a search box and a page picker once it is long (1,000
+    nodes stay readable)."""
+    if len(frame) <= PAGE_ROWS:
+        return frame
+    left, right = st.columns([3, 1])
+    text = left.text_input("Search", key=f"{key}_search", placeholder="any column contains...")
+    if text:
+        cells = frame.astype(str)
+        hit = cells.apply(lambda c: c.str.contains(text, case=False, regex=False)).any(axis=1)
+        frame = frame[hit]
+    pages = max(1, math.ceil(len(frame) / PAGE_ROWS))
+    number = int(right.number_input(f"Page of {pages}", 1, pages, 1, key=f"{key}_page"))
+    number = min(number, pages)
+    st.caption(f"{len(frame)} rows; page {number} of {pages}")
+    return frame.iloc[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
 
 
 # --- Empty states and errors -----------------------------------------------------------------

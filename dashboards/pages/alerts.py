@@ -4,10 +4,8 @@ and the retrain runs with their outcome."""
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
-import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -15,8 +13,6 @@ from monitor.dashboards import common
 from monitor.dashboards.data import alerts as data
 from monitor.storage.webhooks import STATUSES
 
-#: Rows per page of a long table.
-PAGE_ROWS = 50
 SEVERITY_COLOURS = {"critical": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4"}
 #: The tiles' delta colour of the worst severity firing.
 SEVERITY_TILE: dict[str, Literal["red", "orange", "blue"]] = {
@@ -24,23 +20,6 @@ SEVERITY_TILE: dict[str, Literal["red", "orange", "blue"]] = {
     "warning": "orange",
     "info": "blue",
 }
-
-
-def paged(frame: pd.DataFrame, key: str) -> pd.DataFrame:
-    """The rows to show of a table: a search box and a page picker once it is long."""
-    if len(frame) <= PAGE_ROWS:
-        return frame
-    left, right = st.columns([3, 1])
-    text = left.text_input("Search", key=f"{key}_search", placeholder="any column contains...")
-    if text:
-        cells = frame.astype(str)
-        hit = cells.apply(lambda c: c.str.contains(text, case=False, regex=False)).any(axis=1)
-        frame = frame[hit]
-    pages = max(1, math.ceil(len(frame) / PAGE_ROWS))
-    number = int(right.number_input(f"Page of {pages}", 1, pages, 1, key=f"{key}_page"))
-    number = min(number, pages)
-    st.caption(f"{len(frame)} rows; page {number} of {pages}")
-    return frame.iloc[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
 
 
 def tiles(view: data.Overview, label: str) -> None:
@@ -128,7 +107,7 @@ def open_alerts(view: data.Overview) -> None:
         column_config={"since": ALERT_TABLE["since"]},
     )
     st.markdown("**Every firing alert** (one per rule and group: site, group, node or the rule)")
-    shown = paged(frame, "open")
+    shown = common.paged(frame, "open")
     st.dataframe(
         shown,
         hide_index=True,
@@ -155,7 +134,7 @@ def resolved_alerts(view: data.Overview, label: str) -> None:
         st.info(f"No alert resolved in the range ({label}).")
         return
     st.dataframe(
-        paged(view.resolved, "resolved"),
+        common.paged(view.resolved, "resolved"),
         hide_index=True,
         column_order=[
             "id",
@@ -264,7 +243,7 @@ def deliveries(rng: common.TimeRange, view: data.Overview) -> None:
         st.info(f"No webhook message {'' if status == 'any' else status + ' '}in the range.")
         return
     st.dataframe(
-        paged(frame, "deliveries"),
+        common.paged(frame, "deliveries"),
         hide_index=True,
         column_config={
             "message_id": "webhook-id",
@@ -296,7 +275,7 @@ def retraining(rng: common.TimeRange, view: data.Overview) -> None:
     for row in frame.head(5).itertuples():
         st.markdown(f"- **Run {row.id}** of {row.model} (hook {row.hook or '-'}): {row.outcome}")
     st.dataframe(
-        paged(frame, "runs"),
+        common.paged(frame, "runs"),
         hide_index=True,
         column_config={
             "candidate_accuracy": st.column_config.NumberColumn("Gate: candidate", format="%.4f"),

@@ -4,8 +4,6 @@ registry against reported by the node, a mismatch highlighted)."""
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -13,26 +11,7 @@ import streamlit as st
 from monitor.dashboards import common
 from monitor.dashboards.data import models as data
 
-#: Rows per page of a long table.
-PAGE_ROWS = 50
 ROLE_COLOURS = {"production": "#2ca02c", "canary": "#ff7f0e"}
-
-
-def paged(frame: pd.DataFrame, key: str) -> pd.DataFrame:
-    """The rows to show of a table: a search box and a page picker once it is long."""
-    if len(frame) <= PAGE_ROWS:
-        return frame
-    left, right = st.columns([3, 1])
-    text = left.text_input("Search", key=f"{key}_search", placeholder="any column contains...")
-    if text:
-        cells = frame.astype(str)
-        hit = cells.apply(lambda c: c.str.contains(text, case=False, regex=False)).any(axis=1)
-        frame = frame[hit]
-    pages = max(1, math.ceil(len(frame) / PAGE_ROWS))
-    number = int(right.number_input(f"Page of {pages}", 1, pages, 1, key=f"{key}_page"))
-    number = min(number, pages)
-    st.caption(f"{len(frame)} rows; page {number} of {pages}")
-    return frame.iloc[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
 
 
 def deployment(view: data.ModelView) -> None:
@@ -249,7 +228,7 @@ def nodes(view: data.ModelView) -> None:
             icon=":material/sync_problem:",
         )
     only = st.toggle("Only mismatched nodes", key="mismatch_only") if mismatched else False
-    shown = paged(frame[frame["mismatch"]] if only else frame, "nodes")
+    shown = common.paged(frame[frame["mismatch"]] if only else frame, "nodes")
     st.dataframe(
         shown.assign(link=[common.page_url("node", node=n) for n in shown["node"]]).style.apply(
             _highlight, axis=1
