@@ -13,11 +13,11 @@ from monitor.dashboards import common
 st.set_page_config(page_title="edge-monitor", page_icon=":material/monitoring:", layout="wide")
 
 PAGES = [
-    st.Page("pages/fleet.py", title="Fleet", icon=":material/hub:", url_path="fleet", default=True),
-    st.Page("pages/model.py", title="Model", icon=":material/insights:", url_path="model"),
-    st.Page("pages/node.py", title="Node", icon=":material/memory:", url_path="node"),
-    st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:", url_path="alerts"),
-    st.Page("pages/models.py", title="Models", icon=":material/deployed_code:", url_path="models"),
+    st.Page("views/fleet.py", title="Fleet", icon=":material/hub:", url_path="fleet", default=True),
+    st.Page("views/model.py", title="Model", icon=":material/insights:", url_path="model"),
+    st.Page("views/node.py", title="Node", icon=":material/memory:", url_path="node"),
+    st.Page("views/alerts.py", title="Alerts", icon=":material/notifications:", url_path="alerts"),
+    st.Page("views/models.py", title="Models", icon=":material/deployed_code:", url_path="models"),
 ]
 
 page = st.navigation(PAGES)

@@ -227,7 +227,8 @@ def pick_model(names: list[str]) -> str:
 
 def page_url(page: str, **params: str) -> str:
     """A link to another page of the app with its query (``node``, ``model``, ...)."""
-    query = urlencode({k: v for k, v in params.items() if v is not None})
+    # Names keep their ":" and "@" readable in the address bar.
+    query = urlencode({k: v for k, v in params.items() if v is not None}, safe=":@")
     return f"/{page}" + (f"?{query}" if query else "")
 
 

@@ -28,7 +28,7 @@ class PageText:
 def read_page(
     database_url: str, page: str, *, query: dict[str, str] | None = None, timeout: float = 60
 ) -> PageText:
-    """Draw ``pages/<page>.py`` of the app on ``database_url`` and return what it shows."""
+    """Draw ``views/<page>.py`` of the app on ``database_url`` and return what it shows."""
     from streamlit.testing.v1 import AppTest
 
     with _LOCK:
@@ -36,7 +36,7 @@ def read_page(
         os.environ["MONITOR_DATABASE_URL"] = database_url
         try:
             app = AppTest.from_file(str(APP), default_timeout=timeout)
-            app.switch_page(f"pages/{page}.py")
+            app.switch_page(f"views/{page}.py")
             for key, value in (query or {}).items():
                 app.query_params[key] = value
             app.run()

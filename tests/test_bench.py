@@ -21,6 +21,7 @@ def test_there_are_benchmarks() -> None:
         "import_history.py",
         "analyse_period.py",
         "pooled_detection.py",
+        "p6_fleet_page.py",
     } <= {p.name for p in SCRIPTS}
 
 

@@ -236,7 +236,7 @@ def test_the_scan_finds_the_packages_and_their_imports(imports: dict[str, set[st
         "monitor.collector",
         "monitor.commands",
         "monitor.dashboards.data",
-        "monitor.dashboards.pages",
+        "monitor.dashboards.views",
     ):
         assert any(within(module, package) for module in imports), f"no modules in {package}"
     assert "sqlalchemy" in imports["monitor.storage.tables"]

@@ -158,7 +158,7 @@ def test_the_wheel_carries_its_own_code_migrations_and_dashboard(installed: Inst
         "-c",
         "import monitor, monitor.migrations, monitor.dashboards.server as s; "
         "print(monitor.__file__); print(monitor.migrations.__file__); print(s.APP); "
-        "print(*sorted(p.name for p in (s.APP.parent / 'pages').glob('*.py')))",
+        "print(*sorted(p.name for p in (s.APP.parent / 'views').glob('*.py')))",
         cwd=installed.venv,
     ).split()
 

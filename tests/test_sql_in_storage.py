@@ -80,4 +80,4 @@ def test_the_check_catches_each_way_of_writing_sql() -> None:
     assert violations("from sqlalchemy import Connection, Engine\n", "ok") == []
     assert violations("from sqlalchemy.exc import OperationalError\n", "ok") == []
     assert len(outside_storage()) > 20  # the scan sees the package
-    assert any(path.parent.name == "pages" for path in outside_storage())  # and the dashboard
+    assert any(path.parent.name == "views" for path in outside_storage())  # and the dashboard

@@ -39,7 +39,7 @@ def alerts_page(
     """The Alerts page drawn on ``url``: no exception, no error shown."""
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=60)
-    at.switch_page("pages/alerts.py")
+    at.switch_page("views/alerts.py")
     for key, value in (query or {}).items():
         at.query_params[key] = value
     for key, value in (state or {}).items():

@@ -37,7 +37,7 @@ def page(
     session state: the sidebar's time range): no exception, no error shown."""
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=60)
-    at.switch_page("pages/model.py")
+    at.switch_page("views/model.py")
     for key, value in params.items():
         at.query_params[key] = value
     for key, value in (state or {}).items():

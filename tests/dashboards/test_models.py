@@ -34,7 +34,7 @@ def models_page(
     """The Models page drawn on ``url``: no exception, no error shown."""
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=60)
-    at.switch_page("pages/models.py")
+    at.switch_page("views/models.py")
     for key, value in (query or {}).items():
         at.query_params[key] = value
     at.run()

@@ -42,7 +42,7 @@ def node_page(
     sidebar's time range): no exception, no error shown."""
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=60)
-    at.switch_page("pages/node.py")
+    at.switch_page("views/node.py")
     for key, value in query.items():
         at.query_params[key] = value
     for key, value in (state or {}).items():

@@ -423,7 +423,7 @@ def open_alerts(view: data.FleetView) -> None:
         if more > 0:
             lines.append(f"- and {more} more")
         st.markdown("\n".join(lines))
-        st.page_link("pages/alerts.py", label="All alerts", icon=":material/notifications:")
+        st.page_link("views/alerts.py", label="All alerts", icon=":material/notifications:")
 
 
 st.title("Fleet")
