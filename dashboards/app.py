@@ -10,7 +10,9 @@ import streamlit as st
 
 from monitor.dashboards import common
 
-st.set_page_config(page_title="edge-monitor", page_icon=":material/monitoring:", layout="wide")
+# An emoji icon: Streamlit draws it as a data: image. A :material/...: page icon is fetched
+# from Google's font servers, and the dashboard must work on a network without internet.
+st.set_page_config(page_title="edge-monitor", page_icon="📈", layout="wide")
 
 PAGES = [
     st.Page("views/fleet.py", title="Fleet", icon=":material/hub:", url_path="fleet", default=True),

@@ -225,11 +225,16 @@ def pick_model(names: list[str]) -> str:
     return chosen
 
 
+#: The page Streamlit serves at the root (and only there: /fleet is "page not found").
+DEFAULT_PAGE = "fleet"
+
+
 def page_url(page: str, **params: str) -> str:
     """A link to another page of the app with its query (``node``, ``model``, ...)."""
     # Names keep their ":" and "@" readable in the address bar.
     query = urlencode({k: v for k, v in params.items() if v is not None}, safe=":@")
-    return f"/{page}" + (f"?{query}" if query else "")
+    path = "/" if page == DEFAULT_PAGE else f"/{page}"
+    return path + (f"?{query}" if query else "")
 
 
 # --- Long tables -----------------------------------------------------------------------------
@@ -270,15 +275,26 @@ def empty_state(title: str, advice: str, command: str | None = None) -> None:
 @contextlib.contextmanager
 def guarded(page: str) -> Iterator[None]:
     """Draw a page's body; a failure shows one readable message, never a traceback (which
-    goes to the log). A missing or outdated database says which command fixes it."""
+    goes to the log). A missing, unreachable or outdated database says so (and which command
+    fixes it) instead of the body."""
     try:
         check_database()
-        yield
-    except NoDatabase as exc:
-        empty_state("No database yet", exc.message)
-    except MonitorError as exc:
-        st.error(f"The {page} page cannot be drawn: {exc.message}", icon=":material/error:")
     except Exception as exc:
+        _explain(page, exc)
+        st.stop()  # the body is not drawn (a context manager cannot skip it otherwise)
+    try:
+        yield
+    except Exception as exc:
+        _explain(page, exc)
+
+
+def _explain(page: str, exc: Exception) -> None:
+    # Called while ``exc`` is being handled, so that the log has its traceback.
+    if isinstance(exc, NoDatabase):
+        empty_state("No database yet", exc.message)
+    elif isinstance(exc, MonitorError):
+        st.error(f"The {page} page cannot be drawn: {exc.message}", icon=":material/error:")
+    else:
         log.exception("the %s page failed", page)
         st.error(
             f"The {page} page cannot be drawn: {type(exc).__name__}: {exc}. The dashboard's log "

@@ -3,8 +3,11 @@ page this way (Streamlit's AppTest runs the page script in this process, on one 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +34,7 @@ def read_page(
     """Draw ``views/<page>.py`` of the app on ``database_url`` and return what it shows."""
     from streamlit.testing.v1 import AppTest
 
-    with _LOCK:
+    with _LOCK, _logging_kept():
         before = os.environ.get("MONITOR_DATABASE_URL")
         os.environ["MONITOR_DATABASE_URL"] = database_url
         try:
@@ -54,6 +57,26 @@ def read_page(
         parts.append(_cells(table.value))
     errors = [str(e.value) for e in app.error] + [str(e.value) for e in app.exception]
     return PageText("\n".join(parts), tuple(errors))
+
+
+@contextlib.contextmanager
+def _logging_kept() -> Iterator[None]:
+    """Leave this process's logging as it was: a page drawn here configures uvicorn's loggers
+    for Streamlit's server (the demo's collector, in the same process, would start printing
+    every request)."""
+    loggers = [
+        logging.getLogger(),
+        *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict)),
+    ]
+    kept = [(lg, lg.level, list(lg.handlers), lg.propagate, lg.disabled) for lg in loggers]
+    try:
+        yield
+    finally:
+        for lg, level, handlers, propagate, disabled in kept:
+            lg.setLevel(level)
+            lg.handlers[:] = handlers
+            lg.propagate = propagate
+            lg.disabled = disabled
 
 
 def _cells(frame: Any) -> str:

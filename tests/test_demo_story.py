@@ -141,6 +141,8 @@ def test_the_fast_demo_tells_the_whole_story_and_asserts_each_milestone(
     # The dashboard ran beside the story, said where, and says how to open it again.
     assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/ ", out, re.M)
     assert "to look again: edge-monitor --database-url " in out
+    # Drawing the page in the demo's process left its logging alone: no request is printed.
+    assert "HTTP/1.1" not in out
 
 
 def test_a_story_missing_milestones_fails_in_fast_mode_naming_each(
