@@ -220,7 +220,7 @@ def alert_detail(engine: Engine, alert_id: int) -> AlertDetail:
     """An alert's subjects, transitions and the webhook messages of each transition."""
     with engine.connect() as conn:
         alert = alert_store.get_alert(conn, alert_id)
-        events = activity.events_of(conn, [alert_id])[alert_id]
+        events = alert_store.alert_events(conn, alert_id)
         by_event = webhooks.messages_for_events(conn, [e.id for e in events])
         attempts = webhooks.attempts_of(conn, [m.id for ms in by_event.values() for m in ms])
     observed = alert.details.get("observations")

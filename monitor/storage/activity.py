@@ -1,22 +1,21 @@
-"""What alerting did in a period: alerts resolved in it, the transitions of many alerts at once,
-outbox messages and retrain runs created in it (the dashboard's time range). Rows come back as
-the dataclasses of ``storage.alerts``, ``storage.webhooks`` and ``storage.retrains``, read by
-those modules' own row mappers, so every reader sees one shape.
+"""What alerting did in a period: alerts resolved in it, outbox messages and retrain runs
+created in it (the dashboard's time range). Rows come back as the dataclasses of
+``storage.alerts``, ``storage.webhooks`` and ``storage.retrains``, read by those modules' own
+row mappers, so every reader sees one shape.
 
 A period is ``[start, end)``; ``start`` None: from the first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from monitor.storage.alerts import RESOLVED, Alert, AlertEvent, _alert, _alerts_query
+from monitor.storage.alerts import RESOLVED, Alert, _alert, _alerts_query
 from monitor.storage.retrains import Run, _run, _runs_query
-from monitor.storage.tables import alert_events, alerts, retrain_runs, webhook_endpoints
+from monitor.storage.tables import alerts, retrain_runs, webhook_endpoints
 from monitor.storage.tables import webhook_messages as messages
 from monitor.storage.webhooks import _MESSAGE_COLUMNS, STATUSES, Message, _message
 
@@ -44,29 +43,6 @@ def count_resolved(conn: Connection, start: datetime | None, end: datetime) -> i
         alerts.c.state == RESOLVED, *_within(alerts.c.resolved_at, start, end)
     )
     return int(conn.execute(query).scalar() or 0)
-
-
-def events_of(conn: Connection, alert_ids: Sequence[int]) -> dict[int, list[AlertEvent]]:
-    """Per alert id, its transitions in order (``storage.alerts.alert_events`` for many)."""
-    found: dict[int, list[AlertEvent]] = {alert_id: [] for alert_id in alert_ids}
-    if not alert_ids:
-        return found
-    e = alert_events.c
-    query = select(alert_events).where(e.alert_id.in_(list(alert_ids))).order_by(e.alert_id, e.seq)
-    for row in conn.execute(query):
-        found[row.alert_id].append(
-            AlertEvent(
-                row.id,
-                row.alert_id,
-                row.seq,
-                row.kind,
-                row.message_id,
-                row.window_start,
-                dict(row.payload or {}),
-                row.at,
-            )
-        )
-    return found
 
 
 def messages_between(
@@ -118,7 +94,6 @@ def runs_between(
 
 __all__ = [
     "count_resolved",
-    "events_of",
     "message_counts",
     "messages_between",
     "resolved_between",

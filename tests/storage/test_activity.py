@@ -74,31 +74,6 @@ def test_resolved_alerts_are_those_resolved_in_the_period_latest_first(
     assert [a.id for a in activity.resolved_between(conn, None, T0 + 4 * HOUR, limit=1)] == [late]
 
 
-def test_events_of_many_alerts_come_per_alert_in_order(conn: Connection, rule_id: int) -> None:
-    first = fire(conn, rule_id, "site:a", T0)
-    second = fire(conn, rule_id, "site:b", T0)
-    for seq, (alert_id, kind) in enumerate(
-        [(first, "fired"), (second, "fired"), (first, "resolved")], start=1
-    ):
-        store.add_event(
-            conn,
-            alert_id,
-            kind=kind,
-            window_start=T0,
-            payload={"type": f"alert.{kind}"},
-            seq=store.next_seq(conn, alert_id),
-            now=T0 + seq * HOUR,
-        )
-
-    found = activity.events_of(conn, [first, second, 999])
-
-    assert [(e.seq, e.kind) for e in found[first]] == [(1, "fired"), (2, "resolved")]
-    assert found[first] == store.alert_events(conn, first)
-    assert found[second] == store.alert_events(conn, second)
-    assert found[999] == []
-    assert activity.events_of(conn, []) == {}
-
-
 def test_messages_and_their_counts_are_those_created_in_the_period(conn: Connection) -> None:
     for name in ("ops", "pager"):
         webhooks.upsert_endpoint(conn, name=name, url=f"https://{name}.example", secret="whsec_x",
