@@ -209,7 +209,7 @@ def fleet_view(engine: Engine, model: str, now: datetime, offline_after_seconds:
             if performance is None
             else results.performance(conn, found.id, **_at(performance.window_start))
         )
-        telemetry = fleet.node_telemetry(conn)
+        telemetry = fleet.runtime_figures(conn)
         rates = fleet.records_received_by_node(conn, found.id, now - RATE_SPAN)
         by_severity = fleet.firing_alerts(conn)
         firing = alerts.list_alerts(conn, state=alerts.FIRING, limit=SHOWN_ALERTS)

@@ -114,7 +114,7 @@ def records_received_by_node(conn: Connection, model_id: int, since: datetime) -
 
 
 @dataclass(frozen=True, slots=True)
-class NodeTelemetry:
+class RuntimeFigures:
     """A node's runtime figures from its last heartbeat, as the health job last stored them."""
 
     model_version: str | None
@@ -124,7 +124,7 @@ class NodeTelemetry:
     spool_records: int | None
 
 
-def node_telemetry(conn: Connection) -> dict[str, NodeTelemetry]:
+def runtime_figures(conn: Connection) -> dict[str, RuntimeFigures]:
     """Every checked node's runtime figures, by node name: the few columns of the health rows
     a fleet table shows (``health.health_by_node`` has the whole rows)."""
     query = select(
@@ -135,7 +135,7 @@ def node_telemetry(conn: Connection) -> dict[str, NodeTelemetry]:
         node_health.c.spool_records,
     ).join(nodes, nodes.c.id == node_health.c.node_id)
     return {
-        name: NodeTelemetry(version, p95, dict(dropped or {}), spool)
+        name: RuntimeFigures(version, p95, dict(dropped or {}), spool)
         for name, version, p95, dropped, spool in conn.execute(query)
     }
 

@@ -192,7 +192,7 @@ def test_the_node_table_holds_every_node_with_its_stored_figures_worst_first(
         received = fleet.records_received_by_node(
             conn, seeded.model_id, hour_end(at) - timedelta(hours=1)
         )
-        telemetry = fleet.node_telemetry(conn)
+        telemetry = fleet.runtime_figures(conn)
 
     by_name = {
         re.search(r"node=([^&]+)", url).group(1): row

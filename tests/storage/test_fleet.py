@@ -106,7 +106,7 @@ def test_a_model_without_records_received_has_no_node_figures(engine: Engine) ->
         assert fleet.records_received_by_node(conn, found_id, T0) == {}
 
 
-def test_node_telemetry_is_the_health_rows_runtime_figures_by_node_name(engine: Engine) -> None:
+def test_runtime_figures_are_the_health_rows_figures_by_node_name(engine: Engine) -> None:
     dropped = dict.fromkeys(DROP_REASONS, 0) | {"queue_full": 12, "sampled_out": 400}
     with begin_write(engine) as conn:
         ids = {name: nodes.add_node(conn, name)[0].id for name in ("edge-1", "edge-2", "edge-3")}
@@ -119,7 +119,7 @@ def test_node_telemetry_is_the_health_rows_runtime_figures_by_node_name(engine: 
         )
 
     with engine.connect() as conn:
-        found = fleet.node_telemetry(conn)
+        found = fleet.runtime_figures(conn)
         rows = health.health_by_node(conn)
 
     assert set(found) == {"edge-1", "edge-2"}  # edge-3 was never checked
@@ -132,7 +132,7 @@ def test_node_telemetry_is_the_health_rows_runtime_figures_by_node_name(engine: 
         )
         assert figures.dropped == row.dropped
     assert found["edge-1"].dropped == dropped
-    assert found["edge-2"] == fleet.NodeTelemetry(None, None, {}, None)
+    assert found["edge-2"] == fleet.RuntimeFigures(None, None, {}, None)
 
 
 def test_nodes_by_status_counts_what_node_states_say(engine: Engine) -> None:
