@@ -150,6 +150,7 @@ def test_a_story_missing_milestones_fails_in_fast_mode_naming_each(
 ) -> None:
     story = Story(set())
     story.reach("drift alert", "alert FIRING: 3 nodes at site site-a drift on temperature_c")
+    story.reach("dashboard", "dashboard: the Fleet page names site-a as drifting: ...")
     story.reach("webhook", "webhook received and verified: alert.fired ...")
     story.reach("accuracy alert", "accuracy alert FIRING: ...")
 

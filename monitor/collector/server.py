@@ -89,6 +89,9 @@ class BackgroundCollector:
             host=host,
             port=port,
             log_level="warning",
+            # Never a line per request, whatever else in the process configures uvicorn's
+            # loggers (the demo draws a dashboard page, which does).
+            access_log=False,
             lifespan="off",
             **uvicorn_options(settings),
         )
