@@ -22,6 +22,7 @@ from monitor.dashboards.data.alerts import outcome
 from monitor.storage import alert_rules, fleet, models, retrains, webhooks
 from monitor.storage import alerts as store
 from monitor.storage.engine import begin_write
+from tests.dashboards.apptest import draw
 from tests.dashboards.seed import Seeded
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,17 +38,7 @@ def alerts_page(
     state: dict[str, Any] | None = None,
 ) -> AppTest:
     """The Alerts page drawn on ``url``: no exception, no error shown."""
-    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
-    at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=60)
-    at.switch_page("views/alerts.py")
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
-    for key, value in (state or {}).items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception
-    assert [e.value for e in at.error] == []
-    return at
+    return draw(url, "alerts", monkeypatch, query=query, state=state)
 
 
 def table(at: AppTest, *columns: str, without: str | None = None) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from monitor.alerts.uncertainty import wilson
 from monitor.schema import FLEET, FLEET_KEY, GROUP, NODE, SITE
 from monitor.storage import results
 from monitor.storage.results import WindowResults
+from tests.dashboards.apptest import draw
 from tests.dashboards.seed import Seeded
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,17 +36,7 @@ def page(
 ) -> AppTest:
     """The Model page drawn once on the database at ``url``, with these query parameters (and
     session state: the sidebar's time range): no exception, no error shown."""
-    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
-    at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=60)
-    at.switch_page("views/model.py")
-    for key, value in params.items():
-        at.query_params[key] = value
-    for key, value in (state or {}).items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
+    return draw(url, "model", monkeypatch, query=params, state=state)
 
 
 def figures(at: AppTest) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from monitor.config import load_settings
 from monitor.dashboards.data import models as data
 from monitor.storage import health, models, nodes, registry, results
 from monitor.storage.engine import begin_write
+from tests.dashboards.apptest import draw
 from tests.dashboards.seed import Seeded
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,15 +33,7 @@ def models_page(
     url: str, monkeypatch: pytest.MonkeyPatch, *, query: dict[str, str] | None = None
 ) -> AppTest:
     """The Models page drawn on ``url``: no exception, no error shown."""
-    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
-    at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=60)
-    at.switch_page("views/models.py")
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception
-    assert [e.value for e in at.error] == []
-    return at
+    return draw(url, "models", monkeypatch, query=query)
 
 
 def table(at: AppTest, *columns: str) -> pd.DataFrame:

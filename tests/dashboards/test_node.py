@@ -24,6 +24,7 @@ from monitor.storage import health, models, nodes, readout, results, telemetry
 from monitor.storage.engine import begin_write
 from monitor.storage.tables import node_heartbeats
 from tests.dashboards import seed
+from tests.dashboards.apptest import draw
 from tests.dashboards.seed import Seeded
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,17 +41,7 @@ def node_page(
 ) -> AppTest:
     """The Node page drawn once on ``url`` with this query (and session state, such as the
     sidebar's time range): no exception, no error shown."""
-    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
-    at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=60)
-    at.switch_page("views/node.py")
-    for key, value in query.items():
-        at.query_params[key] = value
-    for key, value in (state or {}).items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, at.exception
-    assert [e.value for e in at.error] == []
-    return at
+    return draw(url, "node", monkeypatch, query=query, state=state)
 
 
 def traces(at: AppTest) -> dict[str, dict[str, Any]]:
