@@ -4,7 +4,7 @@ and the retrain runs with their outcome."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import plotly.express as px
 import streamlit as st
@@ -75,7 +75,7 @@ def tiles(view: data.Overview, label: str) -> None:
     )
 
 
-ALERT_TABLE = {
+ALERT_TABLE: dict[str, Any] = {
     "id": st.column_config.NumberColumn("Alert", format="#%d"),
     "group": "Group",
     "severity": "Severity",
