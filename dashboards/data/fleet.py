@@ -185,18 +185,9 @@ def fleet_view(engine: Engine, model: str, now: datetime, offline_after_seconds:
     """The Fleet page of ``model`` at ``now`` (a ``common.read`` function): nodes judged
     offline after ``offline_after_seconds`` without a heartbeat, as the health job does."""
     states = readers.node_states(engine, timedelta(seconds=offline_after_seconds), now=now)
-    # Counted as `edge-monitor status` counts them (commands.results.fleet_status).
-    counts = dict.fromkeys(readout.STATUSES, 0)
-    for state in states:
-        if state.status is not None:
-            counts[state.status] += 1
-    skewed = {
-        s.name
-        for s in states
-        if s.clock_skew_at is not None
-        and s.clock_skew_seconds is not None
-        and s.clock_skew_at >= now - readers.RECENT_SKEW
-    }
+    # Counted as `edge-monitor status` counts them.
+    counts = readers.status_counts(states)
+    skewed = {s.name for s in readers.recently_skewed(states, now)}
     with engine.connect() as conn:
         found = models.get_model(conn, model)
         has_reference = any(v.reference_rows for v in registry.versions(conn, found.id))

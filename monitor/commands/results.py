@@ -274,15 +274,32 @@ def health_document(
 ) -> dict[str, Any]:
     """Every node's status now and the counts per status: ``GET /v1/nodes/health``."""
     states = node_states(engine, offline_after, now=now)
-    counts = dict.fromkeys(readout.STATUSES, 0)
-    for state in states:
-        if state.status is not None:
-            counts[state.status] += 1
+    counts = status_counts(states)
     return {
         "offline_after_seconds": int(offline_after.total_seconds()),
         "counts": counts,
         "nodes": [_plain(dataclasses.asdict(s)) for s in states],
     }
+
+
+def status_counts(states: Sequence[NodeState]) -> dict[str, int]:
+    """How many nodes have each status (every status present; labellers have none)."""
+    counts = dict.fromkeys(readout.STATUSES, 0)
+    for state in states:
+        if state.status is not None:
+            counts[state.status] += 1
+    return counts
+
+
+def recently_skewed(states: Sequence[NodeState], now: datetime) -> list[NodeState]:
+    """The nodes whose clock was seen wrong within RECENT_SKEW of ``now``."""
+    return [
+        s
+        for s in states
+        if s.clock_skew_at is not None
+        and s.clock_skew_seconds is not None
+        and s.clock_skew_at >= now - RECENT_SKEW
+    ]
 
 
 def node_states(
@@ -337,17 +354,8 @@ def fleet_status(
     window's drift, quality and the latest labelled performance."""
     now = now or utcnow()
     states = node_states(engine, offline_after, now=now)
-    counts = dict.fromkeys(readout.STATUSES, 0)
-    for state in states:
-        if state.status is not None:
-            counts[state.status] += 1
-    skewed = [
-        s
-        for s in states
-        if s.clock_skew_at is not None
-        and s.clock_skew_seconds is not None
-        and s.clock_skew_at >= now - RECENT_SKEW
-    ]
+    counts = status_counts(states)
+    skewed = recently_skewed(states, now)
     with engine.connect() as conn:
         chosen = [models.get_model(conn, model)] if model else models.list_models(conn)
         statuses = [_model_status(conn, m) for m in chosen]
