@@ -32,6 +32,26 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def start(url: str, port: int, cwd: Path) -> subprocess.Popen[str]:
+    """`edge-monitor --database-url URL dashboard --port P`, as a user starts it."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.Popen(
+        ["edge-monitor", "--database-url", url, "dashboard", "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def assert_free(port: int) -> None:
+    """Nothing listens on ``port`` any more (binding it succeeds)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+
+
 def test_without_a_database_it_says_how_to_create_one(tmp_path: Path) -> None:
     done = run("--data-dir", "d", "dashboard", cwd=tmp_path)
 
@@ -62,15 +82,7 @@ def test_it_serves_the_app_on_the_database_and_ctrl_c_stops_both(
 ) -> None:
     migrations.upgrade(db_url)
     port = free_port()
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen(
-        ["edge-monitor", "--database-url", db_url, "dashboard", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start(db_url, port, tmp_path)
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
@@ -79,7 +91,7 @@ def test_it_serves_the_app_on_the_database_and_ctrl_c_stops_both(
         assert second == f"dashboard: open http://127.0.0.1:{port}/ (Ctrl-C stops)\n"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as r:
             assert r.read() == b"ok"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/fleet", timeout=10) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
             assert r.status == 200
             assert b"<html" in r.read().lower()
     finally:
@@ -88,24 +100,14 @@ def test_it_serves_the_app_on_the_database_and_ctrl_c_stops_both(
 
     assert process.returncode == cli.INTERRUPTED
     assert err.strip().splitlines()[-1] == "edge-monitor: interrupted"
-    with socket.socket() as probe:  # the app went with it: its port is free again
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(("127.0.0.1", port))
+    assert_free(port)  # the app went with it
 
 
 def test_sigterm_stops_the_app_with_it_and_exits_0(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'edge-monitor.db'}"
     migrations.upgrade(url)
     port = free_port()
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen(
-        ["edge-monitor", "--database-url", url, "dashboard", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start(url, port, tmp_path)
     assert process.stdout is not None
     while not process.stdout.readline().startswith("dashboard: open "):
         assert process.poll() is None, process.communicate()
@@ -114,6 +116,4 @@ def test_sigterm_stops_the_app_with_it_and_exits_0(tmp_path: Path) -> None:
     process.communicate(timeout=60)
 
     assert process.returncode == cli.OK
-    with socket.socket() as probe:  # a service manager's stop leaves no app behind
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(("127.0.0.1", port))
+    assert_free(port)  # a service manager's stop leaves no app behind
