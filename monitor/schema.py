@@ -4,9 +4,10 @@ As ``monitor.wire`` declares what the SDK and the collector exchange, this modul
 storage hands analysis (a window frame) and what analysis hands storage (results), so that
 neither imports the other. Standard library only.
 
-A result kind (drift, quality, performance) is one or two tables of rows: one row per scope of a
-window (``DriftScope``, ``QualityScope``, ``PerformanceScope``) and, for drift and quality, one
-row per (scope, feature) (``DriftFeature``, ``QualityFeature``). The row dataclasses ARE the
+A result kind (drift, quality, performance, estimation, multivariate) is one or two tables of
+rows: one row per scope of a window (``DriftScope``, ``QualityScope``, ``PerformanceScope``,
+``EstimationScope``, ``MultivariateScope``) and, for drift and quality, one row per (scope,
+feature) (``DriftFeature``, ``QualityFeature``). The row dataclasses ARE the
 schema: analysis produces their fields as columns (``ResultTable``), ``monitor.storage.tables``
 builds its columns from their fields, and ``monitor.storage.results`` reads rows back as them.
 """
@@ -56,7 +57,11 @@ def proba_column(label: str) -> str:
 DRIFT = "drift"
 QUALITY = "quality"
 PERFORMANCE = "performance"
-KINDS = (DRIFT, QUALITY, PERFORMANCE)
+#: Performance estimated without labels, from the model's calibrated confidence.
+ESTIMATION = "estimation"
+#: Drift no single feature shows: the reference's PCA reconstruction error of the window's rows.
+MULTIVARIATE = "multivariate"
+KINDS = (DRIFT, QUALITY, PERFORMANCE, ESTIMATION, MULTIVARIATE)
 
 FLEET = "fleet"
 SITE = "site"
@@ -81,6 +86,12 @@ TYPE_MISMATCH = "type_mismatch"
 EMPTY_REFERENCE = "empty_reference"
 #: A window of a model whose version has no reference data (only the fleet row is stored).
 NO_REFERENCE = "no_reference"
+#: Estimation only: why a model's performance cannot be estimated (only the fleet row is
+#: stored): it is not a classifier, its records carry no class probabilities, or its reference
+#: data has no labels (or probabilities) to calibrate on.
+NOT_CLASSIFICATION = "not_classification"
+NO_PROBABILITIES = "no_probabilities"
+NO_REFERENCE_LABELS = "no_reference_labels"
 
 
 # --- Result rows: the schema ------------------------------------------------------------------
@@ -206,9 +217,116 @@ class PerformanceScope:
     rmse: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class EstimationScope:
+    """One scope's performance estimated without labels, as NannyML's CBPE estimates it (the
+    expected confusion matrix of the window's calibrated probabilities), with a band and a
+    verdict on whether the estimate can be trusted.
+
+    Each figure has a band ``[<figure>_lower, <figure>_upper]``: three sampling errors either
+    side (NannyML's band), widened by ``shift_allowance`` where the window's predicted classes
+    moved away from the reference's mix beyond noise (the calibration was measured on the
+    reference's mix; rows that moved are where it may not hold). Figures are None where
+    undefined or the scope has too few scored rows."""
+
+    scope_kind: str
+    scope_key: str
+    status: str
+    task: str
+    n_rows: int
+    #: Rows with a prediction and the probabilities the estimate needs.
+    n_scored: int
+    accuracy: float | None
+    accuracy_lower: float | None
+    accuracy_upper: float | None
+    precision: float | None
+    precision_lower: float | None
+    precision_upper: float | None
+    recall: float | None
+    recall_lower: float | None
+    recall_upper: float | None
+    f1: float | None
+    f1_lower: float | None
+    f1_upper: float | None
+    roc_auc: float | None
+    roc_auc_lower: float | None
+    roc_auc_upper: float | None
+    #: The accuracy's sampling error (one standard error) and the band's widening for shift.
+    sampling_error: float | None
+    shift_allowance: float | None
+    #: The window's labelled rows of this scope so far: how many, the accuracy realised on
+    #: them, the accuracy the estimate promised for those same rows, and the expected
+    #: calibration error of the calibrated probabilities on them (10 bins).
+    n_labelled: int
+    realised_accuracy: float | None
+    expected_accuracy: float | None
+    calibration_error: float | None
+    #: The trust verdict: False when the evidence says the reference's calibration no longer
+    #: describes this scope (an untrusted estimate never reassures); None without an estimate.
+    trusted: bool | None
+    #: The evidence that decided, one of ``TRUST_EVIDENCE``.
+    trust_evidence: str | None
+    #: The verdict in one sentence a person reads, naming the evidence and its figures.
+    trust_reason: str | None
+
+
+#: What decided a trust verdict. Not trusted: the labelled rows of this window contradict the
+#: estimate (``calibration``); the latest labelled window of this scope did (``history``); the
+#: model's outputs drifted while none of its inputs did (``outputs_without_inputs``). Trusted:
+#: labelled rows agree with it (``labels_agree``), or nothing contradicts it
+#: (``no_contrary_evidence``, which says whether labels were ever there to check it).
+CALIBRATION = "calibration"
+HISTORY = "history"
+OUTPUTS_WITHOUT_INPUTS = "outputs_without_inputs"
+LABELS_AGREE = "labels_agree"
+NO_CONTRARY_EVIDENCE = "no_contrary_evidence"
+TRUST_EVIDENCE = (CALIBRATION, HISTORY, OUTPUTS_WITHOUT_INPUTS, LABELS_AGREE, NO_CONTRARY_EVIDENCE)
+
+
+@dataclass(frozen=True, slots=True)
+class MultivariateScope:
+    """One scope's multivariate drift: the mean error with which the reference's principal
+    components reconstruct the window's rows (NannyML's data reconstruction drift).
+
+    A change in how features move together (a correlation reversed) raises it while every
+    feature's own distribution stays put. The verdict compares the scope's mean with the
+    reference's, in units of the spread that means of this many reference rows show (measured
+    on the reference's own chunks), under Benjamini-Hochberg across the window's scopes."""
+
+    scope_kind: str
+    scope_key: str
+    status: str
+    n_rows: int
+    #: "pca-reconstruction".
+    method: str
+    #: Principal components kept (enough for 65% of the reference's variance, as NannyML).
+    n_components: int
+    #: The scope's mean reconstruction error, and the reference's.
+    reconstruction_error: float | None
+    reference_error: float | None
+    #: The spread (standard deviation) of the mean error over reference chunks of this
+    #: scope's size.
+    sampling_error: float | None
+    #: NannyML's thresholds scaled to this scope's size: the reference mean +/- 3 spreads.
+    lower_threshold: float | None
+    upper_threshold: float | None
+    p_value: float | None
+    adjusted_p_value: float | None
+    #: The verdict after false-discovery control (None: too few rows).
+    drifted: bool | None
+    #: NannyML's own verdict: the error outside its thresholds, for comparison.
+    nannyml_drifted: bool | None
+
+
 #: Per kind, its scope row type and its (scope, feature) row type.
 SCOPE_ROWS: Mapping[str, type] = types.MappingProxyType(
-    {DRIFT: DriftScope, QUALITY: QualityScope, PERFORMANCE: PerformanceScope}
+    {
+        DRIFT: DriftScope,
+        QUALITY: QualityScope,
+        PERFORMANCE: PerformanceScope,
+        ESTIMATION: EstimationScope,
+        MULTIVARIATE: MultivariateScope,
+    }
 )
 FEATURE_ROWS: Mapping[str, type] = types.MappingProxyType(
     {DRIFT: DriftFeature, QUALITY: QualityFeature}

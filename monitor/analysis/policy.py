@@ -20,6 +20,11 @@ from monitor.analysis.tables import nullable
 DEFAULT_MIN_ROWS = 200
 DEFAULT_FDR = 0.01
 DEFAULT_MIN_LABELS = 50
+#: Estimation: scored rows a scope needs for an estimate, and labelled rows for checking one.
+DEFAULT_ESTIMATION_MIN_ROWS = 50
+DEFAULT_CHECK_LABELS = 20
+#: NannyML's band: this many sampling errors either side of an estimate.
+BAND_ERRORS = 3.0
 
 
 @dataclass(frozen=True)
@@ -104,10 +109,32 @@ class QualityThresholds:
 
 
 @dataclass(frozen=True)
+class EstimationPolicy:
+    """When a scope gets a performance estimate, and what checks it."""
+
+    #: Fewer scored rows (prediction and probabilities) than this: no estimate.
+    min_rows: int = DEFAULT_ESTIMATION_MIN_ROWS
+    #: Labelled rows of a scope that suffice to check the estimate against what they realise
+    #: (fewer than a performance figure needs: the check is judged with its own band).
+    check_labels: int = DEFAULT_CHECK_LABELS
+    #: Sampling errors either side of an estimate in its band.
+    band_errors: float = BAND_ERRORS
+
+    def __post_init__(self) -> None:
+        if self.min_rows < 1:
+            raise ValueError(f"min_rows must be at least 1, got {self.min_rows}")
+        if self.check_labels < 1:
+            raise ValueError(f"check_labels must be at least 1, got {self.check_labels}")
+        if not self.band_errors > 0:
+            raise ValueError(f"band_errors must be positive, got {self.band_errors}")
+
+
+@dataclass(frozen=True)
 class AnalysisPolicy:
-    """The verdict policy of all three kinds, as a deployment configures it."""
+    """The verdict policy of every kind, as a deployment configures it."""
 
     drift: DriftPolicy = field(default_factory=DriftPolicy)
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     #: Fewer labelled records than this at a scope: no performance figures.
     min_labels: int = DEFAULT_MIN_LABELS
+    estimation: EstimationPolicy = field(default_factory=EstimationPolicy)

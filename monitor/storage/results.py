@@ -24,6 +24,8 @@ from monitor.schema import (
     FLEET_KEY,
     DriftFeature,
     DriftScope,
+    EstimationScope,
+    MultivariateScope,
     PerformanceScope,
     QualityFeature,
     QualityScope,
@@ -95,6 +97,8 @@ class WindowResults:
     quality: list[Stored[QualityScope]] = field(default_factory=list)
     quality_features: dict[int, list[QualityFeature]] = field(default_factory=dict)
     performance: list[Stored[PerformanceScope]] = field(default_factory=list)
+    estimation: list[Stored[EstimationScope]] = field(default_factory=list)
+    multivariate: list[Stored[MultivariateScope]] = field(default_factory=list)
 
     def drift_of(self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> Stored[DriftScope]:
         """One scope's drift (the fleet's by default)."""
@@ -109,6 +113,16 @@ class WindowResults:
         self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY
     ) -> Stored[PerformanceScope]:
         return _one(self.performance, scope_kind, scope_key)
+
+    def estimation_of(
+        self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY
+    ) -> Stored[EstimationScope]:
+        return _one(self.estimation, scope_kind, scope_key)
+
+    def multivariate_of(
+        self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY
+    ) -> Stored[MultivariateScope]:
+        return _one(self.multivariate, scope_kind, scope_key)
 
     def drifted_features(self, scope_kind: str = FLEET, scope_key: str = FLEET_KEY) -> list[str]:
         """The features (not prediction or probabilities) drifted at one scope, by name."""
@@ -454,6 +468,16 @@ def performance(conn: Connection, model_id: int, **where: Any) -> list[Stored[Pe
     return scopes(conn, model_id, schema.PERFORMANCE, **where)
 
 
+def estimation(conn: Connection, model_id: int, **where: Any) -> list[Stored[EstimationScope]]:
+    """Estimated-performance scope rows (filters as ``scopes``)."""
+    return scopes(conn, model_id, schema.ESTIMATION, **where)
+
+
+def multivariate(conn: Connection, model_id: int, **where: Any) -> list[Stored[MultivariateScope]]:
+    """Multivariate-drift scope rows (filters as ``scopes``)."""
+    return scopes(conn, model_id, schema.MULTIVARIATE, **where)
+
+
 def features(conn: Connection, kind: str, scope_ids: Sequence[int]) -> dict[int, list[Any]]:
     """The feature rows of these scope rows, by scope row id, features in name order."""
     scope_table, table = RESULT_TABLES[kind]
@@ -481,7 +505,15 @@ def window(conn: Connection, model_id: int, window_start: datetime) -> WindowRes
     drift_rows = drift(conn, model_id, **where)
     quality_rows = quality(conn, model_id, **where)
     performance_rows = performance(conn, model_id, **where)
-    everything: list[Stored[Any]] = [*drift_rows, *quality_rows, *performance_rows]
+    estimation_rows = estimation(conn, model_id, **where)
+    multivariate_rows = multivariate(conn, model_id, **where)
+    everything: list[Stored[Any]] = [
+        *drift_rows,
+        *quality_rows,
+        *performance_rows,
+        *estimation_rows,
+        *multivariate_rows,
+    ]
     if not everything:
         return None
     first = everything[0]
@@ -494,6 +526,8 @@ def window(conn: Connection, model_id: int, window_start: datetime) -> WindowRes
         quality=quality_rows,
         quality_features=features(conn, schema.QUALITY, [r.id for r in quality_rows]),
         performance=performance_rows,
+        estimation=estimation_rows,
+        multivariate=multivariate_rows,
     )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     Unicode,
     UniqueConstraint,
     true,
@@ -233,7 +234,12 @@ node_heartbeats = Table(
 
 
 def _result_column(field: schema.Field) -> Column[Any]:
-    return Column(field.name, _SQL_TYPES[field.type], nullable=field.nullable)
+    sql_type = Text if field.name in _SENTENCES else _SQL_TYPES[field.type]
+    return Column(field.name, sql_type, nullable=field.nullable)
+
+
+#: Result fields that hold a sentence for a person, not a name or a code: unbounded text.
+_SENTENCES = frozenset({"trust_reason"})
 
 
 _SQL_TYPES: dict[type, Any] = {
@@ -299,12 +305,16 @@ drift_features = _feature_table("drift_features", drift_scopes, schema.DriftFeat
 quality_scopes = _scope_table("quality_scopes", schema.QualityScope)
 quality_features = _feature_table("quality_features", quality_scopes, schema.QualityFeature)
 performance_scopes = _scope_table("performance_scopes", schema.PerformanceScope)
+estimation_scopes = _scope_table("estimation_scopes", schema.EstimationScope)
+multivariate_scopes = _scope_table("multivariate_scopes", schema.MultivariateScope)
 
 #: Per result kind: its scope table and its feature table (None: results per scope only).
 RESULT_TABLES: dict[str, tuple[Table, Table | None]] = {
     schema.DRIFT: (drift_scopes, drift_features),
     schema.QUALITY: (quality_scopes, quality_features),
     schema.PERFORMANCE: (performance_scopes, None),
+    schema.ESTIMATION: (estimation_scopes, None),
+    schema.MULTIVARIATE: (multivariate_scopes, None),
 }
 
 # The windows of a model whose policy counts rows: each is cut once, when enough records have

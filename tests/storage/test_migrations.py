@@ -183,6 +183,25 @@ def _insert_sample_rows(engine: Engine) -> None:
                 ),
                 ("analysis_snapshots", {"scope_id": drift, "snapshot": b"{}", "created_at": T0}),
             ]
+        if "estimation_scopes" in existing:  # revision 0008: estimation, multivariate drift
+            _insert(
+                conn,
+                "estimation_scopes",
+                **scope,
+                task="classification",
+                n_scored=10,
+                n_labelled=0,
+                trusted=True,
+                trust_evidence="no_contrary_evidence",
+                trust_reason="nothing contradicts it yet: no labelled records to check it",
+            )
+            _insert(
+                conn,
+                "multivariate_scopes",
+                **scope,
+                method="pca-reconstruction",
+                n_components=2,
+            )
         if "node_models" in existing:  # revision 0005: node-bound labels and model access
             _insert(conn, "node_models", node_id=node, model_id=model, created_at=T0)
         if "row_windows" in existing:  # revision 0006: your own model and data
