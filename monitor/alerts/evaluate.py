@@ -6,6 +6,12 @@ pandas, no storage types) and each rule is a few vector operations over the rows
 it names, whatever the number of nodes and features. A subject is a scope: ``fleet``,
 ``site:<name>``, ``group:<name>`` or ``node:<name>``. A verdict of "insufficient data" (no drift
 verdict, too few labels, a figure the analysis could not compute) is ``unknown``, never a breach.
+
+Performance rules judge the realised figure where labels give one (at least ``min_labels``);
+where they do not and the window has an estimate of the figure at that scope, the estimate is
+judged with its band and trust verdict (``uncertainty.judge_estimate``) and its observation says
+so (``details["estimated"]``). A subject is its scope either way: judged on the estimate in one
+window and on labels in the next, it is one subject to M-of-N, grouping and cooldown.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.alerts import rules as r
-from monitor.alerts.uncertainty import BREACH, CLEAR, UNKNOWN, judge
+from monitor.alerts.uncertainty import BREACH, CLEAR, UNKNOWN, judge, judge_estimate
 
 #: Columns of the observations ``evaluate`` returns.
 COLUMNS = ("rule", "subject", "state", "value", "bound", "details")
@@ -48,6 +54,10 @@ class WindowFigures:
       ``missing_share``, ``new_category_share``, ``out_of_range_share`` (NaN: not measured).
     * ``performance``: a row per scope: ``status``, ``n_labelled`` and the figures of
       ``monitor.alerts.rules.HIGHER_IS_BETTER + LOWER_IS_BETTER`` (NaN: none).
+    * ``estimation``: a row per scope: ``status``, the estimated figures of
+      ``monitor.alerts.rules.HIGHER_IS_BETTER`` with their bands ``<figure>_lower`` and
+      ``<figure>_upper`` (NaN: none), ``trusted`` (True, False or None), ``trust_evidence``
+      and ``trust_reason``; empty when the window has no estimate.
     * ``reference``: the model version's reference figures by metric (performance_drop).
     """
 
@@ -58,6 +68,7 @@ class WindowFigures:
     drift_features: Table
     quality_features: Table
     performance: Table
+    estimation: Table = field(default_factory=dict)
     reference: Mapping[str, float] = field(default_factory=dict)
     #: Labelled records a figure needs before it is judged at all (the analysis's minimum).
     min_labels: int = DEFAULT_MIN_LABELS
@@ -165,6 +176,9 @@ _OBJECT_COLUMNS = {
     "status",
     "drifted",
     "prediction_drifted",
+    "trusted",
+    "trust_evidence",
+    "trust_reason",
 }
 
 
@@ -287,7 +301,74 @@ def _performance(figures: WindowFigures, rule: r.Rule) -> _Part:
         )
         for i in np.flatnonzero(judged.states == BREACH)
     }
+    if r.uses_estimates(rule) and figures.size("estimation") and metric in r.HIGHER_IS_BETTER:
+        # Labels decide where enough of them gave a figure; elsewhere the estimate does.
+        realised = ~np.isnan(value) & (n >= max(figures.min_labels, 1))
+        _with_estimates(figures, rule, part, realised, metric, bound, reference)
     return part
+
+
+def _with_estimates(
+    figures: WindowFigures,
+    rule: r.Rule,
+    part: _Part,
+    realised: np.ndarray,
+    metric: str,
+    bound: float,
+    reference: float | None,
+) -> None:
+    """Judge the estimate of ``metric`` for the part's subjects without a realised figure (and
+    the estimated scopes it lacks), in place."""
+    table = "estimation"
+    rows = _in_scope(figures, table, figures.rows_of(table), rule)
+    rows = rows[~np.isnan(figures.column(table, metric)[rows])]
+    if not len(rows):
+        return
+    subjects = _subjects(figures, table, rows)
+    # Where each estimated scope sits among the realised rows (-1: it has none).
+    at = pd.Index(part.subjects).get_indexer(subjects)
+    known = np.zeros(len(rows), dtype=bool)
+    known[at >= 0] = realised[at[at >= 0]]
+    rows, subjects, at = rows[~known], subjects[~known], at[~known]
+    if not len(rows):
+        return
+    value = figures.column(table, metric)[rows]
+    trusted = figures.column(table, "trusted")[rows]
+    judged = judge_estimate(
+        metric,
+        value,
+        figures.column(table, f"{metric}_lower")[rows],
+        figures.column(table, f"{metric}_upper")[rows],
+        trusted,
+        bound,
+    )
+    new = at < 0
+    # Positions in the part of each judged estimate: the realised row it replaces, or a new one.
+    placed = at.copy()
+    placed[new] = len(part.subjects) + np.arange(int(new.sum()))
+    part.subjects = np.concatenate([part.subjects, subjects[new]])
+    part.states = np.concatenate([part.states, judged.states[new]])
+    part.values = np.concatenate([part.values, value[new]])
+    part.bounds = np.concatenate([part.bounds, np.full(int(new.sum()), bound)])
+    replaced = ~new
+    part.states[at[replaced]] = judged.states[replaced]
+    part.values[at[replaced]] = value[replaced]
+    for i in at[replaced].tolist():
+        part.details.pop(i, None)
+    evidence = figures.column(table, "trust_evidence")[rows]
+    reasons = figures.column(table, "trust_reason")[rows]
+    for i in np.flatnonzero(judged.states == BREACH).tolist():
+        part.details[int(placed[i])] = _clean(
+            {
+                "metric": metric,
+                "estimated": True,
+                "band": [judged.low[i], judged.high[i]],
+                "trusted": trusted[i],
+                "trust_evidence": evidence[i],
+                "trust_reason": reasons[i],
+                "reference": reference,
+            }
+        )
 
 
 def _quality(figures: WindowFigures, rule: r.Rule) -> _Part:
@@ -337,7 +418,7 @@ def _in_scope(figures: WindowFigures, table: str, rows: np.ndarray, rule: r.Rule
 
 
 def _subjects(figures: WindowFigures, table: str, rows: np.ndarray) -> np.ndarray:
-    if table in ("drift", "performance"):
+    if table in ("drift", "performance", "estimation"):
         # A row per scope: every subject once for the window, then picked.
         key = ("subjects", table)
         if key not in figures._cuts:

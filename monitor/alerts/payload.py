@@ -14,6 +14,12 @@ The body is a JSON object::
 
 ``text`` is a Slack-compatible summary (a Slack incoming webhook shows it as is); ``data`` is
 for machines. ``PAYLOAD_SCHEMA`` is its JSON Schema (draft 2020-12).
+
+A performance alert judged on an estimate (no labels yet) says so everywhere: ``data.estimated``
+is true, ``data.details`` holds ``estimated``, ``band``, ``trusted``, ``trust_evidence`` and
+``trust_reason``, and the summary (hence ``text``, the CLI, the read API and the dashboard, which
+all show the stored summary) reads "site a: estimated accuracy 0.80 (0.77-0.83) below 0.85 —
+not trusted: ...".
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from monitor.alerts.rules import LOWER_IS_BETTER, PERFORMANCE, PERFORMANCE_DROP
 from monitor.alerts.state import FIRED, RESOLVED, UPDATED
 
 EVENT_TYPES = {FIRED: "alert.fired", UPDATED: "alert.updated", RESOLVED: "alert.resolved"}
@@ -82,6 +89,11 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
                     "properties": {"start": _TIME, "end": _TIME},
                 },
                 "summary": {"type": "string"},
+                "estimated": {
+                    "type": "boolean",
+                    "description": "a performance figure estimated without labels was judged "
+                    "(details: band, trusted, trust_evidence, trust_reason)",
+                },
                 "value": {"type": ["number", "null"]},
                 "bound": {"type": ["number", "null"]},
                 "details": {"type": "object"},
@@ -107,10 +119,19 @@ def summary(
     group: str,
     subjects: Sequence[str],
     details: Mapping[str, Any] | None = None,
+    *,
+    value: float | None = None,
+    bound: float | None = None,
 ) -> str:
-    """What is wrong, in one phrase: "12 nodes at site hot-humid drift on vibration_mm_s"."""
+    """What is wrong, in one phrase: "12 nodes at site hot-humid drift on vibration_mm_s".
+
+    A performance figure is told with the first subject's ``value`` against its ``bound``:
+    "fleet: accuracy 0.70 (0.67-0.73) below 0.80", or "site a: estimated accuracy 0.80
+    (0.77-0.83) below 0.85 — not trusted: <why>" when the figure was an estimate."""
     details = details or {}
     where = _where(group, subjects)
+    if kind in (PERFORMANCE, PERFORMANCE_DROP) and value is not None:
+        return f"{where}: {_performance(details, subjects, value, bound)}"
     features = details.get("drifted_features") or []
     if kind in ("scope_drift", "feature_drift") and features:
         shown = ", ".join(features[:5]) + (
@@ -131,6 +152,40 @@ def summary(
         "latency_p95": "p95 latency too high",
     }.get(kind, kind)
     return f"{where}: {what}"
+
+
+def _performance(
+    details: Mapping[str, Any], subjects: Sequence[str], value: float, bound: float | None
+) -> str:
+    metric = str(details.get("metric", "performance"))
+    errors = metric in LOWER_IS_BETTER
+    estimated = bool(details.get("estimated"))
+    low, high = details.get("band" if estimated else "interval") or (None, None)
+    figure = _figure(value, errors)
+    if low is not None and high is not None:
+        figure += f" ({_figure(low, errors)}-{_figure(high, errors)})"
+    side = "above" if errors else "below"
+    compare = f"{side} its bound" if bound is None else f"{side} {_figure(bound, errors)}"
+    if details.get("reference") is not None:
+        compare += f" (reference {_figure(details['reference'], errors)})"
+    said = f"{'estimated ' if estimated else ''}{metric}"
+    if len(subjects) > 1:
+        # Many subjects: the bound they broke, and the one subject the figure is of.
+        line = f"{said} {compare}; {subjects[0].replace(':', ' ', 1)} at {figure}"
+    else:
+        line = f"{said} {figure} {compare}"
+    if not estimated:
+        return line
+    trusted, reason = details.get("trusted"), details.get("trust_reason")
+    if trusted is True:
+        return f"{line} — trusted"
+    verdict = "not trusted" if trusted is False else "trust unknown"
+    return f"{line} — {verdict}: {reason}" if reason else f"{line} — {verdict}"
+
+
+def _figure(value: float, errors: bool) -> str:
+    # Shares and scores in hundredths; errors (mae, rmse) in their own units.
+    return f"{value:.3g}" if errors else f"{value:.2f}"
 
 
 def _where(group: str, subjects: Sequence[str]) -> str:

@@ -21,10 +21,12 @@ SHARE_DRIFTED = "share_drifted"
 #: The prediction or a class probability drifted.
 PREDICTION_DRIFT = "prediction_drift"
 #: A performance figure (``params.metric``) is below ``params.below`` (above ``params.above``
-#: for errors such as mae, rmse), judged with its uncertainty.
+#: for errors such as mae, rmse), judged with its uncertainty. Where labels leave the realised
+#: figure unknown, the window's estimate of it (with its band and trust verdict) is judged
+#: instead, unless ``params.estimated`` is false.
 PERFORMANCE = "performance"
 #: A performance figure is worse than the version's reference figure by more than
-#: ``params.drop``, judged with its uncertainty.
+#: ``params.drop``, judged with its uncertainty (and on the estimate, as ``performance``).
 PERFORMANCE_DROP = "performance_drop"
 #: A data-quality figure (``params.figure``: missing_share, new_category_share,
 #: out_of_range_share) is above ``params.above``, for ``params.feature`` or any feature.
@@ -167,6 +169,11 @@ def _param_problems(rule: Rule) -> list[tuple[str, str]]:
         ):
             problems.append((name, f"must be a number from {low:g} to {high:g}"))
 
+    def boolean(name: str) -> None:
+        allowed.add(name)
+        if params.get(name) is not None and not isinstance(params[name], bool):
+            problems.append((name, "must be true or false"))
+
     def text(name: str, choices: tuple[str, ...] | None = None, *, required: bool = True) -> None:
         allowed.add(name)
         value = params.get(name)
@@ -187,6 +194,7 @@ def _param_problems(rule: Rule) -> list[tuple[str, str]]:
     elif kind in (PERFORMANCE, PERFORMANCE_DROP):
         text("metric", HIGHER_IS_BETTER + LOWER_IS_BETTER)
         number("confidence", 0.5, 0.999, required=False)
+        boolean("estimated")
         metric = params.get("metric")
         if kind == PERFORMANCE:
             bound = "above" if metric in LOWER_IS_BETTER else "below"
@@ -211,6 +219,13 @@ def _param_problems(rule: Rule) -> list[tuple[str, str]]:
 def confidence(rule: Rule) -> float:
     """The confidence of the interval a performance rule judges its figure with."""
     return float(rule.params.get("confidence", DEFAULT_CONFIDENCE))
+
+
+def uses_estimates(rule: Rule) -> bool:
+    """Whether a performance rule judges the window's estimate where labels leave the realised
+    figure unknown (``params.estimated``, default true)."""
+    estimated = rule.params.get("estimated", True)
+    return rule.kind in (PERFORMANCE, PERFORMANCE_DROP) and estimated is not False
 
 
 def lower_is_better(metric: str) -> bool:

@@ -13,6 +13,12 @@ bound is ``unknown`` (too little evidence either way), as is a figure without en
 * mae, rmse: no distribution of the errors is stored, so there is no interval; the figure is
   compared with the bound as it is, and only in a window with at least ``min_labels`` labels
   (the analysis's own minimum), else unknown.
+
+An estimated figure (performance estimated without labels, ``monitor.schema.EstimationScope``)
+comes with its own band and a trust verdict: it breaches when its whole band lies beyond the
+bound, and is clear only when its whole band lies on the good side AND the estimate is trusted.
+An estimate that is not trusted (or whose trust is unknown) can breach but never clears: a
+model whose calibration broke may be confidently wrong, and it must not say all is well.
 """
 
 from __future__ import annotations
@@ -82,4 +88,33 @@ def judge(
     enough = known & ~np.isnan(low)
     states[enough & (high < bound)] = BREACH
     states[enough & (low >= bound)] = CLEAR
+    return Judged(states, low, high)
+
+
+def judge_estimate(
+    metric: str,
+    values: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    trusted: np.ndarray,
+    bounds: np.ndarray | float,
+) -> Judged:
+    """Judge estimated figures of ``metric`` by their bands ``[lower, upper]`` against
+    ``bounds``, element-wise: breach when the whole band is on the bad side, clear when it is
+    wholly on the good side and ``trusted`` is True (None or False never clears); NaN figures,
+    bands or bounds are unknown."""
+    values = np.asarray(values, dtype=np.float64)
+    low = np.asarray(lower, dtype=np.float64)
+    high = np.asarray(upper, dtype=np.float64)
+    bound = np.broadcast_to(np.asarray(bounds, dtype=np.float64), values.shape)
+    # Element-wise: True alone trusts (None, False and a missing verdict do not).
+    trusting = np.asarray(np.asarray(trusted, dtype=object) == True, dtype=bool)  # noqa: E712
+    states = np.full(values.shape, UNKNOWN, dtype=object)
+    known = ~(np.isnan(values) | np.isnan(low) | np.isnan(high) | np.isnan(bound))
+    if metric in LOWER_IS_BETTER:
+        breached, cleared = low > bound, high <= bound
+    else:
+        breached, cleared = high < bound, low >= bound
+    states[known & breached] = BREACH
+    states[known & cleared & trusting] = CLEAR
     return Judged(states, low, high)
