@@ -29,8 +29,18 @@ mean, so its error would otherwise count as drift in every large scope), then Be
 across the window's judged scopes, drifted when the adjusted p-value is at most ``policy.fdr``.
 Scopes with fewer than ``policy.min_rows`` rows are reported with status ``insufficient_data``
 and no verdict. The reference's error is measured out of sample (each reference chunk's rows
-reconstructed by components fitted without that chunk): in-sample rows sit closer to the
-components fitted on them, which makes every window look slightly drifted against them.
+reconstructed by components fitted without that chunk; NannyML uses the in-sample errors):
+in-sample rows sit closer to the components fitted on them, which makes every window look
+slightly drifted against them.
+
+Both corrections were measured on the simulator's steady fleet against the demo model's
+5,000-row reference (11 features, 3 components): the in-sample mean error is 1.8045, the
+held-out one 1.8090, and the reference mean's own sampling error 0.0091. Without the
+corrections (in-sample mean, the scope's spread alone), 2 of 530 scopes (40 nodes x 400 rows,
+10 windows) and 28 of 2,026 (1,000 nodes x 1,000 rows, 2 windows) were drifted, the
+million-row fleet at z = 18.6 in every window; with them, none. Nodes did not differ from each
+other beyond sampling noise (node z-scores: mean 0.0-0.4, standard deviation 0.9-1.2 per
+window): the false alarms came from the large scopes' comparison with one noisy, biased mean.
 """
 
 from __future__ import annotations
