@@ -125,11 +125,12 @@ class Reconstruction:
     status: str
     n_components: int
     inputs: tuple[_Input, ...]
-    #: The scaler's mean and scale per input, and the projection onto what the kept
-    #: components leave unexplained (``I - V V^T``), inputs x inputs.
+    #: The scaler's mean (shifted by PCA's centre) and scale per input, and the directions the
+    #: kept components leave unexplained (the other components), each divided by the scale:
+    #: a row's error is the norm of ``unexplained @ (x - mean)`` (components x inputs).
     mean: np.ndarray
     scale: np.ndarray
-    residual: np.ndarray
+    unexplained: np.ndarray
     #: The reference's rows, its mean error (out of sample), the rows' standard deviation and
     #: the batch-means variance per row (None without at least 2 chunks).
     n_reference: int
@@ -147,23 +148,31 @@ class Reconstruction:
         if len(columns) < 2 or n < 2:
             return cls._empty(n)
         inputs = tuple(_input(column, n) for column in columns)
-        raw = _matrix(inputs, reference)
-        mean = raw.mean(axis=0)
-        scale = raw.std(axis=0)
+        scaled = _matrix(inputs, reference)
+        mean = scaled.mean(axis=1)
+        scale = scaled.std(axis=1)
         # StandardScaler leaves a constant column unscaled rather than divide by zero.
         scale[scale == 0.0] = 1.0
-        scaled = (raw - mean) / scale
-        residual, k = _residual_projection(scaled)
-        errors = _norms(scaled @ residual)
+        scaled -= mean[:, None]
+        scaled /= scale[:, None]
+        # PCA centres the scaled reference again (on a mean of 0 up to rounding): folded into
+        # the scaler's mean, so that a window is centred once.
+        centre = scaled.mean(axis=1)
+        scaled -= centre[:, None]
+        mean += centre * scale
+        others, k = _unexplained(scaled)
         bounds = _chunk_bounds(n)
-        held_out = _held_out_errors(scaled, bounds, k) if len(bounds) > 2 else errors
+        if len(bounds) > 2:
+            held_out = _held_out_errors(scaled, bounds, k)
+        else:
+            held_out = _norms(others.T @ scaled)
         return cls(
             OK,
             k,
             inputs,
             mean,
             scale,
-            residual,
+            np.ascontiguousarray((others / scale[:, None]).T),
             n,
             float(held_out.mean()),
             float(held_out.std(ddof=1)),
@@ -180,10 +189,7 @@ class Reconstruction:
         reference was empty)."""
         if self.status != OK:
             return np.full(len(frame), np.nan)
-        scaled = _matrix(self.inputs, frame)
-        scaled -= self.mean
-        scaled /= self.scale
-        return _norms(scaled @ self.residual)
+        return _norms(self.unexplained @ _matrix(self.inputs, frame, self.mean))
 
     def sampling_error(self, m: np.ndarray) -> np.ndarray:
         """The spread of the mean error over reference chunks of ``m`` rows (NaN for m = 0)."""
@@ -347,17 +353,24 @@ def _most_frequent(values: tuple[Hashable, ...], counts: np.ndarray) -> int:
         return int(tied[0])
 
 
-def _matrix(inputs: tuple[_Input, ...], frame: pd.DataFrame) -> np.ndarray:
-    out = np.empty((len(frame), len(inputs)))
+def _matrix(
+    inputs: tuple[_Input, ...], frame: pd.DataFrame, mean: np.ndarray | None = None
+) -> np.ndarray:
+    """The inputs of ``frame``, less ``mean`` when given: one row per input, one column per
+    frame row. Feature-major, so that each input is written in one contiguous pass and the
+    projection is one small matrix times a wide one (the other way round, numpy's BLAS call
+    for a million rows of 7 inputs took five times as long)."""
+    out = np.empty((len(inputs), len(frame)))
     for j, item in enumerate(inputs):
-        out[:, j] = item.values(frame)
+        np.subtract(item.values(frame), 0.0 if mean is None else mean[j], out=out[j])
     return out
 
 
-def _residual_projection(scaled: np.ndarray) -> tuple[np.ndarray, int]:
-    """``I - V V^T`` for the components sklearn's PCA keeps, and how many it keeps."""
-    centred = scaled - scaled.mean(axis=0)
-    covariance = centred.T @ centred / (len(scaled) - 1)
+def _unexplained(scaled: np.ndarray) -> tuple[np.ndarray, int]:
+    """The components sklearn's PCA does not keep of the centred, scaled reference (inputs x
+    rows), as columns, and how many it keeps. A row's residual after projecting onto the kept
+    ones is its projection onto these, and of the same norm."""
+    covariance = scaled @ scaled.T / (scaled.shape[1] - 1)
     eigenvalues, vectors = np.linalg.eigh(covariance)
     eigenvalues = np.clip(eigenvalues[::-1], 0.0, None)
     vectors = vectors[:, ::-1]
@@ -368,15 +381,13 @@ def _residual_projection(scaled: np.ndarray) -> tuple[np.ndarray, int]:
         # sklearn: the first count whose cumulative share of the variance exceeds the share.
         share = np.cumsum(eigenvalues) / total
         k = int(np.searchsorted(share, VARIANCE_SHARE, side="right")) + 1
-    k = min(k, scaled.shape[1])
-    kept = vectors[:, :k]
-    # The scaled reference's mean is 0 up to rounding; PCA centres on it, so do we.
-    residual = np.eye(scaled.shape[1]) - kept @ kept.T
-    return residual, k
+    k = min(k, scaled.shape[0])
+    return vectors[:, k:], k
 
 
 def _norms(residuals: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.einsum("ij,ij->i", residuals, residuals))
+    """The Euclidean norm of each column (a row of the frame)."""
+    return np.sqrt(np.einsum("ij,ij->j", residuals, residuals))
 
 
 def _chunk_bounds(n: int) -> np.ndarray:
@@ -389,19 +400,19 @@ def _chunk_bounds(n: int) -> np.ndarray:
 def _held_out_errors(scaled: np.ndarray, bounds: np.ndarray, k: int) -> np.ndarray:
     """Each reference row's error under components fitted without its chunk (``k`` of them,
     as the full fit keeps): the error a new row from the reference's distribution has."""
-    out = np.empty(len(scaled))
-    full = scaled.T @ scaled
-    sums = scaled.sum(axis=0)
-    n = len(scaled)
+    n = scaled.shape[1]
+    out = np.empty(n)
+    full = scaled @ scaled.T
+    sums = scaled.sum(axis=1)
     for start, stop in itertools.pairwise(bounds):
-        part = scaled[start:stop]
+        part = scaled[:, start:stop]
         rest = n - (stop - start)
-        mean = (sums - part.sum(axis=0)) / rest
-        gram = full - part.T @ part - rest * np.outer(mean, mean)
+        mean = (sums - part.sum(axis=1)) / rest
+        gram = full - part @ part.T - rest * np.outer(mean, mean)
         _, vectors = np.linalg.eigh(gram)
-        kept = vectors[:, ::-1][:, :k]
-        centred = part - mean
-        out[start:stop] = _norms(centred - (centred @ kept) @ kept.T)
+        # Ascending eigenvalues: the first d - k vectors are the ones not kept.
+        others = vectors[:, : scaled.shape[0] - k]
+        out[start:stop] = _norms(others.T @ (part - mean[:, None]))
     return out
 
 

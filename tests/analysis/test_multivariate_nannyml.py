@@ -1,6 +1,6 @@
 """The reconstruction error is NannyML's: per 5,000-row chunk of its car-loan dataset, every
 chunk a scope of one call, equal to ``DataReconstructionDriftCalculator``'s (measured: largest
-relative difference 1.6e-13, clean; 8.9e-14 with missing values and unseen categories)."""
+relative difference 4.1e-15, clean; 6.0e-15 with missing values and unseen categories)."""
 
 from __future__ import annotations
 
