@@ -214,16 +214,18 @@ def ours_child(directory: Path) -> dict[str, Any]:
     )
     fitted = time.perf_counter()
     scopes = ScopeSet.build(len(window), scope_keys(window["node_id"].to_numpy()))
+    scoped = time.perf_counter()
     estimated = estimate_performance(estimator, window, scopes, labels={})
     estimate_done = time.perf_counter()
     drift = analyse_multivariate(reconstruction, window, scopes)
-    seconds = time.perf_counter() - started
+    done = time.perf_counter()
     fleet, error = estimated.row(), drift.row()
     return {
-        "seconds": seconds,
+        "seconds": done - started,
         "fit_seconds": fitted - started,
-        "estimate_seconds": estimate_done - fitted,
-        "drift_seconds": seconds - (estimate_done - started),
+        "scopes_seconds": scoped - fitted,
+        "estimate_seconds": estimate_done - scoped,
+        "drift_seconds": done - estimate_done,
         "peak_gb": memory_gb(),
         "peak_exact": exact,
         "rss_before_gb": rss_before,
@@ -321,13 +323,14 @@ def main() -> int:
             common.say(
                 f"  rep {rep + 1}: NannyML {b['seconds']:.2f} s (CBPE {b['cbpe_seconds']:.2f}, "
                 f"reconstruction {b['drift_seconds']:.2f}; peak {b['peak_gb']:.2f} GB), ours "
-                f"{o['seconds']:.2f} s (fit {o['fit_seconds']:.2f}, estimate "
-                f"{o['estimate_seconds']:.2f}, multivariate {o['drift_seconds']:.2f}; peak "
+                f"{o['seconds']:.2f} s (fit {o['fit_seconds']:.2f}, scopes "
+                f"{o['scopes_seconds']:.2f}, estimate {o['estimate_seconds']:.2f}, "
+                f"multivariate {o['drift_seconds']:.2f}; peak "
                 f"{o['peak_gb']:.2f} GB) (load avg {os.getloadavg()[0]:.2f})"
             )
     ratios = [o["seconds"] / b["seconds"] for o, b in zip(ours, base, strict=True)]
     ratio = common.median(ratios)
-    mine = summary(ours, ("fit_seconds", "estimate_seconds", "drift_seconds"))
+    mine = summary(ours, ("fit_seconds", "scopes_seconds", "estimate_seconds", "drift_seconds"))
     theirs = summary(base, ("cbpe_seconds", "drift_seconds"))
     passed = ratio <= GOAL_RATIO
     common.say("")
@@ -344,7 +347,8 @@ def main() -> int:
             ],
             [
                 f"ours: estimate_performance + analyse_multivariate, {mine['last']['scopes']:,} "
-                f"scopes (fit {mine['fit_seconds_median']:.2f} + estimate "
+                f"scopes (fit {mine['fit_seconds_median']:.2f} + scopes "
+                f"{mine['scopes_seconds_median']:.2f} + estimate "
                 f"{mine['estimate_seconds_median']:.2f} + multivariate "
                 f"{mine['drift_seconds_median']:.2f})",
                 f"{mine['median']:.2f}",
@@ -359,7 +363,8 @@ def main() -> int:
         f"\nfleet figures, ours / NannyML's: estimated accuracy {o['accuracy']:.4f} / "
         f"{b['accuracy']:.4f}, ROC AUC {o['roc_auc']:.4f} / {b['roc_auc']:.4f}, reconstruction "
         f"error {o['reconstruction_error']:.4f} / {b['reconstruction_error']:.4f}; ours: "
-        f"{o['estimated_scopes']:,} scopes estimated, {o['drifted_scopes']:,} multivariate-drifted"
+        f"{o['estimated_scopes']:,} scopes estimated, {o['drifted_scopes']:,} multivariate-drifted "
+        "(the analysis set drifts in its second half, so every resampled scope holds drift)"
     )
     common.say(
         f"RSS with the frames read (before the timer): ours {mine['rss_before_gb']:.2f} GB, "
