@@ -199,7 +199,7 @@ T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
         (
             "sudden-shift",
             r"pump-failure window \S+: \d+ records; drift at fleet on [\w, ]+; .*"
-            r"\d+ of 8 node\(s\) drifting$",
+            r"\d+ of 8 node\(s\) drifting(; multivariate drift at .*)?$",
         ),
     ],
 )

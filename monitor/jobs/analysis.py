@@ -1,5 +1,6 @@
-"""The window-analysis job: drift, data quality and performance of every closed window, for
-the fleet, each site, each group and each node; once, whatever runs it.
+"""The window-analysis job: drift, data quality, performance (realised, and estimated without
+labels) and multivariate drift of every closed window, for the fleet, each site, each group and
+each node; once, whatever runs it.
 
 A window ``[start, end)`` of a model is analysed when it has closed and its grace period has
 passed. The unit of work is (model, window), claimed through a lease, so that several workers
@@ -7,9 +8,9 @@ split the windows between them and a crashed worker's window is taken over when 
 expires. Each window goes claim -> load -> analyse -> save -> complete; results and the lease's
 completion commit in one transaction, so a worker that lost its lease stores nothing. A long
 analysis renews its lease as it goes. Late labels re-open only the performance part of their
-windows; late records re-open the whole window, as its next revision (``monitor.jobs.late``). A
-scope too small for a drift verdict in one window is judged on consecutive windows pooled
-(``monitor.jobs.pooling``).
+windows (realised, and the estimate's check against them); late records re-open the whole
+window, as its next revision (``monitor.jobs.late``). A scope too small for a drift verdict
+in one window is judged on consecutive windows pooled (``monitor.jobs.pooling``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from monitor.analysis import AnalysisPolicy, analyse_drift, analyse_performance, analyse_quality
+from monitor.analysis.estimation import estimate_performance
+from monitor.analysis.multivariate import analyse_multivariate
 from monitor.analysis.scopes import ScopeSet
+from monitor.analysis.trust import PastWindow
 from monitor.jobs.alerts import evaluate_window
 from monitor.jobs.baselines import BaselineCache, with_baselines
+from monitor.jobs.estimation import evidence_of, labelled_history
 from monitor.jobs.late import IN_FLIGHT, LateWindow, late_windows, windows_reached
 from monitor.jobs.owner import process_owner
 from monitor.jobs.pooling import Pooled, pool, small_scopes
@@ -36,13 +41,19 @@ from monitor.jobs.reference import Reference, ReferenceCache
 from monitor.jobs.windows import Window, cut_row_windows, model_windows, schedule_of
 from monitor.schema import (
     DRIFT,
+    ESTIMATION,
     FLEET,
     FLEET_KEY,
+    MULTIVARIATE,
     NO_REFERENCE,
     NODE,
+    OK,
     PERFORMANCE,
     QUALITY,
+    DriftFeature,
     DriftScope,
+    EstimationScope,
+    MultivariateScope,
     ResultTable,
     plain_values,
 )
@@ -96,6 +107,8 @@ class WindowData:
     labels: dict[int, Any]
     #: The window's rows and its small scopes' earlier rows, for drift (None: none pooled).
     pooled: Pooled | None = None
+    #: Per scope, its latest earlier window whose estimate labels could check.
+    history: Mapping[tuple[str, str], Sequence[PastWindow]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -369,8 +382,15 @@ class Worker:
                 continue
             data = self._load(models[model_id], window, pooled=False)
             performance = _performance(data, self.config.policy)
+            refreshed_kinds = {} if performance is None else {PERFORMANCE: performance}
+            # The estimate is checked against the labels too: its trust verdict may change.
+            with self.engine.connect() as conn:
+                stored = results.window(conn, model_id, window.start)
+            estimation = _estimation(data, self.config.policy, None, _stored_drift(stored))
+            if estimation is not None and stored is not None and stored.estimation:
+                refreshed_kinds[ESTIMATION] = estimation
             with begin_write(self.engine) as conn:
-                if performance is None or not leases.complete(conn, key, self.owner, self.clock()):
+                if not refreshed_kinds or not leases.complete(conn, key, self.owner, self.clock()):
                     conn.rollback()
                     continue
                 results.save_window(
@@ -378,7 +398,7 @@ class Worker:
                     model_id,
                     window.start,
                     window.end,
-                    {PERFORMANCE: performance},
+                    refreshed_kinds,
                     model_version_id=data.reference.version_id if data.reference else None,
                     n_reference=data.reference.profile.n_rows if data.reference else None,
                 )
@@ -388,7 +408,7 @@ class Worker:
                     window.start,
                     now=now,
                     min_labels=self.config.policy.min_labels,
-                    found={PERFORMANCE: performance},
+                    found=refreshed_kinds,
                     window_end=window.end,
                     model_version_id=data.reference.version_id if data.reference else None,
                 )
@@ -436,12 +456,24 @@ class Worker:
             if found is not None:
                 # The window's rows are the pooled frame's first rows: one copy in memory.
                 frame = found.frame.iloc[: found.n_window]
+            history = (
+                labelled_history(
+                    conn,
+                    model.id,
+                    since=window.start - self.config.label_lookback,
+                    before=window.start,
+                    policy=self.config.policy.estimation,
+                )
+                if reference is not None
+                else {}
+            )
             return WindowData(
                 frame=frame,
                 reference=reference,
                 scopes=scopes,
                 labels=window_labels(conn, model.id, window.start, window.end),
                 pooled=found,
+                history=history,
             )
 
     def _preceding(
@@ -510,11 +542,19 @@ def analyse_window(
         quality = analyse_quality(reference.profile, data.frame, scopes, thresholds=policy.quality)
         found[QUALITY] = KindResults(quality.scope_table, quality.feature_table)
         between()
+        multivariate = analyse_multivariate(
+            reference.reconstruction, data.frame, scopes, policy=policy.drift
+        )
+        found[MULTIVARIATE] = KindResults(multivariate.scope_table)
+        between()
     else:
         found[DRIFT] = KindResults(_no_reference(len(data.frame)))
     performance = _performance(data, policy, scopes)
     if performance is not None:
         found[PERFORMANCE] = performance
+    estimation = _estimation(data, policy, scopes, found.get(DRIFT))
+    if estimation is not None:
+        found[ESTIMATION] = estimation
     return WindowAnalysis(
         found,
         reference.version_id if reference else None,
@@ -527,14 +567,10 @@ def _performance(
 ) -> KindResults | None:
     if not len(data.frame):
         return None
-    # The version's data schema knows the task of a model without a card (reference-only).
-    schema = data.reference.schema if data.reference else None
-    card = data.reference.card if data.reference else {}
-    if schema is not None:
-        task, classes, positive = schema.task, schema.classes or None, schema.positive_class
+    if data.reference is not None:
+        task, classes, positive = data.reference.task()
     else:
-        task = card.get("task", "classification")
-        classes, positive = card.get("classes"), card.get("positive_class")
+        task, classes, positive = "classification", None, None
     performance = analyse_performance(
         data.frame,
         data.labels,
@@ -545,6 +581,39 @@ def _performance(
         min_labels=policy.min_labels,
     )
     return KindResults(performance.scope_table)
+
+
+def _estimation(
+    data: WindowData,
+    policy: AnalysisPolicy,
+    scopes: ScopeSet | None,
+    drift: KindResults | None,
+) -> KindResults | None:
+    """The window's performance estimated without labels, checked against whatever labels it
+    has, judged with its drift results and each scope's labelled history (None: no reference
+    to calibrate on, or no rows)."""
+    if data.reference is None or not len(data.frame):
+        return None
+    estimated = estimate_performance(
+        data.reference.estimator,
+        data.frame,
+        data.scopes if scopes is None else scopes,
+        labels=data.labels,
+        evidence=evidence_of(drift, data.history),
+        policy=policy.estimation,
+    )
+    return KindResults(estimated.scope_table)
+
+
+def _stored_drift(stored: results.WindowResults | None) -> KindResults | None:
+    """A window's stored drift results as analysis hands them over (the trust evidence of a
+    re-estimate after late labels)."""
+    if stored is None or not stored.drift:
+        return None
+    scopes = ResultTable.from_rows(DriftScope, [row.result for row in stored.drift])
+    # Stored feature rows carry their scope row's kind and key.
+    features = [f for rows in stored.drift_features.values() for f in rows]
+    return KindResults(scopes, ResultTable.from_rows(DriftFeature, features))
 
 
 def _no_reference(n_rows: int) -> ResultTable[DriftScope]:
@@ -562,7 +631,8 @@ def _log_window(
 ) -> None:
     """One INFO line per analysed window with its drift verdicts: where it drifted and on
     which features, or "no drift"; the same facts as fields for JSON logs. A re-analysis after
-    late records says so: "revision 2, 1,234 late rows"."""
+    late records says so: "revision 2, 1,234 late rows"; multivariate drift and an estimate that
+is not trusted are said after the drift verdicts, only when found."""
     drift = analysis.results[DRIFT]
     scopes = drift.scopes.rows()
     fleet = scopes[0]
@@ -591,20 +661,62 @@ def _log_window(
         if s.scope_kind != NODE
     }
     fields |= {"drifting": shown, "drifting_nodes": drifting_nodes, "nodes": len(nodes)}
+    # What no single feature shows, and an estimate that cannot be trusted: said only when
+    # found, after the drift verdicts.
+    tail, more = _findings(analysis.results)
+    fields |= more
     if drifting:
         where = "; ".join(f"{scope} on {', '.join(features)}" for scope, features in shown.items())
         log.info(
-            "%s; drift at %s; %d of %d node(s) drifting",
+            "%s; drift at %s; %d of %d node(s) drifting%s",
             head,
             where or "no fleet, site or group",
             len(drifting_nodes),
             len(nodes),
+            tail,
             extra=fields,
         )
     elif fleet.drifted is None:
-        log.info("%s, no drift verdict (%s)", head, fleet.status, extra=fields)
+        log.info("%s, no drift verdict (%s)%s", head, fleet.status, tail, extra=fields)
     else:
-        log.info("%s, no drift", head, extra=fields)
+        log.info("%s, no drift%s", head, tail, extra=fields)
+
+
+def _findings(found: Mapping[str, KindResults]) -> tuple[str, dict[str, Any]]:
+    """The log line's tail: where multivariate drift was found (fleet, sites, groups by name,
+    nodes counted), and the fleet's estimate when it is not trusted; and the same as fields."""
+    parts: list[str] = []
+    fields: dict[str, Any] = {}
+    multivariate = found.get(MULTIVARIATE)
+    if multivariate is not None:
+        rows: list[MultivariateScope] = multivariate.scopes.rows()
+        flagged = [r for r in rows if r.drifted]
+        if flagged:
+            named = [
+                f"{r.scope_kind}{' ' + r.scope_key if r.scope_key else ''}"
+                for r in flagged
+                if r.scope_kind != NODE
+            ]
+            n_nodes = sum(r.scope_kind == NODE for r in flagged)
+            where = ", ".join(named) or "no fleet, site or group"
+            parts.append(f"multivariate drift at {where} ({n_nodes} node(s))")
+            fields["multivariate_drifting"] = named
+            fields["multivariate_drifting_nodes"] = n_nodes
+    estimation = found.get(ESTIMATION)
+    if estimation is not None:
+        estimates: list[EstimationScope] = estimation.scopes.rows()
+        fleet = estimates[0] if estimates else None
+        untrusted = [e for e in estimates if e.trusted is False]
+        if fleet is not None and fleet.status == OK and fleet.accuracy is not None:
+            fields["estimated_accuracy"] = fleet.accuracy
+            fields["estimate_trusted"] = fleet.trusted
+            if fleet.trusted is False:
+                parts.append(f"estimated accuracy {fleet.accuracy:.2f} {fleet.trust_reason}")
+        if untrusted:
+            fields["untrusted_estimates"] = len(untrusted)
+            if fleet is None or fleet.trusted is not False:
+                parts.append(f"estimate not trusted at {len(untrusted)} scope(s)")
+    return "".join(f"; {part}" for part in parts), fields
 
 
 def _drifted_features(drift: KindResults) -> dict[tuple[str, str], list[str]]:

@@ -16,14 +16,18 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection
 
 from monitor.analysis import DriftSpec, ReferenceProfile
+from monitor.analysis.estimation import Estimator
+from monitor.analysis.multivariate import Reconstruction
 from monitor.dataschema import CATEGORICAL, CLASSIFICATION, NUMERICAL, DataSchema, version_schema
 from monitor.schema import (
     FEATURE_PREFIX,
@@ -64,6 +68,28 @@ class Reference:
     profile: ReferenceProfile
     card: dict[str, Any]
     schema: DataSchema | None = field(default=None)
+
+    def task(self) -> tuple[str, Sequence[Any] | None, Any]:
+        """The model's task, classes (None: as seen) and positive class: from the version's
+        data schema, which knows them for a model without a card (reference-only), else its
+        card."""
+        if self.schema is not None:
+            return self.schema.task, self.schema.classes or None, self.schema.positive_class
+        card = self.card
+        return card.get("task", "classification"), card.get("classes"), card.get("positive_class")
+
+    # Fitted on first use and kept with the reference (the cache holds a few versions): a
+    # calibration and a PCA per model version, never per window.
+    @cached_property
+    def estimator(self) -> Estimator:
+        """The reference's calibration, for estimating performance without labels."""
+        task, classes, positive = self.task()
+        return Estimator.fit(self.frame, task=task, classes=classes, positive_class=positive)
+
+    @cached_property
+    def reconstruction(self) -> Reconstruction:
+        """The reference's principal components, for multivariate drift."""
+        return Reconstruction.fit(self.frame, self.profile)
 
 
 def window_shaped(reference: pd.DataFrame, schema: DataSchema | None = None) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Table, delete, func, insert, select
+from sqlalchemy import Connection, Table, and_, delete, func, insert, select
 
 from monitor import schema
 from monitor.schema import (
@@ -476,6 +476,41 @@ def estimation(conn: Connection, model_id: int, **where: Any) -> list[Stored[Est
 def multivariate(conn: Connection, model_id: int, **where: Any) -> list[Stored[MultivariateScope]]:
     """Multivariate-drift scope rows (filters as ``scopes``)."""
     return scopes(conn, model_id, schema.MULTIVARIATE, **where)
+
+
+def latest_checked_estimates(
+    conn: Connection, model_id: int, *, since: datetime, before: datetime, min_labelled: int
+) -> dict[tuple[str, str], Stored[EstimationScope]]:
+    """Per scope, the estimate of its latest window (starting in ``[since, before)``) that had
+    at least ``min_labelled`` labelled records: the latest word labels had on whether the
+    scope's estimate held. One row per scope, however many windows lie between."""
+    table, _ = RESULT_TABLES[schema.ESTIMATION]
+    latest = (
+        select(
+            table.c.scope_kind,
+            table.c.scope_key,
+            func.max(table.c.window_start).label("window_start"),
+        )
+        .where(
+            table.c.model_id == model_id,
+            table.c.window_start >= since,
+            table.c.window_start < before,
+            table.c.n_labelled >= min_labelled,
+        )
+        .group_by(table.c.scope_kind, table.c.scope_key)
+        .subquery()
+    )
+    query = select(table).join(
+        latest,
+        and_(
+            table.c.model_id == model_id,
+            table.c.scope_kind == latest.c.scope_kind,
+            table.c.scope_key == latest.c.scope_key,
+            table.c.window_start == latest.c.window_start,
+        ),
+    )
+    found = (_stored(row, EstimationScope) for row in conn.execute(query).mappings())
+    return {(row.scope_kind, row.scope_key): row for row in found}
 
 
 def features(conn: Connection, kind: str, scope_ids: Sequence[int]) -> dict[int, list[Any]]:
