@@ -236,6 +236,18 @@ class Settings(BaseSettings):
     analysis_min_labels: int = Field(
         default=50, ge=1, description="Fewest labelled records in a scope for accuracy figures."
     )
+    estimation_min_rows: int = Field(
+        default=50,
+        ge=1,
+        description="Fewest scored records (prediction and class probabilities) in a scope "
+        "for a performance estimate without labels.",
+    )
+    estimation_check_labels: int = Field(
+        default=20,
+        ge=1,
+        description="Labelled records in a scope that suffice to check its estimate against "
+        "what they realised (the trust verdict).",
+    )
     analysis_fdr: float = Field(
         default=0.01,
         gt=0,

@@ -22,6 +22,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import Engine
 
 from monitor.analysis import AnalysisPolicy, DriftPolicy, QualityThresholds
+from monitor.analysis.policy import EstimationPolicy
 from monitor.config import Settings
 from monitor.jobs.alerts import evaluate_nodes
 from monitor.jobs.analysis import AnalysisConfig, Worker
@@ -59,6 +60,10 @@ def analysis_config(settings: Settings) -> AnalysisConfig:
                 max_new_category_share=settings.quality_max_new_category_share,
             ),
             min_labels=settings.analysis_min_labels,
+            estimation=EstimationPolicy(
+                min_rows=settings.estimation_min_rows,
+                check_labels=settings.estimation_check_labels,
+            ),
         ),
         lease=timedelta(seconds=settings.analysis_lease_seconds),
         late_horizon=timedelta(hours=settings.analysis_late_horizon_hours),
