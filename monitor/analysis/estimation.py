@@ -378,35 +378,48 @@ def _roc_auc(
 ) -> np.ndarray:
     """NannyML's estimated ROC AUC of every scope, averaged over the targets."""
     targets = _auc_targets(estimator)
+    classes = estimator.classes
     total = np.zeros(scopes.total)
     for c, column in targets:
-        total += _segment_auc(proba[:, column], calibrated[:, c], only, scopes)
+        total += _segment_auc(
+            proba[:, column], calibrated[:, c], only, scopes, ties_share_weight=len(classes) == 2
+        )
     return total / len(targets)
 
 
-def _segment_auc(score: np.ndarray, weight: np.ndarray, only: Any, scopes: ScopeSet) -> np.ndarray:
+def _segment_auc(
+    score: np.ndarray, weight: np.ndarray, only: Any, scopes: ScopeSet, *, ties_share_weight: bool
+) -> np.ndarray:
     """``estimate_roc_auc`` per scope: rows by descending score, each adds its calibrated
     probability ``w`` to the expected true positives and ``1 - w`` to the false positives; the
     area is the trapezoid sum ``sum (1 - w_i) (2 T_(i-1) + w_i) / (2 T F)`` with ``T_(i-1)`` the
     expected positives before row ``i`` in its scope, ``T`` and ``F`` the scope's totals.
 
-    Rows of equal score have equal calibrated probabilities (for one calibrated class), so
-    their order leaves the area unchanged."""
+    Rows of equal score are one step of the curve (as scikit-learn's ROC takes them): each
+    adds ``(1 - w_i) (2 T_g + W_g)``, with ``T_g`` the expected positives before its group and
+    ``W_g`` the group's. Where equal scores have equal calibrated probabilities (a class's
+    calibrator is a function of its score: ``ties_share_weight``), that equals the row-by-row
+    sum NannyML takes, in any order; with renormalised probabilities it makes the area
+    independent of the order of equal scores, which NannyML leaves to its sort."""
     order = np.argsort(-score)
     w_sorted = weight[order]
+    s_sorted = None if ties_share_weight else score[order]
     out = np.full(scopes.total, np.nan)
     for kind, offset in zip(scopes.kinds, scopes.offsets, strict=False):
         if kind.size == 0:
             continue
         if kind.name == FLEET and scopes.whole_fleet:
-            w = w_sorted
+            w, s = w_sorted, s_sorted
             counts = np.array([w.size])
         else:
             unsorted = only(kind.sort_codes)[order]
             # Stable: each scope's rows stay in order of descending score.
             perm = np.argsort(unsorted, kind="stable")
             w = w_sorted[perm]
+            s = None if s_sorted is None else s_sorted[perm]
             counts = np.bincount(unsorted, minlength=kind.size + 1)
+        if not w.size:
+            continue
         # Segments are contiguous: per-segment sums are differences of running sums.
         running = np.cumsum(w)
         ends = np.cumsum(counts)
@@ -416,12 +429,21 @@ def _segment_auc(score: np.ndarray, weight: np.ndarray, only: Any, scopes: Scope
         later = filled & (starts > 0)
         base[later] = running[starts[later] - 1]
         before = running - w - np.repeat(base, counts)
+        step = w
+        if s is not None:
+            new = np.empty(w.size, bool)
+            new[0] = True
+            np.not_equal(s[1:], s[:-1], out=new[1:])
+            new[starts[filled]] = True
+            heads = np.flatnonzero(new)
+            sizes = np.diff(np.append(heads, w.size))
+            before = np.repeat(before[heads], sizes)
+            step = np.repeat(np.add.reduceat(w, heads), sizes)
         t = np.zeros(counts.size)
         t[filled] = running[ends[filled] - 1] - base[filled]
         f = counts - t
         area = np.zeros(counts.size)
-        terms = (1.0 - w) * (2.0 * before + w)
-        area[filled] = np.add.reduceat(terms, starts[filled]) if w.size else 0.0
+        area[filled] = np.add.reduceat((1.0 - w) * (2.0 * before + step), starts[filled])
         with np.errstate(invalid="ignore", divide="ignore"):
             auc = np.where((t > 0) & (f > 0), area / (2.0 * t * f), np.nan)
         out[offset : offset + kind.size] = auc[: kind.size]
