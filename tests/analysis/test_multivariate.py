@@ -18,6 +18,7 @@ from monitor.analysis.scopes import ScopeSet
 from monitor.demo_model import paths
 from monitor.fleet.machines import FEATURE_NAMES, MachineFleetGenerator
 from monitor.fleet.scenarios import plan_fleet, scenario
+from monitor.jobs.reference import window_shaped
 from monitor.schema import EMPTY_REFERENCE, INSUFFICIENT_DATA, OK, feature_column
 
 SITES = tuple(f"site-{c}" for c in "abcdef")
@@ -104,12 +105,9 @@ def test_the_same_window_without_the_change_is_not_drifted(fit: Reconstruction) 
 
 @pytest.fixture(scope="module")
 def fleet_fit() -> Reconstruction:
-    reference = pd.read_parquet(paths().reference, columns=list(FEATURE_NAMES))
-    shaped = reference.rename(columns=feature_column)
-    shaped[feature_column("machine_type")] = shaped[feature_column("machine_type")].astype(
-        "category"
-    )
-    return Reconstruction.fit(shaped, ReferenceProfile.build(shaped))
+    # The demo model's reference, its features shaped as the job shapes a reference.
+    reference = window_shaped(pd.read_parquet(paths().reference, columns=list(FEATURE_NAMES)))
+    return Reconstruction.fit(reference, ReferenceProfile.build(reference))
 
 
 def fleet_window(name: str, day: int, nodes: int = 40, rows: int = 400) -> pd.DataFrame:
