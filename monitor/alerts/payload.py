@@ -165,7 +165,8 @@ def _performance(
     if low is not None and high is not None:
         figure += f" ({_figure(low, errors)}-{_figure(high, errors)})"
     side = "above" if errors else "below"
-    compare = f"{side} its bound" if bound is None else f"{side} {_figure(bound, errors)}"
+    # The bound as the rule gave it (0.995 is not 0.99), to four significant digits.
+    compare = f"{side} its bound" if bound is None else f"{side} {bound:.4g}"
     if details.get("reference") is not None:
         compare += f" (reference {_figure(details['reference'], errors)})"
     said = f"{'estimated ' if estimated else ''}{metric}"

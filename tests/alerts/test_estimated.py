@@ -247,6 +247,10 @@ def test_the_summary_says_estimated_with_the_band_and_why_it_is_not_trusted() ->
     assert many == (
         "2 nodes at site a: estimated accuracy below 0.85; node a-0 at 0.80 (0.77-0.83) — trusted"
     )
+    close = {**trusted, "band": [0.92, 0.993]}
+    assert summary("acc", "performance", "fleet", ["fleet"], close, value=0.96, bound=0.995) == (
+        "fleet: estimated accuracy 0.96 (0.92-0.99) below 0.995 — trusted"
+    )
     realised = {"metric": "accuracy", "interval": [0.67, 0.73], "reference": 0.93}
     assert summary(
         "drop", "performance_drop", "fleet", ["fleet"], realised, value=0.7, bound=0.88
