@@ -39,6 +39,7 @@ from monitor.alerts.rules import (
     SCOPE_DRIFT,
     SHARE_DRIFTED,
     Rule,
+    uses_estimates,
 )
 from monitor.alerts.rules import PERFORMANCE as PERFORMANCE_KIND
 from monitor.alerts.rules import QUALITY as QUALITY_KIND
@@ -53,7 +54,14 @@ from monitor.alerts.state import (
 )
 from monitor.alerts.uncertainty import BREACH, CLEAR
 from monitor.jobs.health import LOSS_REASONS
-from monitor.schema import DRIFT, PERFORMANCE, QUALITY
+from monitor.schema import (
+    DRIFT,
+    ESTIMATION,
+    PERFORMANCE,
+    QUALITY,
+    SCOPE_ROWS,
+    ResultTable,
+)
 from monitor.storage import alerts as stored
 from monitor.storage import registry, results
 from monitor.storage.alert_rules import list_rules
@@ -94,15 +102,17 @@ def evaluate_window(
     ``found``: the results just stored by ``results.save_window`` (the worker passes them, with
     ``window_end`` and the version they were judged against), judged as they are rather than
     read back; only the rules of the kinds they hold are judged (a refresh of performance
-    judges performance rules). Without them, everything stored for the window is read back
-    through ``results.window``."""
+    judges performance rules). Performance rules read both the realised and the estimated
+    figures: the one of the two that ``found`` lacks is read back from what is stored for the
+    window. Without ``found``, everything stored for the window is read back through
+    ``results.window``."""
     rules = [
         rule
         for rule in list_rules(conn, model_id=model_id)
         if rule.enabled and not rule.is_node_rule
     ]
     if found is not None:
-        rules = [rule for rule in rules if _RESULT_OF[rule.kind] in found]
+        rules = [rule for rule in rules if _reads(rule) & found.keys()]
     if not rules:
         return []
     needs_reference = any(rule.kind == PERFORMANCE_DROP for rule in rules)
@@ -117,6 +127,8 @@ def evaluate_window(
             min_labels=min_labels,
         )
     else:
+        wanted = set().union(*(_reads(rule) for rule in rules))
+        found = {**found, **_stored_kinds(conn, model_id, window_start, wanted - found.keys())}
         figures = figures_from(
             found,
             window_start,
@@ -205,6 +217,7 @@ def figures_of(
         )
     )
     performance = _table([s.result for s in found.performance], _PERFORMANCE_COLUMNS)
+    estimation = _table([s.result for s in found.estimation], _ESTIMATION_COLUMNS)
     return WindowFigures(
         window_start=found.window_start,
         window_end=found.window_end,
@@ -212,6 +225,7 @@ def figures_of(
         drift_features=drift_features,
         quality_features=quality_features,
         performance=performance,
+        estimation=estimation,
         reference=dict(reference or {}),
         min_labels=min_labels,
     )
@@ -227,6 +241,32 @@ _RESULT_OF = {
     PERFORMANCE_DROP: PERFORMANCE,
     QUALITY_KIND: QUALITY,
 }
+
+
+def _reads(rule: Rule) -> set[str]:
+    """The kinds of results a window rule judges: a performance rule reads the estimate too."""
+    kind = _RESULT_OF[rule.kind]
+    return {kind, ESTIMATION} if uses_estimates(rule) else {kind}
+
+
+def _stored_kinds(
+    conn: Connection, model_id: int, window_start: datetime, kinds: set[str]
+) -> dict[str, KindResults]:
+    """The scope rows stored for the window of these kinds (performance, estimation: the
+    kinds performance rules read beside the ones just computed); a kind without rows is left
+    out."""
+    out: dict[str, KindResults] = {}
+    for kind in sorted(kinds & {PERFORMANCE, ESTIMATION}):
+        rows = results.scopes(conn, model_id, kind, start=window_start, end=window_start + _INSTANT)
+        if rows:
+            out[kind] = KindResults(
+                ResultTable.from_rows(SCOPE_ROWS[kind], [row.result for row in rows])
+            )
+    return out
+
+
+#: The smallest step of a stored time: windows starting in [start, start + _INSTANT) are one.
+_INSTANT = timedelta(microseconds=1)
 
 _DRIFT_COLUMNS = (
     "scope_kind",
@@ -264,6 +304,15 @@ _PERFORMANCE_COLUMNS = (
     *HIGHER_IS_BETTER,
     *LOWER_IS_BETTER,
 )
+_ESTIMATION_COLUMNS = (
+    "scope_kind",
+    "scope_key",
+    "status",
+    *(f"{m}{end}" for m in HIGHER_IS_BETTER for end in ("", "_lower", "_upper")),
+    "trusted",
+    "trust_evidence",
+    "trust_reason",
+)
 
 
 def figures_from(
@@ -276,7 +325,7 @@ def figures_from(
 ) -> WindowFigures:
     """The tables the pure evaluation reads, straight from results as analysis hands them to
     ``results.save_window`` (columns, no row objects: a 1,000-node window has 25,000 feature
-    rows per kind). Kinds that are absent give empty tables."""
+    rows per kind). Kinds that are absent (estimation among them) give empty tables."""
 
     def columns(table: Any, names: Sequence[str]) -> dict[str, Any]:
         if table is None or not len(table):
@@ -286,6 +335,7 @@ def figures_from(
     drift = found.get(DRIFT)
     quality = found.get(QUALITY)
     performance = found.get(PERFORMANCE)
+    estimation = found.get(ESTIMATION)
     quality_features = columns(quality.features if quality else None, _QUALITY_FEATURE_COLUMNS)
     return WindowFigures(
         window_start=window_start,
@@ -294,6 +344,7 @@ def figures_from(
         drift_features=columns(drift.features if drift else None, _DRIFT_FEATURE_COLUMNS),
         quality_features=_with_new_category_share(quality_features),
         performance=columns(performance.scopes if performance else None, _PERFORMANCE_COLUMNS),
+        estimation=columns(estimation.scopes if estimation else None, _ESTIMATION_COLUMNS),
         reference=dict(reference or {}),
         min_labels=min_labels,
     )
@@ -598,18 +649,32 @@ def _record(
 ) -> Change:
     assert rule.id is not None
     subjects = transition.subjects if transition.kind != RESOLVED else transition.left
-    merged: dict[str, Any] = {}
-    features: set[str] = set()
-    for s in subjects:
-        o = latest.get(s)
-        if o is not None and o.details:
-            features |= set(o.details.get("drifted_features") or ())
-            merged |= {k: v for k, v in o.details.items() if k != "drifted_features"}
-    if features:
-        merged["drifted_features"] = sorted(features)
-    summary = payloads.summary(rule.name, rule.kind, transition.group_key, subjects, merged)
     first = latest.get(subjects[0]) if subjects else None
     before = stored.get_alert(conn, alert.id) if alert is not None else None
+    merged: dict[str, Any] = {}
+    value, bound = (None, None) if first is None else (first.value, first.bound)
+    if rule.kind in (PERFORMANCE_KIND, PERFORMANCE_DROP):
+        # One subject's figure, band and trust, the one ``value`` and ``bound`` describe: the
+        # subjects' details differ (one judged on labels, another on an estimate).
+        merged, value, bound = _performance_details(rule, subjects, first, before)
+    else:
+        features: set[str] = set()
+        for s in subjects:
+            o = latest.get(s)
+            if o is not None and o.details:
+                features |= set(o.details.get("drifted_features") or ())
+                merged |= {k: v for k, v in o.details.items() if k != "drifted_features"}
+        if features:
+            merged["drifted_features"] = sorted(features)
+    summary = payloads.summary(
+        rule.name,
+        rule.kind,
+        transition.group_key,
+        subjects,
+        merged,
+        value=value,
+        bound=bound,
+    )
     recovered = dict((before.details.get("recovered") or {}) if before else {})
     recovered |= {s: now.isoformat() for s in transition.left}
     details = {
@@ -617,6 +682,7 @@ def _record(
         "recovered": recovered,
         "observations": {
             s: {"state": o.state, "value": o.value, "bound": o.bound}
+            | ({"estimated": True} if (o.details or {}).get("estimated") else {})
             for s in list(subjects)[:DETAILED_SUBJECTS]
             if (o := latest.get(s)) is not None
         },
@@ -664,8 +730,9 @@ def _record(
         "left": list(transition.left),
         "window": {"start": window_start.isoformat(), "end": window_end.isoformat()},
         "summary": summary,
-        "value": None if first is None else first.value,
-        "bound": None if first is None else first.bound,
+        "estimated": bool(merged.get("estimated")),
+        "value": value,
+        "bound": bound,
         "details": {k: v for k, v in details.items() if k != "observations"},
         "fired_at": current.fired_at.isoformat(),
         "resolved_at": None if current.resolved_at is None else current.resolved_at.isoformat(),
@@ -715,6 +782,31 @@ def _record(
                 else "not started (disabled, cooling down, or a run of the model in flight)",
             )
     return Change(rule.name, alert_id, event, body["text"])
+
+
+def _performance_details(
+    rule: Rule,
+    subjects: Sequence[str],
+    first: stored.Observation | None,
+    before: stored.Alert | None,
+) -> tuple[dict[str, Any], float | None, float | None]:
+    """The details, value and bound a performance alert's transition tells: those of its first
+    subject's latest observation. A subject that recovers may have none in the windows read
+    (its breach is older), or one read back without details: the alert's own details, written
+    when that subject last changed it, stand in for what they describe of the same subject
+    (how it was judged: on labels or on an estimate, its interval or band)."""
+    value, bound = (None, None) if first is None else (first.value, first.bound)
+    if first is not None and first.details:
+        return dict(first.details), value, bound
+    found: dict[str, Any] = {"metric": rule.params.get("metric")}
+    # The alert's details are those of its first subject when they were written.
+    if before is None or not subjects or before.subjects[:1] != (subjects[0],):
+        return found, value, bound
+    seen = (before.details.get("observations") or {}).get(subjects[0])
+    if not seen or (first is not None and (seen.get("value"), seen.get("bound")) != (value, bound)):
+        return found, value, bound
+    found |= {k: v for k, v in before.details.items() if k not in ("recovered", "observations")}
+    return found, seen.get("value"), seen.get("bound")
 
 
 def _number(value: Any) -> float | None:

@@ -515,7 +515,8 @@ def test_late_labels_judge_the_window_s_performance_rules_again(engine: Engine) 
         name="accuracy",
         model=MODEL_NAME,
         kind="performance",
-        params={"metric": "accuracy", "below": 0.995},
+        # Labels alone: the window's estimate (below 0.995 too) would fire it before they came.
+        params={"metric": "accuracy", "below": 0.995, "estimated": False},
     )
     worker = Worker(engine, CONFIG, clock=lambda: NOW)
     assert worker.run_due(now=NOW) == 1
