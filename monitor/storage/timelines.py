@@ -1,6 +1,7 @@
-"""One scope's results over a period: its drift, quality and performance rows window by window,
-and its per-feature drift as a feature x window matrix (what the dashboard's Model page draws);
-the scopes judged in a window, and one scope's results of one window.
+"""One scope's results over a period: its drift, quality, performance, estimated-performance and
+multivariate-drift rows window by window, and its per-feature drift as a feature x window matrix
+(what the dashboard's Model and Node pages draw); the scopes judged in a window, and one scope's
+results of one window.
 
 A period holds the analysed windows (those with a fleet drift row: every analysis stores one)
 that end after its start and start before its end; the newest ``limit`` of them when a limit
@@ -10,7 +11,7 @@ is given, so that a long period cannot turn into an unbounded read. The rows the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,9 +20,11 @@ from sqlalchemy import Connection, case, select
 
 from monitor.schema import (
     DRIFT,
+    ESTIMATION,
     FEATURE,
     FLEET,
     GROUP,
+    MULTIVARIATE,
     NODE,
     PERFORMANCE,
     PREDICTION_ROLE,
@@ -29,6 +32,8 @@ from monitor.schema import (
     SITE,
     DriftFeature,
     DriftScope,
+    EstimationScope,
+    MultivariateScope,
     PerformanceScope,
     QualityScope,
 )
@@ -77,9 +82,36 @@ def scope_timeline(
     starting_before: datetime | None = None,
     limit: int | None = None,
 ) -> list[Stored[Any]]:
-    """One scope's rows of one result kind (drift, quality, performance) in the period's
-    windows (as ``window_starts`` picks them), oldest first. A window in which the scope was
-    not judged (a node that sent nothing) has no row."""
+    """One scope's rows of one result kind (drift, quality, performance, estimation,
+    multivariate) in the period's windows (as ``window_starts`` picks them), oldest first. A
+    window in which the scope was not judged (a node that sent nothing) has no row."""
+    found = scope_timelines(
+        conn,
+        model_id,
+        (kind,),
+        scope_kind,
+        scope_key,
+        ending_after=ending_after,
+        starting_before=starting_before,
+        limit=limit,
+    )
+    return found[kind]
+
+
+def scope_timelines(
+    conn: Connection,
+    model_id: int,
+    kinds: Sequence[str],
+    scope_kind: str,
+    scope_key: str,
+    *,
+    ending_after: datetime | None = None,
+    starting_before: datetime | None = None,
+    limit: int | None = None,
+) -> dict[str, list[Stored[Any]]]:
+    """One scope's rows of several result kinds over the same windows, by kind (each as
+    ``scope_timeline`` gives it): the period's windows are read once, then one read per kind.
+    A kind with no row in the period (a window analysed before it existed) has an empty list."""
     starts = window_starts(
         conn,
         model_id,
@@ -88,16 +120,19 @@ def scope_timeline(
         limit=limit,
     )
     if not starts:
-        return []
-    return results.scopes(
-        conn,
-        model_id,
-        kind,
-        scope_kind=scope_kind,
-        scope_key=scope_key,
-        start=starts[0],
-        end=starts[-1] + _EPSILON,
-    )
+        return {kind: [] for kind in kinds}
+    return {
+        kind: results.scopes(
+            conn,
+            model_id,
+            kind,
+            scope_kind=scope_kind,
+            scope_key=scope_key,
+            start=starts[0],
+            end=starts[-1] + _EPSILON,
+        )
+        for kind in kinds
+    }
 
 
 def drift_timeline(
@@ -119,6 +154,20 @@ def performance_timeline(
 ) -> list[Stored[PerformanceScope]]:
     """One scope's performance rows over a period."""
     return scope_timeline(conn, model_id, PERFORMANCE, scope_kind, scope_key, **period)
+
+
+def estimation_timeline(
+    conn: Connection, model_id: int, scope_kind: str, scope_key: str, **period: Any
+) -> list[Stored[EstimationScope]]:
+    """One scope's estimated-performance rows over a period."""
+    return scope_timeline(conn, model_id, ESTIMATION, scope_kind, scope_key, **period)
+
+
+def multivariate_timeline(
+    conn: Connection, model_id: int, scope_kind: str, scope_key: str, **period: Any
+) -> list[Stored[MultivariateScope]]:
+    """One scope's multivariate-drift rows over a period."""
+    return scope_timeline(conn, model_id, MULTIVARIATE, scope_kind, scope_key, **period)
 
 
 @dataclass(frozen=True)
@@ -188,7 +237,9 @@ def scope_window(
     drift = results.drift(conn, model_id, **where)
     quality = results.quality(conn, model_id, **where)
     performance = results.performance(conn, model_id, **where)
-    found: list[Stored[Any]] = [*drift, *quality, *performance]
+    estimation = results.estimation(conn, model_id, **where)
+    multivariate = results.multivariate(conn, model_id, **where)
+    found: list[Stored[Any]] = [*drift, *quality, *performance, *estimation, *multivariate]
     if not found:
         return None
     return WindowResults(
@@ -200,4 +251,6 @@ def scope_window(
         quality=quality,
         quality_features=results.features(conn, QUALITY, [r.id for r in quality]),
         performance=performance,
+        estimation=estimation,
+        multivariate=multivariate,
     )

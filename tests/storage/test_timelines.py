@@ -1,15 +1,35 @@
 """One scope's results over a period: the windows a period holds (newest ``limit``, oldest
-first), a scope's drift / quality / performance rows in them, its feature x window drift matrix
-equal to the stored feature rows, the scopes judged in one window, and one scope's results of
-one window."""
+first), a scope's drift / quality / performance / estimation / multivariate rows in them (several
+kinds over the same windows at once), its feature x window drift matrix equal to the stored
+feature rows, the scopes judged in one window, and one scope's results of one window (every
+kind of it)."""
 
 from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
-from monitor.schema import FEATURE, FLEET, FLEET_KEY, NODE, PREDICTION_ROLE, SITE
+from monitor.schema import (
+    ESTIMATION,
+    FEATURE,
+    FLEET,
+    FLEET_KEY,
+    MULTIVARIATE,
+    NODE,
+    OK,
+    PERFORMANCE,
+    PREDICTION_ROLE,
+    SITE,
+    EstimationScope,
+    MultivariateScope,
+    ResultTable,
+)
 from monitor.storage import results, timelines
+from monitor.storage.engine import begin_write
+from monitor.storage.results import KindResults
 from tests.jobs.fleetdata import WINDOW, register_demo_model
 from tests.storage.test_readout import DRIFTING_SITE, NOW, T0, Analysed, analyse_fleet
 
@@ -18,6 +38,57 @@ from tests.storage.test_readout import DRIFTING_SITE, NOW, T0, Analysed, analyse
 def fleet(engine: Engine) -> Analysed:
     """Three analysed windows of eight nodes at four sites, one site drifting in the last."""
     return analyse_fleet(engine, windows=3, per_node=60)
+
+
+#: The scopes given estimation and multivariate rows by ``store_new_kinds``.
+NEW_KIND_SCOPES = [(FLEET, FLEET_KEY), (SITE, DRIFTING_SITE)]
+
+
+def store_new_kinds(engine: Engine, fleet: Analysed) -> None:
+    """Estimation and multivariate rows for the fleet and the drifting site in every window but
+    the first (analysed, say, before these kinds existed), each figure telling its window."""
+    with begin_write(engine) as conn:
+        for index, start in enumerate(fleet.starts):
+            first = results.window(conn, fleet.model_id, start)
+            assert first is not None
+            rows: dict[str, list[Any]] = {ESTIMATION: [], MULTIVARIATE: []}
+            for kind, key in NEW_KIND_SCOPES if index else []:
+                known = {"scope_kind": kind, "scope_key": key, "status": OK, "n_rows": 10}
+                rows[ESTIMATION].append(
+                    EstimationScope(
+                        **_nothing(EstimationScope)
+                        | known
+                        | {"task": "classification", "n_scored": 10, "n_labelled": 0}
+                        | {"accuracy": 0.9 - index / 100, "trusted": index != 2}
+                    )
+                )
+                rows[MULTIVARIATE].append(
+                    MultivariateScope(
+                        **_nothing(MultivariateScope)
+                        | known
+                        | {"method": "pca-reconstruction", "n_components": 2}
+                        | {"reconstruction_error": 1.0 + index, "drifted": index == 2}
+                    )
+                )
+            results.save_window(
+                conn,
+                fleet.model_id,
+                start,
+                first.window_end,
+                {
+                    kind: KindResults(ResultTable.from_rows(row_type, rows[kind]))
+                    for kind, row_type in (
+                        (ESTIMATION, EstimationScope),
+                        (MULTIVARIATE, MultivariateScope),
+                    )
+                },
+                model_version_id=first.drift_of().model_version_id,
+                n_reference=first.drift_of().n_reference,
+            )
+
+
+def _nothing(row_type: type) -> dict[str, Any]:
+    return {f.name: None for f in fields(row_type)}
 
 
 def test_a_period_holds_the_windows_that_end_after_its_start_and_start_before_its_end(
@@ -67,6 +138,40 @@ def test_a_scopes_timelines_are_its_stored_rows_window_by_window(
     assert performance == stored_performance
     assert [row.result.n_labelled for row in performance] == [0, 0, 8 * 60 // 2]
     assert [row.window_start for row in newest] == [fleet.starts[-1]]
+
+
+def test_several_kinds_of_a_scope_are_read_over_the_same_windows(
+    engine: Engine, fleet: Analysed
+) -> None:
+    store_new_kinds(engine, fleet)
+    kinds = (PERFORMANCE, ESTIMATION, MULTIVARIATE)
+
+    with engine.connect() as conn:
+        together = timelines.scope_timelines(conn, fleet.model_id, kinds, SITE, DRIFTING_SITE)
+        one_by_one = {
+            kind: timelines.scope_timeline(conn, fleet.model_id, kind, SITE, DRIFTING_SITE)
+            for kind in kinds
+        }
+        estimation = timelines.estimation_timeline(conn, fleet.model_id, SITE, DRIFTING_SITE)
+        multivariate = timelines.multivariate_timeline(conn, fleet.model_id, FLEET, FLEET_KEY)
+        newest = timelines.scope_timelines(conn, fleet.model_id, kinds, FLEET, FLEET_KEY, limit=1)
+        stored = results.estimation(conn, fleet.model_id, scope_kind=SITE, scope_key=DRIFTING_SITE)
+        none = timelines.scope_timelines(
+            conn, fleet.model_id, kinds, FLEET, FLEET_KEY, ending_after=NOW
+        )
+
+    assert together == one_by_one
+    assert together[ESTIMATION] == estimation == stored
+    # The first window was analysed before these kinds existed: no row there.
+    assert [r.window_start for r in estimation] == fleet.starts[1:]
+    assert [r.result.accuracy for r in estimation] == [0.89, 0.88]
+    assert [r.result.trusted for r in estimation] == [True, False]
+    assert [r.window_start for r in multivariate] == fleet.starts[1:]
+    assert [r.result.drifted for r in multivariate] == [False, True]
+    assert {kind: [r.window_start for r in rows] for kind, rows in newest.items()} == {
+        kind: [fleet.starts[-1]] for kind in kinds
+    }
+    assert none == {kind: [] for kind in kinds}
 
 
 def test_a_node_has_no_row_in_a_window_it_was_not_judged_in(
@@ -140,6 +245,7 @@ def test_a_scopes_window_holds_its_rows_of_every_kind_and_agrees_with_the_whole_
 ) -> None:
     start = fleet.starts[-1]
     node = fleet.drifting_nodes()[0]
+    store_new_kinds(engine, fleet)
     with engine.connect() as conn:
         whole = results.window(conn, fleet.model_id, start)
         scoped = {
@@ -158,6 +264,15 @@ def test_a_scopes_window_holds_its_rows_of_every_kind_and_agrees_with_the_whole_
         assert drift == whole.drift_of(kind, key)
         assert quality == whole.quality_of(kind, key)
         assert one.performance_of(kind, key) == whole.performance_of(kind, key)
+        assert one.estimation == [
+            r for r in whole.estimation if (r.scope_kind, r.scope_key) == (kind, key)
+        ]
+        assert one.multivariate == [
+            r for r in whole.multivariate if (r.scope_kind, r.scope_key) == (kind, key)
+        ]
+        if (kind, key) in NEW_KIND_SCOPES:
+            assert one.estimation_of(kind, key) == whole.estimation_of(kind, key)
+            assert one.multivariate_of(kind, key) == whole.multivariate_of(kind, key)
         assert one.drift_features[drift.id] == whole.drift_features[drift.id]
         assert one.quality_features[quality.id] == whole.quality_features[quality.id]
         assert one.drifted_features(kind, key) == whole.drifted_features(kind, key)
@@ -173,6 +288,8 @@ def test_a_model_never_analysed_has_empty_timelines(engine: Engine) -> None:
     with engine.connect() as conn:
         assert timelines.window_starts(conn, model_id) == []
         assert timelines.drift_timeline(conn, model_id, FLEET, FLEET_KEY) == []
+        assert timelines.estimation_timeline(conn, model_id, FLEET, FLEET_KEY) == []
+        assert timelines.multivariate_timeline(conn, model_id, FLEET, FLEET_KEY) == []
         matrix = timelines.drift_matrix(conn, model_id, FLEET, FLEET_KEY, ending_after=T0)
         assert (matrix.windows, matrix.features, dict(matrix.cells)) == ([], [], {})
         assert timelines.window_scopes(conn, model_id, T0) == []
