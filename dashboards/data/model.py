@@ -1,6 +1,7 @@
-"""The Model page's data: one model's analysed windows, its drift, accuracy and quality over a
-period for one scope, the feature x window verdicts, reference-against-current distributions
-of one window, and the window's report.
+"""The Model page's data: one model's analysed windows, its drift, multivariate drift,
+performance (realised on labels, and estimated without them) and quality over a period for one
+scope, the feature x window verdicts, reference-against-current distributions of one window,
+and the window's report.
 
 Every function here is a ``common.read`` function: an engine first, hashable arguments (names,
 datetimes, ``(scope kind, scope key)`` tuples), a picklable answer. Verdicts are the stored
@@ -20,19 +21,29 @@ from sqlalchemy import Connection, Engine
 
 from monitor.alerts.rules import DEFAULT_CONFIDENCE
 from monitor.alerts.uncertainty import wilson
+from monitor.dashboards.data.estimates import (
+    estimate_frame,
+    multivariate_frame,
+    multivariate_rows,
+    not_estimable,
+)
 from monitor.jobs.reference import ReferenceCache
 from monitor.jobs.reports import BuiltReport, build_report
 from monitor.schema import (
+    ESTIMATION,
     FEATURE,
     FEATURE_PREFIX,
     FLEET,
     FLEET_KEY,
     GROUP,
     NODE,
+    PERFORMANCE,
     PREDICTION,
     SITE,
     DriftFeature,
     DriftScope,
+    EstimationScope,
+    MultivariateScope,
     PerformanceScope,
     QualityScope,
 )
@@ -172,10 +183,13 @@ class ScopeWindow:
     quality: Stored[QualityScope] | None
     quality_issues: tuple[str, ...]
     performance: Stored[PerformanceScope] | None
+    estimation: Stored[EstimationScope] | None = None
+    multivariate: Stored[MultivariateScope] | None = None
 
 
 def scope_window(engine: Engine, name: str, window_start: datetime, scope: Scope) -> ScopeWindow:
-    """One scope's drift, quality and performance in one window."""
+    """One scope's drift, quality, performance (realised and estimated) and multivariate drift
+    in one window."""
     kind, key = scope
     with engine.connect() as conn:
         model = models.get_model(conn, name)
@@ -190,6 +204,8 @@ def scope_window(engine: Engine, name: str, window_start: datetime, scope: Scope
         quality=_maybe(stored.quality_of, kind, key),
         quality_issues=tuple(stored.quality_issues(kind, key)),
         performance=_maybe(stored.performance_of, kind, key),
+        estimation=_maybe(stored.estimation_of, kind, key),
+        multivariate=_maybe(stored.multivariate_of, kind, key),
     )
 
 
@@ -317,19 +333,48 @@ def verdict(drifted: bool | None) -> str:
     return {True: DRIFTED, False: NOT_DRIFTED, None: INSUFFICIENT}[drifted]
 
 
+@dataclass(frozen=True)
+class Performance:
+    """One scope's performance over a period: ``realised`` on its labelled records and
+    ``estimated`` without labels (``estimate_frame``), each one row per window with a stored
+    row, oldest first. ``not_estimable`` says why the model's performance cannot be estimated
+    (None: it can, or nothing stored says it cannot)."""
+
+    realised: pd.DataFrame
+    estimated: pd.DataFrame
+    not_estimable: str | None
+
+
 def performance_over_time(
     engine: Engine, name: str, scope: Scope, start: datetime | None, end: datetime
-) -> pd.DataFrame:
-    """The scope's performance per window of the period, oldest first: ``window_start``,
-    ``window_end``, ``task``, ``status``, ``n_rows``, ``n_labelled``, ``label_coverage``, the
-    metrics (``accuracy``, ``f1``, ``mae``, ``rmse``, ...) and the accuracy's Wilson interval
-    at CONFIDENCE on its labelled records (``accuracy_low``, ``accuracy_high``; NaN without
-    an accuracy)."""
+) -> Performance:
+    """The scope's realised and estimated performance per window of the period (the
+    estimates' columns: ``estimates.ESTIMATE_COLUMNS``).
+
+    ``realised``: ``window_start``, ``window_end``, ``task``, ``status``, ``n_rows``,
+    ``n_labelled``, ``label_coverage``, the metrics (``accuracy``, ``f1``, ``mae``, ``rmse``,
+    ...) and the accuracy's Wilson interval at CONFIDENCE on its labelled records
+    (``accuracy_low``, ``accuracy_high``; NaN without an accuracy). ``estimated``:
+    ESTIMATE_COLUMNS."""
     with engine.connect() as conn:
         model = models.get_model(conn, name)
-        stored = timelines.performance_timeline(
-            conn, model.id, *scope, **_period(start, end, MAX_WINDOWS)
+        period = _period(start, end, MAX_WINDOWS)
+        found = timelines.scope_timelines(
+            conn, model.id, (PERFORMANCE, ESTIMATION), *scope, **period
         )
+        estimates: list[Stored[EstimationScope]] = found[ESTIMATION]
+        fleet = estimates if scope == (FLEET, FLEET_KEY) else None
+        if not estimates and fleet is None:
+            # A model that cannot be estimated stores the fleet's row alone, saying why.
+            fleet = timelines.estimation_timeline(conn, model.id, FLEET, FLEET_KEY, **period)
+    return Performance(
+        realised=_realised(found[PERFORMANCE]),
+        estimated=estimate_frame(estimates),
+        not_estimable=not_estimable(fleet or []),
+    )
+
+
+def _realised(stored: list[Stored[PerformanceScope]]) -> pd.DataFrame:
     metrics = ("accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse")
     frame = pd.DataFrame(
         [
@@ -361,6 +406,23 @@ def performance_over_time(
     frame["accuracy_low"] = low
     frame["accuracy_high"] = high
     return frame
+
+
+def multivariate_over_time(
+    engine: Engine, name: str, chosen: tuple[Scope, ...], start: datetime | None, end: datetime
+) -> pd.DataFrame:
+    """Each chosen scope's multivariate drift per window of the period, oldest first: one row
+    per (scope, window) with a stored row, ``estimates.MULTIVARIATE_COLUMNS`` (``scope`` its label,
+    ``drifted`` True, False or None)."""
+    rows = []
+    with engine.connect() as conn:
+        model = models.get_model(conn, name)
+        for scope in chosen:
+            stored: list[Stored[MultivariateScope]] = timelines.multivariate_timeline(
+                conn, model.id, *scope, **_period(start, end, MAX_WINDOWS)
+            )
+            rows += multivariate_rows(stored, scope_label(scope))
+    return multivariate_frame(rows)
 
 
 # --- One window: quality, distributions, report -----------------------------------------------

@@ -1,6 +1,7 @@
 """What the Node page shows: one node's card (its state now, as the health job last judged it)
-and its timelines over a period: runtime telemetry from its heartbeats beside the drift and
-accuracy of its node scope, window by window, with the moments its model version changed.
+and its timelines over a period: runtime telemetry from its heartbeats beside the drift,
+multivariate drift and accuracy (realised on labels, and estimated without them) of its node
+scope, window by window, with the moments its model version changed.
 
 The card comes from ``storage.readout.node_states`` (the Fleet page's and the CLI's ``status``
 rule for online, degraded, offline, silent, revoked) and the health job's row
@@ -19,6 +20,8 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from monitor.commands.results import RECENT_SKEW
+from monitor.dashboards.data import estimates
+from monitor.schema import ESTIMATION, FLEET, FLEET_KEY, MULTIVARIATE, PERFORMANCE
 from monitor.storage import health, models, nodes, readout, registry, telemetry, timelines
 from monitor.storage.readout import NODE
 
@@ -209,6 +212,12 @@ class NodeTimelines:
     #: nothing deployed.
     assigned: str | None = None
     assigned_reason: str | None = None
+    #: The node scope's stored estimates (``estimates.ESTIMATE_COLUMNS``) and multivariate
+    #: drift (``estimates.MULTIVARIATE_COLUMNS``), one row per window that has one, oldest
+    #: first; why the model's performance cannot be estimated (None: it can, or nothing says).
+    estimated: pd.DataFrame = field(default_factory=lambda: estimates.estimate_frame([]))
+    multivariate: pd.DataFrame = field(default_factory=lambda: estimates.multivariate_frame([]))
+    not_estimable: str | None = None
 
 
 def node_timelines(
@@ -227,7 +236,15 @@ def node_timelines(
         }
         windows = timelines.window_starts(conn, found.id, **period)
         matrix = timelines.drift_matrix(conn, found.id, NODE, name, **period)
-        performance = timelines.performance_timeline(conn, found.id, NODE, name, **period)
+        kinds = (PERFORMANCE, ESTIMATION, MULTIVARIATE)
+        stored = timelines.scope_timelines(conn, found.id, kinds, NODE, name, **period)
+        performance = stored[PERFORMANCE]
+        # A model that cannot be estimated stores the fleet's row alone, saying why.
+        fleet = (
+            timelines.estimation_timeline(conn, found.id, FLEET, FLEET_KEY, **period | {"limit": 1})
+            if windows and not stored[ESTIMATION]
+            else []
+        )
         history = registry.rollout_history(conn, found.id)
         assignment = registry.assignment_for(conn, found.id, found.name, node)
     frame, reasons = _telemetry_frame(sent.beats)
@@ -279,6 +296,11 @@ def node_timelines(
         windows=len(windows),
         assigned=assignment.version.version if assignment else None,
         assigned_reason=assignment.reason if assignment else None,
+        estimated=estimates.estimate_frame(stored[ESTIMATION]),
+        multivariate=estimates.multivariate_frame(
+            estimates.multivariate_rows(stored[MULTIVARIATE], f"Node {name}")
+        ),
+        not_estimable=estimates.not_estimable(fleet),
     )
 
 

@@ -1,6 +1,7 @@
-"""Model page: one model's drift, accuracy and data quality window by window, for the fleet or
-any site, group or node; one window in detail (reference against current distributions, data
-quality, the HTML report).
+"""Model page: one model's drift (per feature, and multivariate), accuracy (realised on labels,
+and estimated without them with its band and trust verdict) and data quality window by window,
+for the fleet or any site, group or node; one window in detail (reference against current
+distributions, data quality, the HTML report).
 
 Query parameters: ``model``, ``scope`` (``fleet``, ``site:NAME``, ``group:NAME``,
 ``node:NAME``, as the CLI's ``--scope``), ``window`` (a window's start, ISO 8601; absent: the
@@ -19,6 +20,8 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from monitor.dashboards import common
+from monitor.dashboards import estimate_charts as charts
+from monitor.dashboards.data import estimates
 from monitor.dashboards.data import model as data
 
 FLEET_SCOPE: data.Scope = ("fleet", "")
@@ -125,7 +128,7 @@ def pick_scope(available: list[data.Scope]) -> data.Scope:
 
 def tiles(found: data.ScopeWindow) -> None:
     drift, quality, performance = found.drift, found.quality, found.performance
-    columns = st.columns(5)
+    columns = st.columns(6)
     if drift is None:
         columns[0].metric("Share drifted", "-", help="Not judged in this window.")
     else:
@@ -156,12 +159,37 @@ def tiles(found: data.ScopeWindow) -> None:
         "-" if quality is None else quality.result.n_issues,
         help=", ".join(found.quality_issues) or "None.",
     )
+    estimate_tile(columns[5], found)
     if drift is not None:
         st.caption(
             f"{drift.result.n_rows:,} records in this window"
             + (f" · judged against {drift.reference}" if drift.reference else "")
             + (f" · revision {drift.revision}" if drift.revision > 1 else "")
         )
+
+
+def estimate_tile(column: Any, found: data.ScopeWindow) -> None:
+    """The window's estimated accuracy, its verdict beneath it: red "not trusted" when the
+    evidence says the estimate cannot be relied on."""
+    estimate = found.estimation
+    if estimate is None or estimate.result.accuracy is None:
+        why = None if estimate is None else estimates.NOT_ESTIMABLE.get(estimate.result.status)
+        column.metric(
+            "Estimated accuracy",
+            "-",
+            help=f"Not estimated: {why}." if why else "No estimate for this scope and window.",
+        )
+        return
+    e = estimate.result
+    row = estimates.estimate_frame([estimate]).iloc[0]
+    column.metric(
+        "Estimated accuracy",
+        f"{e.accuracy:.1%}",
+        delta=estimates.VERDICTS.get(e.trusted, "no verdict"),
+        delta_color="red" if e.trusted is False else "gray",
+        delta_arrow="off",
+        help=estimates.estimate_text(row).capitalize() + ".",
+    )
 
 
 # --- Drift ----------------------------------------------------------------------------------
@@ -265,17 +293,80 @@ def heatmap_figure(heatmap: data.Heatmap) -> go.Figure:
     return figure
 
 
+def multivariate_figure(frame: pd.DataFrame) -> go.Figure:
+    """Reconstruction error per window against its upper threshold (dashed), one pair per
+    scope; a drifted window's marker is a red diamond, a window without a verdict an open grey
+    circle."""
+    figure = go.Figure()
+    for label, rows in frame.groupby("scope", sort=False):
+        fleet = label == data.scope_label(FLEET_SCOPE)
+        colour = FLEET_COLOUR if fleet else SCOPE_COLOUR
+        charts.multivariate_traces(
+            figure, rows, str(label), colour, moment, width=2 if fleet else 3
+        )
+    figure.update_layout(
+        yaxis={"title": "reconstruction error"},
+        xaxis={"title": "window start (UTC)"},
+        height=320,
+        margin={"t": 30, "b": 10},
+        legend={"orientation": "h", "y": 1.14},
+    )
+    return figure
+
+
+def time_axis(starts: pd.Series) -> dict[str, Any]:
+    """An x axis from the first to the last window start, a little beyond each: charts of the
+    same windows drawn one above the other line up (autorange pads each by its own markers,
+    and a chart that lacks the oldest windows would start later)."""
+    if starts.empty:
+        return {}
+    first, last = starts.min(), starts.max()
+    pad = max((last - first) * 0.03, pd.Timedelta(minutes=1))
+    return {"range": [moment(first - pad), moment(last + pad)]}
+
+
+def multivariate_part(
+    name: str, chosen: tuple[data.Scope, ...], period: common.TimeRange, axis: dict[str, Any]
+) -> None:
+    st.subheader("Multivariate drift")
+    frame = common.read(data.multivariate_over_time, name, chosen, period.start, period.end)
+    if frame["reconstruction_error"].isna().all():
+        statuses = sorted({str(status).replace("_", " ") for status in frame["status"]})
+        st.caption(
+            "No multivariate drift in this time range"
+            + (
+                f" ({', '.join(statuses)})."
+                if statuses
+                else ": windows analysed before it was added have none."
+            )
+        )
+        return
+    figure = multivariate_figure(frame)
+    figure.update_xaxes(**axis)
+    st.plotly_chart(figure, width="stretch", key="model_multivariate")
+    st.caption(
+        "How far the reference's principal components miss each window's rows (their mean "
+        "reconstruction error) against the threshold learned from the reference's own chunks "
+        "(dashed): a change in how features move together raises it while every feature's own "
+        "distribution stays put. A red diamond marks a drifted window."
+    )
+
+
 def drift_tab(name: str, scope: data.Scope, period: common.TimeRange) -> None:
     # The scope first, so that the fleet's line is drawn over it.
     chosen = (FLEET_SCOPE,) if scope == FLEET_SCOPE else (scope, FLEET_SCOPE)
     frame = common.read(data.drift_over_time, name, chosen, period.start, period.end)
     st.subheader("Drift over time")
-    st.plotly_chart(drift_figure(frame), width="stretch", key="model_drift_over_time")
+    axis = time_axis(frame["window_start"])
+    figure = drift_figure(frame)
+    figure.update_xaxes(**axis)
+    st.plotly_chart(figure, width="stretch", key="model_drift_over_time")
     st.caption(
         "The share of features whose verdict is drifted (after false-discovery control), per "
         "window; a red diamond marks a window whose verdict is drifted."
         + ("" if scope == FLEET_SCOPE else f" {data.scope_label(scope)} beside the fleet.")
     )
+    multivariate_part(name, chosen, period, axis)
     st.subheader(f"Features × windows · {data.scope_label(scope)}")  # noqa: RUF001
     heatmap = common.read(data.drift_heatmap, name, scope, period.start, period.end)
     if heatmap.cells.empty:
@@ -392,55 +483,53 @@ def distributions_tab(
 # --- Accuracy -------------------------------------------------------------------------------
 
 
-def accuracy_figure(frame: pd.DataFrame) -> go.Figure:
-    """Accuracy per window with its Wilson band (on the window's labelled records) above, the
-    window's label coverage below, on one time axis."""
+def accuracy_figure(
+    frame: pd.DataFrame, estimated: pd.DataFrame, metric: str = "accuracy"
+) -> go.Figure:
+    """One figure per window above, the window's label coverage below, on one time axis: the
+    realised figure on the window's labelled records (accuracy with its Wilson band), and the
+    figure estimated without labels with its band (shaded). A window whose estimate is not
+    trusted is shaded red with a red open marker, its reason in the hover: an estimate the
+    evidence contradicts never looks like reassurance."""
     figure = make_subplots(
         rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06
     )
     x = [moment(t) for t in frame["window_start"]]
-
-    def values(column: str) -> list[float | None]:
-        return [None if pd.isna(v) else float(v) for v in frame[column]]
-
+    shown = estimates.METRICS[metric]
     confidence = f"{data.CONFIDENCE:.0%}"
+    if metric == "accuracy":
+        charts.band(
+            figure,
+            x,
+            frame["accuracy_high"],
+            frame["accuracy_low"],
+            ("band high", f"{confidence} interval"),
+            "rgba(76, 120, 168, 0.2)",
+            row=1,
+            col=1,
+        )
+    charts.estimate_traces(figure, estimated, metric, moment, row=1, col=1)
+    realised: dict[str, Any] = {"customdata": None}
+    if metric == "accuracy":
+        realised = {
+            "customdata": list(
+                zip(
+                    charts.values(frame["accuracy_low"]),
+                    charts.values(frame["accuracy_high"]),
+                    strict=True,
+                )
+            ),
+            "hovertemplate": "%{x} UTC<br>realised accuracy %{y:.1%} "
+            f"({confidence}: " + "%{customdata[0]:.1%} to %{customdata[1]:.1%})<extra></extra>",
+        }
     figure.add_trace(
         go.Scatter(
             x=x,
-            y=values("accuracy_high"),
-            name="band high",
-            mode="lines",
-            line={"width": 0},
-            showlegend=False,
-            hoverinfo="skip",
-        ),
-        row=1,
-        col=1,
-    )
-    figure.add_trace(
-        go.Scatter(
-            x=x,
-            y=values("accuracy_low"),
-            name=f"{confidence} interval",
-            mode="lines",
-            line={"width": 0},
-            fill="tonexty",
-            fillcolor="rgba(76, 120, 168, 0.2)",
-            hoverinfo="skip",
-        ),
-        row=1,
-        col=1,
-    )
-    figure.add_trace(
-        go.Scatter(
-            x=x,
-            y=values("accuracy"),
-            name="accuracy",
+            y=charts.values(frame[metric]),
+            name=f"realised {shown}",
             mode="lines+markers",
             line={"color": FLEET_COLOUR},
-            customdata=list(zip(values("accuracy_low"), values("accuracy_high"), strict=True)),
-            hovertemplate="%{x} UTC<br>accuracy %{y:.1%} "
-            f"({confidence}: " + "%{customdata[0]:.1%} to %{customdata[1]:.1%})<extra></extra>",
+            **realised,
         ),
         row=1,
         col=1,
@@ -448,7 +537,7 @@ def accuracy_figure(frame: pd.DataFrame) -> go.Figure:
     figure.add_trace(
         go.Bar(
             x=x,
-            y=values("label_coverage"),
+            y=charts.values(frame["label_coverage"]),
             name="label coverage",
             marker={"color": REFERENCE_COLOUR},
             opacity=0.6,
@@ -458,15 +547,30 @@ def accuracy_figure(frame: pd.DataFrame) -> go.Figure:
         row=2,
         col=1,
     )
-    figure.update_yaxes(title_text="accuracy", tickformat=".0%", row=1, col=1)
+    figure.update_yaxes(title_text=shown, tickformat=".0%", row=1, col=1)
     figure.update_yaxes(title_text="labelled", tickformat=".0%", range=[0, 1], row=2, col=1)
     figure.update_xaxes(title_text="window start (UTC)", row=2, col=1)
     figure.update_layout(
-        height=420,
+        height=440,
         margin={"t": 30, "b": 10},
         legend={"orientation": "h", "y": 1.1},
     )
     return figure
+
+
+def latest_estimate_line(estimated: pd.DataFrame, scope: data.Scope, metric: str) -> None:
+    """The newest estimate in words under the chart; a warning when it is not trusted."""
+    row = estimates.latest_estimate(estimated, metric)
+    if row is None:
+        return
+    text = (
+        f"**Latest estimate** ({data.scope_label(scope)}, window of "
+        f"{row['window_start']:%Y-%m-%d %H:%M} UTC): {estimates.estimate_text(row, metric)}"
+    )
+    if row["trusted"] is False:
+        st.warning(text, icon=":material/warning:")
+    else:
+        st.markdown(text)
 
 
 def error_figure(frame: pd.DataFrame) -> go.Figure:
@@ -486,12 +590,41 @@ def error_figure(frame: pd.DataFrame) -> go.Figure:
     return figure
 
 
+def no_estimate_line(performance: data.Performance, scope: data.Scope) -> None:
+    """One line saying why there is no estimate to draw."""
+    if performance.not_estimable:
+        st.caption(f"No estimate without labels: {performance.not_estimable}.")
+    elif performance.estimated.empty:
+        st.caption(
+            f"No estimate for {data.scope_label(scope)} in this time range: windows analysed "
+            "before estimation was added have none."
+        )
+    else:
+        statuses = ", ".join(sorted(set(performance.estimated["status"])))
+        st.caption(f"No estimate for {data.scope_label(scope)} in this time range ({statuses}).")
+
+
+def pick_metric() -> str:
+    chosen = st.segmented_control(
+        "Figure",
+        list(estimates.METRICS),
+        default="accuracy",
+        format_func=lambda m: estimates.METRICS[m],
+        key="model_metric",
+        required=True,
+    )
+    return str(chosen or "accuracy")
+
+
 def accuracy_tab(name: str, scope: data.Scope, period: common.TimeRange) -> None:
-    frame = common.read(data.performance_over_time, name, scope, period.start, period.end)
-    if frame.empty:
+    performance = common.read(data.performance_over_time, name, scope, period.start, period.end)
+    frame, estimated = performance.realised, performance.estimated
+    if frame.empty and estimated.empty:
         st.info(f"{data.scope_label(scope)} has no performance figures in this time range.")
         return
-    if not (frame["n_labelled"] > 0).any():
+    labelled = bool((frame["n_labelled"] > 0).any())
+    has_estimate = bool(estimated["accuracy"].notna().any())
+    if not labelled and not has_estimate:
         common.empty_state(
             "No labels yet",
             "Accuracy needs ground truth. Send each label with the SDK (it joins its record by "
@@ -500,20 +633,40 @@ def accuracy_tab(name: str, scope: data.Scope, period: common.TimeRange) -> None
             None,
         )
         st.code('monitor.log_label(request_id, "fail")', language="python")
+        no_estimate_line(performance, scope)
         return
-    regression = (frame["task"] == "regression").all()
+    regression = not frame.empty and (frame["task"] == "regression").all()
+    if regression:
+        st.plotly_chart(error_figure(frame), width="stretch", key="model_accuracy")
+        st.caption(
+            "Errors of a regression model per window (no interval: their distribution is not "
+            "stored)."
+        )
+        no_estimate_line(performance, scope)
+        return
+    metric = pick_metric()
     st.plotly_chart(
-        error_figure(frame) if regression else accuracy_figure(frame),
-        width="stretch",
-        key="model_accuracy",
+        accuracy_figure(frame, estimated, metric), width="stretch", key="model_accuracy"
+    )
+    latest_estimate_line(estimated, scope, metric)
+    interval = (
+        f" with its {data.CONFIDENCE:.0%} Wilson interval (the interval alert rules judge with)"
+        if metric == "accuracy"
+        else ""
     )
     st.caption(
-        "Errors of a regression model per window (no interval: their distribution is not stored)."
-        if regression
-        else f"Accuracy per window with its {data.CONFIDENCE:.0%} Wilson interval on the "
-        "window's labelled records (the interval alert rules judge with); bars: the share of "
-        "the window's records with a label. A window with too few labels has no accuracy."
+        f"Solid: the {estimates.METRICS[metric]} realised on each window's labelled records"
+        f"{interval}; dashed, with its shaded band: the {estimates.METRICS[metric]} estimated "
+        "without labels from the model's calibrated confidence. A red cross and a red shade "
+        "mark a window whose estimate is not trusted (hover for why). Bars: the share of the "
+        "window's records with a label."
     )
+    if not labelled:
+        st.caption(
+            "No labels yet: the realised line appears as labels arrive (`monitor.log_label`)."
+        )
+    if not has_estimate:
+        no_estimate_line(performance, scope)
 
 
 # --- Quality, report ------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Node page: one node's state now (status, site, group, last heard, clock skew, the version it
 runs, the health job's problems, SDK drops, spool and queue) and its timelines over the chosen
-period: runtime telemetry from its heartbeats beside its node scope's drift and accuracy on one
-shared time axis, the moments its model version changed marked across them, and the features
-that drifted at the node window by window.
+period: runtime telemetry from its heartbeats beside its node scope's drift, multivariate drift
+and accuracy (realised on labels, and estimated without them with its band and trust verdict)
+on one shared time axis, the moments its model version changed marked across them, and the
+features that drifted at the node window by window.
 
 Reached from the Fleet page as ``/node?node=NAME&model=MODEL``; without a node, a searchable
 picker of every node.
@@ -18,21 +19,32 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from monitor.dashboards import common
+from monitor.dashboards import estimate_charts as charts
+from monitor.dashboards.data import estimates
 from monitor.dashboards.data import node as data
 
 PICKER = "node_picker"
 #: Marker line colours: the node's own version changes, and the model's rollout events.
 MARKER_COLOUR = {"version": "#7b3fe4", "rollout": "#9e9e9e"}
 DRIFTED_COLOUR = "#d62728"
+MULTIVARIATE_COLOUR = "#1f77b4"
 TELEMETRY_ROWS = (
     "Runtime latency (ms)",
     "Runtime errors (total since start)",
     "SDK drops by reason (totals since start)",
     "Spool backlog and queue (records)",
 )
-#: The result rows' titles; the second names the performance figure drawn.
-RESULT_ROWS = ("Drift at the node (share of features drifted)", "{figure} and label coverage")
-FIGURE_NAMES = {"accuracy": "Accuracy", "mae": "Mean absolute error"}
+#: The result rows' titles (the multivariate row only when the node has a reconstruction
+#: error); the last names the performance figure drawn.
+RESULT_ROWS = (
+    "Drift at the node (share of features drifted)",
+    "Multivariate drift at the node (reconstruction error against its threshold)",
+    "{figure} and label coverage",
+)
+FIGURE_NAMES = {
+    "accuracy": "Accuracy (realised, and estimated without labels)",
+    "mae": "Mean absolute error",
+}
 
 
 def when(moment: datetime | None) -> str | None:
@@ -184,6 +196,8 @@ def draw_timelines(card: data.NodeCard, view: data.NodeTimelines, period: common
     figure = timeline_figure(view)
     if figure is not None:
         st.plotly_chart(figure, width="stretch", key="node_timelines")
+    if not view.drift.empty:
+        estimate_lines(card, view)
     st.subheader("Drifted features at the node")
     if view.drift.empty:
         st.caption("No window judged at this node in the period.")
@@ -208,6 +222,33 @@ def draw_timelines(card: data.NodeCard, view: data.NodeTimelines, period: common
         )
 
 
+def estimate_lines(card: data.NodeCard, view: data.NodeTimelines) -> None:
+    """The node's latest estimate in words (a warning when it is not trusted), or one line
+    saying why there is none; the same for multivariate drift."""
+    latest = estimates.latest_estimate(view.estimated)
+    if latest is not None:
+        text = (
+            f"**Latest estimate** (window of {latest['window_start']:%Y-%m-%d %H:%M} UTC): "
+            f"{estimates.estimate_text(latest)}"
+        )
+        if latest["trusted"] is False:
+            st.warning(text, icon=":material/warning:")
+        else:
+            st.markdown(text)
+    elif view.not_estimable:
+        st.caption(f"No estimate without labels: {view.not_estimable}.")
+    elif view.metric == "accuracy":
+        st.caption(
+            f"No estimate for {card.name} in this period: windows analysed before estimation "
+            "was added have none."
+        )
+    if view.multivariate["reconstruction_error"].isna().all():
+        st.caption(
+            f"No multivariate drift for {card.name} in this period: windows analysed before it "
+            "was added have none."
+        )
+
+
 def _values(series: pd.Series) -> list[object]:
     """A column as plain values for a figure (None where missing: a gap in the line)."""
     return [None if pd.isna(v) else v for v in series.astype(object)]
@@ -215,6 +256,11 @@ def _values(series: pd.Series) -> list[object]:
 
 def _times(series: pd.Series) -> list[datetime]:
     return [moment.to_pydatetime() for moment in series]
+
+
+def _moment(moment: datetime) -> datetime:
+    """A window's time as the node's figure draws it (an aware datetime, like ``_times``)."""
+    return pd.Timestamp(moment).to_pydatetime()
 
 
 def marker_groups(markers: tuple[data.Marker, ...]) -> list[list[data.Marker]]:
@@ -237,13 +283,13 @@ def marker_groups(markers: tuple[data.Marker, ...]) -> list[list[data.Marker]]:
 def timeline_figure(view: data.NodeTimelines) -> go.Figure | None:
     """Telemetry rows (when there are heartbeats) above result rows (when the node was
     judged), one shared time axis, version changes and rollout events marked across all."""
+    judged = not view.drift.empty or not view.performance.empty
+    multivariate = judged and view.multivariate["reconstruction_error"].notna().any()
     titles = [
         *(TELEMETRY_ROWS if not view.telemetry.empty else ()),
-        *(
-            (RESULT_ROWS[0], RESULT_ROWS[1].format(figure=FIGURE_NAMES[view.metric]))
-            if not view.drift.empty or not view.performance.empty
-            else ()
-        ),
+        *((RESULT_ROWS[0],) if judged else ()),
+        *((RESULT_ROWS[1],) if multivariate else ()),
+        *((RESULT_ROWS[2].format(figure=FIGURE_NAMES[view.metric]),) if judged else ()),
     ]
     if not titles:
         return None
@@ -307,11 +353,27 @@ def timeline_figure(view: data.NodeTimelines) -> go.Figure | None:
             1,
         )
         figure.update_yaxes(range=[0, 1.05], row=row, col=1)
+        if multivariate:
+            row += 1
+            charts.multivariate_traces(
+                figure,
+                view.multivariate,
+                None,
+                MULTIVARIATE_COLOUR,
+                _moment,
+                row=row,
+                col=1,
+            )
         performance = view.performance
         at = _times(performance["window_start"])
+        if view.metric == "accuracy":
+            charts.estimate_traces(figure, view.estimated, "accuracy", _moment, row=row + 1, col=1)
         figure.add_trace(
             go.Scatter(
-                x=at, y=_values(performance[view.metric]), name=view.metric, mode="lines+markers"
+                x=at,
+                y=_values(performance[view.metric]),
+                name="realised accuracy" if view.metric == "accuracy" else view.metric,
+                mode="lines+markers",
             ),
             row + 1,
             1,

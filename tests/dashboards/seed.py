@@ -27,19 +27,29 @@ What it holds, so that page tests can rely on it (``tests/dashboards/test_seed.p
 * Webhook messages: delivered, failed, pending (a retry after an error) and delivering.
 * Retrain runs of the hook "pump-retrain": one failed, one that produced version 2, now in
   its canary.
+* Estimated performance and multivariate drift (stored over the worker's own rows, so that
+  pages can rely on them): none in the windows before ``ESTIMATED_FROM`` (analysed before these
+  kinds existed); from there on every scope's estimate follows its realised figures within a
+  band and is trusted ("labels agree"), but for ``drifting_site`` (its site, groups and nodes)
+  from window ``UNTRUSTED_FROM`` on, whose estimate stays high while its labels say otherwise:
+  not trusted, evidence ``calibration``, a reason naming the site. Multivariate drift is
+  flagged at the fleet and at ``drifting_site`` (site, groups, nodes) from window ``DRIFT_FROM``
+  on, and nowhere else.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import textwrap
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 from sqlalchemy import Engine, func, select, update
 
@@ -51,11 +61,33 @@ from monitor.jobs.alerts import evaluate_nodes
 from monitor.jobs.analysis import AnalysisConfig, Worker
 from monitor.jobs.health import HealthRules, check_fleet
 from monitor.jobs.windows import window_of
-from monitor.storage import migrations, models, nodes, registry, retrains, webhooks
+from monitor.schema import (
+    CALIBRATION,
+    DRIFT,
+    ESTIMATION,
+    FLEET,
+    FLEET_KEY,
+    GROUP,
+    LABELS_AGREE,
+    MULTIVARIATE,
+    NO_CONTRARY_EVIDENCE,
+    NO_PROBABILITIES,
+    NODE,
+    OK,
+    PERFORMANCE,
+    SITE,
+    DriftScope,
+    EstimationScope,
+    MultivariateScope,
+    PerformanceScope,
+    ResultTable,
+)
+from monitor.storage import migrations, models, nodes, registry, results, retrains, webhooks
 from monitor.storage.engine import begin_write, make_engine
 from monitor.storage.heartbeats import record_heartbeat
 from monitor.storage.labels import upsert_labels
 from monitor.storage.records import insert_batch, prepare_batch
+from monitor.storage.results import KindResults, Stored
 from monitor.storage.tables import batches, node_heartbeats
 from monitor.storage.tables import nodes as nodes_table
 from monitor.storage.types import utcnow
@@ -89,6 +121,16 @@ SEED_OFFLINE_AFTER = timedelta(seconds=120)
 SKEW_SECONDS = 2 * 86_400.0
 #: One simulated day per window, as the simulator maps time (see tests/jobs/fleetdata.py).
 SIM_HOURS_PER_WINDOW = 24.0
+#: Windows (0-based) before this one have no estimation or multivariate rows (analysed before
+#: these kinds existed).
+ESTIMATED_FROM = 2
+#: From this window on, the drifting site's estimates are not trusted (its calibration broke).
+UNTRUSTED_FROM = WINDOWS - 2
+#: How far the untrusted estimates stay above what the labels realised.
+UNTRUSTED_OPTIMISM = 0.15
+#: The reference's mean reconstruction error, and the spread of a one-row mean around it.
+REFERENCE_ERROR = 1.2
+ERROR_SPREAD = 0.9
 ENDPOINT_URL = "http://127.0.0.1:9/edge-monitor"
 HOOK = "pump-retrain"
 
@@ -170,6 +212,10 @@ class Seeded:
     quality_window: datetime
     #: The analysed windows' starts, oldest first (each WINDOW long).
     window_starts: tuple[datetime, ...]
+    #: Windows with estimation and multivariate rows (from ESTIMATED_FROM), and those in which
+    #: the drifting site's estimates are not trusted (from UNTRUSTED_FROM).
+    estimated_windows: tuple[datetime, ...]
+    untrusted_windows: tuple[datetime, ...]
     #: Real time when the seed was built (the worker's and the health job's now).
     now: datetime
     #: The dashboard tests' MONITOR_HEALTH_OFFLINE_AFTER_SECONDS.
@@ -238,6 +284,66 @@ def build_no_window(url: str) -> None:
     open_window = window_of(now, WINDOW)
     _store_window(engine, model_id, plans, None, open_window.start, now, window_index=0)
     engine.dispose()
+
+
+#: The node of ``store_unestimated``'s database.
+UNESTIMATED_NODE = "edge-1"
+
+
+def store_unestimated(
+    engine: Engine, *, status: str | None = NO_PROBABILITIES, windows: int = 2
+) -> list[datetime]:
+    """The demo model, one node (UNESTIMATED_NODE at site "north") and ``windows`` analysed
+    windows ending before now, with drift and realised accuracy for the fleet and the node but
+    no estimate: the fleet's estimation row alone saying why (``status``, as the worker stores
+    a model it cannot estimate), or no estimation row at all (``status`` None: windows analysed
+    before that kind existed); and no multivariate rows (the same). Returns their starts."""
+    model_id = register_demo_model(engine)
+    last_end = window_of(utcnow(), WINDOW).start
+    starts = [last_end - (windows - i) * WINDOW for i in range(windows)]
+    scopes = [(FLEET, FLEET_KEY), (NODE, UNESTIMATED_NODE)]
+    with begin_write(engine) as conn:
+        node, _ = nodes.add_node(conn, UNESTIMATED_NODE, site="north")
+        nodes.grant_model(conn, node.id, model_id)
+        version_id = models.version_id(conn, model_id, "1")
+        for start in starts:
+            drift = [DriftScope(k, key, OK, 100, 4, 0, 0.0, False, False, 0.0) for k, key in scopes]
+            performance = [
+                PerformanceScope(
+                    **_nothing(PerformanceScope)
+                    | {"scope_kind": k, "scope_key": key, "status": OK, "task": "classification"}
+                    | {"n_rows": 100, "n_labelled": 50, "label_coverage": 0.5, "accuracy": 0.9}
+                )
+                for k, key in scopes
+            ]
+            estimates = [
+                EstimationScope(
+                    **_nothing(EstimationScope)
+                    | {"scope_kind": FLEET, "scope_key": FLEET_KEY, "status": status}
+                    | {"task": "classification", "n_rows": 100, "n_scored": 0, "n_labelled": 50}
+                )
+            ]
+            results.save_window(
+                conn,
+                model_id,
+                start,
+                start + WINDOW,
+                {
+                    DRIFT: KindResults(ResultTable.from_rows(DriftScope, drift)),
+                    PERFORMANCE: KindResults(ResultTable.from_rows(PerformanceScope, performance)),
+                    ESTIMATION: KindResults(
+                        ResultTable.from_rows(EstimationScope, estimates if status else [])
+                    ),
+                },
+                model_version_id=version_id,
+                n_reference=1000,
+            )
+    return starts
+
+
+def _nothing(row_type: type) -> dict[str, Any]:
+    """Every field of a result row None (the caller sets those it knows)."""
+    return {f.name: None for f in fields(row_type)}
 
 
 def build(url: str, *, now: datetime | None = None) -> Seeded:
@@ -311,6 +417,7 @@ def build(url: str, *, now: datetime | None = None) -> Seeded:
     analysed = Worker(engine, config).run_due(now=now)
     if analysed != WINDOWS:
         raise AssertionError(f"the worker analysed {analysed} windows, not {WINDOWS}")
+    _estimates(engine, model_id, starts, drifting_site)
 
     _settle_nodes(
         engine,
@@ -345,7 +452,141 @@ def build(url: str, *, now: datetime | None = None) -> Seeded:
         quality_site=quality_site,
         quality_window=starts[QUALITY_WINDOW],
         window_starts=starts,
+        estimated_windows=starts[ESTIMATED_FROM:],
+        untrusted_windows=starts[UNTRUSTED_FROM:],
         now=now,
+    )
+
+
+def _estimates(
+    engine: Engine, model_id: int, starts: tuple[datetime, ...], drifting_site: str
+) -> None:
+    """Estimation and multivariate rows for every scope the worker judged, stored as the
+    worker stores its kinds (see the module's docstring for what they say)."""
+    with begin_write(engine) as conn:
+        site_of = {n.name: n.site for n in nodes.list_nodes(conn)}
+        for index, start in enumerate(starts):
+            stored = results.window(conn, model_id, start)
+            if stored is None:
+                raise AssertionError(f"the worker stored nothing for the window at {start}")
+            estimates: list[EstimationScope] = []
+            multivariate: list[MultivariateScope] = []
+            if index >= ESTIMATED_FROM:
+                for drift in stored.drift:
+                    kind, key = drift.scope_kind, drift.scope_key
+                    at_site = (
+                        key == drifting_site
+                        if kind == SITE
+                        else key.startswith(f"{drifting_site}/")
+                        if kind == GROUP
+                        else site_of.get(key) == drifting_site
+                        if kind == NODE
+                        else False
+                    )
+                    realised = stored.performance_of(kind, key)
+                    untrusted = at_site and index >= UNTRUSTED_FROM
+                    estimates.append(_estimate(realised, untrusted))
+                    flagged = index >= DRIFT_FROM and (at_site or kind == FLEET)
+                    multivariate.append(
+                        _multivariate(index, drift.result.n_rows, kind, key, flagged)
+                    )
+            first = stored.drift_of()
+            results.save_window(
+                conn,
+                model_id,
+                start,
+                first.window_end,
+                {
+                    ESTIMATION: KindResults(ResultTable.from_rows(EstimationScope, estimates)),
+                    MULTIVARIATE: KindResults(
+                        ResultTable.from_rows(MultivariateScope, multivariate)
+                    ),
+                },
+                model_version_id=first.model_version_id,
+                n_reference=first.n_reference,
+            )
+
+
+def _estimate(realised: Stored[PerformanceScope], untrusted: bool) -> EstimationScope:
+    """A scope's estimate: its realised figures nudged (or, untrusted, well above them), each
+    with a band of three sampling errors; its trust verdict and reason."""
+    p = realised.result
+    n = p.n_rows
+    where = p.scope_kind if p.scope_kind == FLEET else f"{p.scope_kind} {p.scope_key}"
+    shift = UNTRUSTED_OPTIMISM if untrusted else 0.01
+    figures: dict[str, float | None] = {}
+    for metric in ("accuracy", "precision", "recall", "f1", "roc_auc"):
+        value = getattr(p, metric)
+        figure = min(0.99, (0.9 if value is None else value) + shift)
+        error = 3 * math.sqrt(figure * (1 - figure) / max(n, 1))
+        figures |= {
+            metric: figure,
+            f"{metric}_lower": max(0.0, figure - error),
+            f"{metric}_upper": min(1.0, figure + error),
+        }
+    accuracy, lower, upper = (figures[k] for k in ("accuracy", "accuracy_lower", "accuracy_upper"))
+    assert accuracy is not None and lower is not None and upper is not None
+    if untrusted:
+        evidence = CALIBRATION
+        reason = (
+            f"not trusted: calibration broke at {where}: on {p.n_labelled} labelled records the "
+            f"model was right {p.accuracy or 0:.0%} of the time where its calibrated confidence "
+            f"promised {accuracy:.0%} (band {lower:.2f}–{upper:.2f})"  # noqa: RUF001
+        )
+    elif p.n_labelled and p.accuracy is not None:
+        evidence = LABELS_AGREE
+        reason = (
+            f"labels agree: {p.accuracy:.2f} realised on {p.n_labelled} labelled records, "
+            f"{accuracy:.2f} promised ({lower:.2f}–{upper:.2f})"  # noqa: RUF001
+        )
+    else:
+        evidence, reason = NO_CONTRARY_EVIDENCE, "no labelled records yet to check it"
+    return EstimationScope(
+        scope_kind=p.scope_kind,
+        scope_key=p.scope_key,
+        status=OK,
+        task=p.task,
+        n_rows=n,
+        n_scored=n,
+        **figures,
+        sampling_error=math.sqrt(accuracy * (1 - accuracy) / max(n, 1)),
+        shift_allowance=0.0,
+        n_labelled=p.n_labelled,
+        realised_accuracy=p.accuracy,
+        expected_accuracy=accuracy,
+        calibration_error=(accuracy - p.accuracy) if p.accuracy is not None else None,
+        trusted=not untrusted,
+        trust_evidence=evidence,
+        trust_reason=reason,
+    )
+
+
+def _multivariate(index: int, n_rows: int, kind: str, key: str, drifted: bool) -> MultivariateScope:
+    """A scope's reconstruction error: near the reference's within its spread, or six spreads
+    above it where the seed flags multivariate drift."""
+    spread = ERROR_SPREAD / math.sqrt(max(n_rows, 1))
+    # A small wobble, the same on every run: a steady scope is not a flat line.
+    wobble = (sum(map(ord, f"{kind}:{key}:{index}")) % 7 - 3) / 4
+    error = REFERENCE_ERROR + (6.0 if drifted else wobble) * spread
+    z = (error - REFERENCE_ERROR) / spread
+    p_value = float(math.erfc(z / math.sqrt(2)) / 2)
+    lower, upper = REFERENCE_ERROR - 3 * spread, REFERENCE_ERROR + 3 * spread
+    return MultivariateScope(
+        scope_kind=kind,
+        scope_key=key,
+        status=OK,
+        n_rows=n_rows,
+        method="pca-reconstruction",
+        n_components=3,
+        reconstruction_error=error,
+        reference_error=REFERENCE_ERROR,
+        sampling_error=spread,
+        lower_threshold=lower,
+        upper_threshold=upper,
+        p_value=p_value,
+        adjusted_p_value=min(1.0, p_value * 3),
+        drifted=drifted,
+        nannyml_drifted=bool(np.logical_or(error > upper, error < lower)),
     )
 
 
@@ -387,7 +628,7 @@ def _store_window(
             rows = readings.rows()
             predictions = model.predict_batch(rows)
             truth = readings.labels()
-            records = []
+            records: list[dict[str, Any]] = []
             for i, (row, prediction) in enumerate(zip(rows, predictions, strict=True)):
                 uid = uuid.uuid4().hex
                 offset = (readings.t_hours[i] - hour) / SIM_HOURS_PER_WINDOW * seconds

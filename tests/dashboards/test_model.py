@@ -1,8 +1,10 @@
 """The Model page on the seeded database (SQLite and PostgreSQL): every figure it draws equals
-what storage holds (share drifted per window, the per-feature verdicts, accuracy with its
-Wilson band and label coverage, data quality, the distributions' row counts), the report is
-built on a click, shown and downloadable without writing to the database, and each empty
-state names the command to run next."""
+what storage holds (share drifted per window, multivariate drift against its threshold, the
+per-feature verdicts, accuracy realised with its Wilson band and estimated with its band and
+trust verdict, label coverage, data quality, the distributions' row counts), an untrusted
+estimate is marked and its reason shown, the report is built on a click, shown and
+downloadable without writing to the database, and each empty state names the command to run
+next or, for estimation and multivariate drift, says in one line why there is nothing."""
 
 from __future__ import annotations
 
@@ -13,13 +15,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
 from monitor.alerts.rules import DEFAULT_CONFIDENCE
 from monitor.alerts.uncertainty import wilson
-from monitor.schema import FLEET, FLEET_KEY, GROUP, NODE, SITE
+from monitor.schema import FLEET, FLEET_KEY, GROUP, NO_PROBABILITIES, NODE, SITE
 from monitor.storage import results
 from monitor.storage.results import WindowResults
+from tests.dashboards import seed
 from tests.dashboards.apptest import draw
 from tests.dashboards.seed import Seeded
 
@@ -151,6 +155,7 @@ def test_the_tiles_show_the_latest_windows_stored_figures_of_the_scope(
         "Accuracy": f"{performance.accuracy:.1%}",
         "Label coverage": f"{performance.label_coverage:.0%}",
         "Data-quality issues": str(quality.n_issues),
+        "Estimated accuracy": f"{latest.estimation_of(SITE, site).result.accuracy:.1%}",
     }
 
 
@@ -196,19 +201,190 @@ def test_accuracy_its_wilson_band_and_label_coverage_are_the_stored_performance_
 ) -> None:
     at = page(seeded.url, monkeypatch, model=seeded.model, tab="Accuracy")
 
-    figure = figure_with(at, "accuracy")
+    figure = figure_with(at, "realised accuracy")
     with seeded.engine.connect() as conn:
         rows = results.performance(conn, seeded.model_id, scope_kind=FLEET)
     accuracy = [r.result.accuracy for r in rows]
     labelled = [r.result.n_labelled for r in rows]
-    assert [moment(x) for x in trace(figure, "accuracy")["x"]] == list(seeded.window_starts)
-    assert trace(figure, "accuracy")["y"] == accuracy
+    realised = trace(figure, "realised accuracy")
+    assert [moment(x) for x in realised["x"]] == list(seeded.window_starts)
+    assert realised["y"] == accuracy
     assert trace(figure, "label coverage")["y"] == [r.result.label_coverage for r in rows]
     assert trace(figure, "label coverage")["customdata"] == labelled
     low, high = wilson(np.array(accuracy, dtype=float), np.array(labelled), DEFAULT_CONFIDENCE)
     assert trace(figure, "band high")["y"] == pytest.approx(high.tolist())
     assert trace(figure, f"{DEFAULT_CONFIDENCE:.0%} interval")["y"] == pytest.approx(low.tolist())
     assert all(lo < a < hi for lo, a, hi in zip(low, accuracy, high, strict=True))
+
+
+def test_the_estimate_and_its_band_are_drawn_beside_the_realised_accuracy(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = seeded.drifting_site
+    at = page(seeded.url, monkeypatch, model=seeded.model, scope=f"site:{site}", tab="Accuracy")
+
+    figure = figure_with(at, "estimated accuracy")
+    with seeded.engine.connect() as conn:
+        stored = results.estimation(conn, seeded.model_id, scope_kind=SITE, scope_key=site)
+        realised = results.performance(conn, seeded.model_id, scope_kind=SITE, scope_key=site)
+    estimated = trace(figure, "estimated accuracy")
+    # Windows analysed before estimation existed have no estimate: the line starts later.
+    assert [moment(x) for x in estimated["x"]] == list(seeded.estimated_windows)
+    assert estimated["y"] == [r.result.accuracy for r in stored]
+    upper, lower = trace(figure, "estimate band high"), trace(figure, "estimate band")
+    assert upper["y"] == [r.result.accuracy_upper for r in stored]
+    assert lower["y"] == [r.result.accuracy_lower for r in stored]
+    assert lower["fill"] == "tonexty" and lower["x"] == upper["x"] == estimated["x"]
+    assert trace(figure, "realised accuracy")["y"] == [r.result.accuracy for r in realised]
+    assert len(realised) == len(seeded.window_starts)
+
+
+def test_an_untrusted_estimate_is_marked_and_its_reason_shown(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = seeded.drifting_site
+    at = page(seeded.url, monkeypatch, model=seeded.model, scope=f"site:{site}", tab="Accuracy")
+
+    figure = figure_with(at, "estimated accuracy")
+    with seeded.engine.connect() as conn:
+        stored = results.estimation(conn, seeded.model_id, scope_kind=SITE, scope_key=site)
+    untrusted = [r for r in stored if r.result.trusted is False]
+    assert [r.window_start for r in untrusted] == list(seeded.untrusted_windows)
+    # A red cross on each untrusted window, its reason in the hover, and the window shaded.
+    crosses = trace(figure, "not trusted")
+    assert [moment(x) for x in crosses["x"]] == list(seeded.untrusted_windows)
+    assert crosses["text"] == [r.result.trust_reason for r in untrusted]
+    assert all(
+        text.startswith(f"not trusted: calibration broke at site {site}")
+        for text in crosses["text"]
+    )
+    symbols = trace(figure, "estimated accuracy")["marker"]["symbol"]
+    assert symbols == ["circle-open" if r.result.trusted is False else "circle" for r in stored]
+    shades = [s for s in figure["layout"]["shapes"] if s["type"] == "rect"]
+    assert len(shades) == len(untrusted)
+    # The estimate stays high while the labels say otherwise: never shown as reassurance.
+    latest = stored[-1].result
+    assert latest.trusted is False and latest.accuracy > (latest.realised_accuracy or 0) + 0.1
+    (warning,) = at.warning
+    assert warning.value == (
+        f"**Latest estimate** (Site {site}, window of "
+        f"{stored[-1].window_start:%Y-%m-%d %H:%M} UTC): estimated accuracy "
+        f"{latest.accuracy:.2f} ({latest.accuracy_lower:.2f}–{latest.accuracy_upper:.2f}), "  # noqa: RUF001
+        f"{latest.trust_reason}"
+    )
+    tile = next(m for m in at.metric if m.label == "Estimated accuracy")
+    assert tile.value == f"{latest.accuracy:.1%}"
+    assert tile.proto.delta == "not trusted"
+
+
+def test_a_trusted_estimate_says_which_evidence_agrees(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = page(seeded.url, monkeypatch, model=seeded.model, tab="Accuracy")
+
+    with seeded.engine.connect() as conn:
+        latest = results.estimation(conn, seeded.model_id, scope_kind=FLEET)[-1].result
+    assert latest.trusted is True
+    assert not at.warning
+    line = next(m.value for m in at.markdown if m.value.startswith("**Latest estimate**"))
+    assert line.endswith(
+        f"estimated accuracy {latest.accuracy:.2f} ({latest.accuracy_lower:.2f}–"  # noqa: RUF001
+        f"{latest.accuracy_upper:.2f}), trusted: {latest.trust_reason}"
+    )
+    assert "trusted: labels agree" in line
+    assert (
+        "not trusted"
+        not in trace(figure_with(at, "estimated accuracy"), "estimated accuracy")["customdata"][-1][
+            2
+        ]
+    )
+    assert all(t.get("name") != "not trusted" for f in figures(at) for t in f["data"])
+
+
+def test_another_figure_is_drawn_realised_and_estimated_with_its_band(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = page(seeded.url, monkeypatch, model=seeded.model, tab="Accuracy")
+
+    at.segmented_control(key="model_metric").set_value("f1").run()
+
+    assert not at.exception
+    figure = figure_with(at, "estimated F1")
+    with seeded.engine.connect() as conn:
+        stored = results.estimation(conn, seeded.model_id, scope_kind=FLEET)
+        realised = results.performance(conn, seeded.model_id, scope_kind=FLEET)
+    assert trace(figure, "estimated F1")["y"] == [r.result.f1 for r in stored]
+    assert trace(figure, "estimate band")["y"] == [r.result.f1_lower for r in stored]
+    assert trace(figure, "realised F1")["y"] == [r.result.f1 for r in realised]
+    # The Wilson interval is the accuracy's: no band around another figure's realised line.
+    assert all(t.get("name") != "band high" for t in figure["data"])
+
+
+def test_multivariate_drift_is_the_stored_reconstruction_error_against_its_threshold(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = seeded.drifting_site
+    at = page(seeded.url, monkeypatch, model=seeded.model, scope=f"site:{site}")
+
+    figure = figures(at)[at_index(at, "model_multivariate")]
+    with seeded.engine.connect() as conn:
+        stored = {
+            label: results.multivariate(conn, seeded.model_id, scope_kind=kind, scope_key=key)
+            for label, kind, key in (("Fleet", FLEET, FLEET_KEY), (f"Site {site}", SITE, site))
+        }
+    for label, rows in stored.items():
+        error, threshold = (
+            trace(figure, f"{label}: reconstruction error"),
+            trace(figure, f"{label}: threshold"),
+        )
+        assert [moment(x) for x in error["x"]] == list(seeded.estimated_windows)
+        assert error["y"] == [r.result.reconstruction_error for r in rows]
+        assert threshold["y"] == [r.result.upper_threshold for r in rows]
+        marked = [symbol == "diamond" for symbol in error["marker"]["symbol"]]
+        assert marked == [r.result.drifted is True for r in rows]
+        assert any(marked) and not all(marked)
+        # A drifted window's error is above its threshold; the others are not.
+        assert [e > t for e, t in zip(error["y"], threshold["y"], strict=True)] == marked
+
+
+@pytest.mark.parametrize(
+    ("status", "line"),
+    [
+        (NO_PROBABILITIES, "No estimate without labels: its records carry no class probabilities."),
+        (
+            None,
+            "No estimate for Fleet in this time range: windows analysed before estimation was "
+            "added have none.",
+        ),
+    ],
+)
+def test_without_an_estimate_the_accuracy_tab_says_why_in_one_line(
+    engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch, status: str | None, line: str
+) -> None:
+    starts = seed.store_unestimated(engine, status=status)
+    at = page(db_url, monkeypatch, model=seed.MODEL_NAME, tab="Accuracy")
+
+    figure = figure_with(at, "realised accuracy")
+    assert [moment(x) for x in trace(figure, "realised accuracy")["x"]] == starts
+    assert all(t.get("name") != "estimated accuracy" for t in figure["data"])
+    assert line in [c.value for c in at.caption]
+    assert not at.warning
+    tile = next(m for m in at.metric if m.label == "Estimated accuracy")
+    assert tile.value == "-"
+
+
+def test_windows_without_multivariate_drift_say_so_in_one_line(
+    engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed.store_unestimated(engine)
+    at = page(db_url, monkeypatch, model=seed.MODEL_NAME)
+
+    assert (
+        "No multivariate drift in this time range: windows analysed before it was added have "
+        "none." in [c.value for c in at.caption]
+    )
+    drawn = {str(t.get("name")) for f in figures(at) for t in f["data"]}
+    assert drawn == {"Fleet"}
 
 
 def test_the_quality_table_is_the_stored_quality_features_of_the_window_and_scope(
@@ -345,9 +521,16 @@ def test_only_the_open_tab_is_drawn_and_the_url_names_it(
     def traces(at: AppTest) -> set[str]:
         return {t.get("type") + ":" + str(t.get("name")) for f in figures(at) for t in f["data"]}
 
-    assert traces(drift) == {"scatter:Fleet", "heatmap:None"}
+    assert traces(drift) == {
+        "scatter:Fleet",
+        "scatter:Fleet: reconstruction error",
+        "scatter:Fleet: threshold",
+        "heatmap:None",
+    }
     assert not drift.dataframe
-    assert "scatter:accuracy" in traces(accuracy) and "heatmap:None" not in traces(accuracy)
+    assert "scatter:realised accuracy" in traces(accuracy)
+    assert "scatter:estimated accuracy" in traces(accuracy)
+    assert "heatmap:None" not in traces(accuracy)
     assert "tab" not in drift.query_params
     assert accuracy.query_params["tab"] == "Accuracy"
 

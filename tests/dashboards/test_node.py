@@ -1,8 +1,10 @@
 """The Node page on the seeded database (SQLite and PostgreSQL): the card says what the node's
 state and its health row hold; the timelines' points are its stored heartbeats and its node
-scope's stored drift and performance rows; the beat where it changed version is marked; the
+scope's stored drift, multivariate drift, realised and estimated performance rows (an untrusted
+estimate marked, its reason shown); the beat where it changed version is marked; the
 drifted-features table holds the stored drifted features; and each empty state (no node, an
-unknown name, no heartbeat yet, no analysed window) names the command to run next."""
+unknown name, no heartbeat yet, no analysed window) names the command to run next, while a
+node without estimates or multivariate drift says why in one line."""
 
 from __future__ import annotations
 
@@ -207,9 +209,103 @@ def test_drift_and_accuracy_are_the_node_scopes_stored_rows(
     assert len(flagged) == 3, "the seed drifts the site's nodes in the last 3 windows"
     assert times(shown["drifted"]["x"]) == [r.window_start for r in flagged]
     assert shown["drifted"]["y"] == [r.result.share_drifted for r in flagged]
-    assert times(shown["accuracy"]["x"]) == [r.window_start for r in performance]
-    assert shown["accuracy"]["y"] == [r.result.accuracy for r in performance]
+    assert times(shown["realised accuracy"]["x"]) == [r.window_start for r in performance]
+    assert shown["realised accuracy"]["y"] == [r.result.accuracy for r in performance]
     assert shown["label coverage"]["y"] == [r.result.label_coverage for r in performance]
+
+
+def drifting_node(seeded: Seeded) -> str:
+    with seeded.engine.connect() as conn:
+        return next(n.name for n in nodes.list_nodes(conn) if n.site == seeded.drifting_site)
+
+
+def test_the_estimate_its_band_and_its_untrusted_windows_are_the_node_scopes_stored_rows(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = drifting_node(seeded)
+    with seeded.engine.connect() as conn:
+        stored = results.estimation(conn, seeded.model_id, scope_kind=NODE, scope_key=name)
+    at = node_page(seeded.url, monkeypatch, node=name, model=seeded.model)
+
+    shown = traces(at)
+    estimated = shown["estimated accuracy"]
+    assert times(estimated["x"]) == [r.window_start for r in stored]
+    assert [r.window_start for r in stored] == list(seeded.estimated_windows)
+    assert estimated["y"] == [r.result.accuracy for r in stored]
+    assert shown["estimate band high"]["y"] == [r.result.accuracy_upper for r in stored]
+    assert shown["estimate band"]["y"] == [r.result.accuracy_lower for r in stored]
+    untrusted = [r for r in stored if r.result.trusted is False]
+    assert [r.window_start for r in untrusted] == list(seeded.untrusted_windows)
+    assert times(shown["not trusted"]["x"]) == list(seeded.untrusted_windows)
+    assert shown["not trusted"]["text"] == [r.result.trust_reason for r in untrusted]
+    shades = [s for s in layout(at)["shapes"] if s["type"] == "rect"]
+    assert len(shades) == len(untrusted)
+    latest = stored[-1].result
+    (warning,) = [w.value for w in at.warning if "Latest estimate" in w.value]
+    assert warning.endswith(
+        f"estimated accuracy {latest.accuracy:.2f} ({latest.accuracy_lower:.2f}–"  # noqa: RUF001
+        f"{latest.accuracy_upper:.2f}), {latest.trust_reason}"
+    )
+    assert f"calibration broke at node {name}" in warning
+
+
+def test_a_steady_nodes_estimate_is_trusted_and_says_why(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with seeded.engine.connect() as conn:
+        name = next(
+            n.name
+            for n in nodes.list_nodes(conn)
+            if n.site not in (seeded.drifting_site,) and n.name != seeded.offline_node
+        )
+        latest = results.estimation(conn, seeded.model_id, scope_kind=NODE, scope_key=name)[-1]
+    at = node_page(seeded.url, monkeypatch, node=name, model=seeded.model)
+
+    assert "not trusted" not in traces(at)
+    assert not [w for w in at.warning if "Latest estimate" in w.value]
+    line = next(m.value for m in at.markdown if m.value.startswith("**Latest estimate**"))
+    assert line.endswith(f"trusted: {latest.result.trust_reason}")
+    assert latest.result.trust_reason.startswith("labels agree")
+
+
+def test_the_nodes_multivariate_drift_is_its_stored_reconstruction_error(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = drifting_node(seeded)
+    with seeded.engine.connect() as conn:
+        stored = results.multivariate(conn, seeded.model_id, scope_kind=NODE, scope_key=name)
+    at = node_page(seeded.url, monkeypatch, node=name, model=seeded.model)
+
+    shown = traces(at)
+    error, threshold = shown["reconstruction error"], shown["error threshold"]
+    assert times(error["x"]) == [r.window_start for r in stored]
+    assert error["y"] == [r.result.reconstruction_error for r in stored]
+    assert threshold["y"] == [r.result.upper_threshold for r in stored]
+    marked = [symbol == "diamond" for symbol in error["marker"]["symbol"]]
+    assert marked == [r.result.drifted is True for r in stored]
+    assert any(marked) and not all(marked)
+    titles = [a["text"] for a in layout(at)["annotations"] if a.get("xref") != "x"]
+    assert any(t.startswith("Multivariate drift at the node") for t in titles)
+
+
+def test_a_node_without_estimates_or_multivariate_drift_says_why_in_one_line(
+    engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed.store_unestimated(engine)
+    name = seed.UNESTIMATED_NODE
+    at = node_page(db_url, monkeypatch, node=name, model=seed.MODEL_NAME)
+
+    captions = [c.value for c in at.caption]
+    assert "No estimate without labels: its records carry no class probabilities." in captions
+    assert (
+        f"No multivariate drift for {name} in this period: windows analysed before it was "
+        "added have none." in captions
+    )
+    shown = traces(at)
+    assert "realised accuracy" in shown and "share drifted" in shown
+    assert "estimated accuracy" not in shown and "reconstruction error" not in shown
+    titles = [a["text"] for a in layout(at)["annotations"] if a.get("xref") != "x"]
+    assert not any(t.startswith("Multivariate drift") for t in titles)
 
 
 def test_the_drifted_features_table_holds_the_stored_verdicts(
