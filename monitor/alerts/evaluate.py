@@ -355,20 +355,33 @@ def _with_estimates(
     part.values[at[replaced]] = value[replaced]
     for i in at[replaced].tolist():
         part.details.pop(i, None)
-    evidence = figures.column(table, "trust_evidence")[rows]
-    reasons = figures.column(table, "trust_reason")[rows]
-    for i in np.flatnonzero(judged.states == BREACH).tolist():
-        part.details[int(placed[i])] = _clean(
-            {
-                "metric": metric,
-                "estimated": True,
-                "band": [judged.low[i], judged.high[i]],
-                "trusted": trusted[i],
-                "trust_evidence": evidence[i],
-                "trust_reason": reasons[i],
-                "reference": reference,
-            }
-        )
+    # Details of the breaches, from plain Python values taken once (not a cleaning per row).
+    hits = np.flatnonzero(judged.states == BREACH)
+    if not len(hits):
+        return
+    lows, highs = _plain(judged.low[hits]), _plain(judged.high[hits])
+    verdicts = [None if t is None else bool(t) for t in trusted[hits].tolist()]
+    evidence = _texts(figures.column(table, "trust_evidence")[rows][hits])
+    reasons = _texts(figures.column(table, "trust_reason")[rows][hits])
+    ref = None if reference is None else float(reference)
+    for j, at_ in enumerate(placed[hits].tolist()):
+        part.details[at_] = {
+            "metric": metric,
+            "estimated": True,
+            "band": [lows[j], highs[j]],
+            "trusted": verdicts[j],
+            "trust_evidence": evidence[j],
+            "trust_reason": reasons[j],
+            "reference": ref,
+        }
+
+
+def _plain(values: np.ndarray) -> list[float | None]:
+    return [None if v != v else v for v in values.astype(np.float64).tolist()]
+
+
+def _texts(values: np.ndarray) -> list[str | None]:
+    return [v if isinstance(v, str) else None for v in values.tolist()]
 
 
 def _quality(figures: WindowFigures, rule: r.Rule) -> _Part:
