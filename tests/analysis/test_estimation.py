@@ -18,8 +18,10 @@ from monitor.analysis.estimation import Estimator, estimate_performance
 from monitor.analysis.policy import EstimationPolicy
 from monitor.analysis.scopes import ScopeSet
 from monitor.schema import (
+    CALIBRATION,
     FLEET,
     INSUFFICIENT_DATA,
+    LABELS_AGREE,
     NO_PROBABILITIES,
     NO_REFERENCE_LABELS,
     NOT_CLASSIFICATION,
@@ -214,13 +216,13 @@ def _nannyml_auc(calibrated: np.ndarray, score: np.ndarray, *, ties_share_weight
 def test_every_scope_at_once_equals_a_loop_over_scopes(
     classes: list[str], positive: str | None
 ) -> None:
-    reference = reference_frame(classes, 6_000, seed=1)
+    reference = reference_frame(classes, 4_000, seed=1)
     estimator = Estimator.fit(
         reference, task="classification", classes=classes, positive_class=positive
     )
     assert estimator.status == OK
     assert not all(c.identity for c in estimator.calibrators)  # the test calibrates
-    frame, scopes = window_frame(classes, 30_000, seed=2)
+    frame, scopes = window_frame(classes, 15_000, seed=2)
     labels = truth_for(frame, classes, seed=3)
 
     result = estimate_performance(estimator, frame, scopes, labels=labels, policy=EVERY_SCOPE)
@@ -436,6 +438,49 @@ def test_the_model_leans_on_the_features_its_confidence_follows() -> None:
     assert len(estimator.leaned_on) <= 5
 
 
+def test_rows_outside_the_fleet_count_only_for_their_node() -> None:
+    """A small node's pooled earlier rows ride along for its own scope only."""
+    reference = reference_frame(["no", "yes"], 3_000, seed=18)
+    estimator = Estimator.fit(
+        reference, task="classification", classes=["no", "yes"], positive_class="yes"
+    )
+    frame, _ = window_frame(["no", "yes"], 3_000, seed=19)
+    frame["node_id"] = frame["node_id"] % 3
+    labels = truth_for(frame, ["no", "yes"], seed=20)
+    in_fleet = np.arange(len(frame)) < 2_000
+    pooled = estimate_performance(
+        estimator,
+        frame,
+        ScopeSet.build(len(frame), {"node": frame["node_id"].to_numpy()}, in_fleet=in_fleet),
+        labels=labels,
+        policy=EVERY_SCOPE,
+    )
+    alone = estimate_performance(
+        estimator, frame[in_fleet], {"node": frame["node_id"][in_fleet]}, labels=labels
+    )
+    node = estimate_performance(
+        estimator, frame[frame["node_id"] == 1], {}, labels=labels, policy=EVERY_SCOPE
+    )
+    # The fleet's sentence names its worst nodes by their own checks, pooled rows and all.
+    assert same(pooled.row(), alone.row(), but=("trust_reason",))
+    assert same(
+        pooled.row("node", "1"), node.row(), but=("scope_kind", "scope_key", "trust_reason")
+    )
+
+
+def same(one: Any, other: Any, *, but: tuple[str, ...] = ()) -> bool:
+    """Two rows agree field by field (figures to rounding), but for ``but``."""
+    for name in one.__dataclass_fields__:
+        a, b = getattr(one, name), getattr(other, name)
+        if name in but:
+            continue
+        if isinstance(a, float) and isinstance(b, float):
+            assert a == pytest.approx(b, rel=1e-12, abs=1e-12), name
+        else:
+            assert a == b, name
+    return True
+
+
 # --- the fleet simulator --------------------------------------------------------------------------
 
 PER_NODE = 400
@@ -514,3 +559,44 @@ def test_sensor_drift_lowers_the_estimate_where_it_happens_and_labels_land_in_th
             assert known(row.accuracy_lower) <= realised <= known(row.accuracy_upper), key
             assert row.trusted is True
     assert all(known(now.row("node", node).shift_allowance) > 0 for node in affected)
+
+
+def partial_labels(frame: pd.DataFrame, truth: pd.Series, share: float) -> pd.Series:
+    """The true labels of a random ``share`` of the window's records."""
+    chosen = np.random.default_rng(17).random(len(frame)) < share
+    return truth[chosen]
+
+
+def test_concept_drift_with_a_partial_label_release_is_not_trusted(
+    demo_estimator: Estimator,
+) -> None:
+    """The inputs do not move, so the estimate stays where it was, confidently; the few labels
+    that came back contradict it, and the verdict says so where it happened."""
+    frame, truth = simulated_window("concept-drift", 7)
+    scopes = {"site": frame["site"].to_numpy(), "node": frame["node_id"].to_numpy()}
+    labels = partial_labels(frame, truth, 0.15)
+    result = estimate_performance(demo_estimator, frame, scopes, labels=labels)
+    fleet = result.row()
+    assert known(fleet.accuracy) > 0.93  # the estimate did not move
+    assert known(fleet.shift_allowance) < 0.01  # nor did the predicted classes
+    assert known(fleet.realised_accuracy) < 0.87
+    assert (fleet.trusted, fleet.trust_evidence) == (False, CALIBRATION)
+    assert str(fleet.trust_reason).startswith("not trusted: calibration broke across the fleet")
+    assert "; worst: site " in str(fleet.trust_reason)
+    sites = [r for r in result.rows if r.scope_kind == "site"]
+    assert all(r.trusted is False for r in sites)
+    nodes = [r for r in result.rows if r.scope_kind == "node"]
+    assert sum(r.trusted is False for r in nodes) >= len(nodes) // 2
+
+
+def test_a_steady_fleet_with_a_partial_label_release_is_trusted(
+    demo_estimator: Estimator,
+) -> None:
+    frame, truth = simulated_window("steady", 7)
+    scopes = {"site": frame["site"].to_numpy(), "node": frame["node_id"].to_numpy()}
+    result = estimate_performance(
+        demo_estimator, frame, scopes, labels=partial_labels(frame, truth, 0.15)
+    )
+    for row in result.rows:
+        assert (row.trusted, row.trust_evidence) == (True, LABELS_AGREE), row.trust_reason
+        assert str(row.trust_reason).startswith("labels agree: ")
