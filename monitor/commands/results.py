@@ -24,10 +24,21 @@ from monitor.storage.readout import (
     FLEET,
     FLEET_KEY,
     GROUP,
+    NO_PROBABILITIES,
+    NO_REFERENCE,
+    NO_REFERENCE_LABELS,
     NODE,
+    NOT_CLASSIFICATION,
     SCOPE_KINDS,
     SITE,
+    DriftFeature,
+    DriftScope,
+    EstimationScope,
+    MultivariateScope,
     NodeState,
+    PerformanceScope,
+    QualityFeature,
+    QualityScope,
     WindowSummary,
 )
 from monitor.storage.results import Stored, WindowResults
@@ -139,7 +150,142 @@ def _summary(summary: WindowSummary) -> dict[str, Any]:
     )
 
 
-def results_document(
+@dataclass(frozen=True)
+class ScopeResults:
+    """One scope's stored results of one window, every kind as its typed row (None: not
+    stored for this scope), with the drifted features and quality issues storage names."""
+
+    scope_kind: str
+    scope_key: str
+    drift: Stored[DriftScope] | None
+    drifted_features: list[str]
+    drift_features: list[DriftFeature]
+    quality: Stored[QualityScope] | None
+    quality_issues: list[str]
+    quality_features: list[QualityFeature]
+    performance: Stored[PerformanceScope] | None
+    estimation: Stored[EstimationScope] | None
+    multivariate: Stored[MultivariateScope] | None
+
+    @property
+    def name(self) -> str:
+        return scope_name(self.scope_kind, self.scope_key)
+
+    @property
+    def estimation_unavailable(self) -> bool:
+        """The estimation row says the model cannot be estimated at all (``NOT_ESTIMABLE``)."""
+        return self.estimation is not None and self.estimation.result.status in NOT_ESTIMABLE
+
+    @property
+    def multivariate_unavailable(self) -> bool:
+        """The multivariate row says there was no reference to compare with."""
+        return self.multivariate is not None and self.multivariate.result.status == NO_REFERENCE
+
+
+@dataclass(frozen=True)
+class FoundWindow:
+    """One analysed window's results: what storage holds for it, the scopes asked for in
+    order (fleet, sites, groups, nodes), and what the window says of the two kinds that came
+    later (estimation and multivariate drift) as a whole."""
+
+    stored: WindowResults
+    scopes: list[ScopeResults]
+
+    @property
+    def window_start(self) -> datetime:
+        return self.stored.window_start
+
+    @property
+    def window_end(self) -> datetime:
+        return self.stored.window_end
+
+    @property
+    def estimated(self) -> bool:
+        """Performance estimation ran on this window (False: analysed before it existed)."""
+        return bool(self.stored.estimation)
+
+    @property
+    def not_estimable(self) -> str | None:
+        """Why the model's performance cannot be estimated in this window (a status of
+        ``NOT_ESTIMABLE``, stored on the fleet row alone), or None."""
+        return _fleet_status(self.stored.estimation, tuple(NOT_ESTIMABLE))
+
+    @property
+    def multivariate_analysed(self) -> bool:
+        """Multivariate drift ran on this window (False: analysed before it existed)."""
+        return bool(self.stored.multivariate)
+
+    @property
+    def multivariate_unjudged(self) -> str | None:
+        """Why no scope's multivariate drift was judged (the version has no reference), or
+        None."""
+        return _fleet_status(self.stored.multivariate, (NO_REFERENCE,))
+
+    def drifting(self) -> list[ScopeResults]:
+        """The scopes asked for whose drift verdict is drifted."""
+        return [s for s in self.scopes if s.drift is not None and s.drift.result.drifted]
+
+    def multivariate_drifting(self) -> list[ScopeResults]:
+        """The scopes asked for whose multivariate verdict is drifted."""
+        return [
+            s for s in self.scopes if s.multivariate is not None and s.multivariate.result.drifted
+        ]
+
+    def untrusted(self) -> list[ScopeResults]:
+        """The scopes asked for whose estimate is not trusted."""
+        return [
+            s
+            for s in self.scopes
+            if s.estimation is not None and s.estimation.result.trusted is False
+        ]
+
+    def judged_estimates(self) -> list[ScopeResults]:
+        """The scopes asked for whose estimate has a trust verdict."""
+        return [
+            s
+            for s in self.scopes
+            if s.estimation is not None and s.estimation.result.trusted is not None
+        ]
+
+    def judged_multivariate(self) -> list[ScopeResults]:
+        """The scopes asked for with a multivariate verdict."""
+        return [
+            s
+            for s in self.scopes
+            if s.multivariate is not None and s.multivariate.result.drifted is not None
+        ]
+
+
+#: Estimation statuses that say the model cannot be estimated at all (the fleet row alone is
+#: stored), and why, in words.
+NOT_ESTIMABLE = {
+    NOT_CLASSIFICATION: "the model is not a classifier (not_classification)",
+    NO_PROBABILITIES: "its records carry no class probabilities (no_probabilities)",
+    NO_REFERENCE_LABELS: (
+        "its reference data has no labels or probabilities to calibrate on (no_reference_labels)"
+    ),
+    NO_REFERENCE: "the model version has no reference data (no_reference)",
+}
+
+
+def _fleet_status(rows: Sequence[Stored[Any]], statuses: Sequence[str]) -> str | None:
+    fleet = _find(rows, FLEET, FLEET_KEY)
+    if fleet is None or fleet.result.status not in statuses:
+        return None
+    return str(fleet.result.status)
+
+
+@dataclass(frozen=True)
+class FoundResults:
+    """What a results query found: the model, its windows (newest first) and the names of its
+    versions. The CLI's words and the JSON document are both drawn from it."""
+
+    model: str
+    windows: list[FoundWindow]
+    versions: dict[int, str]
+
+
+def find_results(
     engine: Engine,
     model: str,
     *,
@@ -147,11 +293,10 @@ def results_document(
     since: datetime | None = None,
     scope: str | None = None,
     limit: int = DEFAULT_RESULT_WINDOWS,
-) -> dict[str, Any]:
-    """The verdicts of the model's latest window, of the window that holds ``window`` (an
-    ISO time), or of the windows starting at or after ``since`` (newest first, at most
-    ``limit``), for every scope or one: what `edge-monitor results --json` prints and
-    ``GET /v1/models/{model}/results`` answers."""
+) -> FoundResults:
+    """The stored results of the model's latest window, of the window that holds ``window``
+    (an ISO time), or of the windows starting at or after ``since`` (newest first, at most
+    ``limit``), for every scope or one."""
     moment = parse_window(window)
     wanted = parse_scope(scope)
     if moment is not None and since is not None:
@@ -175,24 +320,74 @@ def results_document(
             starts = [] if latest is None else [latest]
         versions = models.version_names(conn)
         stored = [results.window(conn, found.id, start) for start in starts]
-    return {
-        "model": found.name,
-        "windows": [_window(w, versions, wanted) for w in stored if w is not None],
-    }
+    return FoundResults(
+        found.name, [_found_window(w, wanted) for w in stored if w is not None], versions
+    )
 
 
-def _window(
-    stored: WindowResults, versions: dict[int, str], wanted: tuple[str, str] | None
-) -> dict[str, Any]:
-    rows: list[Stored[Any]] = [*stored.drift, *stored.quality, *stored.performance]
+def _found_window(stored: WindowResults, wanted: tuple[str, str] | None) -> FoundWindow:
+    rows: list[Stored[Any]] = [
+        *stored.drift,
+        *stored.quality,
+        *stored.performance,
+        *stored.estimation,
+        *stored.multivariate,
+    ]
     keys = {(row.scope_kind, row.scope_key) for row in rows}
     if wanted is not None:
         keys &= {wanted}
     ordered = sorted(keys, key=lambda k: (_SCOPE_ORDER.get(k[0], len(_SCOPE_ORDER)), k[1]))
+    return FoundWindow(stored, [_scope_results(stored, kind, key) for kind, key in ordered])
+
+
+def _scope_results(stored: WindowResults, kind: str, key: str) -> ScopeResults:
+    drift = _find(stored.drift, kind, key)
+    quality = _find(stored.quality, kind, key)
+    return ScopeResults(
+        scope_kind=kind,
+        scope_key=key,
+        drift=drift,
+        drifted_features=stored.drifted_features(kind, key),
+        drift_features=[] if drift is None else stored.drift_features.get(drift.id, []),
+        quality=quality,
+        quality_issues=stored.quality_issues(kind, key),
+        quality_features=[] if quality is None else stored.quality_features.get(quality.id, []),
+        performance=_find(stored.performance, kind, key),
+        estimation=_find(stored.estimation, kind, key),
+        multivariate=_find(stored.multivariate, kind, key),
+    )
+
+
+def results_document(
+    engine: Engine,
+    model: str,
+    *,
+    window: str = LATEST,
+    since: datetime | None = None,
+    scope: str | None = None,
+    limit: int = DEFAULT_RESULT_WINDOWS,
+) -> dict[str, Any]:
+    """The verdicts of the model's latest window, of the window that holds ``window`` (an
+    ISO time), or of the windows starting at or after ``since`` (newest first, at most
+    ``limit``), for every scope or one: what `edge-monitor results --json` prints and
+    ``GET /v1/models/{model}/results`` answers."""
+    found = find_results(engine, model, window=window, since=since, scope=scope, limit=limit)
+    return results_of(found)
+
+
+def results_of(found: FoundResults) -> dict[str, Any]:
+    """The JSON document of what a results query found."""
     return {
-        "window_start": _plain(stored.window_start),
-        "window_end": _plain(stored.window_end),
-        "scopes": [_scope(stored, kind, key, versions) for kind, key in ordered],
+        "model": found.model,
+        "windows": [_window(w, found.versions) for w in found.windows],
+    }
+
+
+def _window(found: FoundWindow, versions: dict[int, str]) -> dict[str, Any]:
+    return {
+        "window_start": _plain(found.window_start),
+        "window_end": _plain(found.window_end),
+        "scopes": [_scope(s, versions) for s in found.scopes],
     }
 
 
@@ -201,30 +396,29 @@ def scope_name(scope_kind: str, scope_key: str) -> str:
     return FLEET if scope_kind == FLEET else f"{scope_kind}:{scope_key}"
 
 
-def _scope(stored: WindowResults, kind: str, key: str, versions: dict[int, str]) -> dict[str, Any]:
-    drift = _find(stored.drift, kind, key)
-    quality = _find(stored.quality, kind, key)
-    performance = _find(stored.performance, kind, key)
-    out: dict[str, Any] = {"scope": scope_name(kind, key), "scope_kind": kind, "scope_key": key}
+def _scope(s: ScopeResults, versions: dict[int, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"scope": s.name, "scope_kind": s.scope_kind, "scope_key": s.scope_key}
     out["drift"] = (
         None
-        if drift is None
+        if s.drift is None
         else {
-            **_row(drift, versions),
-            "drifted_features": stored.drifted_features(kind, key),
-            "features": [_feature(f) for f in stored.drift_features.get(drift.id, [])],
+            **_row(s.drift, versions),
+            "drifted_features": s.drifted_features,
+            "features": [_feature(f) for f in s.drift_features],
         }
     )
     out["quality"] = (
         None
-        if quality is None
+        if s.quality is None
         else {
-            **_row(quality, versions),
-            "issues": stored.quality_issues(kind, key),
-            "features": [_feature(f) for f in stored.quality_features.get(quality.id, [])],
+            **_row(s.quality, versions),
+            "issues": s.quality_issues,
+            "features": [_feature(f) for f in s.quality_features],
         }
     )
-    out["performance"] = None if performance is None else _row(performance, versions)
+    out["performance"] = None if s.performance is None else _row(s.performance, versions)
+    out["estimation"] = None if s.estimation is None else _row(s.estimation, versions)
+    out["multivariate"] = None if s.multivariate is None else _row(s.multivariate, versions)
     return out
 
 

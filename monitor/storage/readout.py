@@ -11,17 +11,27 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
-# The scope vocabulary too, for the readers above storage (monitor.commands), which speak it
-# without importing the analysis contract itself.
+# The scope vocabulary, the statuses the read side explains and the result rows too, for the
+# readers above storage (monitor.commands), which speak them without importing the analysis
+# contract itself.
 from monitor.schema import (
     FLEET,
     FLEET_KEY,
     GROUP,
+    NO_PROBABILITIES,
+    NO_REFERENCE,
+    NO_REFERENCE_LABELS,
     NODE,
+    NOT_CLASSIFICATION,
     SCOPE_KINDS,
     SITE,
+    DriftFeature,
     DriftScope,
+    EstimationScope,
+    MultivariateScope,
     PerformanceScope,
+    QualityFeature,
+    QualityScope,
 )
 from monitor.storage import health, results
 from monitor.storage.nodes import NODE as NODE_ROLE
@@ -34,10 +44,21 @@ __all__ = [
     "FLEET_KEY",
     "GROUP",
     "NODE",
+    "NOT_CLASSIFICATION",
+    "NO_PROBABILITIES",
+    "NO_REFERENCE",
+    "NO_REFERENCE_LABELS",
     "SCOPE_KINDS",
     "SITE",
     "STATUSES",
+    "DriftFeature",
+    "DriftScope",
+    "EstimationScope",
+    "MultivariateScope",
     "NodeState",
+    "PerformanceScope",
+    "QualityFeature",
+    "QualityScope",
     "WindowSummary",
     "latest_labelled_performance",
     "node_states",
