@@ -259,3 +259,24 @@ def test_the_summary_says_estimated_with_the_band_and_why_it_is_not_trusted() ->
         "rmse", "performance", "fleet", ["fleet"], {"metric": "rmse", "interval": [None, None]},
         value=2.5, bound=1.0,
     ) == "fleet: rmse 2.5 above 1"  # fmt: skip
+
+
+def test_the_rules_file_and_the_command_line_take_estimated_as_true_or_false() -> None:
+    from monitor.alerts.rulesfile import parse
+    from monitor.cli.alerts import _param_values
+
+    parsed = parse(
+        """
+        [[rule]]
+        name = "acc"
+        model = "m"
+        kind = "performance"
+        params = { metric = "accuracy", below = 0.85, estimated = false }
+        """
+    )
+    assert [r.params for r in parsed.rules] == [
+        {"metric": "accuracy", "below": 0.85, "estimated": False}
+    ]
+    flags = _param_values(["metric=accuracy", "below=0.85", "estimated=false"])
+    assert flags == {"metric": "accuracy", "below": 0.85, "estimated": False}
+    assert check(Rule("acc", "performance", "m", params=flags)) == []

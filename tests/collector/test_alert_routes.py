@@ -118,6 +118,20 @@ def test_every_problem_of_a_rule_is_answered_with_its_field_path(
     assert http.get("/v1/admin/alert-rules", headers=ADMIN).json() == {"rules": []}
 
 
+def test_a_performance_rule_takes_estimated_true_or_false_and_nothing_else(
+    http: httpx.Client, pump: str
+) -> None:
+    labels_only = ACCURACY | {"params": {"metric": "accuracy", "below": 0.85, "estimated": False}}
+    added = http.put("/v1/admin/alert-rules/accuracy", json=labels_only, headers=ADMIN)
+    assert added.status_code == 201, added.text
+    assert added.json()["params"] == {"metric": "accuracy", "below": 0.85, "estimated": False}
+
+    wrong = ACCURACY | {"params": {"metric": "accuracy", "below": 0.85, "estimated": "no"}}
+    refused = http.put("/v1/admin/alert-rules/accuracy", json=wrong, headers=ADMIN)
+    assert refused.status_code == 422
+    assert fields_of(refused) == {"params.estimated": "must be true or false"}
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
