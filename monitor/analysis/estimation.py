@@ -228,58 +228,19 @@ def estimate_performance(
         return _fleet_only(estimator, scope_set, estimator.status)
     if any(c not in window for c in estimator.proba_columns):
         return _fleet_only(estimator, scope_set, NO_PROBABILITIES)
-    k = len(estimator.classes)
-    proba = _proba(window, estimator.scored_classes)
-    if PREDICTION in window:
-        pred = _codes(window[PREDICTION], list(estimator.classes))
-    else:
-        pred = np.full(len(window), -1, np.int64)
-    scored = (pred >= 0) & np.isfinite(proba).all(axis=1)
-    everything = bool(scored.all())
-    rows = None if everything else np.flatnonzero(scored)
-
-    def only(values: np.ndarray) -> np.ndarray:
-        return values if rows is None else values[rows]
-
-    proba, pred = only(proba), only(pred)
-    calibrated = estimator.calibrate(proba)
-    cells = only(scope_set.cells)
-    confidence = calibrated[np.arange(pred.size), pred]
-
-    # Expected confusion per cell: true class x predicted class, then summed per scope.
-    key = cells * k + pred
-    size = scope_set.n_cells * k
-    predicted = np.bincount(key, minlength=size).reshape(scope_set.n_cells, k)
-    # Built as [cell, predicted, true], turned to [cell, true, predicted].
-    expected = (
-        np.stack([np.bincount(key, calibrated[:, c], minlength=size) for c in range(k)], axis=1)
-        .reshape(scope_set.n_cells, k, k)
-        .transpose(0, 2, 1)
-    )
-    n_scored = scope_set.per_scope(predicted.sum(axis=1))
-    shares_count = scope_set.per_scope(predicted)
-    matrix = scope_set.per_scope(expected)
-    figures = _confusion_figures(matrix, n_scored, estimator)
-    figures["roc_auc"] = _roc_auc(estimator, proba, calibrated, only, scope_set)
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        n = np.maximum(n_scored, 1).astype(np.float64)
-        shares = shares_count / n[:, None]
-        ref = estimator.reference_shares
-        distance = 0.5 * np.abs(shares - ref[None, :]).sum(axis=1)
-        noise = np.sqrt(ref * (1 - ref))[None, :].sum(axis=1) / np.sqrt(n)
-        allowance = np.maximum(0.0, distance - noise)
-        errors = {name: estimator.error_scales[name] / np.sqrt(n) for name in FIGURES}
-
-    checks = _labelled(estimator, window, labels, only, pred, confidence, cells, scope_set)
+    scored = _Scored.of(estimator, window, scope_set)
+    n_scored, figures, allowance = _estimates(estimator, scored, scope_set)
+    n = np.maximum(n_scored, 1).astype(np.float64)
+    errors = {name: estimator.error_scales[name] / np.sqrt(n) for name in FIGURES}
+    n_labelled, realised, promised, ece = _labelled(estimator, window, labels, scored, scope_set)
     enough = n_scored >= policy.min_rows
+    has_labels = enough & (n_labelled > 0)
     kinds, keys = scope_set.labels()
-    total = scope_set.total
     columns: dict[str, Any] = {
         "scope_kind": np.array(kinds, dtype=object),
         "scope_key": np.array(keys, dtype=object),
         "status": np.where(enough, OK, INSUFFICIENT_DATA).astype(object),
-        "task": np.full(total, estimator.task, dtype=object),
+        "task": np.full(scope_set.total, estimator.task, dtype=object),
         "n_rows": scope_set.per_scope(scope_set.count_cells()).astype(np.int64),
         "n_scored": n_scored.astype(np.int64),
     }
@@ -289,29 +250,27 @@ def estimate_performance(
         columns[name] = value
         columns[f"{name}_lower"] = np.clip(value - half, 0.0, 1.0)
         columns[f"{name}_upper"] = np.clip(value + half, 0.0, 1.0)
-    n_labelled, realised, promised, ece = checks
-    with np.errstate(invalid="ignore", divide="ignore"):
-        has_labels = enough & (n_labelled > 0)
     columns |= {
         "sampling_error": np.where(enough, errors["accuracy"], np.nan),
         "shift_allowance": np.where(enough, allowance, np.nan),
-        "n_labelled": n_labelled.astype(np.int64),
+        "n_labelled": n_labelled,
         "realised_accuracy": np.where(has_labels, realised, np.nan),
         "expected_accuracy": np.where(has_labels, promised, np.nan),
         "calibration_error": np.where(has_labels, ece, np.nan),
     }
+    checks = ScopeChecks(
+        kinds=kinds,
+        keys=keys,
+        estimated=enough,
+        accuracy=columns["accuracy"],
+        n_labelled=n_labelled,
+        realised=columns["realised_accuracy"],
+        expected=columns["expected_accuracy"],
+        shift_allowance=columns["shift_allowance"],
+        members=_Members(scope_set),
+    )
     verdicts = judge(
-        ScopeChecks(
-            kinds=kinds,
-            keys=keys,
-            estimated=enough,
-            accuracy=columns["accuracy"],
-            n_labelled=n_labelled,
-            realised=columns["realised_accuracy"],
-            expected=columns["expected_accuracy"],
-            shift_allowance=columns["shift_allowance"],
-            members=_Members(scope_set),
-        ),
+        checks,
         evidence,
         sd_reference=estimator.sd_reference,
         leaned_on=estimator.leaned_on,
@@ -323,6 +282,78 @@ def estimate_performance(
         "trust_reason": verdicts.reason,
     }
     return EstimationResult(ResultTable(EstimationScope, columns))
+
+
+@dataclass(frozen=True, eq=False)
+class _Scored:
+    """The window's scored rows (a prediction among the classes and finite probabilities):
+    their uncalibrated and calibrated probabilities, predicted class, calibrated confidence in
+    it and cell; ``rows`` picks them from the window (None: every row is scored)."""
+
+    rows: np.ndarray | None
+    proba: np.ndarray
+    calibrated: np.ndarray
+    pred: np.ndarray
+    confidence: np.ndarray
+    cells: np.ndarray
+
+    @classmethod
+    def of(cls, estimator: Estimator, window: pd.DataFrame, scopes: ScopeSet) -> _Scored:
+        proba = _proba(window, estimator.scored_classes)
+        if PREDICTION in window:
+            pred = _codes(window[PREDICTION], list(estimator.classes))
+        else:
+            pred = np.full(len(window), -1, np.int64)
+        scored = (pred >= 0) & np.isfinite(proba).all(axis=1)
+        rows = None if scored.all() else np.flatnonzero(scored)
+        if rows is not None:
+            proba, pred = proba[rows], pred[rows]
+        calibrated = estimator.calibrate(proba)
+        confidence = calibrated[np.arange(pred.size), pred]
+        cells = scopes.cells if rows is None else scopes.cells[rows]
+        return cls(rows, proba, calibrated, pred, confidence, cells)
+
+    def only(self, values: np.ndarray) -> np.ndarray:
+        """A per-row array of the window restricted to the scored rows."""
+        return values if self.rows is None else values[self.rows]
+
+
+def _estimates(
+    estimator: Estimator, scored: _Scored, scopes: ScopeSet
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Per scope: scored rows, every estimated figure, and the shift allowance."""
+    k = len(estimator.classes)
+    # Expected confusion per cell: true class x predicted class, then summed per scope.
+    key = scored.cells * k + scored.pred
+    size = scopes.n_cells * k
+    predicted = np.bincount(key, minlength=size).reshape(scopes.n_cells, k)
+    # Built as [cell, predicted, true], turned to [cell, true, predicted].
+    expected = (
+        np.stack(
+            [np.bincount(key, scored.calibrated[:, c], minlength=size) for c in range(k)], axis=1
+        )
+        .reshape(scopes.n_cells, k, k)
+        .transpose(0, 2, 1)
+    )
+    n_scored = scopes.per_scope(predicted.sum(axis=1))
+    figures = _confusion_figures(scopes.per_scope(expected), n_scored, estimator)
+    figures["roc_auc"] = _roc_auc(estimator, scored, scopes)
+    allowance = _shift_allowance(scopes.per_scope(predicted), n_scored, estimator)
+    return n_scored, figures, allowance
+
+
+def _shift_allowance(
+    predicted: np.ndarray, n_scored: np.ndarray, estimator: Estimator
+) -> np.ndarray:
+    """How far each scope's mix of predicted classes moved from the reference's beyond noise:
+    the total-variation distance of the shares, less ``sum_c sqrt(s_c (1 - s_c) / n)`` of the
+    reference's shares ``s`` (for two classes: ``|s - s_ref| - 2 sqrt(s_ref (1 - s_ref) / n)``),
+    never below 0."""
+    n = np.maximum(n_scored, 1).astype(np.float64)
+    ref = estimator.reference_shares
+    distance = 0.5 * np.abs(predicted / n[:, None] - ref[None, :]).sum(axis=1)
+    noise = np.sqrt(ref * (1 - ref)).sum() / np.sqrt(n)
+    return np.maximum(0.0, distance - noise)
 
 
 # --- per-scope figures --------------------------------------------------------------------------
@@ -369,20 +400,17 @@ def _auc_targets(estimator: Estimator) -> list[tuple[int, int]]:
     return [(c, c) for c in range(len(classes))]
 
 
-def _roc_auc(
-    estimator: Estimator,
-    proba: np.ndarray,
-    calibrated: np.ndarray,
-    only: Any,
-    scopes: ScopeSet,
-) -> np.ndarray:
+def _roc_auc(estimator: Estimator, scored: _Scored, scopes: ScopeSet) -> np.ndarray:
     """NannyML's estimated ROC AUC of every scope, averaged over the targets."""
     targets = _auc_targets(estimator)
-    classes = estimator.classes
     total = np.zeros(scopes.total)
     for c, column in targets:
         total += _segment_auc(
-            proba[:, column], calibrated[:, c], only, scopes, ties_share_weight=len(classes) == 2
+            scored.proba[:, column],
+            scored.calibrated[:, c],
+            scored.only,
+            scopes,
+            ties_share_weight=len(estimator.classes) == 2,
         )
     return total / len(targets)
 
@@ -454,10 +482,7 @@ def _labelled(
     estimator: Estimator,
     window: pd.DataFrame,
     labels: Mapping[Any, Any] | pd.Series,
-    only: Any,
-    pred: np.ndarray,
-    confidence: np.ndarray,
-    cells: np.ndarray,
+    scored: _Scored,
     scopes: ScopeSet,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per scope, on its scored rows that have a label: how many, the accuracy they realise,
@@ -466,19 +491,19 @@ def _labelled(
     series = labels if isinstance(labels, pd.Series) else pd.Series(labels, dtype=object)
     series = series[series.notna()]
     total = scopes.total
-    if not len(series) or not len(pred):
+    if not len(series) or not len(scored.pred):
         zeros = np.zeros(total)
         return zeros.astype(np.int64), zeros + np.nan, zeros + np.nan, zeros + np.nan
     series = series[~series.index.duplicated(keep="last")]
-    where = only(series.index.get_indexer(window[ROW_KEY].to_numpy()))
+    where = scored.only(series.index.get_indexer(window[ROW_KEY].to_numpy()))
     labelled = np.flatnonzero(where >= 0)
     codes, uniques = pd.factorize(series.to_numpy(dtype=object)[where[labelled]])
     texts = np.array([_text(u) for u in uniques], dtype=object)
     names = np.array(estimator.classes, dtype=object)
-    correct = (texts[codes] == names[pred[labelled]]).astype(np.float64)
-    promised = confidence[labelled]
+    correct = (texts[codes] == names[scored.pred[labelled]]).astype(np.float64)
+    promised = scored.confidence[labelled]
     bins = np.minimum((promised * ECE_BINS).astype(np.intp), ECE_BINS - 1)
-    key = cells[labelled] * ECE_BINS + bins
+    key = scored.cells[labelled] * ECE_BINS + bins
     size = scopes.n_cells * ECE_BINS
     count = np.bincount(key, minlength=size).reshape(-1, ECE_BINS)
     right = np.bincount(key, correct, minlength=size).reshape(-1, ECE_BINS)

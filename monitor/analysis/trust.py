@@ -247,15 +247,14 @@ def _sentence(
         )
     if n_labelled == 0:
         now = "no labelled records yet to check it"
-    return now + _inputs(
-        (kind, key), float(np.nan_to_num(checks.shift_allowance[i])), evidence, leaned_on
-    )
+    return now + _inputs((kind, key), float(checks.shift_allowance[i]), evidence, leaned_on)
 
 
 def _inputs(
     scope: tuple[str, str], allowance: float, evidence: TrustEvidence, leaned_on: Sequence[str]
 ) -> str:
     """What the inputs say about an estimate no label has checked."""
+    allowance = allowance if np.isfinite(allowance) else 0.0
     drifted = list(evidence.drifted_features.get(scope, ()))
     leaned = [name for name in drifted if name in leaned_on]
     widened = f": band widened by {allowance:.2f}" if allowance > 0 else ""
