@@ -1,8 +1,9 @@
 """Commands that read results: `edge-monitor status`, `windows` and `results`.
 
 Each prints what it found in words (a drifting node is a line that says so) and exits 0; the
-human output of `results` is drawn from the same document `results --json` prints and the
-read API answers (monitor.commands.results), so the three never disagree.
+human output of `results` is drawn from the same typed rows (monitor.commands.results'
+``FoundResults``, read through storage.results) as the document `results --json` prints and
+the read API answers, so the three never disagree.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ import argparse
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from monitor.commands.results import FoundWindow, ScopeResults
+    from monitor.storage.readout import EstimationScope, MultivariateScope
 
 _T = TypeVar("_T")
 
@@ -53,7 +58,8 @@ def add_commands(commands: Any) -> None:
         commands,
         "results",
         _results,
-        "the verdicts of an analysed window: drift, quality and performance per scope",
+        "the verdicts of an analysed window per scope: drift, quality, performance (realised "
+        "and estimated, with the estimate's band and trust) and multivariate drift",
     )
     found.add_argument("--model", required=True, help="the model's name (required)")
     which = found.add_mutually_exclusive_group()
@@ -254,8 +260,8 @@ def _results(args: argparse.Namespace) -> int:
     _checked(results.parse_scope, args.scope)
     _checked(results.check_limit, args.limit, results.MAX_RESULT_WINDOWS)
     since = _checked(results.parse_time, args.since, "since") if args.since else None
-    document = _run_command(
-        results.results_document,
+    found = _run_command(
+        results.find_results,
         args.model,
         window=args.window,
         since=since,
@@ -263,88 +269,206 @@ def _results(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     if args.json:
-        print(json.dumps(document, indent=2))
+        print(json.dumps(results.results_of(found), indent=2))
         return 0
-    if not document["windows"]:
+    if not found.windows:
         print(
             f"{args.model}: no window analysed since {args.since}"
             if since
             else _not_analysed(args.model)
         )
         return 0
-    for window in document["windows"]:
-        for line in window_lines(document["model"], window, scope=args.scope):
+    for window in found.windows:
+        for line in window_lines(found.model, window, scope=args.scope):
             print(line)
     return 0
 
 
-def window_lines(model: str, window: dict[str, Any], *, scope: str | None = None) -> list[str]:
-    """One window's results document in words: per scope its drift verdict, each drifted
-    feature's method, statistic and adjusted p-value, quality issues and performance."""
-    lines = [f"{model}: window {window['window_start']} to {window['window_end']}"]
-    if not window["scopes"]:
+def window_lines(model: str, window: FoundWindow, *, scope: str | None = None) -> list[str]:
+    """One window's results in words: per scope its drift verdict, each drifted feature's
+    method, statistic and adjusted p-value, quality issues, realised performance, the
+    estimated performance with its band and trust verdict, and multivariate drift; then what
+    was found."""
+    lines = [f"{model}: window {_iso(window.window_start)} to {_iso(window.window_end)}"]
+    lines.extend(_window_notes(window))
+    if not window.scopes:
         lines.append(f"  no scope {scope} in this window (scopes are the nodes that sent records)")
-    for s in window["scopes"]:
+    for s in window.scopes:
         lines.extend(_scope_lines(s))
-    drifting = [s["scope"] for s in window["scopes"] if (s["drift"] or {}).get("drifted")]
-    lines.append(
-        f"found: drift at {len(drifting)} scope(s): {', '.join(drifting)}"
-        if drifting
-        else "found: no drift"
-    )
+    lines.extend(found_lines(window))
     return lines
 
 
-def _scope_lines(s: dict[str, Any]) -> list[str]:
-    drift = s["drift"]
-    if drift is None:
-        head = f"{s['scope']}: no drift result"
-    else:
-        verdict = {True: "drifted", False: "no drift", None: "too little data for a verdict"}[
-            drift["drifted"]
-        ]
-        if drift["status"] not in ("ok", "insufficient_data"):
-            verdict = drift["status"]
-        head = (
-            f"{s['scope']}: {verdict} ({drift['n_drifted']} of {drift['n_features']} features, "
-            f"{drift['n_rows']} records)"
+def _window_notes(window: FoundWindow) -> list[str]:
+    """One line per later kind the window has no per-scope result of, saying why."""
+    from monitor.commands.results import NOT_ESTIMABLE
+
+    notes = []
+    if not window.estimated:
+        notes.append(
+            "  estimated performance: not computed for this window (analysed before "
+            "estimation existed)"
         )
+    elif window.not_estimable is not None:
+        notes.append(f"  estimated performance: none, {NOT_ESTIMABLE[window.not_estimable]}")
+    if not window.multivariate_analysed:
+        notes.append(
+            "  multivariate drift: not computed for this window (analysed before it existed)"
+        )
+    elif window.multivariate_unjudged is not None:
+        notes.append("  multivariate drift: none, the model version has no reference data")
+    return notes
+
+
+def found_lines(window: FoundWindow) -> list[str]:
+    """What the window's scopes (those asked for) were found to be, one line per kind."""
+    drifting = [s.name for s in window.drifting()]
+    lines = [
+        f"found: drift at {len(drifting)} scope(s): {', '.join(drifting)}"
+        if drifting
+        else "found: no drift"
+    ]
+    multivariate = [s.name for s in window.multivariate_drifting()]
+    if multivariate:
+        lines.append(
+            f"found: multivariate drift at {len(multivariate)} scope(s): {', '.join(multivariate)}"
+        )
+    elif window.judged_multivariate():
+        lines.append("found: no multivariate drift")
+    untrusted = [s.name for s in window.untrusted()]
+    if untrusted:
+        lines.append(
+            f"found: estimate not trusted at {len(untrusted)} scope(s): {', '.join(untrusted)}"
+        )
+    elif window.judged_estimates():
+        lines.append("found: every estimate trusted")
+    return lines
+
+
+def _scope_lines(s: ScopeResults) -> list[str]:
+    drift = s.drift
+    if drift is None:
+        head = f"{s.name}: no drift result"
+    else:
+        d = drift.result
+        verdict = {True: "drifted", False: "no drift", None: "too little data for a verdict"}[
+            d.drifted
+        ]
+        if d.status not in ("ok", "insufficient_data"):
+            verdict = d.status
+        head = f"{s.name}: {verdict} ({d.n_drifted} of {d.n_features} features, {d.n_rows} records)"
     lines = [head]
     if drift is not None:
         # How it was judged, when it is not simply this window against the version's reference.
         how = []
-        if drift.get("reference") and not str(drift["reference"]).startswith("version "):
-            how.append(f"against {drift['reference']}")
-        if drift.get("span_start"):
-            how.append(f"on the windows pooled since {drift['span_start']}")
-        if drift.get("revision", 1) > 1:
-            how.append(f"revision {drift['revision']}, {drift['n_late']} late rows")
+        if drift.reference and not drift.reference.startswith("version "):
+            how.append(f"against {drift.reference}")
+        if drift.span_start is not None:
+            how.append(f"on the windows pooled since {_iso(drift.span_start)}")
+        if drift.revision > 1:
+            how.append(f"revision {drift.revision}, {drift.n_late} late rows")
         if how:
             lines.append(f"  judged {'; '.join(how)}")
-        for f in drift["features"]:
-            if f["drifted"]:
+        for f in s.drift_features:
+            if f.drifted:
                 lines.append(
-                    f"  drift: {f['feature']}: {f['method']} {_num(f['statistic'])} "
-                    f"(threshold {_num(f['threshold'])}), adjusted p-value "
-                    f"{_p(f['adjusted_p_value'])}"
+                    f"  drift: {f.feature}: {f.method} {_num(f.statistic)} "
+                    f"(threshold {_num(f.threshold)}), adjusted p-value "
+                    f"{_p(f.adjusted_p_value)}"
                 )
-    quality = s["quality"]
-    if quality is not None and quality["issues"]:
-        lines.append(f"  quality: issues on {', '.join(quality['issues'])}")
-    performance = s["performance"]
-    if performance is not None and performance["n_labelled"]:
+    if s.quality is not None and s.quality_issues:
+        lines.append(f"  quality: issues on {', '.join(s.quality_issues)}")
+    if s.performance is not None and s.performance.result.n_labelled:
+        p = s.performance.result
         figures = [
-            f"{name} {performance[name]:.3f}"
+            f"{name} {value:.3f}"
             for name in ("accuracy", "f1", "roc_auc", "mae", "rmse")
-            if performance[name] is not None
+            if (value := getattr(p, name)) is not None
         ]
-        coverage = performance["label_coverage"]
+        coverage = p.label_coverage
         lines.append(
-            f"  performance: {', '.join(figures) or performance['status']} "
-            f"({performance['n_labelled']} labelled"
+            f"  performance: {', '.join(figures) or p.status} ({p.n_labelled} labelled"
             + (f", {coverage:.0%})" if coverage is not None else ")")
         )
+    # A kind the whole window could not compute is said once, in the window's notes.
+    if s.estimation is not None and not s.estimation_unavailable:
+        lines.extend(estimation_lines(s.estimation.result))
+    if s.multivariate is not None and not s.multivariate_unavailable:
+        lines.append(multivariate_line(s.multivariate.result))
     return lines
+
+
+#: The estimated figures besides accuracy, in the order they are shown.
+OTHER_ESTIMATES = ("precision", "recall", "f1", "roc_auc")
+
+
+def estimation_lines(e: EstimationScope) -> list[str]:
+    """A scope's estimated performance in words: the accuracy with its band and the trust
+    verdict on the first line (an untrusted estimate says so before its reason, and nothing
+    in it reassures), the other figures, and the accuracy realised on the labelled records
+    beside what the estimate promised for them."""
+    if e.accuracy is None:
+        return [
+            f"  estimated performance: too few scored records for an estimate "
+            f"({e.n_scored} of {e.n_rows})"
+        ]
+    head = f"  estimated accuracy {_band(e.accuracy, e.accuracy_lower, e.accuracy_upper)}"
+    if e.trusted is False:
+        reason = (e.trust_reason or "").removeprefix("not trusted: ")
+        head += f", not trusted: {reason}" if reason else ", not trusted"
+    elif e.trusted is True:
+        head += f", trusted ({e.trust_reason})" if e.trust_reason else ", trusted"
+    else:
+        head += ", trust unknown"
+    lines = [head]
+    others = [
+        f"{name} {_band(value, getattr(e, name + '_lower'), getattr(e, name + '_upper'))}"
+        for name in OTHER_ESTIMATES
+        if (value := getattr(e, name)) is not None
+    ]
+    lines.append(
+        f"    estimated {', '.join(others)} on {e.n_scored} scored records"
+        if others
+        else f"    on {e.n_scored} scored records"
+    )
+    if e.n_labelled and e.realised_accuracy is not None:
+        promised = (
+            f", where the estimate promised {e.expected_accuracy:.2f}"
+            if e.expected_accuracy is not None
+            else ""
+        )
+        calibration = (
+            f" (calibration error {e.calibration_error:.3f})"
+            if e.calibration_error is not None
+            else ""
+        )
+        lines.append(
+            f"    realised accuracy {e.realised_accuracy:.2f} on {e.n_labelled} labelled "
+            f"records{promised}{calibration}"
+        )
+    return lines
+
+
+def multivariate_line(m: MultivariateScope) -> str:
+    """A scope's multivariate drift in words: the verdict, the reconstruction error against
+    the reference's and the thresholds, and the adjusted p-value."""
+    figures = (
+        f"reconstruction error {_num(m.reconstruction_error)} vs reference "
+        f"{_num(m.reference_error)}, thresholds {_num(m.lower_threshold)}\u2013"
+        f"{_num(m.upper_threshold)}"
+    )
+    if m.drifted is None:
+        return f"  multivariate: too little data for a verdict ({m.n_rows} records; {figures})"
+    p = f", adjusted p-value {_p(m.adjusted_p_value)}"
+    if m.drifted:
+        return f"  multivariate drift: {figures}{p}"
+    return f"  multivariate: no drift ({figures}{p})"
+
+
+def _band(value: float, lower: float | None, upper: float | None) -> str:
+    if lower is None or upper is None:
+        return f"{value:.2f}"
+    return f"{value:.2f} ({lower:.2f}\u2013{upper:.2f})"
 
 
 def _num(value: float | None) -> str:
