@@ -22,6 +22,7 @@ def test_there_are_benchmarks() -> None:
         "analyse_period.py",
         "pooled_detection.py",
         "p6_fleet_page.py",
+        "p8_estimation.py",
     } <= {p.name for p in SCRIPTS}
 
 
