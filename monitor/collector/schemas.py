@@ -549,6 +549,26 @@ PerformanceOut: Any = create_model(
     **_result_fields(result_schema.PerformanceScope),
     **_STORED_FIELDS,
 )
+EstimationOut: Any = create_model(
+    "EstimationOut",
+    __doc__="A scope's performance estimated without labels (NannyML's CBPE): each figure with "
+    "its band (<figure>_lower, <figure>_upper), the accuracy realised on the labelled records "
+    "so far beside what the estimate promised for them, and the trust verdict: trusted false "
+    "means the evidence (trust_evidence) says the reference's calibration no longer holds, "
+    "and trust_reason says why in words. status not_classification, no_probabilities, "
+    "no_reference_labels or no_reference: the model cannot be estimated (the fleet row alone).",
+    **_result_fields(result_schema.EstimationScope),
+    **_STORED_FIELDS,
+)
+MultivariateOut: Any = create_model(
+    "MultivariateOut",
+    __doc__="A scope's multivariate drift: the mean error with which the reference's principal "
+    "components reconstruct the window's rows, against the reference's own error and the "
+    "thresholds for a scope of this size; drifted after false-discovery control (null: too "
+    "few rows), and NannyML's own verdict for comparison.",
+    **_result_fields(result_schema.MultivariateScope),
+    **_STORED_FIELDS,
+)
 _ScopeKind: Any = Literal["fleet", "site", "group", "node"]
 ScopeResults: Any = create_model(
     "ScopeResults",
@@ -559,6 +579,14 @@ ScopeResults: Any = create_model(
     drift=(DriftOut | None, ...),
     quality=(QualityOut | None, ...),
     performance=(PerformanceOut | None, ...),
+    estimation=(
+        EstimationOut | None,
+        Field(description="null: not estimated for this scope (or the window predates it)"),
+    ),
+    multivariate=(
+        MultivariateOut | None,
+        Field(description="null: not analysed for this scope (or the window predates it)"),
+    ),
 )
 WindowResults: Any = create_model(
     "WindowResults",

@@ -113,7 +113,8 @@ async def list_windows(
 
 @router.get(
     "/models/{model}/results",
-    summary="The verdicts of a window: drift, quality and performance per scope",
+    summary="The verdicts of a window per scope: drift, quality, performance (realised and "
+    "estimated) and multivariate drift",
     response_model=schemas.ResultList,
     responses=refusals(READER, not_found("unknown_model", "no_window"), _BAD_QUERY, UNSTORABLE),
     openapi_extra=_SECURITY,
@@ -147,9 +148,15 @@ async def window_results(
     ] = results.DEFAULT_RESULT_WINDOWS,
 ) -> JSONResponse:
     """Per scope: the drift verdict and every feature's statistic, method and adjusted
-    p-value; data-quality issues; realised performance. With ``since``, the windows starting
-    at or after it (newest first, at most ``limit``). The latest window of a model with none
-    analysed yet answers an empty list; a time no analysed window holds answers 404."""
+    p-value; data-quality issues; realised performance; performance estimated without labels,
+    with its bands and trust verdict (``estimation.trusted`` false: the estimate must not be
+    relied on, ``trust_evidence`` and ``trust_reason`` say why); multivariate drift, the
+    reconstruction error against the reference's and its thresholds. A kind the window was
+    not analysed for (a window older than the kind, or a model that cannot be estimated:
+    only the fleet's row, its status saying why) is null. With ``since``, the windows
+    starting at or after it (newest first, at most ``limit``). The latest window of a model
+    with none analysed yet answers an empty list; a time no analysed window holds answers
+    404."""
     document = await _answer(
         results.results_document,
         state_of(request).engine,
