@@ -132,8 +132,10 @@ def window_of(start: datetime) -> int:
 
 
 def test_a_reversed_correlation_is_multivariate_drift_at_its_site_only(
-    engine: Engine, fleet: tuple[int, list[NodePlan]]
+    engine: Engine, fleet: tuple[int, list[NodePlan]], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """From the change on: the site, its groups and nodes, and the fleet; nothing else, ever.
+    The worker's line for each window says where."""
     model_id, plans = fleet
     mirrored_nodes = {p.name for p in plans if p.site == MIRRORED_SITE}
     mirrored_groups = {p.group for p in plans if p.site == MIRRORED_SITE}
@@ -176,37 +178,7 @@ def test_a_reversed_correlation_is_multivariate_drift_at_its_site_only(
         assert row.upper_threshold is not None and row.reconstruction_error is not None
         assert row.reconstruction_error > row.upper_threshold
 
-
-def test_no_univariate_test_sees_the_reversed_correlation(
-    engine: Engine, fleet: tuple[int, list[NodePlan]]
-) -> None:
-    model_id, plans = fleet
-    site_scopes = {("site", MIRRORED_SITE), ("fleet", "")} | {
-        (kind, key)
-        for p in plans
-        if p.site == MIRRORED_SITE
-        for kind, key in (("group", p.group), ("node", p.name))
-    }
-    with engine.connect() as conn:
-        runs = results.drift(conn, model_id)
-        features = results.features(conn, "drift", [r.id for r in runs])
-
-    judged = [
-        (window_of(r.window_start), r.scope_kind, r.scope_key, f.feature, f.drifted)
-        for r in runs
-        if (r.scope_kind, r.scope_key) in site_scopes
-        for f in features[r.id]
-    ]
-    # Every input and the prediction got a verdict at every scope of the site, in every window.
-    assert len(judged) == WINDOWS * len(site_scopes) * (2 + len(INDEPENDENT) + 1)
-    assert all(drifted is not None for *_, drifted in judged)
-    assert [j for j in judged if j[-1]] == []
-
-
-def test_the_window_log_names_where_multivariate_drift_was_found(
-    fleet: tuple[int, list[NodePlan]], caplog: pytest.LogCaptureFixture
-) -> None:
-    # The worker's log records of the fixture's analysis (its setup phase).
+    # The worker's line for each window says where (logged in the fixture: the setup phase).
     logged = [r for r in caplog.get_records("setup") if r.name == analysis.__name__]
     assert len(logged) == WINDOWS
     for window, record in enumerate(logged):
@@ -228,3 +200,31 @@ def test_the_window_log_names_where_multivariate_drift_was_found(
             "group site-a/line-2",
         ]
         assert getattr(record, "multivariate_drifting_nodes", None) == 2
+
+
+def test_no_univariate_test_sees_the_reversed_correlation(
+    engine: Engine, fleet: tuple[int, list[NodePlan]]
+) -> None:
+    """Every input and the prediction is judged at the site, its groups and nodes, and the
+    fleet, in every window: none drifted."""
+    model_id, plans = fleet
+    site_scopes = {("site", MIRRORED_SITE), ("fleet", "")} | {
+        (kind, key)
+        for p in plans
+        if p.site == MIRRORED_SITE
+        for kind, key in (("group", p.group), ("node", p.name))
+    }
+    with engine.connect() as conn:
+        runs = results.drift(conn, model_id)
+        features = results.features(conn, "drift", [r.id for r in runs])
+
+    judged = [
+        (window_of(r.window_start), r.scope_kind, r.scope_key, f.feature, f.drifted)
+        for r in runs
+        if (r.scope_kind, r.scope_key) in site_scopes
+        for f in features[r.id]
+    ]
+    # Every input and the prediction got a verdict at every scope of the site, in every window.
+    assert len(judged) == WINDOWS * len(site_scopes) * (2 + len(INDEPENDENT) + 1)
+    assert all(drifted is not None for *_, drifted in judged)
+    assert [j for j in judged if j[-1]] == []
