@@ -34,9 +34,23 @@ from monitor.analysis.columns import CATEGORICAL, NUMERICAL, numeric_values
 from monitor.analysis.profile import ReferenceProfile
 from monitor.analysis.spec import METHODS, DriftSpec
 from monitor.schema import (
+    CALIBRATION,
     FEATURE,
+    FLEET,
+    FLEET_KEY,
+    HISTORY,
+    LABELS_AGREE,
+    NO_CONTRARY_EVIDENCE,
+    NO_PROBABILITIES,
+    NO_REFERENCE,
+    NO_REFERENCE_LABELS,
+    NOT_CLASSIFICATION,
+    OUTPUTS_WITHOUT_INPUTS,
+    SCOPE_KINDS,
     DriftFeature,
     DriftScope,
+    EstimationScope,
+    MultivariateScope,
     PerformanceScope,
     QualityFeature,
     feature_name,
@@ -203,6 +217,10 @@ class ReportPage:
     drifting: Sequence[tuple[DriftScope, Sequence[str]]]
     quality_issues: Sequence[QualityFeature] = ()
     performance: PerformanceScope | None = None
+    #: Every scope's estimated performance and multivariate drift in the window (empty: the
+    #: window was analysed before these kinds existed).
+    estimation: Sequence[EstimationScope] = ()
+    multivariate: Sequence[MultivariateScope] = ()
     #: Evidently's report of the same window, embedded as it is (None: left out).
     evidently: EvidentlyReport | None = None
 
@@ -297,6 +315,8 @@ def render_html(page: ReportPage) -> str:
             f"<p>{e(figures)} on {p.n_labelled:,} labelled records "
             f"({_pct(p.label_coverage)} of the window).</p>"
         )
+    parts.extend(_estimation_section(page))
+    parts.extend(_multivariate_section(page))
     if page.evidently is not None:
         report = page.evidently
         parts.append(
@@ -307,6 +327,218 @@ def render_html(page: ReportPage) -> str:
         )
     parts.append("</body></html>")
     return "".join(parts)
+
+
+#: Scope rows the estimation and multivariate tables show at most; the report's own scope
+#: and the scopes with a finding come first.
+MAX_SCOPE_ROWS = 200
+#: Why a model's performance cannot be estimated, by status (the fleet row alone is stored).
+NOT_ESTIMABLE = {
+    NOT_CLASSIFICATION: "the model is not a classifier",
+    NO_PROBABILITIES: "its records carry no class probabilities",
+    NO_REFERENCE_LABELS: "its reference data has no labels or probabilities to calibrate on",
+    NO_REFERENCE: "the model version has no reference data",
+}
+#: The evidence that decided a trust verdict, in words.
+EVIDENCE = {
+    CALIBRATION: "calibration: this window's labels contradict it",
+    HISTORY: "history: the last labelled window contradicted it",
+    OUTPUTS_WITHOUT_INPUTS: "outputs drifted while no input did",
+    LABELS_AGREE: "labels agree with it",
+    NO_CONTRARY_EVIDENCE: "no contrary evidence",
+}
+
+
+def _estimation_section(page: ReportPage) -> list[str]:
+    """Estimated performance: the report's scope in one sentence (an untrusted estimate says
+    so first, and is never drawn as good news), then a table of the window's scopes with
+    their bands, realised accuracy where labels arrived, trust and the evidence that decided."""
+    e = html_text.escape
+    parts = ["<h2>Estimated performance</h2>"]
+    rows = page.estimation
+    if not rows:
+        return [
+            *parts,
+            "<p id='estimation-note'>Not computed for this window: it was analysed before "
+            "performance estimation existed.</p>",
+        ]
+    fleet = _row_of(rows, FLEET, FLEET_KEY)
+    if fleet is not None and fleet.status in NOT_ESTIMABLE:
+        return [
+            *parts,
+            f"<p id='estimation-note'>Not estimable: {e(NOT_ESTIMABLE[fleet.status])} "
+            f"({e(fleet.status)}).</p>",
+        ]
+    own = _row_of(rows, page.scope_kind, page.scope_key)
+    if own is None:
+        parts.append("<p>No estimate for this scope in this window.</p>")
+    elif own.accuracy is None:
+        parts.append(
+            f"<p id='estimate' class='verdict unknown'>Too few scored records for an estimate "
+            f"({own.n_scored:,} of {own.n_rows:,})</p>"
+        )
+    else:
+        figure = f"Estimated accuracy {_band(own.accuracy, own.accuracy_lower, own.accuracy_upper)}"
+        if own.trusted is False:
+            tone, said = "bad", "NOT TRUSTED"
+        elif own.trusted is True:
+            tone, said = "plain", "trusted"
+        else:
+            tone, said = "unknown", "trust unknown"
+        parts.append(f"<p id='estimate' class='verdict {tone}'>{e(figure)}: {said}</p>")
+        if own.trust_reason:
+            decided = EVIDENCE.get(own.trust_evidence or "", own.trust_evidence or "-")
+            parts.append(f"<p class='reason'>Decided by {e(decided)}: {e(own.trust_reason)}.</p>")
+    ordered = sorted(
+        rows,
+        key=lambda r: (
+            not _is(r, page.scope_kind, page.scope_key),
+            r.trusted is not False,
+            r.trusted is not None,
+            *_scope_order(r),
+        ),
+    )
+    shown = ordered[:MAX_SCOPE_ROWS]
+    parts.append(
+        "<table id='estimation'><tr><th>scope</th><th>scored records</th>"
+        "<th>estimated accuracy</th><th>band</th><th>estimated ROC AUC</th>"
+        "<th>realised accuracy (labelled)</th><th>estimate for those records</th>"
+        "<th>calibration error</th><th>trust</th><th>decided by</th><th>why</th></tr>"
+    )
+    for r in shown:
+        trust = {True: "trusted", False: "NOT TRUSTED", None: "-"}[r.trusted]
+        realised = (
+            f"{r.realised_accuracy:.3f} ({r.n_labelled:,})"
+            if r.realised_accuracy is not None
+            else ("-" if not r.n_labelled else f"- ({r.n_labelled:,})")
+        )
+        auc = "-" if r.roc_auc is None else _band(r.roc_auc, r.roc_auc_lower, r.roc_auc_upper)
+        reason = _why(r.trust_reason) or (
+            "too few scored records for an estimate" if r.accuracy is None else "-"
+        )
+        parts.append(
+            f"<tr class='{'bad' if r.trusted is False else ''}'>"
+            f"<td>{e(_scope_words(r.scope_kind, r.scope_key))}</td><td>{r.n_scored:,}</td>"
+            f"<td>{_fig(r.accuracy)}</td><td>{_range(r.accuracy_lower, r.accuracy_upper)}</td>"
+            f"<td>{e(auc)}</td><td>{realised}</td><td>{_fig(r.expected_accuracy)}</td>"
+            f"<td>{_fig(r.calibration_error)}</td><td class='verdict-cell'>{trust}</td>"
+            f"<td>{e(EVIDENCE.get(r.trust_evidence or '', r.trust_evidence or '-'))}</td>"
+            f"<td>{e(reason)}</td></tr>"
+        )
+    parts.append("</table>")
+    parts.extend(_left_out(ordered[MAX_SCOPE_ROWS:], lambda r: r.trusted is False, "untrusted"))
+    return parts
+
+
+def _multivariate_section(page: ReportPage) -> list[str]:
+    """Multivariate drift: the report's scope's verdict, then a table of the window's scopes:
+    reconstruction error against the reference's and the thresholds, p-value, verdict."""
+    e = html_text.escape
+    parts = ["<h2>Multivariate drift</h2>"]
+    rows = page.multivariate
+    if not rows:
+        return [
+            *parts,
+            "<p id='multivariate-note'>Not computed for this window: it was analysed before "
+            "multivariate drift existed.</p>",
+        ]
+    fleet = _row_of(rows, FLEET, FLEET_KEY)
+    if fleet is not None and fleet.status == NO_REFERENCE:
+        return [
+            *parts,
+            "<p id='multivariate-note'>Not analysed: the model version has no reference data.</p>",
+        ]
+    own = _row_of(rows, page.scope_kind, page.scope_key)
+    if own is None:
+        parts.append("<p>No multivariate result for this scope in this window.</p>")
+    else:
+        if own.drifted is None:
+            tone, headline = "unknown", "Not enough data for a multivariate verdict"
+        elif own.drifted:
+            tone, headline = "bad", "Multivariate drift detected"
+        else:
+            tone, headline = "good", "No multivariate drift"
+        parts.append(
+            f"<p id='multivariate-verdict' class='verdict {tone}'>{headline}</p>"
+            f"<p>Reconstruction error {_fig(own.reconstruction_error)} against the "
+            f"reference's {_fig(own.reference_error)} (thresholds "
+            f"{_range(own.lower_threshold, own.upper_threshold)} for {own.n_rows:,} records, "
+            f"{own.n_components} principal components); adjusted p-value "
+            f"{_num(own.adjusted_p_value)}.</p>"
+        )
+    ordered = sorted(
+        rows,
+        key=lambda r: (
+            not _is(r, page.scope_kind, page.scope_key),
+            not r.drifted,
+            *_scope_order(r),
+        ),
+    )
+    parts.append(
+        "<table id='multivariate'><tr><th>scope</th><th>records</th>"
+        "<th>reconstruction error</th><th>reference error</th><th>thresholds</th>"
+        "<th>adjusted p-value</th><th>verdict</th><th>NannyML's verdict</th></tr>"
+    )
+    for r in ordered[:MAX_SCOPE_ROWS]:
+        verdict = {True: "drifted", False: "not drifted", None: "insufficient data"}[r.drifted]
+        parts.append(
+            f"<tr class='{'bad' if r.drifted else ''}'>"
+            f"<td>{e(_scope_words(r.scope_kind, r.scope_key))}</td><td>{r.n_rows:,}</td>"
+            f"<td>{_fig(r.reconstruction_error)}</td><td>{_fig(r.reference_error)}</td>"
+            f"<td>{_range(r.lower_threshold, r.upper_threshold)}</td>"
+            f"<td>{_num(r.adjusted_p_value)}</td><td class='verdict-cell'>{verdict}</td>"
+            f"<td>{_yes_no(r.nannyml_drifted, 'drifted', 'not drifted')}</td></tr>"
+        )
+    parts.append("</table>")
+    parts.extend(_left_out(ordered[MAX_SCOPE_ROWS:], lambda r: bool(r.drifted), "drifted"))
+    return parts
+
+
+def _why(reason: str | None) -> str:
+    """A trust reason without the verdict it opens with (shown beside it already)."""
+    return (reason or "").removeprefix("not trusted: ")
+
+
+def _left_out(rows: Sequence[Any], finding: Any, word: str) -> list[str]:
+    if not rows:
+        return []
+    # Scopes with a finding sort first, so the rows left out have one only when too many do.
+    found = sum(1 for r in rows if finding(r))
+    more = f", {found} of them {word}" if found else f", none {word}"
+    return [f"<p class='note'>{len(rows):,} more scopes not shown{more}.</p>"]
+
+
+def _row_of(rows: Sequence[Any], kind: str, key: str) -> Any:
+    return next((r for r in rows if _is(r, kind, key)), None)
+
+
+def _is(row: Any, kind: str, key: str) -> bool:
+    return bool(row.scope_kind == kind and row.scope_key == key)
+
+
+def _scope_order(row: Any) -> tuple[int, str]:
+    kind = row.scope_kind
+    return (SCOPE_KINDS.index(kind) if kind in SCOPE_KINDS else len(SCOPE_KINDS), row.scope_key)
+
+
+def _scope_words(kind: str, key: str) -> str:
+    return "fleet" if kind == FLEET else f"{kind} {key}"
+
+
+def _band(value: float, lower: float | None, upper: float | None) -> str:
+    if lower is None or upper is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} ({lower:.3f}\u2013{upper:.3f})"
+
+
+def _range(lower: float | None, upper: float | None) -> str:
+    if lower is None or upper is None:
+        return "-"
+    return f"{lower:.3f}\u2013{upper:.3f}"
+
+
+def _fig(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _sample(report: EvidentlyReport) -> str:
@@ -334,7 +566,7 @@ _CSS = (
     "h1 small{font-weight:normal;color:#666}.window{color:#444}"
     ".verdict{font-size:1.4em;padding:.4em .8em;border-radius:6px;display:inline-block}"
     ".verdict.bad{background:#fde2e1;color:#a40000}.verdict.good{background:#e3f6e5;"
-    "color:#1d6b2a}.verdict.unknown{background:#eee}"
+    "color:#1d6b2a}.verdict.unknown,.verdict.plain{background:#eee}.reason{color:#444}"
     "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em"
     " .6em;text-align:left}tr.bad td{background:#fff3f2}"
     "iframe{width:100%;height:1400px;border:1px solid #ddd}.note{color:#555}"

@@ -1,28 +1,41 @@
 """The HTML report of an analysed window: the stored verdicts, with Evidently's visuals.
 
 The verdicts come from ``storage.results`` (what the worker decided, what the CLI prints and
-the demo narrates). Evidently's report of the same rows is made on demand, off the analysis
-path, on a seeded sample; its snapshot is kept so that the next report of the window renders
-at once.
+the demo narrates): drift, quality, realised and estimated performance (with each estimate's
+trust verdict and the evidence that decided it), and multivariate drift. Evidently's report
+of the same rows is made on demand, off the analysis path, on a seeded sample; its snapshot is
+kept so that the next report of the window renders at once.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Connection
 
 from monitor.analysis.report import EvidentlyReport, ReportPage, evidently_report, render_html
 from monitor.errors import NotFound, ValidationFailed
 from monitor.jobs.reference import ReferenceCache
-from monitor.schema import FLEET, FLEET_KEY, GROUP, NODE, SITE
+from monitor.schema import (
+    FLEET,
+    FLEET_KEY,
+    GROUP,
+    NODE,
+    SITE,
+    EstimationScope,
+    MultivariateScope,
+)
 from monitor.storage import models, registry, results
 from monitor.storage.engine import begin_write
 from monitor.storage.nodes import list_nodes
 from monitor.storage.windows import load_window
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,9 @@ class WrittenReport:
     scope_key: str
     drifted: bool | None
     drifted_features: tuple[str, ...]
+    #: The scope's estimated performance and multivariate drift (None: not stored for it).
+    estimation: EstimationScope | None = None
+    multivariate: MultivariateScope | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,9 @@ class BuiltReport:
     scope_key: str
     drifted: bool | None
     drifted_features: tuple[str, ...]
+    #: The scope's estimated performance and multivariate drift (None: not stored for it).
+    estimation: EstimationScope | None = None
+    multivariate: MultivariateScope | None = None
 
     @property
     def file_name(self) -> str:
@@ -77,6 +96,8 @@ def write_report(
         built.scope_key,
         built.drifted,
         built.drifted_features,
+        built.estimation,
+        built.multivariate,
     )
 
 
@@ -140,6 +161,8 @@ def build_report(
         ],
         quality_issues=quality_issues,
         performance=performance,
+        estimation=[row.result for row in stored.estimation],
+        multivariate=[row.result for row in stored.multivariate],
         evidently=_evidently(conn, model.id, stored.window_start, stored.window_end, drift.id,
                              version, scope_kind, scope_key, keep=keep_snapshot)
         if evidently else None,
@@ -152,6 +175,14 @@ def build_report(
         scope_key,
         drift.result.drifted,
         tuple(stored.drifted_features(scope_kind, scope_key)),
+        _result_of(stored.estimation, scope_kind, scope_key),
+        _result_of(stored.multivariate, scope_kind, scope_key),
+    )
+
+
+def _result_of(rows: Sequence[results.Stored[R]], scope_kind: str, scope_key: str) -> R | None:
+    return next(
+        (r.result for r in rows if r.scope_kind == scope_kind and r.scope_key == scope_key), None
     )
 
 
