@@ -268,7 +268,10 @@ def test_a_steady_fleet_whose_estimates_sit_well_above_the_bound_raises_no_alert
     add_rule(engine, name="sites")
     add_rule(engine, name="nodes", scope="each_node", group_by="site")
     add_rule(engine, name="fleet", scope="fleet", params={"metric": "accuracy", "below": 0.9})
-    steady = {("fleet", ""): (0.93, 0.01, True), HOT: (0.93, 0.02, True)}
+    steady: dict[tuple[str, str], tuple[float, float, bool | None]] = {
+        ("fleet", ""): (0.93, 0.01, True),
+        HOT: (0.93, 0.02, True),
+    }
     steady |= {COLD: (0.92, 0.02, None)}  # trust unknown: never clear, never a breach either
     steady |= {("node", n): (0.93, 0.04, i % 2 == 0) for i, n in enumerate(NODES)}
     changes = []
