@@ -13,10 +13,12 @@ Everything is per scope without a loop over scopes: expected matrices are sums p
 (``ScopeSet``), and the ROC curves of every scope of a kind come from one sort by score, then a
 stable sort by scope code, so that each scope is one contiguous segment of segment-wise sums.
 
-Beyond NannyML, each band is widened by the scope's shift allowance (how far its mix of
-predicted classes moved from the reference's, beyond noise: the calibration was measured on
-the reference's mix), the estimate is checked against whatever labels the window has, and a
-trust verdict is given (``monitor.analysis.trust``).
+Beyond NannyML, each band also holds the calibration's own uncertainty (the sampling error at
+the reference's size: a scope's estimate is no more certain than the reference it was
+calibrated on) and is widened by the scope's shift allowance (how far its mix of predicted
+classes moved from the reference's, beyond noise: the calibration was measured on the
+reference's mix); the estimate is checked against whatever labels the window has, and a trust
+verdict is given (``monitor.analysis.trust``).
 """
 
 from __future__ import annotations
@@ -100,6 +102,14 @@ class Estimator:
     def sd_reference(self) -> float:
         """The standard deviation of the reference's per-row correctness."""
         return self.error_scales.get("accuracy", float("nan"))
+
+    def reference_error(self, figure: str = "accuracy") -> float:
+        """The calibration's own uncertainty in a figure: its sampling error at the reference's
+        size. Calibrated on ``n_reference`` rows, the estimate of a scope of any size is no
+        more certain than that, and the error is shared by every window (a bias, not noise)."""
+        if self.n_reference <= 0:
+            return float("nan")
+        return self.error_scales.get(figure, float("nan")) / float(np.sqrt(self.n_reference))
 
     @property
     def scored_classes(self) -> tuple[str, ...]:
@@ -246,7 +256,7 @@ def estimate_performance(
     }
     for name in FIGURES:
         value = np.where(enough, figures[name], np.nan)
-        half = policy.band_errors * errors[name] + allowance
+        half = policy.band_errors * (errors[name] + estimator.reference_error(name)) + allowance
         columns[name] = value
         columns[f"{name}_lower"] = np.clip(value - half, 0.0, 1.0)
         columns[f"{name}_upper"] = np.clip(value + half, 0.0, 1.0)
@@ -273,6 +283,7 @@ def estimate_performance(
         checks,
         evidence,
         sd_reference=estimator.sd_reference,
+        reference_error=estimator.reference_error(),
         leaned_on=estimator.leaned_on,
         policy=policy,
     )

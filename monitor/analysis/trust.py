@@ -6,13 +6,15 @@ gets a verdict from the first rule that applies:
 
 1. This window has enough labelled rows at the scope (``check_labels``): the accuracy they
    realise is compared with the accuracy their calibrated confidence promised, within
-   ``band_errors`` sampling errors of that many rows plus the scope's shift allowance.
-   Outside: not trusted (``calibration``); inside: trusted (``labels_agree``).
+   ``band_errors`` sampling errors of that many rows and of the reference's (the calibration's
+   own uncertainty), plus the scope's shift allowance. Outside: not trusted (``calibration``);
+   inside: trusted (``labels_agree``).
 2. The model's outputs (its prediction or a class probability) drifted at the scope while none
    of its input features did: the model or its preprocessing changed, and the reference's
    calibration does not describe it. Not trusted (``outputs_without_inputs``).
 3. The scope's latest earlier window with enough labels: its realised accuracy outside the band
-   it was checked against: not trusted (``history``); inside: trusted (``labels_agree``).
+   it was checked against (widened by the calibration's own uncertainty, as in rule 1): not
+   trusted (``history``); inside: trusted (``labels_agree``).
 4. Otherwise trusted (``no_contrary_evidence``), saying whether labels were there to check it
    and whether the inputs the model leans on drifted.
 
@@ -125,6 +127,7 @@ def judge(
     evidence: TrustEvidence | None,
     *,
     sd_reference: float,
+    reference_error: float = 0.0,
     leaned_on: Sequence[str],
     policy: EstimationPolicy,
 ) -> Verdicts:
@@ -136,8 +139,12 @@ def judge(
     evidence = evidence or TrustEvidence()
     with np.errstate(invalid="ignore", divide="ignore"):
         n = checks.n_labelled.astype(np.float64)
-        half = policy.band_errors * sd_reference / np.sqrt(n) + np.nan_to_num(
-            checks.shift_allowance
+        # The calibration's own uncertainty holds at any number of labels.
+        margin = policy.band_errors * reference_error if np.isfinite(reference_error) else 0.0
+        half = (
+            policy.band_errors * sd_reference / np.sqrt(n)
+            + margin
+            + np.nan_to_num(checks.shift_allowance)
         )
         lower = np.clip(checks.expected - half, 0.0, 1.0)
         upper = np.clip(checks.expected + half, 0.0, 1.0)
@@ -159,7 +166,7 @@ def judge(
         if evidence.outputs_drifted.get(scope) and not evidence.drifted_features.get(scope):
             trusted[i], codes[i] = False, OUTPUTS_WITHOUT_INPUTS
             continue
-        past = _latest_checked(evidence.history.get(scope, ()), policy.check_labels)
+        past = _latest_checked(evidence.history.get(scope, ()), policy.check_labels, margin)
         if past is not None:
             found[i] = past
             trusted[i], codes[i] = past.holds, HISTORY if not past.holds else LABELS_AGREE
@@ -172,8 +179,12 @@ def judge(
     return Verdicts(trusted, codes, reasons)
 
 
-def _latest_checked(history: Sequence[PastWindow], check_labels: int) -> _Check | None:
-    """The latest earlier window with enough labels and a band, as a check."""
+def _latest_checked(
+    history: Sequence[PastWindow], check_labels: int, margin: float
+) -> _Check | None:
+    """The latest earlier window with enough labels and a band, as a check. The band is the one
+    its labels were checked against for sampling and shift; it is widened here by ``margin``,
+    the calibration's own uncertainty, as this window's check is."""
     for past in reversed(history):
         if (
             past.n_labelled >= check_labels
@@ -184,8 +195,8 @@ def _latest_checked(history: Sequence[PastWindow], check_labels: int) -> _Check 
             return _Check(
                 past.n_labelled,
                 past.realised_accuracy,
-                past.accuracy_lower,
-                past.accuracy_upper,
+                max(0.0, past.accuracy_lower - margin),
+                min(1.0, past.accuracy_upper + margin),
                 window_start=past.window_start,
             )
     return None

@@ -55,6 +55,7 @@ def verdicts(
     *,
     leaned_on: Sequence[str] = ("temperature_c", "vibration_mm_s"),
     members: dict[tuple[int, str], list[int]] | None = None,
+    reference_error: float = 0.0,
 ) -> Verdicts:
     def column(name: str, dtype: type) -> np.ndarray:
         return np.array([s[name] for s in scopes], dtype=dtype)
@@ -70,7 +71,14 @@ def verdicts(
         shift_allowance=column("allowance", float),
         members=lambda i, kind: (members or {}).get((i, kind), []),
     )
-    return judge(checks, evidence, sd_reference=SD, leaned_on=leaned_on, policy=POLICY)
+    return judge(
+        checks,
+        evidence,
+        sd_reference=SD,
+        reference_error=reference_error,
+        leaned_on=leaned_on,
+        policy=POLICY,
+    )
 
 
 def one(verdict: Verdicts, i: int = 0) -> tuple[object, object, str]:
@@ -104,6 +112,22 @@ def test_the_labels_band_widens_by_the_shift_allowance() -> None:
     assert one(narrow)[:2] == (False, CALIBRATION)
     assert one(widened)[:2] == (True, LABELS_AGREE)
     assert "(0.84\u20131.00)" in one(widened)[2]
+
+
+def test_the_calibrations_own_uncertainty_widens_every_check() -> None:
+    """Calibrated on 5,000 reference rows, the promise is known to 0.2 / sqrt(5000) = 0.0028:
+    three of those (0.0085) widen the check however many labels there are, and the band an
+    earlier window was checked against."""
+    error = SD / np.sqrt(5_000)
+    # 2,400 labels: 3 * 0.2 / sqrt(2400) = 0.0122; 0.961 - 0.945 = 0.016 < 0.0122 + 0.0085.
+    labelled = scope(kind="fleet", key="", n_labelled=2_400, realised=0.945, expected=0.961)
+    assert one(verdicts([labelled]))[:2] == (False, CALIBRATION)
+    assert one(verdicts([labelled], reference_error=error))[:2] == (True, LABELS_AGREE)
+    history = TrustEvidence(history={SITE_A: [PastWindow(EARLIER, 600, 0.940, 0.945, 0.975)]})
+    assert one(verdicts([scope()], history))[:2] == (False, HISTORY)
+    trusted = verdicts([scope()], history, reference_error=error)
+    assert one(trusted)[:2] == (True, LABELS_AGREE)
+    assert "inside its band 0.94\u20130.98" in one(trusted)[2]
 
 
 def test_too_few_labels_do_not_check_the_estimate() -> None:
