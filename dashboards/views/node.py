@@ -390,7 +390,9 @@ def timeline_figure(view: data.NodeTimelines) -> go.Figure | None:
             1,
         )
         if view.metric == "accuracy":
-            figure.update_yaxes(range=[0, 1.05], row=row + 1, col=1)
+            # Not from zero: an estimate a few points above what the labels realised is the
+            # thing to see, and on a 0-100% axis it would be a hair's breadth.
+            figure.update_yaxes(tickformat=".0%", row=row + 1, col=1)
     for marker in view.markers:
         figure.add_vline(
             x=marker.at,

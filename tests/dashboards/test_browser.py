@@ -6,7 +6,8 @@ command on an empty database), the links and the sidebar lead where they say, an
 logs nothing while it draws them.
 
 Screenshots of every page go to the test's tmp_path; with MONITOR_TEST_SCREENSHOTS=docs the
-seeded pages (SQLite) and the empty Fleet page also go to docs/dashboard/ for the README.
+seeded pages (SQLite), the Model page's Accuracy tab at the drifting site (an untrusted
+estimate) and the empty Fleet page also go to docs/dashboard/ for the README.
 """
 
 from __future__ import annotations
@@ -243,6 +244,23 @@ def test_every_page_of_the_seeded_database_draws_its_figures_offline_without_an_
     # The dashboard runs where the fleet is, often without the internet: every script, style,
     # font and icon it needs comes from its own server.
     assert sorted(set(seeded_app.browser.blocked)) == []
+
+
+def test_an_untrusted_estimate_is_drawn_as_a_warning_on_the_model_pages_accuracy_tab(
+    seeded_app: App, seeded: Seeded, tmp_path: Path
+) -> None:
+    site = seeded.drifting_site
+    browser = seeded_app.open(f"model?model={seeded.model}&scope=site:{site}&tab=Accuracy")
+
+    assert page_faults(seeded_app, "model") == []
+    assert charts(browser) == 1
+    warning = browser.page.locator('[data-testid="stMain"] [data-testid="stAlertContentWarning"]')
+    assert warning.count() == 1
+    text = warning.inner_text()
+    assert "Latest estimate" in text
+    assert f"not trusted: calibration broke at site {site}" in text
+    docs_name = "model-accuracy" if seeded_app.on_sqlite else None
+    screenshot(browser, tmp_path, "model-accuracy", docs_name)
 
 
 def test_the_fleet_node_tables_link_opens_that_nodes_page(seeded_app: App, seeded: Seeded) -> None:
