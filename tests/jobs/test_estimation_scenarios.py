@@ -18,7 +18,8 @@ that came back.
 
 Where the method does not yet meet the acceptance, the test says so as an expected failure
 with the measured figures (``pytest.xfail`` after every claim that holds was asserted), never
-by a looser bound.
+by a looser bound: a group's or node's 90 labels of a window do not always contradict an
+estimate that a concept change broke (see the concept-drift test).
 """
 
 from __future__ import annotations
@@ -137,9 +138,8 @@ def test_with_labels_withheld_sensor_drift_lowers_the_affected_nodes_estimate_an
     )
     assert realised_fall > fall(withheld, site, before, after) > FALL
     misses, node_share = band_check(fleet, range(WINDOWS))
+    assert misses == []
     assert node_share >= NODE_SHARE
-    if misses:
-        pytest.xfail(f"realised outside the band at {len(misses)} of 117: " + "; ".join(misses))
 
 
 def test_a_concept_change_is_not_trusted_within_two_windows_as_a_share_of_labels_comes_back(
@@ -214,6 +214,7 @@ def test_a_concept_change_is_not_trusted_within_two_windows_as_a_share_of_labels
     assert fleet.release_all() == WINDOWS
 
     misses, node_share = band_check(fleet, before)
+    assert misses == []
     assert node_share >= NODE_SHARE
     outside = [
         (window, key, row)
@@ -223,17 +224,10 @@ def test_a_concept_change_is_not_trusted_within_two_windows_as_a_share_of_labels
     ]
     assert {(window, FLEET_SCOPE) for window in after} <= {(w, k) for w, k, _ in outside}
     assert all(row.trusted is False and row.trust_evidence == CALIBRATION for *_, row in outside)
-    gaps = (
-        [f"{len(late)} group or node windows trusted too late or again: " + "; ".join(late)]
-        if late
-        else []
-    )
-    if misses:
-        gaps.append(
-            f"before the change, realised outside the band at {len(misses)}: " + "; ".join(misses)
+    if late:
+        pytest.xfail(
+            f"{len(late)} group or node windows trusted too late or again: " + "; ".join(late)
         )
-    if gaps:
-        pytest.xfail(" | ".join(gaps))
 
 
 @pytest.mark.parametrize("name", ["steady", "sensor-drift"])
