@@ -181,7 +181,10 @@ def _performance(
     if trusted is True:
         return f"{line} — trusted"
     verdict = "not trusted" if trusted is False else "trust unknown"
-    return f"{line} — {verdict}: {reason}" if reason else f"{line} — {verdict}"
+    if not reason:
+        return f"{line} — {verdict}"
+    # The trust verdict's own sentence may open with it ("not trusted: calibration broke ...").
+    return f"{line} — {verdict}: {str(reason).removeprefix(verdict + ': ')}"
 
 
 def _figure(value: float, errors: bool) -> str:

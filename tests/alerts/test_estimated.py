@@ -240,6 +240,11 @@ def test_the_summary_says_estimated_with_the_band_and_why_it_is_not_trusted() ->
     assert summary("acc", "performance", "site:a", ["site:a"], details, value=0.8, bound=0.85) == (
         f"site a: estimated accuracy 0.80 (0.77-0.83) below 0.85 — not trusted: {BROKE}"
     )
+    # The trust verdict's sentence says "not trusted" itself: the summary says it once.
+    said = {**details, "trust_reason": f"not trusted: {BROKE}"}
+    assert summary("acc", "performance", "site:a", ["site:a"], said, value=0.8, bound=0.85) == (
+        f"site a: estimated accuracy 0.80 (0.77-0.83) below 0.85 — not trusted: {BROKE}"
+    )
     trusted = {**details, "trusted": True}
     many = summary(
         "acc", "performance", "site:a", ["node:a-0", "node:a-1"], trusted, value=0.8, bound=0.85
