@@ -459,7 +459,9 @@ def _segment_auc(
             counts = np.bincount(unsorted, minlength=kind.size + 1)
         if not w.size:
             continue
-        # Segments are contiguous: per-segment sums are differences of running sums.
+        # Segments are contiguous: with ``R`` the running sum over all segments and ``B`` its
+        # value where a segment starts, ``2 T_(i-1) + w_i = 2 R_i - w_i - 2 B``, so a segment's
+        # sum is ``sum (1 - w_i) (2 R_i - w_i) - 2 B F``: no per-row offset is needed.
         running = np.cumsum(w)
         ends = np.cumsum(counts)
         starts = ends - counts
@@ -467,22 +469,25 @@ def _segment_auc(
         base = np.zeros(counts.size)
         later = filled & (starts > 0)
         base[later] = running[starts[later] - 1]
-        before = running - w - np.repeat(base, counts)
-        step = w
-        if s is not None:
+        if s is None:
+            level = 2.0 * running
+            level -= w
+        else:
+            # A group of equal scores: ``2 T_g + W_g`` is the running sum before it plus the
+            # running sum at its end (less 2 B).
             new = np.empty(w.size, bool)
             new[0] = True
             np.not_equal(s[1:], s[:-1], out=new[1:])
             new[starts[filled]] = True
             heads = np.flatnonzero(new)
             sizes = np.diff(np.append(heads, w.size))
-            before = np.repeat(before[heads], sizes)
-            step = np.repeat(np.add.reduceat(w, heads), sizes)
+            level = np.repeat(running[heads] - w[heads] + running[heads + sizes - 1], sizes)
+        level *= 1.0 - w
         t = np.zeros(counts.size)
         t[filled] = running[ends[filled] - 1] - base[filled]
         f = counts - t
         area = np.zeros(counts.size)
-        area[filled] = np.add.reduceat((1.0 - w) * (2.0 * before + step), starts[filled])
+        area[filled] = np.add.reduceat(level, starts[filled]) - 2.0 * base[filled] * f[filled]
         with np.errstate(invalid="ignore", divide="ignore"):
             auc = np.where((t > 0) & (f > 0), area / (2.0 * t * f), np.nan)
         out[offset : offset + kind.size] = auc[: kind.size]
