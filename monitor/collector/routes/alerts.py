@@ -163,7 +163,7 @@ class AlertRuleIn(BaseModel):
     params: dict[str, Any] | None = Field(
         default=None,
         description="the kind's parameters: feature (feature_drift); min_share "
-        "(share_drifted); metric, below|above or drop, confidence (performance, "
+        "(share_drifted); metric, below|above or drop, confidence, estimated (performance, "
         "performance_drop); figure, above, feature (quality); for_seconds (node_offline); above "
         "(sdk_drops); above_ms (latency_p95)",
     )
