@@ -224,7 +224,9 @@ class EstimationScope:
     verdict on whether the estimate can be trusted.
 
     Each figure has a band ``[<figure>_lower, <figure>_upper]``: three sampling errors either
-    side (NannyML's band), widened by ``shift_allowance`` where the window's predicted classes
+    side (NannyML's band) plus three of the calibration's own (the figure's sampling error at
+    the reference's size: a scope's estimate is no more certain than the reference it was
+    calibrated on), widened by ``shift_allowance`` where the window's predicted classes
     moved away from the reference's mix beyond noise (the calibration was measured on the
     reference's mix; rows that moved are where it may not hold). Figures are None where
     undefined or the scope has too few scored rows."""
