@@ -12,6 +12,10 @@ from sqlalchemy import Engine
 
 from monitor.cli import main
 from monitor.commands import results as readers
+from monitor.demo_model import MODEL_NAME
+from monitor.jobs.reports import build_report
+from monitor.schema import SCOPE_KINDS
+from monitor.storage import results
 from tests.commands.stored_rows import (
     LATEST,
     MODEL,
@@ -21,6 +25,8 @@ from tests.commands.stored_rows import (
     store_story,
     store_unestimable,
 )
+from tests.jobs.test_reports_estimation import Page
+from tests.storage.test_readout import analyse_fleet
 
 
 @pytest.fixture
@@ -199,3 +205,71 @@ def test_json_of_a_window_before_the_kinds_has_them_null(cli: Any, engine: Engin
     assert code == 0
     scopes = json.loads("\n".join(lines))["windows"][0]["scopes"]
     assert {(s["estimation"], s["multivariate"]) for s in scopes} == {(None, None)}
+
+
+# --- after a real analysis ----------------------------------------------------------------------
+
+
+def test_the_workers_estimates_and_multivariate_drift_read_back_alike_everywhere(
+    cli: Any, engine: Engine
+) -> None:
+    """The worker analyses a simulated fleet (one site's sensors drifting, half the last
+    window labelled); the CLI's words, its JSON and the report say what storage holds."""
+    fleet = analyse_fleet(engine)
+    with engine.connect() as conn:
+        stored = results.window(conn, fleet.model_id, fleet.starts[-1])
+        assert stored is not None
+        report = build_report(conn, MODEL_NAME, evidently=False)
+
+    code, lines = cli("results", "--model", MODEL_NAME)
+    json_code, json_lines = cli("results", "--model", MODEL_NAME, "--json")
+
+    assert code == json_code == 0
+    order = {kind: i for i, kind in enumerate(SCOPE_KINDS)}
+
+    def named(rows: list[Any]) -> list[str]:
+        ordered = sorted(rows, key=lambda r: (order[r.scope_kind], r.scope_key))
+        return [readers.scope_name(r.scope_kind, r.scope_key) for r in ordered]
+
+    untrusted = named([r for r in stored.estimation if r.result.trusted is False])
+    joint = named([r for r in stored.multivariate if r.result.drifted])
+    # The drifting site's rows drift jointly too; no steady site's do.
+    assert "site:site-a" in joint and not {s for s in joint if s.startswith("site:")} - {
+        "site:site-a"
+    }
+    assert f"found: multivariate drift at {len(joint)} scope(s): {', '.join(joint)}" in lines
+    assert (
+        f"found: estimate not trusted at {len(untrusted)} scope(s): {', '.join(untrusted)}"
+        if untrusted
+        else "found: every estimate trusted"
+    ) in lines
+    for row in stored.estimation:
+        e = row.result
+        assert e.status == "ok" and e.accuracy is not None and e.trusted is not None
+        said = "not trusted" if e.trusted is False else "trusted"
+        head = block(lines, readers.scope_name(e.scope_kind, e.scope_key))
+        assert any(
+            line.startswith(f"  estimated accuracy {e.accuracy:.2f} (") and f", {said}" in line
+            for line in head
+        ), head
+        # Half the window is labelled: the realised accuracy stands beside the estimate.
+        assert e.n_labelled > 0 and e.realised_accuracy is not None
+        assert any(f"realised accuracy {e.realised_accuracy:.2f} on " in line for line in head)
+    document = json.loads("\n".join(json_lines))
+    scopes = {s["scope"]: s for s in document["windows"][0]["scopes"]}
+    for row in stored.estimation:
+        answer = scopes[readers.scope_name(row.scope_kind, row.scope_key)]["estimation"]
+        assert (answer["accuracy"], answer["trusted"]) == (row.result.accuracy, row.result.trusted)
+    for row in stored.multivariate:
+        answer = scopes[readers.scope_name(row.scope_kind, row.scope_key)]["multivariate"]
+        assert answer["drifted"] == row.result.drifted
+    page = Page(report.html)
+    in_words = {n: n.replace(":", " ", 1) for n in [*untrusted, *joint]}
+    trust = {k: r["trust"] for k, r in page.rows("estimation").items()}
+    verdicts = {k: r["verdict"] for k, r in page.rows("multivariate").items()}
+    assert sorted(k for k, v in trust.items() if v == "NOT TRUSTED") == sorted(
+        in_words[n] for n in untrusted
+    )
+    assert sorted(k for k, v in verdicts.items() if v == "drifted") == sorted(
+        in_words[n] for n in joint
+    )
