@@ -207,6 +207,36 @@ def test_json_of_a_window_before_the_kinds_has_them_null(cli: Any, engine: Engin
     assert {(s["estimation"], s["multivariate"]) for s in scopes} == {(None, None)}
 
 
+def test_status_names_joint_drift_the_fleets_estimate_and_the_untrusted_scopes(
+    cli: Any, engine: Engine
+) -> None:
+    store_story(engine)
+
+    code, lines = cli("status", "--model", MODEL)
+
+    assert code == 0
+    assert lines[-4:] == [
+        "  multivariate drift: site site-a",
+        "  estimated accuracy at fleet 0.85 (0.82\u20130.88), trusted (no labelled records yet "
+        "to check it)",
+        "  estimate not trusted at site site-a",
+        "  accuracy: no labels yet (send them with Monitor.log_label or POST /v1/labels)",
+    ]
+
+
+def test_status_of_a_model_that_cannot_be_estimated(cli: Any, engine: Engine) -> None:
+    store_unestimable(engine)
+
+    code, lines = cli("status", "--model", REGRESSOR)
+
+    assert code == 0
+    assert lines[-3:] == [
+        "  multivariate drift: none",
+        "  estimated performance: none, the model is not a classifier (not_classification)",
+        "  accuracy: no labels yet (send them with Monitor.log_label or POST /v1/labels)",
+    ]
+
+
 # --- after a real analysis ----------------------------------------------------------------------
 
 

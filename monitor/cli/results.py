@@ -175,8 +175,38 @@ def _model_lines(model: Any) -> list[str]:
             if model.quality_issues
             else "  quality: no issues at fleet"
         )
+        lines.extend(_later_kinds(model))
     lines.append("  " + _accuracy(model.performance))
     return lines
+
+
+def _later_kinds(model: Any) -> list[str]:
+    """The latest window's multivariate drift and the fleet's estimate, with the scopes whose
+    estimate is not trusted."""
+    from monitor.commands.results import NOT_ESTIMABLE
+
+    lines = []
+    if model.multivariate_drifting:
+        lines.append(f"  multivariate drift: {_scopes(model.multivariate_drifting)}")
+    elif model.multivariate_judged:
+        lines.append("  multivariate drift: none")
+    estimate = model.estimate
+    if estimate is None:
+        return lines
+    if estimate.result.status in NOT_ESTIMABLE:
+        lines.append(f"  estimated performance: none, {NOT_ESTIMABLE[estimate.result.status]}")
+        return lines
+    lines.append(estimation_lines(estimate.result, where=" at fleet")[0])
+    if model.untrusted:
+        lines.append(f"  estimate not trusted at {_scopes(model.untrusted)}")
+    return lines
+
+
+def _scopes(keys: list[tuple[str, str]]) -> str:
+    """Scopes in words, at most SHOWN_SCOPES of them named."""
+    names = ["fleet" if kind == "fleet" else f"{kind} {key}" for kind, key in keys]
+    more = len(names) - SHOWN_SCOPES
+    return ", ".join(names[:SHOWN_SCOPES]) + (f" and {more} more" if more > 0 else "")
 
 
 def _where(counts: dict[str, int]) -> str:
@@ -402,17 +432,17 @@ def _scope_lines(s: ScopeResults) -> list[str]:
 OTHER_ESTIMATES = ("precision", "recall", "f1", "roc_auc")
 
 
-def estimation_lines(e: EstimationScope) -> list[str]:
+def estimation_lines(e: EstimationScope, *, where: str = "") -> list[str]:
     """A scope's estimated performance in words: the accuracy with its band and the trust
     verdict on the first line (an untrusted estimate says so before its reason, and nothing
     in it reassures), the other figures, and the accuracy realised on the labelled records
     beside what the estimate promised for them."""
     if e.accuracy is None:
         return [
-            f"  estimated performance: too few scored records for an estimate "
+            f"  estimated performance{where}: too few scored records for an estimate "
             f"({e.n_scored} of {e.n_rows})"
         ]
-    head = f"  estimated accuracy {_band(e.accuracy, e.accuracy_lower, e.accuracy_upper)}"
+    head = f"  estimated accuracy{where} {_band(e.accuracy, e.accuracy_lower, e.accuracy_upper)}"
     if e.trusted is False:
         reason = (e.trust_reason or "").removeprefix("not trusted: ")
         head += f", not trusted: {reason}" if reason else ", not trusted"

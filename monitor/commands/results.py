@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -525,6 +525,13 @@ class ModelStatus:
     quality_issues: list[str] = field(default_factory=list)
     #: The fleet's performance in the latest window that had labels.
     performance: Stored[Any] | None = None
+    #: The latest window's fleet estimate (None: not estimated, e.g. analysed before
+    #: estimation existed), and the scopes whose estimate is not trusted.
+    estimate: Stored[EstimationScope] | None = None
+    untrusted: list[tuple[str, str]] = field(default_factory=list)
+    #: The latest window's scopes with multivariate drift, and whether any scope was judged.
+    multivariate_drifting: list[tuple[str, str]] = field(default_factory=list)
+    multivariate_judged: bool = False
 
 
 @dataclass(frozen=True)
@@ -589,7 +596,17 @@ def _model_status(conn: Connection, model: models.Model) -> ModelStatus:
         insufficient=sum(1 for row in stored.drift if row.result.drifted is None),
         quality_issues=stored.quality_issues(),
         performance=performance,
+        estimate=_find(stored.estimation, FLEET, FLEET_KEY),
+        untrusted=_ordered(r for r in stored.estimation if r.result.trusted is False),
+        multivariate_drifting=_ordered(r for r in stored.multivariate if r.result.drifted),
+        multivariate_judged=any(r.result.drifted is not None for r in stored.multivariate),
     )
+
+
+def _ordered(rows: Iterable[Stored[Any]]) -> list[tuple[str, str]]:
+    """Scopes as (kind, key), fleet first, then sites, groups and nodes by name."""
+    keys = [(r.scope_kind, r.scope_key) for r in rows]
+    return sorted(keys, key=lambda k: (_SCOPE_ORDER.get(k[0], len(_SCOPE_ORDER)), k[1]))
 
 
 def _fleet_drifted(stored: WindowResults) -> bool:
