@@ -326,36 +326,42 @@ def find_results(
 
 
 def _found_window(stored: WindowResults, wanted: tuple[str, str] | None) -> FoundWindow:
-    rows: list[Stored[Any]] = [
-        *stored.drift,
-        *stored.quality,
-        *stored.performance,
-        *stored.estimation,
-        *stored.multivariate,
+    kinds: list[Sequence[Stored[Any]]] = [
+        stored.drift,
+        stored.quality,
+        stored.performance,
+        stored.estimation,
+        stored.multivariate,
     ]
-    keys = {(row.scope_kind, row.scope_key) for row in rows}
+    # Each kind's rows by scope, once: a window of a thousand nodes has thousands of scopes.
+    drift, quality, performance, estimation, multivariate = (_by_scope(rows) for rows in kinds)
+    keys = {key for rows in (drift, quality, performance, estimation, multivariate) for key in rows}
     if wanted is not None:
         keys &= {wanted}
     ordered = sorted(keys, key=lambda k: (_SCOPE_ORDER.get(k[0], len(_SCOPE_ORDER)), k[1]))
-    return FoundWindow(stored, [_scope_results(stored, kind, key) for kind, key in ordered])
+    scopes = []
+    for key in ordered:
+        d, q = drift.get(key), quality.get(key)
+        scopes.append(
+            ScopeResults(
+                scope_kind=key[0],
+                scope_key=key[1],
+                drift=d,
+                drifted_features=[] if d is None else stored.drifted_features(*key),
+                drift_features=[] if d is None else stored.drift_features.get(d.id, []),
+                quality=q,
+                quality_issues=[] if q is None else stored.quality_issues(*key),
+                quality_features=[] if q is None else stored.quality_features.get(q.id, []),
+                performance=performance.get(key),
+                estimation=estimation.get(key),
+                multivariate=multivariate.get(key),
+            )
+        )
+    return FoundWindow(stored, scopes)
 
 
-def _scope_results(stored: WindowResults, kind: str, key: str) -> ScopeResults:
-    drift = _find(stored.drift, kind, key)
-    quality = _find(stored.quality, kind, key)
-    return ScopeResults(
-        scope_kind=kind,
-        scope_key=key,
-        drift=drift,
-        drifted_features=stored.drifted_features(kind, key),
-        drift_features=[] if drift is None else stored.drift_features.get(drift.id, []),
-        quality=quality,
-        quality_issues=stored.quality_issues(kind, key),
-        quality_features=[] if quality is None else stored.quality_features.get(quality.id, []),
-        performance=_find(stored.performance, kind, key),
-        estimation=_find(stored.estimation, kind, key),
-        multivariate=_find(stored.multivariate, kind, key),
-    )
+def _by_scope(rows: Sequence[Stored[Any]]) -> dict[tuple[str, str], Stored[Any]]:
+    return {(row.scope_kind, row.scope_key): row for row in rows}
 
 
 def results_document(
