@@ -18,6 +18,11 @@ gets a verdict from the first rule that applies:
 4. Otherwise trusted (``no_contrary_evidence``), saying whether labels were there to check it
    and whether the inputs the model leans on drifted.
 
+Then a trusted scope inside one whose calibration broke (by rule 1 or 3: a node or group in its
+site, a site in the fleet) is not trusted either, with its parent's evidence, unless its own
+labels of this window lie above the broken level: a few dozen labels cannot tell a node's
+0.89 from 0.95, and a calibration that broke at its site has no reason to hold for it.
+
 Each verdict comes with one sentence a person reads, with its figures; an untrusted estimate's
 sentence never reassures. Loops here run over scopes (thousands), never over rows.
 """
@@ -172,11 +177,95 @@ def judge(
             trusted[i], codes[i] = past.holds, HISTORY if not past.holds else LABELS_AGREE
             continue
         trusted[i], codes[i] = True, NO_CONTRARY_EVIDENCE
+    inherited = _inherit(checks, trusted, codes, found)
     for i in map(int, np.flatnonzero(checks.estimated)):
+        if i in inherited:
+            reasons[i] = _inherited_sentence(i, inherited[i], found, checks)
+            continue
         reasons[i] = _sentence(
             i, codes[i], found, checks, trusted, codes, evidence, leaned_on, policy
         )
     return Verdicts(trusted, codes, reasons)
+
+
+def _parents(checks: ScopeChecks) -> dict[int, int]:
+    """Each scope's nearest enclosing scope that can vouch for its calibration: a site's (and
+    a group's or node's without a site) is the fleet, a group's and a node's is its site."""
+    kinds = list(checks.kinds)
+    parent: dict[int, int] = {}
+    fleet = kinds.index(FLEET) if FLEET in kinds else None
+    if fleet is None:
+        return parent
+    for i, kind in enumerate(kinds):
+        if kind != FLEET:
+            parent[i] = fleet
+    for i, kind in enumerate(kinds):
+        if kind == SITE:
+            for child_kind in (GROUP, NODE):
+                for j in checks.members(i, child_kind):
+                    parent[j] = i
+    return parent
+
+
+def _inherit(
+    checks: ScopeChecks, trusted: np.ndarray, codes: np.ndarray, found: dict[int, _Check]
+) -> dict[int, int]:
+    """Scopes whose enclosing scope's calibration broke (this window, or in its last labelled
+    one) and whose own labels cannot rule out that it broke for them too: they are not trusted
+    either. Returns, per such scope, the scope whose check broke.
+
+    A node's labels are few: 90 of them realising 0.89 sit inside a band around 0.95 as well as
+    inside one around the site's broken level. They clear a node only when they lie above the
+    broken band (the parent's band moved down by the parent's shortfall): evidence for the
+    calibration holding, not merely no evidence against it. The nearest enclosing scope decides
+    (a site whose own labels agree shields its nodes from a break elsewhere in the fleet), and
+    a scope that inherits passes the break on to its own members."""
+    parents = _parents(checks)
+    origin: dict[int, int] = {}
+    order = {FLEET: 0, SITE: 1, GROUP: 2, NODE: 3}
+    for i in sorted(parents, key=lambda j: order.get(checks.kinds[j], 4)):
+        if not checks.estimated[i] or trusted[i] is not True:
+            continue
+        parent = parents[i]
+        broke = origin.get(parent, parent if codes[parent] in (CALIBRATION, HISTORY) else None)
+        if broke is None or trusted[parent] is not False or broke not in found:
+            continue
+        source = found[broke]
+        shortfall = max(0.0, _promised(source) - source.realised)
+        own = found.get(i)
+        if own is not None and own.window_start is None and own.realised > own.upper - shortfall:
+            continue  # its own labels of this window lie above the broken level
+        trusted[i], codes[i] = False, codes[parent]
+        origin[i] = broke
+    return origin
+
+
+def _promised(check: _Check) -> float:
+    """What a check's estimate promised (a past check keeps its band: its middle)."""
+    return check.promised if check.promised is not None else (check.lower + check.upper) / 2
+
+
+def _inherited_sentence(
+    i: int, broke: int, found: Mapping[int, _Check], checks: ScopeChecks
+) -> str:
+    source = found[broke]
+    where = _where(checks.kinds[broke], checks.keys[broke])
+    when = (
+        "in this window"
+        if source.window_start is None
+        else f"in the last labelled window ({_when(source.window_start)})"
+    )
+    own = found.get(i)
+    mine = (
+        f"its own {own.n} labelled records ({own.realised:.0%} right) cannot rule that out"
+        if own is not None and own.window_start is None
+        else "it has too few labels of its own to rule that out"
+    )
+    return (
+        f"not trusted: calibration broke {where} {when}: on {source.n} labelled records the "
+        f"model was right {source.realised:.0%} of the time where its estimate promised "
+        f"{_promised(source):.0%}; {mine}"
+    )
 
 
 def _latest_checked(

@@ -254,3 +254,35 @@ def test_an_untrusted_estimate_never_reassures_and_no_estimate_gets_no_verdict()
 def test_labels_beyond_either_side_of_the_band_break_trust(realised: float) -> None:
     result = verdicts([scope(n_labelled=1_000, realised=realised, expected=0.80)])
     assert one(result)[:2] == (False, CALIBRATION)
+
+
+def test_a_break_at_a_site_reaches_its_nodes_unless_their_own_labels_rule_it_out() -> None:
+    # The site's 400 labels realise 0.85 where 0.95 was promised: its calibration broke.
+    broken_site = scope(n_labelled=400, realised=0.85, expected=0.95)
+    # Node 1's 90 labels (0.89) fit a band around 0.95 and the broken level alike; node 2's
+    # (0.99) lie above the broken level; node 3 has none; node 4 sits at a site that agrees.
+    found = verdicts(
+        [
+            scope(kind="fleet", key="", n_labelled=800, realised=0.87, expected=0.95),
+            broken_site,
+            scope(key="site-b", n_labelled=400, realised=0.95, expected=0.95),
+            scope(kind="node", key="n1", n_labelled=90, realised=0.89, expected=0.95),
+            scope(kind="node", key="n2", n_labelled=90, realised=0.99, expected=0.95),
+            scope(kind="node", key="n3"),
+            scope(kind="node", key="n4"),
+        ],
+        members={(1, "node"): [3, 4, 5], (2, "node"): [6]},
+    )
+    assert list(found.trusted) == [False, False, True, False, True, False, True]
+    assert list(found.evidence[3:]) == [
+        CALIBRATION,
+        LABELS_AGREE,
+        CALIBRATION,
+        NO_CONTRARY_EVIDENCE,
+    ]
+    assert found.reason[3] == (
+        "not trusted: calibration broke at site site-a in this window: on 400 labelled records "
+        "the model was right 85% of the time where its estimate promised 95%; its own 90 "
+        "labelled records (89% right) cannot rule that out"
+    )
+    assert found.reason[5].endswith("it has too few labels of its own to rule that out")
