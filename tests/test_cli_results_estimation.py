@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from monitor.cli import main
+from monitor.cli.results import report_findings
 from monitor.commands import results as readers
 from monitor.demo_model import MODEL_NAME
 from monitor.jobs.reports import build_report
@@ -22,6 +23,8 @@ from tests.commands.stored_rows import (
     REGRESSOR,
     T0,
     WINDOW,
+    latest_estimates,
+    latest_multivariate,
     store_story,
     store_unestimable,
 )
@@ -303,3 +306,19 @@ def test_the_workers_estimates_and_multivariate_drift_read_back_alike_everywhere
     assert sorted(k for k, v in verdicts.items() if v == "drifted") == sorted(
         in_words[n] for n in joint
     )
+
+
+def test_report_findings_lead_each_kind_with_the_scope() -> None:
+    site_a = next(e for e in latest_estimates() if e.scope_key == "site-a")
+    joint_a = next(m for m in latest_multivariate() if m.scope_key == "site-a")
+
+    lines = report_findings("site site-a", site_a, joint_a)
+
+    assert lines == [
+        "site site-a: estimated accuracy 0.81 (0.78\u20130.84), not trusted: calibration broke "
+        "at site site-a: on 40 labelled records the model was right 62% of the time where its "
+        "calibrated confidence promised 81% (band 0.74\u20130.88)",
+        "site site-a: multivariate drift: reconstruction error 1.31 vs reference 1, thresholds "
+        "0.9\u20131.1, adjusted p-value 4.0e-06",
+    ]
+    assert report_findings("fleet", None, None) == []

@@ -495,6 +495,27 @@ def multivariate_line(m: MultivariateScope) -> str:
     return f"  multivariate: no drift ({figures}{p})"
 
 
+def report_findings(
+    scope: str, estimation: EstimationScope | None, multivariate: MultivariateScope | None
+) -> list[str]:
+    """What `edge-monitor report` prints of a scope's estimate and multivariate drift beside
+    its drift verdict: the estimate's first line (its band and trust) and the multivariate
+    line, each led by the scope; nothing for a kind the window has no row of."""
+    from monitor.commands.results import NO_REFERENCE, NOT_ESTIMABLE
+
+    lines = []
+    if estimation is not None:
+        said = (
+            f"  estimated performance: none, {NOT_ESTIMABLE[estimation.status]}"
+            if estimation.status in NOT_ESTIMABLE
+            else estimation_lines(estimation)[0]
+        )
+        lines.append(f"{scope}: {said.strip()}")
+    if multivariate is not None and multivariate.status != NO_REFERENCE:
+        lines.append(f"{scope}: {multivariate_line(multivariate).strip()}")
+    return lines
+
+
 def _band(value: float, lower: float | None, upper: float | None) -> str:
     if lower is None or upper is None:
         return f"{value:.2f}"
