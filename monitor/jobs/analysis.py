@@ -630,9 +630,9 @@ def _log_window(
     n_late: int = 0,
 ) -> None:
     """One INFO line per analysed window with its drift verdicts: where it drifted and on
-    which features, or "no drift"; the same facts as fields for JSON logs. A re-analysis after
-    late records says so: "revision 2, 1,234 late rows"; multivariate drift and an estimate that
-is not trusted are said after the drift verdicts, only when found."""
+        which features, or "no drift"; the same facts as fields for JSON logs. A re-analysis after
+        late records says so: "revision 2, 1,234 late rows"; multivariate drift and an estimate that
+    is not trusted are said after the drift verdicts, only when found."""
     drift = analysis.results[DRIFT]
     scopes = drift.scopes.rows()
     fleet = scopes[0]
