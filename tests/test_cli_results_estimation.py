@@ -154,6 +154,17 @@ def test_what_was_found_names_the_scopes(cli: Any, engine: Engine) -> None:
     ]
 
 
+def test_a_scope_kind_alone_shows_every_scope_of_the_kind(cli: Any, engine: Engine) -> None:
+    store_story(engine)
+
+    code, lines = cli("results", "--model", MODEL, "--scope", "node")
+
+    assert code == 0
+    heads = [line for line in lines if not line.startswith(("  ", "found: ", f"{MODEL}: "))]
+    assert [head.split(":")[1] for head in heads] == ["node-1", "node-2", "node-3"]
+    assert lines[-1] == "found: every estimate trusted"
+
+
 def test_a_window_analysed_before_the_kinds_existed_says_so_in_one_line_each(
     cli: Any, engine: Engine
 ) -> None:

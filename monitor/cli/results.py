@@ -81,7 +81,8 @@ def add_commands(commands: Any) -> None:
     )
     found.add_argument(
         "--scope",
-        help='one scope: "fleet", "site:NAME", "group:NAME" or "node:NAME" (default: all)',
+        help='one scope: "fleet", "site:NAME", "group:NAME" or "node:NAME"; or every scope of a '
+        'kind: "site", "group" or "node" (default: all)',
     )
     found.add_argument(
         "--json",

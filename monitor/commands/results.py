@@ -68,17 +68,22 @@ def invalid(field_name: str, message: str) -> ValidationFailed:
     )
 
 
-def parse_scope(text: str | None) -> tuple[str, str] | None:
+def parse_scope(text: str | None) -> tuple[str, str | None] | None:
     """``fleet``, ``site:NAME``, ``group:NAME`` or ``node:NAME`` as (scope kind, scope key);
-    None for no scope (every scope)."""
+    ``site``, ``group`` or ``node`` alone as (scope kind, None): every scope of that kind; None
+    for no scope (every scope)."""
     if text is None:
         return None
     if text == FLEET:
         return FLEET, FLEET_KEY
+    if text in (SITE, GROUP, NODE):
+        return text, None
     kind, _, key = text.partition(":")
     if kind not in (SITE, GROUP, NODE) or not key:
         raise invalid(
-            "scope", f"scope must be fleet, site:NAME, group:NAME or node:NAME, got {text!r}"
+            "scope",
+            "scope must be fleet, site:NAME, group:NAME or node:NAME (or site, group or node: "
+            f"every scope of the kind), got {text!r}",
         )
     return kind, key
 
@@ -296,7 +301,7 @@ def find_results(
 ) -> FoundResults:
     """The stored results of the model's latest window, of the window that holds ``window``
     (an ISO time), or of the windows starting at or after ``since`` (newest first, at most
-    ``limit``), for every scope or one."""
+    ``limit``), for every scope, every scope of a kind (``site``) or one (``site:NAME``)."""
     moment = parse_window(window)
     wanted = parse_scope(scope)
     if moment is not None and since is not None:
@@ -325,7 +330,7 @@ def find_results(
     )
 
 
-def _found_window(stored: WindowResults, wanted: tuple[str, str] | None) -> FoundWindow:
+def _found_window(stored: WindowResults, wanted: tuple[str, str | None] | None) -> FoundWindow:
     kinds: list[Sequence[Stored[Any]]] = [
         stored.drift,
         stored.quality,
@@ -337,7 +342,8 @@ def _found_window(stored: WindowResults, wanted: tuple[str, str] | None) -> Foun
     drift, quality, performance, estimation, multivariate = (_by_scope(rows) for rows in kinds)
     keys = {key for rows in (drift, quality, performance, estimation, multivariate) for key in rows}
     if wanted is not None:
-        keys &= {wanted}
+        kind, name = wanted
+        keys = {k for k in keys if k[0] == kind and (name is None or k[1] == name)}
     ordered = sorted(keys, key=lambda k: (_SCOPE_ORDER.get(k[0], len(_SCOPE_ORDER)), k[1]))
     scopes = []
     for key in ordered:

@@ -76,11 +76,16 @@ def test_the_filters_apply_to_both_kinds(engine: Engine, http: httpx.Client) -> 
     store_story(engine)
 
     one = get(http, scope="site:site-a")
+    sites = get(http, scope="site")
     earlier = get(http, window=T0.isoformat(), scope="fleet")
     since = get(http, since=T0.isoformat(), scope="site:site-b")
 
     (scope,) = one["windows"][0]["scopes"]
     assert (scope["scope"], scope["estimation"]["trusted"]) == ("site:site-a", False)
+    assert [(s["scope"], s["estimation"]["trusted"]) for s in sites["windows"][0]["scopes"]] == [
+        ("site:site-a", False),
+        ("site:site-b", True),
+    ]
     # A window analysed before the kinds existed: both null, the other kinds as ever.
     (fleet,) = earlier["windows"][0]["scopes"]
     assert (fleet["estimation"], fleet["multivariate"]) == (None, None)
@@ -111,7 +116,8 @@ def test_a_model_that_cannot_be_estimated_has_the_fleets_row_saying_why(
 @pytest.mark.parametrize(
     ("params", "field"),
     [
-        ({"scope": "site"}, "query.scope"),
+        ({"scope": "region"}, "query.scope"),
+        ({"scope": "site:"}, "query.scope"),
         ({"scope": "planet:mars"}, "query.scope"),
         ({"window": "last tuesday"}, "query.window"),
         ({"since": "2026-11-31"}, "query.since"),

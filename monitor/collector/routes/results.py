@@ -134,7 +134,8 @@ async def window_results(
     scope: Annotated[
         str | None,
         Query(
-            description="one scope: fleet, site:NAME, group:NAME or node:NAME (default: all)",
+            description="one scope: fleet, site:NAME, group:NAME or node:NAME; or every scope "
+            "of a kind: site, group or node (default: all)",
             examples=["fleet"],
         ),
     ] = None,
