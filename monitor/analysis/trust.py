@@ -8,7 +8,9 @@ gets a verdict from the first rule that applies:
    realise is compared with the accuracy their calibrated confidence promised, within
    ``band_errors`` sampling errors of that many rows and of the reference's (the calibration's
    own uncertainty), plus the scope's shift allowance. Outside: not trusted (``calibration``);
-   inside: trusted (``labels_agree``).
+   inside: trusted (``labels_agree``). The window's checks are decided together, under
+   Benjamini-Hochberg, so that a miss chance allows among dozens of checked scopes does not
+   break trust.
 2. The model's outputs (its prediction or a class probability) drifted at the scope while none
    of its input features did: the model or its preprocessing changed, and the reference's
    calibration does not describe it. Not trusted (``outputs_without_inputs``).
@@ -34,7 +36,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+from scipy import special
 
+from monitor.analysis.multiplicity import bh_adjust
 from monitor.analysis.policy import EstimationPolicy
 from monitor.schema import (
     CALIBRATION,
@@ -63,6 +67,8 @@ class PastWindow:
     realised_accuracy: float | None
     accuracy_lower: float | None
     accuracy_upper: float | None
+    #: What that window's own check decided (None: judge by the band).
+    held: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -116,9 +122,18 @@ class _Check:
     upper: float
     promised: float | None = None
     window_start: datetime | None = None
+    #: The verdict of the check when it was decided with the window's other checks (under
+    #: false-discovery control), else None: inside the band.
+    held: bool | None = None
 
     @property
     def holds(self) -> bool:
+        if self.held is not None:
+            return self.held
+        return self.lower <= self.realised <= self.upper
+
+    @property
+    def inside(self) -> bool:
         return self.lower <= self.realised <= self.upper
 
     @property
@@ -153,17 +168,21 @@ def judge(
         )
         lower = np.clip(checks.expected - half, 0.0, 1.0)
         upper = np.clip(checks.expected + half, 0.0, 1.0)
-    labelled = checks.estimated & (checks.n_labelled >= policy.check_labels)
+    labelled = (
+        checks.estimated & (checks.n_labelled >= policy.check_labels) & np.isfinite(checks.realised)
+    )
+    held = _held(checks, half, labelled, policy)
     found: dict[int, _Check] = {}
     for i in map(int, np.flatnonzero(checks.estimated)):
         scope = (checks.kinds[i], checks.keys[i])
-        if labelled[i] and np.isfinite(checks.realised[i]):
+        if labelled[i]:
             check = _Check(
                 int(checks.n_labelled[i]),
                 float(checks.realised[i]),
                 float(lower[i]),
                 float(upper[i]),
                 float(checks.expected[i]),
+                held=bool(held[i]),
             )
             found[i] = check
             trusted[i], codes[i] = check.holds, CALIBRATION if not check.holds else LABELS_AGREE
@@ -268,6 +287,29 @@ def _inherited_sentence(
     )
 
 
+def _held(
+    checks: ScopeChecks, half: np.ndarray, labelled: np.ndarray, policy: EstimationPolicy
+) -> np.ndarray:
+    """Per scope, whether its labels leave the estimate standing, decided for all the window's
+    checked scopes together: a window checks dozens of scopes, and one in a few hundred lies
+    beyond ``band_errors`` sampling errors by chance alone. Each check's two-sided p-value (its
+    miss in units of its band's error) goes through Benjamini-Hochberg across the window's
+    checks, at the rate one check alone would have (beyond ``band_errors`` errors): a lone
+    check is judged by its band, as before, and a concept change, which moves every scope's
+    figures, is not diluted."""
+    held = np.ones(len(labelled), dtype=bool)
+    which = np.flatnonzero(labelled)
+    if not which.size:
+        return held
+    with np.errstate(invalid="ignore", divide="ignore"):
+        error = half[which] / policy.band_errors
+        z = np.abs(checks.realised[which] - checks.expected[which]) / error
+    p = 2.0 * special.ndtr(-np.nan_to_num(z, nan=0.0, posinf=np.inf))
+    rate = 2.0 * float(special.ndtr(-policy.band_errors))
+    held[which] = bh_adjust(p) > rate
+    return held
+
+
 def _latest_checked(
     history: Sequence[PastWindow], check_labels: int, margin: float
 ) -> _Check | None:
@@ -287,6 +329,7 @@ def _latest_checked(
                 max(0.0, past.accuracy_lower - margin),
                 min(1.0, past.accuracy_upper + margin),
                 window_start=past.window_start,
+                held=past.held,
             )
     return None
 
@@ -327,6 +370,12 @@ def _sentence(
             "longer describes it"
         )
     if code == LABELS_AGREE and check is not None and check.window_start is None:
+        if not check.inside:
+            return (
+                f"labels do not contradict it: {check.realised:.2f} realised on {check.n} "
+                f"labelled records, {check.promised:.2f} promised ({_band(check)}): a miss "
+                "chance allows among this window's checks"
+            )
         return (
             f"labels agree: {check.realised:.2f} realised on {check.n} labelled records, "
             f"{check.promised:.2f} promised ({_band(check)})"

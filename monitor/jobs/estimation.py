@@ -15,7 +15,13 @@ from sqlalchemy import Connection
 
 from monitor.analysis.policy import EstimationPolicy
 from monitor.analysis.trust import PastWindow, TrustEvidence
-from monitor.schema import FEATURE, EstimationScope, plain_values
+from monitor.schema import (
+    CALIBRATION,
+    FEATURE,
+    LABELS_AGREE,
+    EstimationScope,
+    plain_values,
+)
 from monitor.storage import results
 from monitor.storage.results import KindResults
 
@@ -85,10 +91,13 @@ def _past(window_start: datetime, row: EstimationScope, policy: EstimationPolicy
         half = policy.band_errors * error * math.sqrt(row.n_scored / row.n_labelled)
         half += row.shift_allowance or 0.0
         lower, upper = max(0.0, expected - half), min(1.0, expected + half)
+    # Its stored verdict, where its own labels decided it (or a break at its site reached it).
+    held = {CALIBRATION: False, LABELS_AGREE: True}.get(row.trust_evidence or "")
     return PastWindow(
         window_start=window_start,
         n_labelled=row.n_labelled,
         realised_accuracy=row.realised_accuracy,
         accuracy_lower=lower,
         accuracy_upper=upper,
+        held=held,
     )

@@ -286,3 +286,21 @@ def test_a_break_at_a_site_reaches_its_nodes_unless_their_own_labels_rule_it_out
         "labelled records (89% right) cannot rule that out"
     )
     assert found.reason[5].endswith("it has too few labels of its own to rule that out")
+
+
+def test_one_chance_miss_among_many_checked_scopes_does_not_break_trust() -> None:
+    # 0.914 on 200 labels against 0.96 promised is 3.3 errors off: alone, not trusted; among
+    # twenty checked scopes that agree, a miss chance allows (Benjamini-Hochberg).
+    miss = scope(key="site-d", n_labelled=200, realised=0.914, expected=0.96)
+    alone = verdicts([miss])
+    assert list(alone.trusted) == [False]
+    agreeing = [
+        scope(kind="node", key=f"n{i}", n_labelled=200, realised=0.96, expected=0.96)
+        for i in range(19)
+    ]
+    among = verdicts([miss, *agreeing])
+    assert among.trusted[0] is True
+    assert among.evidence[0] == LABELS_AGREE
+    assert str(among.reason[0]).startswith(
+        "labels do not contradict it: 0.91 realised on 200 labelled records, 0.96 promised"
+    )
