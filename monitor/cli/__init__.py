@@ -690,6 +690,10 @@ def _report(args: argparse.Namespace) -> int:
         print(f"{scope}: drift detected on {', '.join(written.drifted_features)}")
     else:
         print(f"{scope}: no drift")
+    from monitor.cli.results import report_findings
+
+    for line in report_findings(scope, written.estimation, written.multivariate):
+        print(line)
     return 0
 
 
