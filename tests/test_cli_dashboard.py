@@ -53,7 +53,9 @@ def assert_free(port: int) -> None:
 
 
 def test_without_a_database_it_says_how_to_create_one(tmp_path: Path) -> None:
-    done = run("--data-dir", "d", "dashboard", cwd=tmp_path)
+    # A free port: the default one may be held by another test's dashboard, and a port in use
+    # is reported before the missing database.
+    done = run("--data-dir", "d", "dashboard", "--port", str(free_port()), cwd=tmp_path)
 
     assert done.returncode == cli.FAILED
     assert done.stderr.strip() == (
