@@ -169,7 +169,7 @@ def test_results_of_an_earlier_window_by_a_time_it_holds(cli: Any, engine: Engin
 
     assert code == 0
     assert lines[0].startswith(f"{MODEL_NAME}: window {first.isoformat()} to ")
-    assert [line for line in lines if line.startswith("found: ")][0] == "found: no drift"
+    assert next(line for line in lines if line.startswith("found: ")) == "found: no drift"
 
 
 def test_results_of_a_model_not_analysed_yet(cli: Any, engine: Engine) -> None:
