@@ -29,6 +29,20 @@ UNKNOWN_COLOUR = "#C7C7C7"
 When = Callable[[datetime], Any]
 
 
+def verdict_marker(drifted: list[bool | None], colour: str) -> dict[str, Any]:
+    """Markers for a line of verdicts: a red diamond where drift was found, the line's own dot
+    where it was not, an open grey circle where there was no verdict."""
+    return {
+        "color": [
+            ALARM_COLOUR if v is True else colour if v is False else UNKNOWN_COLOUR for v in drifted
+        ],
+        "symbol": [
+            "diamond" if v is True else "circle" if v is False else "circle-open" for v in drifted
+        ],
+        "size": [12 if v is True else 7 for v in drifted],
+    }
+
+
 def values(column: pd.Series) -> list[float | None]:
     """A column as plain floats for a figure (None where missing: a gap in the line)."""
     return [None if pd.isna(v) else float(v) for v in column]
@@ -196,17 +210,7 @@ def multivariate_traces(
             name=name,
             mode="lines+markers",
             line={"color": colour, "width": width},
-            marker={
-                "color": [
-                    ALARM_COLOUR if v is True else colour if v is False else UNKNOWN_COLOUR
-                    for v in drifted
-                ],
-                "symbol": [
-                    "diamond" if v is True else "circle" if v is False else "circle-open"
-                    for v in drifted
-                ],
-                "size": [12 if v is True else 7 for v in drifted],
-            },
+            marker=verdict_marker(drifted, colour),
             customdata=[
                 [_verdict(v), _figure(ref), _figure(p), f"{int(n):,}"]
                 for v, ref, p, n in zip(

@@ -215,17 +215,7 @@ def drift_figure(frame: pd.DataFrame) -> go.Figure:
                     "dash": "dot" if fleet else "solid",
                     "width": 2 if fleet else 3,
                 },
-                marker={
-                    "color": [
-                        DRIFTED_COLOUR if v is True else colour if v is False else UNKNOWN_COLOUR
-                        for v in drifted
-                    ],
-                    "symbol": [
-                        "diamond" if v is True else "circle" if v is False else "circle-open"
-                        for v in drifted
-                    ],
-                    "size": [12 if v is True else 7 for v in drifted],
-                },
+                marker=charts.verdict_marker(drifted, colour),
                 customdata=[
                     [data.verdict(v), f"{n} of {of}", f"{r:,}"]
                     for v, n, of, r in zip(
