@@ -13,8 +13,9 @@ settings (the worker makes no Evidently snapshot): claim the window's lease, ``W
 Measured with a fresh Worker (its reference cache cold: the reference is read from the registry
 and profiled) and again with the same Worker (cache warm, as a running worker sees every window
 after its first). The window's lease is deleted between runs. Each run is split into the phases
-load, drift, quality, performance and store (timers around the job's calls; the peak RSS during
-each phase from ``VmHWM``, reset at the phase's start through ``/proc/self/clear_refs``).
+load, drift, quality, multivariate, performance, estimation and store (timers around the job's
+calls; the peak RSS during each phase from ``VmHWM``, reset at the phase's start through
+``/proc/self/clear_refs``).
 
 Baseline, in the same process and interleaved: Evidently's ``Report([DataDriftPreset()])``
 (``Dataset.from_pandas`` of both sides + ``run``) on the same rows already in memory: current =
@@ -340,13 +341,16 @@ class Stages:
     job calls (a perf_counter pair per call: a handful of calls per window).
 
     Phases: ``load`` (``Worker._load``: its steps ``load_window``, ``reference``, ``scopes``,
-    ``labels`` are timed too), ``drift``, ``quality``, ``performance`` (the analysis functions
+    ``labels`` are timed too), ``drift``, ``quality``, ``multivariate``, ``performance`` and
+    ``estimation`` (performance estimated without labels: the analysis functions
     ``analyse_window`` calls) and ``store`` (``results.save_window``); the rest of ``analyse``
-    is leases, the commit and logging. Memory per phase: the highest RSS during it (``VmHWM``
-    reset at its start; an enclosing phase keeps what its steps saw) and the RSS after it.
+    is leases, the commit and logging, and on a cold worker the fits of the reference's
+    estimator and reconstruction (done once per reference version, on first use). Memory per
+    phase: the highest RSS during it (``VmHWM`` reset at its start; an enclosing phase keeps what
+    its steps saw) and the RSS after it.
     """
 
-    PHASES = ("load", "drift", "quality", "performance", "store")
+    PHASES = ("load", "drift", "quality", "multivariate", "performance", "estimation", "store")
     #: Steps of ``load``.
     STEPS = ("load_window", "reference", "scopes", "labels")
     #: The job module's names -> phase or step.
@@ -356,7 +360,9 @@ class Stages:
         "window_labels": "labels",
         "analyse_drift": "drift",
         "analyse_quality": "quality",
+        "analyse_multivariate": "multivariate",
         "analyse_performance": "performance",
+        "estimate_performance": "estimation",
     }
 
     def __init__(self) -> None:
@@ -423,7 +429,8 @@ def stage_lines(seconds: dict[str, float], total: float) -> str:
     parts = [f"load {seconds.get('load', 0.0):.3f} ({steps})"]
     parts += [f"{k} {seconds.get(k, 0.0):.3f}" for k in Stages.PHASES[1:]]
     rest = total - sum(seconds.get(k, 0.0) for k in Stages.PHASES)
-    return ", ".join(parts) + f"; rest (lease claim/complete, commit, log) {rest:.3f}"
+    rest_is = "lease claim/complete, commit, log; cold: the estimator's and reconstruction's fits"
+    return ", ".join(parts) + f"; rest ({rest_is}) {rest:.3f}"
 
 
 def summarise_stages(runs: list[Stages]) -> dict[str, dict[str, float]]:
@@ -451,7 +458,8 @@ def print_stage_table(totals: dict[str, float], stages: dict[str, dict[str, Any]
         totals[lb] - sum(stages[lb]["seconds"].get(k, 0.0) for k in Stages.PHASES) for lb in labels
     ]
     rows.append(
-        ["rest (leases, commit, log)", *(f"{x:.3f}" for x in rest)] + [""] * 2 * len(labels)
+        ["rest (leases, commit, log; cold: fits)", *(f"{x:.3f}" for x in rest)]
+        + [""] * 2 * len(labels)
     )
     rows.append(["total", *(f"{totals[lb]:.3f}" for lb in labels)] + [""] * 2 * len(labels))
     headers = ["phase", *(f"{lb} s" for lb in labels)]
@@ -506,7 +514,7 @@ def run_job(
     return seconds, stages, worker
 
 
-def profile_job(engine: sa.Engine, model_id: int, window: Window, top: int = 14) -> str:
+def profile_job(engine: sa.Engine, model_id: int, window: Window, top: int = 30) -> str:
     """cProfile of one cold ``analyse`` (slower than unprofiled: for where, not how long)."""
     from monitor.jobs.analysis import AnalysisConfig, Worker
 
