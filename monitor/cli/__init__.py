@@ -674,6 +674,7 @@ def _apply_or_dispose(engine: Any, settings: Any) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from monitor.cli.results import report_findings
     from monitor.jobs.reports import write_report
 
     engine = _checked_engine()
@@ -690,8 +691,6 @@ def _report(args: argparse.Namespace) -> int:
         print(f"{scope}: drift detected on {', '.join(written.drifted_features)}")
     else:
         print(f"{scope}: no drift")
-    from monitor.cli.results import report_findings
-
     for line in report_findings(scope, written.estimation, written.multivariate):
         print(line)
     return 0
